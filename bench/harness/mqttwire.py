@@ -1,0 +1,213 @@
+"""Hand-encoded MQTT 3.1.1 packets and an incremental frame counter for the load generators.
+
+Theory of operation: the generators never build a packet per message. A publisher encodes
+one PUBLISH once and sends it repeated (QoS 0) or sends slices of a buffer that holds one
+PUBLISH per packet id (QoS 1). A receiver feeds whatever ``recv`` returned into
+``MqttStream.feed``, which walks fixed headers (type nibble, remaining-length varint
+[MQTT-2.2.3]) and keeps any partial frame for the next call.
+
+The fast path: a QoS 0 stream from a broker is the same PUBLISH over and over (same topic,
+same payload), so after decoding one QoS 0 PUBLISH the parser remembers its bytes as a
+template and, at each later packet start, compares a whole run of templates with one C-level
+slice compare instead of looping in Python. Anything that is not the template (a PINGRESP, a
+different topic, a QoS 1 PUBLISH) falls back to the generic per-frame path, so the count is
+exact either way.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# Packet type nibbles [MQTT-2.2.1].
+CONNECT = 1
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBSCRIBE = 8
+SUBACK = 9
+PINGREQ_BYTES = b"\xc0\x00"
+PINGRESP = 13
+PINGRESP_BYTES = b"\xd0\x00"
+
+# The template run compare looks at most this many bytes at once, so the repeated
+# template buffer stays small.
+_RUN_BYTES = 1 << 20
+
+
+def encode_varint(n: int) -> bytes:
+    """Remaining length [MQTT-2.2.3]: 7 bits per byte, high bit = more bytes follow."""
+    out = bytearray()
+    while True:
+        digit = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(digit | 0x80)
+        else:
+            out.append(digit)
+            return bytes(out)
+
+
+def encode_str(s: str | bytes) -> bytes:
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("!H", len(b)) + b
+
+
+def encode_connect(client_id: str, keepalive: int = 60, clean: bool = True) -> bytes:
+    # Variable header: protocol name "MQTT", level 4 = 3.1.1 [MQTT-3.1.2-2], flags, keepalive.
+    flags = 0x02 if clean else 0x00
+    body = encode_str("MQTT") + bytes((4, flags)) + struct.pack("!H", keepalive)
+    body += encode_str(client_id)
+    return b"\x10" + encode_varint(len(body)) + body
+
+
+def encode_subscribe(packet_id: int, topic_filter: str, qos: int) -> bytes:
+    # Fixed header flags must be 0b0010 [MQTT-3.8.1-1].
+    body = struct.pack("!H", packet_id) + encode_str(topic_filter) + bytes((qos,))
+    return b"\x82" + encode_varint(len(body)) + body
+
+
+def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0) -> bytes:
+    body = encode_str(topic)
+    if qos:
+        # The packet id is present only for QoS 1 and 2 [MQTT-2.3.1-5].
+        body += struct.pack("!H", packet_id)
+    body += payload
+    return bytes((0x30 | (qos << 1),)) + encode_varint(len(body)) + body
+
+
+def encode_puback(packet_id: int) -> bytes:
+    return b"\x40\x02" + struct.pack("!H", packet_id)
+
+
+def publish_qos1_cycle(topic: str, payload: bytes) -> tuple[bytes, int]:
+    """All QoS 1 PUBLISHes for packet ids 1..65535 back to back, and the size of one.
+
+    Every packet has the same length (same topic and payload; the id is always 2 bytes),
+    so the packets for ids a..b-1 are the slice ``[(a-1)*size : (b-1)*size]``.
+    """
+    first = encode_publish(topic, payload, 1, 1)
+    size = len(first)
+    parts = [encode_publish(topic, payload, 1, pid) for pid in range(1, 65536)]
+    return b"".join(parts), size
+
+
+class MqttStream:
+    """Incremental counter of received MQTT frames on one connection.
+
+    ``feed(data)`` returns the PUBACK bytes to send for the QoS 1 PUBLISHes it completed
+    (empty when ``auto_ack`` is off or none arrived). Counters are plain attributes.
+    """
+
+    __slots__ = (
+        "buf",
+        "publishes",
+        "pubacks",
+        "pingresps",
+        "connacks",
+        "subacks",
+        "other",
+        "auto_ack",
+        "last_suback",
+        "last_connack",
+        "_tmpl",
+        "_tmpl_len",
+        "_tmpl_run",
+        "_tmpl_max",
+    )
+
+    def __init__(self, auto_ack: bool = True) -> None:
+        self.buf = b""
+        self.publishes = 0
+        self.pubacks = 0
+        self.pingresps = 0
+        self.connacks = 0
+        self.subacks = 0
+        self.other = 0
+        self.auto_ack = auto_ack
+        self.last_suback = b""
+        self.last_connack = b""
+        self._tmpl = b""
+        self._tmpl_len = 0
+        self._tmpl_run = b""
+        self._tmpl_max = 0
+
+    def _learn(self, frame: bytes) -> None:
+        self._tmpl = frame
+        self._tmpl_len = len(frame)
+        self._tmpl_max = max(1, _RUN_BYTES // len(frame))
+        self._tmpl_run = frame * self._tmpl_max
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self.buf + data if self.buf else data
+        n = len(buf)
+        pos = 0
+        acks: list[bytes] = []
+        tmpl = self._tmpl
+        tl = self._tmpl_len
+        while pos < n:
+            if tl and buf.startswith(tmpl, pos):
+                # Largest k such that the next k frames all equal the template: one slice
+                # compare when the whole run matches, else a binary search (prefix
+                # matching is monotone in k).
+                k = min((n - pos) // tl, self._tmpl_max)
+                run = self._tmpl_run
+                if buf[pos : pos + k * tl] != run[: k * tl]:
+                    lo, hi = 1, k  # lo frames known to match, hi known to fail
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if buf[pos : pos + mid * tl] == run[: mid * tl]:
+                            lo = mid
+                        else:
+                            hi = mid
+                    k = lo
+                self.publishes += k
+                pos += k * tl
+                continue
+            b0 = buf[pos]
+            # Remaining length: at most 4 bytes [MQTT-2.2.3].
+            i = pos + 1
+            mult = 1
+            rl = 0
+            while True:
+                if i >= n:
+                    self.buf = buf[pos:]
+                    return b"".join(acks)
+                d = buf[i]
+                i += 1
+                rl += (d & 0x7F) * mult
+                if d < 0x80:
+                    break
+                mult <<= 7
+                if mult > 0x200000:
+                    raise ValueError("malformed remaining length")
+            end = i + rl
+            if end > n:
+                break
+            ptype = b0 >> 4
+            if ptype == PUBLISH:
+                self.publishes += 1
+                if b0 & 0x06:
+                    if self.auto_ack:
+                        tlen = (buf[i] << 8) | buf[i + 1]
+                        j = i + 2 + tlen
+                        acks.append(b"\x40\x02" + buf[j : j + 2])
+                else:
+                    # A QoS 0 PUBLISH that is not the template: it becomes the template.
+                    self._learn(buf[pos:end])
+                    tmpl = self._tmpl
+                    tl = self._tmpl_len
+            elif ptype == PUBACK:
+                self.pubacks += 1
+            elif ptype == PINGRESP:
+                self.pingresps += 1
+            elif ptype == CONNACK:
+                self.connacks += 1
+                self.last_connack = buf[pos:end]
+            elif ptype == SUBACK:
+                self.subacks += 1
+                self.last_suback = buf[pos:end]
+            else:
+                self.other += 1
+            pos = end
+        self.buf = buf[pos:]
+        return b"".join(acks)

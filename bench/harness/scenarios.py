@@ -1,0 +1,209 @@
+"""The benchmark scenarios: which roles run, against which ports, with what parameters.
+
+A scenario's ``build`` returns ``RoleSpec``s; the runner starts every receiver first
+(subscribers, responders) and waits until each is subscribed, then the senders, then
+starts them all on one clock. ``kind`` says how the runner aggregates a role's result:
+"sub" rates are summed into msgs/s received, "pub" rates into msgs/s sent, "req" carries
+the latency figures, "resp" is only reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .loadgen_mqtt import MqttPublisher, MqttSubscriber
+from .loadgen_nats import NatsPublisher, NatsRequester, NatsResponder, NatsSubscriber
+from .servers import RunningServer
+
+
+@dataclass
+class Options:
+    payload: int = 64
+    duration: float = 5.0
+    warmup: float = 1.0
+    fanout: int = 50
+    fanout_procs: int = 2
+    fanin: int = 4
+    # NATS publisher: messages per PING, PINGs outstanding.
+    nats_batch: int = 2000
+    nats_window: int = 16
+    # MQTT QoS 0 publisher: messages per PINGREQ, PINGREQs outstanding.
+    mqtt_batch: int = 500
+    mqtt_window: int = 8
+    # MQTT QoS 1 publisher: unacknowledged PUBLISHes allowed, PUBLISHes per send.
+    qos1_inflight: int = 1000
+    qos1_batch: int = 100
+    # SO_RCVLOWAT for QoS 0 / NATS subscribers (bytes); 0 = wake on every segment.
+    lowat: int = 16384
+
+
+@dataclass
+class RoleSpec:
+    kind: str  # "pub", "sub", "req", "resp"
+    name: str
+    role_cls: type
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def receiver(self) -> bool:
+        return self.kind in ("sub", "resp")
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    mode: str  # the server capability needed: "nats", "mqtt" or "bridge"
+    metric: str  # "throughput" or "latency"
+    build: Callable[[RunningServer, Options], list[RoleSpec]]
+
+
+def _nats_pub(srv: RunningServer, o: Options, subject: str, name: str = "pub") -> RoleSpec:
+    return RoleSpec(
+        "pub",
+        name,
+        NatsPublisher,
+        dict(
+            host=srv.host,
+            port=srv.nats_port,
+            subject=subject,
+            payload_size=o.payload,
+            batch=o.nats_batch,
+            window=o.nats_window,
+        ),
+    )
+
+
+def _mqtt_pub(
+    srv: RunningServer, o: Options, topic: str, qos: int = 0, name: str = "pub"
+) -> RoleSpec:
+    return RoleSpec(
+        "pub",
+        name,
+        MqttPublisher,
+        dict(
+            host=srv.host,
+            port=srv.mqtt_port,
+            topic=topic,
+            qos=qos,
+            payload_size=o.payload,
+            batch=o.mqtt_batch if qos == 0 else o.qos1_batch,
+            window=o.mqtt_window,
+            inflight=o.qos1_inflight,
+            client_id=f"bench-{name}",
+        ),
+    )
+
+
+def _mqtt_sub(
+    srv: RunningServer, o: Options, topic: str, qos: int = 0, conns: int = 1, name: str = "sub"
+) -> RoleSpec:
+    return RoleSpec(
+        "sub",
+        name,
+        MqttSubscriber,
+        dict(
+            host=srv.host,
+            port=srv.mqtt_port,
+            topic=topic,
+            qos=qos,
+            conns=conns,
+            client_prefix=f"bench-{name}",
+            lowat=o.lowat if qos == 0 else 0,
+        ),
+    )
+
+
+def _nats_sub(srv: RunningServer, o: Options, subject: str, name: str = "sub") -> RoleSpec:
+    p = dict(host=srv.host, port=srv.nats_port, subject=subject, lowat=o.lowat)
+    return RoleSpec("sub", name, NatsSubscriber, p)
+
+
+def build_nats_pubsub(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [_nats_sub(srv, o, "bench.core"), _nats_pub(srv, o, "bench.core")]
+
+
+def build_nats_reqrep(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    p = dict(host=srv.host, port=srv.nats_port, subject="bench.req")
+    return [
+        RoleSpec("resp", "responder", NatsResponder, dict(p)),
+        RoleSpec("req", "requester", NatsRequester, dict(p, payload_size=o.payload)),
+    ]
+
+
+def build_mqtt_qos0(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [_mqtt_sub(srv, o, "bench/q0"), _mqtt_pub(srv, o, "bench/q0")]
+
+
+def build_mqtt_fanin(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    pubs = [_mqtt_pub(srv, o, "bench/in", name=f"pub{i}") for i in range(o.fanin)]
+    return [_mqtt_sub(srv, o, "bench/in"), *pubs]
+
+
+def build_mqtt_fanout(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    procs = max(1, min(o.fanout_procs, o.fanout))
+    subs = []
+    for i in range(procs):
+        n = o.fanout // procs + (1 if i < o.fanout % procs else 0)
+        subs.append(_mqtt_sub(srv, o, "bench/out", conns=n, name=f"sub{i}"))
+    return [*subs, _mqtt_pub(srv, o, "bench/out")]
+
+
+def build_mqtt_qos1(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [_mqtt_sub(srv, o, "bench/q1", qos=1), _mqtt_pub(srv, o, "bench/q1", qos=1)]
+
+
+def build_mqtt_to_nats(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    # MQTT topic bench/bridge is NATS subject bench.bridge on both bridging servers.
+    return [_nats_sub(srv, o, "bench.bridge"), _mqtt_pub(srv, o, "bench/bridge")]
+
+
+def build_nats_to_mqtt(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [_mqtt_sub(srv, o, "bench/bridge"), _nats_pub(srv, o, "bench.bridge")]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "nats_pubsub", "NATS core pub/sub, 1 -> 1", "nats", "throughput", build_nats_pubsub
+        ),
+        Scenario(
+            "nats_reqrep",
+            "NATS request/reply, 1 requester (1 outstanding) -> 1 responder",
+            "nats",
+            "latency",
+            build_nats_reqrep,
+        ),
+        Scenario("mqtt_qos0", "MQTT QoS 0, 1 -> 1", "mqtt", "throughput", build_mqtt_qos0),
+        Scenario(
+            "mqtt_fanin", "MQTT QoS 0, fan-in {fanin} -> 1", "mqtt", "throughput", build_mqtt_fanin
+        ),
+        Scenario(
+            "mqtt_fanout",
+            "MQTT QoS 0, fan-out 1 -> {fanout} (msgs/s summed over subscribers)",
+            "mqtt",
+            "throughput",
+            build_mqtt_fanout,
+        ),
+        Scenario(
+            "mqtt_qos1", "MQTT QoS 1 both legs, 1 -> 1", "mqtt", "throughput", build_mqtt_qos1
+        ),
+        Scenario(
+            "mqtt_to_nats",
+            "MQTT QoS 0 publisher -> NATS subscriber",
+            "bridge",
+            "throughput",
+            build_mqtt_to_nats,
+        ),
+        Scenario(
+            "nats_to_mqtt",
+            "NATS publisher -> MQTT QoS 0 subscriber",
+            "bridge",
+            "throughput",
+            build_nats_to_mqtt,
+        ),
+    ]
+}

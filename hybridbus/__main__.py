@@ -1,0 +1,3 @@
+from hybridbus.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""`hybridbus` command line: builds Options and hands them to the server.
+
+    hybridbus serve [-c FILE] [-p PORT] [--mqtt-port P] [--http-port P] [--store-dir D] [-D] [-V]
+    hybridbus check -c FILE        # like `nats-server -t`
+    hybridbus --version
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from hybridbus import __version__
+from hybridbus import log as hblog
+from hybridbus.options import Options
+
+log = logging.getLogger("hybridbus")
+
+
+def build_options(
+    config: str | None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    mqtt_port: int | None = None,
+    http_port: int | None = None,
+    store_dir: str | None = None,
+    debug: bool = False,
+    trace: bool = False,
+) -> tuple[Options, list[str]]:
+    """Options from the config file (or the embedded defaults), then the flags on top."""
+    warnings: list[str] = []
+    if config:
+        from hybridbus.config.load import load_options
+
+        options, warnings = load_options(config)
+    else:
+        options = Options()
+    if host is not None:
+        options.host = host
+    if port is not None:
+        options.port = port
+    if mqtt_port is not None:
+        options.mqtt.port = mqtt_port
+        options.mqtt.enabled = True
+    if http_port is not None:
+        options.http_port = http_port
+    if store_dir is not None:
+        options.jetstream.store_dir = store_dir
+    if debug:
+        options.debug = True
+    if trace:
+        options.trace = True
+    return options, warnings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-v", "--version", prog_name="hybridbus")
+def main() -> None:
+    """hybridbus: one server for MQTT devices and NATS services."""
+
+
+@main.command()
+@click.option("-c", "--config", "config", type=click.Path(dir_okay=False), help="Config file.")
+@click.option("-a", "--addr", "--host", "host", help="Host for NATS clients (default 0.0.0.0).")
+@click.option("-p", "--port", type=int, help="Port for NATS clients (default 4222).")
+@click.option("--mqtt-port", type=int, help="Port for MQTT clients (default 1883).")
+@click.option("-m", "--http-port", type=int, help="Port for HTTP monitoring (default 8222).")
+@click.option("--store-dir", "--sd", "store_dir", help="Store directory (default ./hybridbus-data).")
+@click.option("-D", "--debug", is_flag=True, help="Enable debug logging.")
+@click.option("-V", "--trace", is_flag=True, help="Enable protocol trace logging.")
+def serve(config, host, port, mqtt_port, http_port, store_dir, debug, trace) -> None:
+    """Run the server."""
+    from hybridbus.config import ConfigError
+
+    try:
+        options, warnings = build_options(
+            config,
+            host=host,
+            port=port,
+            mqtt_port=mqtt_port,
+            http_port=http_port,
+            store_dir=store_dir,
+            debug=debug,
+            trace=trace,
+        )
+    except ConfigError as err:
+        for line in err.lines:
+            click.echo(f"hybridbus: {line}", err=True)
+        sys.exit(1)
+    hblog.configure(
+        debug=options.debug, trace=options.trace, logtime=options.logtime, log_file=options.log_file
+    )
+    for warning in warnings:
+        log.warning("%s", warning)
+    try:
+        from hybridbus.config.load import startup_errors
+    except ImportError:  # pragma: no cover - config package always present in releases
+        startup_errors = None
+    if startup_errors is not None:
+        errors = startup_errors(options)
+        if errors:
+            for line in errors:
+                click.echo(f"hybridbus: {line}", err=True)
+            sys.exit(1)
+    sys.exit(run(options))
+
+
+@main.command()
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False))
+def check(config: str) -> None:
+    """Check a config file and exit, as `nats-server -t` does (warnings are fatal)."""
+    from hybridbus.config.load import check_config
+
+    code, lines = check_config(config)
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+def run(options: Options) -> int:
+    """Run the server until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(_serve(options))
+
+
+async def _serve(options: Options) -> int:
+    from hybridbus.server.server import Server
+
+    server = Server(options)
+    loop = asyncio.get_running_loop()
+    try:
+        await server.start()
+    except OSError as err:
+        log.critical("Error listening: %s", err)
+        return 1
+    if options.pid_file:
+        with open(options.pid_file, "w") as f:
+            f.write(str(os.getpid()))
+
+    def on_signal(signame: str) -> None:
+        log.info("Trapped %r signal", signame)
+        loop.create_task(server.shutdown())
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    await server.wait_stopped()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

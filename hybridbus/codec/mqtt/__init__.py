@@ -1,0 +1,127 @@
+"""Sans-IO MQTT codec for protocol levels 3 (3.1, "MQIsdp"), 4 (3.1.1) and 5 (5.0).
+
+    parser = MQTTParser(max_packet_size=1 << 20)
+    for packet in parser.feed(data):        # raises MQTTProtocolError
+        ...                                 # Connect, Publish, ... (packets.py)
+    out = encode_publish(b"a/b", b"hi", qos=1, packet_id=7, level=parser.protocol_level)
+
+Modules: wire.py (field types), packets.py (one dataclass per packet), properties.py
+(5.0 property table), reasons.py (reason codes), decode.py (the parser), encode.py.
+"""
+
+from .decode import PROTOCOLS, MQTTParser
+from .encode import (
+    PINGREQ_BYTES,
+    PINGRESP_BYTES,
+    encode,
+    encode_auth,
+    encode_connack,
+    encode_connect,
+    encode_disconnect,
+    encode_pingreq,
+    encode_pingresp,
+    encode_puback,
+    encode_pubcomp,
+    encode_publish,
+    encode_publish_packet,
+    encode_pubrec,
+    encode_pubrel,
+    encode_suback,
+    encode_subscribe,
+    encode_unsuback,
+    encode_unsubscribe,
+)
+from .errors import MQTTProtocolError, MQTTUnsupportedProtocol
+from .packets import (
+    PACKET_CLASSES,
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    PacketType,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+)
+from .properties import PROPERTIES, PROPERTY_IDS, WILL, decode_properties, encode_properties
+from .reasons import (
+    REASON_CODES,
+    SUBACK_FAILURE,
+    VALID_REASON_CODES,
+    ConnackReturnCode,
+    ReasonCode,
+    connack_return_code,
+    reason_name,
+    suback_return_code,
+)
+from .wire import decode_utf8, has_discouraged_code_points
+
+__all__ = [
+    "PACKET_CLASSES",
+    "PINGREQ_BYTES",
+    "PINGRESP_BYTES",
+    "PROPERTIES",
+    "PROPERTY_IDS",
+    "PROTOCOLS",
+    "REASON_CODES",
+    "SUBACK_FAILURE",
+    "VALID_REASON_CODES",
+    "WILL",
+    "Auth",
+    "Connack",
+    "ConnackReturnCode",
+    "Connect",
+    "Disconnect",
+    "MQTTParser",
+    "MQTTProtocolError",
+    "MQTTUnsupportedProtocol",
+    "Packet",
+    "PacketType",
+    "Pingreq",
+    "Pingresp",
+    "Puback",
+    "Pubcomp",
+    "Publish",
+    "Pubrec",
+    "Pubrel",
+    "ReasonCode",
+    "Suback",
+    "Subscribe",
+    "Subscription",
+    "Unsuback",
+    "Unsubscribe",
+    "connack_return_code",
+    "decode_properties",
+    "decode_utf8",
+    "encode",
+    "encode_auth",
+    "encode_connack",
+    "encode_connect",
+    "encode_disconnect",
+    "encode_pingreq",
+    "encode_pingresp",
+    "encode_properties",
+    "encode_puback",
+    "encode_pubcomp",
+    "encode_publish",
+    "encode_publish_packet",
+    "encode_pubrec",
+    "encode_pubrel",
+    "encode_suback",
+    "encode_subscribe",
+    "encode_unsuback",
+    "encode_unsubscribe",
+    "has_discouraged_code_points",
+    "reason_name",
+    "suback_return_code",
+]

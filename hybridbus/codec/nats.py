@@ -1,0 +1,675 @@
+"""Sans-IO codec for the NATS client protocol (the server side of it).
+
+Theory of operation
+-------------------
+``Parser.feed(data)`` takes whatever the socket produced and returns the ops that
+this chunk completed, as plain tuples (``(OP_PUB, subject, reply, payload)``, ...).
+It never does I/O and never raises on hostile input: a protocol error comes back as
+one final ``(OP_ERROR, err_text, close_reason)`` op, after which the parser is dead and
+returns ``[]`` for any further input. ``err_text`` is the text to send as
+``-ERR '<text>'`` before closing, or ``None`` when nats-server closes silently;
+``close_reason`` is the string nats-server shows as ``/connz`` ``reason``.
+
+nats-server's ``parser.go`` walks the input one byte at a time through a state per
+prefix of each verb. That is the right shape in Go and the wrong one in CPython, so
+this parser keeps the states but lets C do the scanning:
+
+* A chunk is split once on ``b"\\n"`` (one C call for the whole 64 KiB read). Every
+  element but the last is a complete line; the last is an unfinished tail. A control
+  line keeps its trailing ``\\r`` (when the client sent ``\\r\\n``), and ``bytes.split()``
+  drops it with the other whitespace, which is how bare-``\\n`` clients come for free.
+* After a PUB/HPUB control line the payload normally is the very next element:
+  ``payload + b"\\r"`` (length ``size + 1``). A payload that itself contains ``\\n``
+  spans several elements and is re-joined (``_join_payload``); the byte count decides,
+  never the content, exactly as in nats-server.
+* A read that ends mid-frame keeps only the unfinished part. An unfinished control
+  line is kept in a bytearray; later reads are searched for ``\\n`` on their own (the
+  kept part is known to hold none), so a slow-drip line costs O(n), not O(n^2). An
+  unfinished payload is kept as a list of chunks and joined once, when complete.
+* ``max_control_line`` is enforced on complete lines and on the kept partial line at
+  the end of every ``feed``, so a client cannot grow the buffer without a ``\\n``.
+
+Wire behaviour (each case checked against a live nats-server 2.15.1, see
+docs/nats-conventions.md section 4 and the tests):
+
+* ops are case-insensitive; ``PING``/``PONG``/``+OK`` accept any junk up to the line end
+  (``PINGX`` is a PING) and ``CONNECT``/``INFO`` need no space before the JSON, as in
+  nats-server;
+* an op name immediately followed by the line end (``PUB\\r\\n``, ``SUB\\r\\n``, ``-ERR\\r\\n``),
+  an unknown op, an empty line, a line starting with whitespace, or a payload not
+  followed by ``\\r\\n`` -> ``-ERR 'Unknown Protocol Operation'``, reason ``Protocol
+  Violation`` (the live server reports that reason, not ``Parse Error``);
+* wrong argument count, bad or missing size (sizes are 1-9 ASCII digits, as
+  nats-server's ``parseSize``), HPUB header size > total, malformed CONNECT JSON or a
+  non-object, malformed client INFO -> silent close, ``Protocol Violation``;
+* size > ``max_payload`` -> ``-ERR 'Maximum Payload Violation'``, reason ``Maximum
+  Message Payload Exceeded``, decided from the control line alone;
+* argument bytes (after the op name and its separator, minus one trailing ``\\r``)
+  > ``max_control_line`` -> ``-ERR 'maximum control line exceeded'``, reason ``Maximum
+  Control Line Exceeded`` (4096 accepted, 4097 refused, as nats-server);
+* ``-ERR ...`` from a client -> silent close, ``Parse Error``; ``+OK`` and a well-formed
+  client ``INFO`` are ignored (the server has no use for them).
+
+Known, deliberate differences from nats-server (none reachable by a real client):
+fields are split on any ASCII whitespace run (space, tab, and also ``\\r``, ``\\v``,
+``\\f``; nats-server splits SUB/UNSUB on space/tab/CR and PUB on space/tab only);
+``PING``/``PONG``/``+OK`` junk counts against ``max_control_line`` (nats-server reads
+it unbounded); a partial line of more than ``2 * max_control_line + 16`` bytes is
+refused even when most of it is separator whitespace.
+
+Strings (subjects, reply, queue, sid) are decoded as UTF-8 with ``surrogateescape``:
+invalid bytes never raise, and ``s.encode("utf-8", "surrogateescape")`` gives the
+original bytes back. The encoders below use the same error handler.
+
+Abbreviations: mcl = max_control_line, sid = subscription id, hdr = header block
+(or its size), cl = control line.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = [
+    "OP_CONNECT",
+    "OP_PUB",
+    "OP_HPUB",
+    "OP_SUB",
+    "OP_UNSUB",
+    "OP_PING",
+    "OP_PONG",
+    "OP_ERROR",
+    "ERR_UNKNOWN_OP",
+    "ERR_MAX_PAYLOAD",
+    "ERR_MAX_CONTROL_LINE",
+    "REASON_PROTOCOL_VIOLATION",
+    "REASON_MAX_PAYLOAD",
+    "REASON_MAX_CONTROL_LINE",
+    "REASON_PARSE_ERROR",
+    "MAX_CONTROL_LINE",
+    "MAX_PAYLOAD",
+    "Parser",
+    "PING",
+    "PONG",
+    "OK",
+    "encode_info",
+    "encode_err",
+    "encode_msg",
+    "encode_hmsg",
+    "msg_prefix",
+    "hmsg_prefix",
+    "msg_head_tail",
+    "hmsg_head_tail",
+    "parse_headers",
+    "encode_headers",
+    "encode_no_responders",
+    "NO_RESPONDERS_STATUS",
+]
+
+OP_CONNECT, OP_PUB, OP_HPUB, OP_SUB, OP_UNSUB, OP_PING, OP_PONG, OP_ERROR = range(8)
+# Internal kinds for client ops that never reach the caller.
+_K_INFO, _K_OK, _K_ERR, _K_UNKNOWN = 100, 101, 102, 103
+
+# nats-server defaults (const.go): MAX_CONTROL_LINE_SIZE and MAX_PAYLOAD_SIZE.
+MAX_CONTROL_LINE = 4096
+MAX_PAYLOAD = 1048576
+
+# -ERR texts (inside the quotes) and /connz close reasons, exactly as nats-server 2.15.1.
+ERR_UNKNOWN_OP = "Unknown Protocol Operation"
+ERR_MAX_PAYLOAD = "Maximum Payload Violation"
+ERR_MAX_CONTROL_LINE = "maximum control line exceeded"
+REASON_PROTOCOL_VIOLATION = "Protocol Violation"
+REASON_MAX_PAYLOAD = "Maximum Message Payload Exceeded"
+REASON_MAX_CONTROL_LINE = "Maximum Control Line Exceeded"
+REASON_PARSE_ERROR = "Parse Error"
+
+_E_UNKNOWN = (ERR_UNKNOWN_OP, REASON_PROTOCOL_VIOLATION)
+_E_VIOLATION = (None, REASON_PROTOCOL_VIOLATION)
+_E_PAYLOAD = (ERR_MAX_PAYLOAD, REASON_MAX_PAYLOAD)
+_E_CONTROL = (ERR_MAX_CONTROL_LINE, REASON_MAX_CONTROL_LINE)
+_E_CLIENT_ERR = (None, REASON_PARSE_ERROR)
+
+# Op names. "Strict" ops need a space/tab after the name; "free" ops take anything up to
+# the line end (nats-server's OP_PING/OP_PONG/OP_PLUS_OK states skip to '\n', and
+# OP_CONNECT/OP_INFO start the argument at the first non-blank byte).
+_STRICT = {b"PUB": OP_PUB, b"HPUB": OP_HPUB, b"SUB": OP_SUB, b"UNSUB": OP_UNSUB, b"-ERR": _K_ERR}
+_FREE = (
+    (b"CONNECT", OP_CONNECT),
+    (b"INFO", _K_INFO),
+    (b"PING", OP_PING),
+    (b"PONG", OP_PONG),
+    (b"+OK", _K_OK),
+)
+_NAME_LEN = {
+    OP_PUB: 3,
+    OP_HPUB: 4,
+    OP_SUB: 3,
+    OP_UNSUB: 5,
+    _K_ERR: 4,
+    OP_CONNECT: 7,
+    _K_INFO: 4,
+    OP_PING: 4,
+    OP_PONG: 4,
+    _K_OK: 3,
+}
+_ALL_NAMES = tuple(_STRICT) + tuple(name for name, _ in _FREE)
+
+# First-token lookup for the hot path: the exact upper- and lower-case spellings.
+_FAST: dict[bytes, int] = {}
+for _name, _kind in (*_STRICT.items(), *_FREE):
+    _FAST[_name] = _kind
+    _FAST[_name.lower()] = _kind
+del _name, _kind
+
+# Sizes as sent by clients ("64"), precomputed so the hot path skips isdigit()+int().
+# Anything else (leading zeros, larger sizes) goes through _parse_size.
+_SIZES = {b"%d" % i: i for i in range(4096)}
+
+
+def _parse_size(tok: bytes) -> int:
+    """nats-server parseSize: 1 to 9 ASCII digits, else -1 (no sign, no '_')."""
+    if 0 < len(tok) < 10 and tok.isdigit():
+        return int(tok)
+    return -1
+
+
+def _dec(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+def _classify(tok: bytes) -> int:
+    """Map a line's first token to an op kind (case-insensitive, free-op prefixes)."""
+    kind = _FAST.get(tok)
+    if kind is not None:
+        return kind
+    up = tok.upper()
+    kind = _STRICT.get(up)
+    if kind is not None:
+        return kind
+    for name, kind in _FREE:
+        if up.startswith(name):
+            return kind
+    return _K_UNKNOWN
+
+
+def _arg_len(line, kind: int) -> int:
+    """Length of the argument as nats-server measures it for max_control_line: after
+    the op name and the blanks that follow it, minus one trailing '\\r'."""
+    n = _NAME_LEN[kind]
+    rest = bytes(line[n:])
+    arg = len(rest.lstrip())
+    if arg and rest[-1] == 13:
+        arg -= 1
+    return arg
+
+
+class Parser:
+    """Incremental NATS client-protocol parser. See the module docstring.
+
+    ``max_control_line`` and ``max_payload`` are plain attributes; a new value applies
+    from the next ``feed`` (a config reload may change them on a live connection).
+    """
+
+    __slots__ = (
+        "max_control_line",
+        "max_payload",
+        "_partial",
+        "_pend",
+        "_chunks",
+        "_have",
+        "_need",
+        "_dead",
+    )
+
+    def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD):
+        self.max_control_line = max_control_line
+        self.max_payload = max_payload
+        self._partial = bytearray()  # unfinished control line (holds no b"\n")
+        self._pend = None  # (kind, subject, reply, hdr) of a PUB/HPUB awaiting payload
+        self._chunks: list[bytes] = []  # payload bytes received so far for _pend
+        self._have = 0  # total length of _chunks
+        self._need = 0  # payload size + 2 (the closing CRLF)
+        self._dead = False
+
+    # -- public -------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[tuple]:
+        """Consume one chunk; return the ops it completed, in order. An OP_ERROR, if
+        any, is last, and every later call returns []."""
+        if self._dead or not data:
+            return []
+        if type(data) is not bytes:
+            data = bytes(data)
+        out: list[tuple] = []
+        if self._pend is not None:
+            # Waiting for the rest of a payload: collect, join once when complete.
+            self._chunks.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return out
+            buf = b"".join(self._chunks)
+            need = self._need
+            kind, subject, reply, hdr = self._pend
+            self._pend, self._chunks, self._have, self._need = None, [], 0, 0
+            if buf[need - 2 : need] != b"\r\n":
+                return self._fail(out, _E_UNKNOWN)
+            out.append(self._op(kind, subject, reply, hdr, buf[: need - 2]))
+            buf = buf[need:]
+            if not buf:
+                return out
+        elif self._partial:
+            partial = self._partial
+            nl = data.find(b"\n")
+            partial += data
+            if nl < 0:
+                # Still no line end: only the new bytes were searched.
+                err = self._check_partial(partial)
+                return out if err is None else self._fail(out, err)
+            buf = bytes(partial)
+            self._partial = bytearray()
+        else:
+            buf = data
+        return self._parse(buf, out)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _fail(self, out: list, err: tuple) -> list:
+        out.append((OP_ERROR, err[0], err[1]))
+        self._dead = True
+        self._partial = bytearray()
+        self._pend, self._chunks = None, []
+        return out
+
+    @staticmethod
+    def _op(kind: int, subject: bytes, reply: bytes | None, hdr: int, payload: bytes) -> tuple:
+        r = None if reply is None else _dec(reply)
+        if kind == OP_PUB:
+            return (OP_PUB, _dec(subject), r, payload)
+        return (OP_HPUB, _dec(subject), r, payload[:hdr], payload[hdr:])
+
+    def _check_partial(self, p: bytearray) -> tuple | None:
+        """Validate an unfinished control line: catch an unknown op as early as
+        nats-server does, and refuse to buffer past max_control_line."""
+        if p[0] <= 32:
+            return _E_UNKNOWN  # empty line or leading blank: not an op
+        head = bytes(p[:9]).upper()
+        tok = head.split(None, 1)[0]
+        kind = _STRICT.get(tok)
+        if kind is None:
+            for name, k in _FREE:
+                if tok.startswith(name):
+                    kind = k
+                    break
+            else:
+                if len(tok) == len(p) and any(n.startswith(tok) for n in _ALL_NAMES):
+                    return None  # an op name still arriving ("PU", "CONNE")
+                return _E_UNKNOWN
+        mcl = self.max_control_line
+        if len(p) > mcl and (len(p) > 2 * mcl + 16 or _arg_len(p, kind) > mcl):
+            return _E_CONTROL
+        return None
+
+    def _cl_error(self, line: bytes, parts: list[bytes], kind: int) -> tuple:
+        """Error for a strict op with the wrong number of fields."""
+        bare = line[:-1] if line[-1:] == b"\r" else line
+        if len(parts) == 1 and bare == parts[0]:
+            return _E_UNKNOWN  # "PUB\r\n": no blank after the op name
+        return _E_VIOLATION
+
+    def _long_line(self, line: bytes, kind: int) -> tuple | None:
+        mcl = self.max_control_line
+        if len(line) > 2 * mcl + 16 or _arg_len(line, kind) > mcl:
+            return _E_CONTROL
+        return None
+
+    def _parse(self, buf: bytes, out: list) -> list:
+        lines = buf.split(b"\n")
+        tail = lines.pop()  # bytes after the last b"\n": unfinished, maybe empty
+        it = iter(lines)
+        append = out.append
+        sizes = _SIZES
+        fast = _FAST
+        mcl = self.max_control_line
+        maxp = self.max_payload
+        k_pub = OP_PUB
+        nxt = it.__next__
+        join_payload = self._join_payload
+        for line in it:
+            parts = line.split()
+            # A line must start with the op itself: not empty, no leading blank.
+            if not parts or line[0] <= 32:
+                return self._fail(out, _E_UNKNOWN)
+            kind = fast.get(parts[0])
+            if kind is None:
+                kind = _classify(parts[0])
+                if kind == _K_UNKNOWN:
+                    return self._fail(out, _E_UNKNOWN)
+            if len(line) > mcl:
+                err = self._long_line(line, kind)
+                if err is not None:
+                    return self._fail(out, err)
+
+            if kind == k_pub:
+                # PUB <subject> [reply-to] <#bytes>
+                np = len(parts)
+                if np == 3:
+                    reply = None
+                    szb = parts[2]
+                elif np == 4:
+                    reply = parts[2]
+                    szb = parts[3]
+                else:
+                    return self._fail(out, self._cl_error(line, parts, kind))
+                size = sizes.get(szb)
+                if size is None:
+                    size = _parse_size(szb)
+                    if size < 0:
+                        return self._fail(out, _E_VIOLATION)
+                if size > maxp:
+                    return self._fail(out, _E_PAYLOAD)
+                try:
+                    p = nxt()
+                except StopIteration:
+                    return self._start_pending(out, (kind, parts[1], reply, -1), size, [tail])
+                n1 = len(p)
+                if n1 == size + 1 and p[size] == 13:
+                    payload = p[:size]
+                else:
+                    payload = join_payload(p, it, size, tail)
+                    if type(payload) is not bytes:
+                        if payload is None:
+                            return self._fail(out, _E_UNKNOWN)
+                        return self._start_pending(out, (kind, parts[1], reply, -1), size, payload)
+                append(
+                    (
+                        k_pub,
+                        parts[1].decode("utf-8", "surrogateescape"),
+                        None if reply is None else reply.decode("utf-8", "surrogateescape"),
+                        payload,
+                    )
+                )
+            elif kind == OP_PING:
+                append((OP_PING,))
+            elif kind == OP_PONG:
+                append((OP_PONG,))
+            elif kind == OP_HPUB:
+                # HPUB <subject> [reply-to] <#header bytes> <#total bytes>
+                np = len(parts)
+                if np == 4:
+                    reply = None
+                elif np == 5:
+                    reply = parts[2]
+                else:
+                    return self._fail(out, self._cl_error(line, parts, kind))
+                hdr = _parse_size(parts[-2])
+                size = _parse_size(parts[-1])
+                if hdr < 0 or size < 0 or hdr > size:
+                    return self._fail(out, _E_VIOLATION)
+                if size > maxp:
+                    return self._fail(out, _E_PAYLOAD)
+                pend = (kind, parts[1], reply, hdr)
+                p = next(it, None)
+                if p is None:
+                    return self._start_pending(out, pend, size, [tail])
+                if len(p) == size + 1 and p[size] == 13:
+                    payload = p[:size]
+                else:
+                    payload = self._join_payload(p, it, size, tail)
+                    if type(payload) is not bytes:
+                        if payload is None:
+                            return self._fail(out, _E_UNKNOWN)
+                        return self._start_pending(out, pend, size, payload)
+                append(self._op(kind, parts[1], reply, hdr, payload))
+            elif kind == OP_SUB:
+                # SUB <subject> [queue group] <sid>
+                np = len(parts)
+                if np == 3:
+                    append((OP_SUB, _dec(parts[1]), None, _dec(parts[2])))
+                elif np == 4:
+                    append((OP_SUB, _dec(parts[1]), _dec(parts[2]), _dec(parts[3])))
+                else:
+                    return self._fail(out, self._cl_error(line, parts, kind))
+            elif kind == OP_UNSUB:
+                # UNSUB <sid> [max_msgs]. nats-server parses max with parseSize and
+                # treats -1 (absent or not digits) and 0 as "unsubscribe now".
+                np = len(parts)
+                if np == 2:
+                    append((OP_UNSUB, _dec(parts[1]), None))
+                elif np == 3:
+                    n = _parse_size(parts[2])
+                    append((OP_UNSUB, _dec(parts[1]), None if n < 0 else n))
+                else:
+                    return self._fail(out, self._cl_error(line, parts, kind))
+            elif kind == OP_CONNECT or kind == _K_INFO:
+                arg = line[_NAME_LEN[kind] :].strip()
+                try:
+                    obj = json.loads(arg)
+                except (ValueError, RecursionError):
+                    obj = None
+                if type(obj) is not dict:
+                    # Malformed CONNECT (or client INFO): silent close (verified).
+                    return self._fail(out, _E_VIOLATION)
+                if kind == OP_CONNECT:
+                    append((OP_CONNECT, obj))
+            elif kind == _K_ERR:
+                if len(parts) == 1 and self._cl_error(line, parts, kind) is _E_UNKNOWN:
+                    return self._fail(out, _E_UNKNOWN)
+                return self._fail(out, _E_CLIENT_ERR)
+            # else _K_OK: a client's +OK is ignored, as by nats-server.
+
+        if tail:
+            err = self._check_partial(tail)
+            if err is not None:
+                return self._fail(out, err)
+            self._partial = bytearray(tail)
+        return out
+
+    @staticmethod
+    def _join_payload(p: bytes, it, size: int, tail: bytes):
+        """The payload did not fit the next line exactly: it contains b"\\n", is
+        malformed, or is unfinished. Returns the payload bytes, None for a byte-count
+        mismatch, or a list of the pieces received so far (to keep for the next feed)."""
+        total = len(p) + 1  # each element was followed by b"\n"
+        if total >= size + 2:
+            return None  # line longer than size + CR: no CRLF where the count says
+        q = next(it, None)
+        if q is not None and total + len(q) == size + 1 and q[-1:] == b"\r":
+            return p + b"\n" + q[:-1]  # the usual case: one b"\n" in the payload
+        if q is None:
+            return [p, b"\n", tail]
+        acc = [p, q]
+        total += len(q) + 1
+        while total < size + 2:
+            q = next(it, None)
+            if q is None:
+                return [b"\n".join(acc), b"\n", tail]
+            acc.append(q)
+            total += len(q) + 1
+        if total != size + 2:
+            return None
+        joined = b"\n".join(acc)  # len == size + 1: payload + b"\r" expected
+        if joined[size] != 13:
+            return None
+        return joined[:size]
+
+    def _start_pending(self, out: list, pend: tuple, size: int, pieces: list) -> list:
+        data = b"".join(pieces)
+        have = len(data)
+        need = size + 2
+        # The last piece holds no b"\n", so if the closing LF's position is already
+        # here it is not an LF: fail now, like nats-server, rather than wait. Same for
+        # a wrong byte where the CR must be.
+        if have >= need or (have > size and data[size] != 13):
+            return self._fail(out, _E_UNKNOWN)
+        self._pend = pend
+        self._chunks = [data]
+        self._have = have
+        self._need = need
+        return out
+
+
+# -- encoders (server -> client) ------------------------------------------------------
+
+PING = b"PING\r\n"
+PONG = b"PONG\r\n"
+OK = b"+OK\r\n"
+NO_RESPONDERS_STATUS = 503
+
+
+def _enc(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def encode_info(info: dict) -> bytes:
+    """``INFO <compact json> \\r\\n``; the space before CRLF is what nats-server sends."""
+    return b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n"
+
+
+def encode_err(text: str) -> bytes:
+    """``-ERR '<text>'\\r\\n``."""
+    return b"-ERR '" + _enc(text) + b"'\r\n"
+
+
+def msg_prefix(subject: bytes, sid: bytes, reply: bytes | None, size: int) -> bytes:
+    """MSG control line, CRLF included: ``MSG <subject> <sid> [reply] <size>\\r\\n``.
+    The frame is ``prefix + payload + b"\\r\\n"``."""
+    if reply is None:
+        return b"MSG %s %s %d\r\n" % (subject, sid, size)
+    return b"MSG %s %s %s %d\r\n" % (subject, sid, reply, size)
+
+
+def hmsg_prefix(
+    subject: bytes, sid: bytes, reply: bytes | None, hdr_size: int, total: int
+) -> bytes:
+    """HMSG control line, CRLF included; the frame is ``prefix + headers + payload + CRLF``."""
+    if reply is None:
+        return b"HMSG %s %s %d %d\r\n" % (subject, sid, hdr_size, total)
+    return b"HMSG %s %s %s %d %d\r\n" % (subject, sid, reply, hdr_size, total)
+
+
+def msg_head_tail(subject: bytes, reply: bytes | None, payload: bytes) -> tuple[bytes, bytes]:
+    """Encode one message once for fan-out. Each receiver's frame is
+    ``head + sid + tail`` (e.g. ``transport.writelines((head, sid, tail))``), where
+    ``head = b"MSG <subject> "`` and ``tail = b" [reply ]<size>\\r\\n<payload>\\r\\n"``.
+    Only the sid differs between receivers."""
+    if reply is None:
+        tail = b" %d\r\n%s\r\n" % (len(payload), payload)
+    else:
+        tail = b" %s %d\r\n%s\r\n" % (reply, len(payload), payload)
+    return b"MSG " + subject + b" ", tail
+
+
+def hmsg_head_tail(
+    subject: bytes, reply: bytes | None, headers: bytes, payload: bytes
+) -> tuple[bytes, bytes]:
+    """As msg_head_tail, for HMSG: ``head + sid + tail`` is one complete HMSG frame."""
+    h = len(headers)
+    t = h + len(payload)
+    if reply is None:
+        tail = b" %d %d\r\n%s%s\r\n" % (h, t, headers, payload)
+    else:
+        tail = b" %s %d %d\r\n%s%s\r\n" % (reply, h, t, headers, payload)
+    return b"HMSG " + subject + b" ", tail
+
+
+def encode_msg(subject: str, sid: str, reply: str | None, payload: bytes) -> bytes:
+    """``MSG <subject> <sid> [reply-to] <#bytes>\\r\\n<payload>\\r\\n``."""
+    if reply is None:
+        return b"MSG %s %s %d\r\n%s\r\n" % (_enc(subject), _enc(sid), len(payload), payload)
+    return b"MSG %s %s %s %d\r\n%s\r\n" % (
+        _enc(subject),
+        _enc(sid),
+        _enc(reply),
+        len(payload),
+        payload,
+    )
+
+
+def encode_hmsg(subject: str, sid: str, reply: str | None, headers: bytes, payload: bytes) -> bytes:
+    """``HMSG <subject> <sid> [reply-to] <#hdr bytes> <#total bytes>\\r\\n<hdr><payload>\\r\\n``."""
+    h = len(headers)
+    t = h + len(payload)
+    if reply is None:
+        return b"HMSG %s %s %d %d\r\n%s%s\r\n" % (_enc(subject), _enc(sid), h, t, headers, payload)
+    return b"HMSG %s %s %s %d %d\r\n%s%s\r\n" % (
+        _enc(subject),
+        _enc(sid),
+        _enc(reply),
+        h,
+        t,
+        headers,
+        payload,
+    )
+
+
+# -- header blocks --------------------------------------------------------------------
+
+
+def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]:
+    """Parse ``NATS/1.0[ <status>[ <description>]]\\r\\n(Name: value\\r\\n)*\\r\\n``.
+
+    Returns ``(status, description, [(name, value), ...])`` in wire order, duplicates
+    kept. Like the clients, the status is the 3 digits after the version token and the
+    description the rest of that line. The version token itself is not checked
+    (nats-server passes ``HTTP/1.0`` through too). Lenient by design, since it reads
+    what clients sent: names and values are stripped, lines without ``:`` are skipped,
+    bare ``\\n`` line ends are accepted, and it never raises on bytes input.
+    """
+    lines = block.split(b"\n")
+    first = lines[0].rstrip(b"\r")
+    status = None
+    description = ""
+    sp = first.find(b" ")
+    if sp >= 0:
+        rest = first[sp + 1 :].lstrip()
+        code = rest[:3]
+        if len(code) == 3 and code.isdigit() and (len(rest) == 3 or rest[3] in b" \t"):
+            status = int(code)
+            description = _dec(rest[3:].strip())
+        else:
+            description = _dec(rest.strip())
+    pairs = []
+    for line in lines[1:]:
+        i = line.find(b":")
+        if i <= 0:
+            continue  # the closing blank line, or junk
+        pairs.append((_dec(line[:i].strip()), _dec(line[i + 1 :].strip())))
+    return status, description, pairs
+
+
+def encode_headers(
+    pairs, status: int | None = None, description: str = "", sep: str = ": "
+) -> bytes:
+    """Build a header block. ``sep`` is what goes between name and value: ``": "`` as
+    the NATS clients write it; MQTT-originated headers use ``":"`` (``Nmqtt-Pub:1``).
+    Raises ValueError on CR/LF anywhere, or ``:``/blank in a name (header injection)."""
+    out = [b"NATS/1.0"]
+    if status is not None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"status must be 3 digits: {status!r}")
+        out.append(b" %d" % status)
+        if description:
+            d = _enc(description)
+            if b"\r" in d or b"\n" in d:
+                raise ValueError("CR/LF in header description")
+            out.append(b" " + d)
+    elif description:
+        raise ValueError("description needs a status")
+    out.append(b"\r\n")
+    s = _enc(sep)
+    for name, value in pairs:
+        n = _enc(name)
+        v = _enc(value)
+        if not n or n != n.translate(None, b"\r\n: \t") or b"\r" in v or b"\n" in v:
+            raise ValueError(f"invalid header field: {name!r}")
+        out.append(n + s + v + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def encode_no_responders(reply: str, sid: str, subject: str) -> bytes:
+    """The 503 no-responders message (nats-conventions section 4.6), sent on the
+    publisher's own subscription ``sid`` that matched ``reply``:
+    ``HMSG <reply> <sid> n n\\r\\nNATS/1.0 503\\r\\nNats-Subject: <subject>\\r\\n\\r\\n\\r\\n``
+    with n = 32 + len(subject in bytes)."""
+    hdr = b"NATS/1.0 503\r\nNats-Subject: " + _enc(subject) + b"\r\n\r\n"
+    return encode_hmsg(reply, sid, None, hdr, b"")

@@ -1,0 +1,351 @@
+"""The MQTT broker state: every session, the retained index, wills, and persistence.
+
+``MqttBroker`` is owned by the server. Connections call it to open and close
+sessions, subscribe, and publish; it talks to the router through the server
+and to the store through ``Persistence``.
+
+Publishing and acknowledging
+----------------------------
+``publish`` stores the retained copy, routes the message, and returns a
+``Ticket`` when anything it caused is still on its way to disk (a persistent
+session's queued copy, the retained record). The publishing connection sends
+PUBACK/PUBREC only when its ticket is done, so an acknowledged message is in
+the store under the configured sync policy. A message no persistent session
+wants is acknowledged at once: there is nothing to make durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.retained import RetainedIndex
+from hybridbus.mqtt.session import MqttSubscription, Session
+from hybridbus.subjects import (
+    filter_skips_dollar,
+    filter_to_subjects,
+    subject_to_topic,
+    topic_to_subject,
+)
+
+if TYPE_CHECKING:
+    from hybridbus.mqtt.persistence import Persistence
+    from hybridbus.options import MQTTOptions
+    from hybridbus.server.server import Server
+
+log = logging.getLogger("hybridbus.mqtt")
+
+# A client id taken over more often than this within FLAP_WINDOW seconds is
+# "flapping" (two devices sharing an id); its next CONNECT waits FLAP_DELAY.
+FLAP_TAKEOVERS = 3
+FLAP_WINDOW = 5.0
+FLAP_DELAY = 1.0
+
+
+def session_key(client_id: str) -> str:
+    """A store-safe token for a client id (ids may hold any UTF-8, even `.` and spaces)."""
+    return hashlib.sha256(client_id.encode()).hexdigest()[:40]
+
+
+class MqttBroker:
+    def __init__(self, server: Server, options: MQTTOptions, persistence: Persistence | None):
+        self.server = server
+        self.options = options
+        self.persistence = persistence
+        self.sessions: dict[str, Session] = {}
+        self.retained = RetainedIndex()
+        self.stats_dropped = 0
+        self.takeovers: dict[str, deque[float]] = {}
+        self._nats_msg_mark = -1
+        self._nats_msg: MqttMessage | None = None
+        self.pending_wills: dict[str, tuple[MqttMessage, Any]] = {}
+
+    # -- startup ----------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild persistent sessions and retained messages from the store."""
+        if self.persistence is None:
+            return
+        sessions, retained = self.persistence.load(self)
+        for msg, seq in retained:
+            self.retained.set(msg, seq)
+        for session in sessions:
+            self.sessions[session.client_id] = session
+            for subs in session.subs.values():
+                for sub in subs:
+                    self.server.sublist.insert(sub)
+        if sessions or retained:
+            log.info(
+                "Restored %d MQTT sessions and %d retained messages", len(sessions), len(retained)
+            )
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def is_flapping(self, client_id: str) -> bool:
+        history = self.takeovers.get(client_id)
+        if not history:
+            return False
+        now = time.monotonic()
+        while history and now - history[0] > FLAP_WINDOW:
+            history.popleft()
+        return len(history) >= FLAP_TAKEOVERS
+
+    def assign_client_id(self) -> str:
+        return "hb_" + secrets.token_hex(11)
+
+    def open_session(
+        self, conn: Any, client_id: str, clean_start: bool, persistent: bool
+    ) -> tuple[Session, bool]:
+        """Attach `conn` to its session, taking it over from an older connection.
+
+        Returns the session and the CONNACK Session Present flag."""
+        session = self.sessions.get(client_id)
+        if session is not None and session.conn is not None:
+            old = session.conn
+            history = self.takeovers.setdefault(client_id, deque())
+            history.append(time.monotonic())
+            log.info(
+                "%s:%d - MQTT client %r taken over by %s:%d",
+                old.ip,
+                old.port,
+                client_id,
+                conn.ip,
+                conn.port,
+            )
+            old.taken_over()
+            # a clean session ended with its connection; a persistent one waits for us
+            session = self.sessions.get(client_id)
+        if session is not None and session.expiry_handle is not None:
+            session.expiry_handle.cancel()
+            session.expiry_handle = None
+        self.cancel_will(client_id)
+        if session is not None and (clean_start or not session.persistent):
+            self.end_session(session)
+            session = None
+        present = session is not None
+        if session is None:
+            session = Session(self, client_id, session_key(client_id), persistent)
+            self.sessions[client_id] = session
+        else:
+            session.persistent = persistent
+        session.conn = conn
+        if persistent and self.persistence is not None:
+            self.persistence.save_session(session)
+        elif not persistent and self.persistence is not None and session.seq:
+            self.persistence.delete_session(session)
+        return session, present
+
+    def detach(self, session: Session, conn: Any) -> None:
+        """The connection is gone; a persistent session stays, a clean one ends."""
+        if session.conn is not conn:
+            return  # taken over: the session already belongs to a newer connection
+        session.conn = None
+        session.disconnected_at = time.monotonic()
+        if not session.persistent:
+            self.end_session(session)
+            return
+        expiry = session.expiry_interval
+        if expiry is not None and 0 < expiry < 0xFFFFFFFF:
+            # A 5.0 session ends `expiry` seconds after its connection (3.1.2.11.2).
+            session.expiry_handle = self.server.loop.call_later(expiry, self._expire, session)
+
+    def _expire(self, session: Session) -> None:
+        session.expiry_handle = None
+        if session.conn is None and self.sessions.get(session.client_id) is session:
+            log.debug("MQTT session %r expired", session.client_id)
+            self.fire_will_now(session.client_id)
+            self.end_session(session)
+
+    # -- wills ------------------------------------------------------------------------
+
+    def send_will(self, session: Session, will: MqttMessage, delay: int) -> None:
+        """Publish a will now, or after the 5.0 Will Delay Interval (3.1.3.2.2).
+
+        A reconnect within the delay cancels it [MQTT-3.1.3-9]; the session ending
+        first publishes it early."""
+        if delay <= 0:
+            self._publish_will(will)
+            return
+        if session.expiry_interval is not None and session.expiry_interval < delay:
+            delay = session.expiry_interval
+            if delay <= 0:
+                self._publish_will(will)
+                return
+        self.cancel_will(session.client_id)
+        handle = self.server.loop.call_later(delay, self._delayed_will, session.client_id)
+        self.pending_wills[session.client_id] = (will, handle)
+
+    def _delayed_will(self, client_id: str) -> None:
+        entry = self.pending_wills.pop(client_id, None)
+        if entry is not None:
+            self._publish_will(entry[0])
+            self.server.flush()
+
+    def fire_will_now(self, client_id: str) -> None:
+        entry = self.pending_wills.pop(client_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            self._publish_will(entry[0])
+
+    def cancel_will(self, client_id: str) -> None:
+        entry = self.pending_wills.pop(client_id, None)
+        if entry is not None:
+            entry[1].cancel()
+
+    def _publish_will(self, will: MqttMessage) -> None:
+        log.debug("publishing will on %r", will.topic)
+        # Restart the expiry clock: the will is published now.
+        expiry = will.properties.get("message_expiry_interval") if will.properties else None
+        if expiry is not None:
+            will.expires_at = time.monotonic() + expiry
+        self.publish(will, topic_to_subject(will.topic))
+
+    def end_session(self, session: Session) -> None:
+        sublist = self.server.sublist
+        for subs in session.subs.values():
+            for sub in subs:
+                sublist.remove(sub)
+        session.subs.clear()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if self.persistence is not None and session.persistent:
+            self.persistence.delete_session(session)
+        session.inflight.clear()
+        session.queued.clear()
+        session.pids.clear()
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    def subscribe(
+        self,
+        session: Session,
+        topic_filter: str,
+        qos: int,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        sub_id: int = 0,
+        queue: str | None = None,
+        inner_filter: str | None = None,
+    ) -> bool:
+        """Add or replace a subscription [MQTT-3.8.4-3]; True if it existed before.
+
+        For a shared subscription `$share/g/f`, `topic_filter` is the whole
+        filter (the session's key) and `inner_filter` is `f`; the router holds
+        `f`'s subjects in queue group `g`, the same group a NATS queue
+        subscriber `g` joins, so the two protocols share one group."""
+        existed = self._remove_filter(session, topic_filter)
+        inner = inner_filter or topic_filter
+        skips = filter_skips_dollar(inner)
+        subs = []
+        for subject in filter_to_subjects(inner):
+            sub = MqttSubscription(
+                subject,
+                queue,
+                session,
+                topic_filter,
+                qos,
+                no_local=no_local,
+                retain_as_published=retain_as_published,
+                retain_handling=retain_handling,
+                sub_id=sub_id,
+                skips_dollar=skips,
+            )
+            self.server.sublist.insert(sub)
+            subs.append(sub)
+        session.subs[topic_filter] = subs
+        return existed
+
+    def unsubscribe(self, session: Session, topic_filter: str) -> bool:
+        return self._remove_filter(session, topic_filter)
+
+    def _remove_filter(self, session: Session, topic_filter: str) -> bool:
+        subs = session.subs.pop(topic_filter, None)
+        if subs is None:
+            return False
+        for sub in subs:
+            self.server.sublist.remove(sub)
+        return True
+
+    def save(self, session: Session) -> None:
+        if session.persistent and self.persistence is not None:
+            self.persistence.save_session(session)
+
+    # -- publishing -------------------------------------------------------------------
+
+    def publish(self, msg: MqttMessage, subject: str) -> Any:
+        """Retain (if asked), route, and return a Ticket for what must reach disk first."""
+        persistence = self.persistence
+        if persistence is not None:
+            persistence.begin()
+        if msg.retain:
+            self.set_retained(msg)
+        self.server.route(msg.origin, subject, None, None, msg.payload, msg)
+        if persistence is not None:
+            return persistence.end()
+        return None
+
+    def set_retained(self, msg: MqttMessage) -> None:
+        persistence = self.persistence
+        if not msg.payload:
+            # An empty retained payload removes the retained message [MQTT-3.3.1-10].
+            seq = self.retained.clear(msg.topic)
+            if persistence is not None:
+                persistence.clear_retained(msg.topic, seq)
+            return
+        seq = persistence.set_retained(msg) if persistence is not None else 0
+        self.retained.set(msg, seq)
+
+    def message_from_nats(
+        self, subject: str, reply: str | None, headers: bytes | None, payload: bytes
+    ) -> MqttMessage:
+        """A NATS message entering MQTT: built once per route and shared.
+
+        It counts as a QoS 1 publish, so a QoS 1 subscriber (even an offline
+        persistent session) gets it at least once."""
+        server = self.server
+        if self._nats_msg_mark == server.route_seq and self._nats_msg is not None:
+            return self._nats_msg
+        msg = MqttMessage(subject_to_topic(subject), payload, 1, False, None, None)
+        self._nats_msg = msg
+        self._nats_msg_mark = server.route_seq
+        return msg
+
+    # -- persistence hooks used by sessions -------------------------------------------
+
+    def persist_outgoing(self, session: Session, out) -> None:
+        if self.persistence is not None:
+            self.persistence.add_outgoing(session, out)
+
+    def forget_outgoing(self, session: Session, out) -> None:
+        if self.persistence is not None and out.seq:
+            self.persistence.remove_outgoing(session, out)
+            out.seq = 0
+
+    def persistence_track_incoming(self, session: Session, packet_id: int) -> None:
+        if self.persistence is not None:
+            session.incoming[packet_id] = self.persistence.add_incoming(session, packet_id)
+
+    def persistence_release_incoming(self, session: Session, seq: int) -> None:
+        if self.persistence is not None:
+            self.persistence.remove_incoming(session, seq)
+
+    def persist_released(self, session: Session, out) -> None:
+        if self.persistence is not None:
+            self.persistence.mark_released(session, out)
+
+    def shutdown(self) -> None:
+        """Cancel timers; sessions and queued messages stay in the store."""
+        for _will, handle in self.pending_wills.values():
+            handle.cancel()
+        self.pending_wills.clear()
+        for session in self.sessions.values():
+            if session.expiry_handle is not None:
+                session.expiry_handle.cancel()
+                session.expiry_handle = None

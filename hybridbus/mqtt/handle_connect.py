@@ -1,0 +1,130 @@
+"""CONNECT, DISCONNECT and the session they open or close (MQTT 3.1 / 3.1.1 / 5.0 §3.1, §3.14)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
+from hybridbus.mqtt.message import MqttMessage
+from hybridbus.subjects import is_valid_topic_name
+
+if TYPE_CHECKING:
+    from hybridbus.server.conn_mqtt import MqttConnection
+
+# CONNACK codes (5.0 reason codes; encode_connack maps them to 3.1.1 return codes)
+UNSPECIFIED_ERROR = 0x80
+CLIENT_ID_NOT_VALID = 0x85  # 3.1.1: 0x02 identifier rejected
+BAD_USER_OR_PASSWORD = 0x86  # 3.1.1: 0x04
+NOT_AUTHORIZED = 0x87  # 3.1.1: 0x05
+SERVER_UNAVAILABLE = 0x88  # 3.1.1: 0x03
+TOPIC_NAME_INVALID = 0x90
+PROTOCOL_ERROR = 0x82
+MALFORMED_PACKET = 0x81
+
+# [MQTT-3.1.3-5] 3.1 (level 3) client identifiers are 1 to 23 characters.
+MQTT31_MAX_CLIENT_ID = 23
+
+
+def handle_connect(conn: MqttConnection, p: Connect) -> None:
+    if conn.session is not None:
+        # A second CONNECT is a protocol violation: close [MQTT-3.1.0-2].
+        conn.protocol_error("second CONNECT [MQTT-3.1.0-2]", PROTOCOL_ERROR)
+        return
+    level = p.protocol_level
+    conn.level = level
+    broker = conn.server.mqtt
+    client_id = p.client_id
+    assigned = False
+    if not client_id:
+        if level == 5 or p.clean_start:
+            # [MQTT-3.1.3-6] the server assigns a unique id to a clean session.
+            client_id = broker.assign_client_id()
+            assigned = True
+        else:
+            # [MQTT-3.1.3-8] an empty id without CleanSession is rejected with 0x02.
+            conn.refuse(CLIENT_ID_NOT_VALID, "empty client id without clean session")
+            return
+    elif level == 3 and len(client_id) > MQTT31_MAX_CLIENT_ID:
+        conn.refuse(CLIENT_ID_NOT_VALID, "3.1 client id longer than 23 characters")
+        return
+    conn.client_id = client_id
+
+    if p.will_topic is not None and not is_valid_topic_name(p.will_topic):
+        conn.protocol_error("will topic is not a valid topic name [MQTT-3.1.3-11]", TOPIC_NAME_INVALID)
+        return
+
+    server = conn.server
+    user = server.authenticate_mqtt(conn, p.username, p.password)
+    if user is None:
+        server.stats.auth_failures += 1
+        code = BAD_USER_OR_PASSWORD if p.username is not None else NOT_AUTHORIZED
+        conn.refuse(code, "authentication failed")
+        return
+    conn.user = user or None
+
+    if broker.is_flapping(client_id) and not conn.flap_delayed:
+        # Two devices sharing one id would take the session from each other in a
+        # tight loop; slow the newcomer down instead of letting them storm.
+        conn.delay_connect(p)
+        return
+
+    props = p.properties
+    if level == 5:
+        expiry = props.get("session_expiry_interval", 0)
+        persistent = expiry > 0
+    else:
+        expiry = None
+        persistent = not p.clean_start
+    keep_alive = p.keep_alive
+    max_keepalive = broker.options.max_keepalive
+    server_keep_alive = None
+    if max_keepalive and (keep_alive == 0 or keep_alive > max_keepalive):
+        keep_alive = max_keepalive
+        server_keep_alive = keep_alive
+    conn.keep_alive = keep_alive
+
+    if p.will_topic is not None:
+        conn.will = MqttMessage(
+            p.will_topic, p.will_payload, p.will_qos, p.will_retain, p.will_properties or None
+        )
+        conn.will_delay = int(p.will_properties.get("will_delay_interval", 0)) if p.will_properties else 0
+
+    if level == 5:
+        conn.apply_client_limits(props)
+
+    session, present = broker.open_session(conn, client_id, p.clean_start, persistent)
+    if level == 5:
+        session.expiry_interval = expiry
+    elif persistent:
+        session.expiry_interval = None
+    conn.session = session
+    session.window = min(broker.options.max_ack_pending or 65535, conn.client_receive_max)
+
+    ack_props = None
+    if level == 5:
+        ack_props = conn.connack_properties(assigned, server_keep_alive)
+    # [MQTT-3.2.2-1..3] Session Present says whether a stored session was resumed.
+    conn.queue(encode_connack(present, 0, ack_props, level))
+    conn.on_connected()
+    session.resume()
+
+
+def handle_disconnect(conn: MqttConnection, p: Disconnect) -> None:
+    session = conn.session
+    if conn.level == 5:
+        props = p.properties
+        if "session_expiry_interval" in props and session is not None:
+            new_expiry = props["session_expiry_interval"]
+            if session.expiry_interval == 0 and new_expiry:
+                # [MQTT-3.14.2-2] a session that was to end at disconnect cannot be revived here.
+                conn.protocol_error("session expiry set on DISCONNECT after 0 [MQTT-3.14.2-2]", PROTOCOL_ERROR)
+                return
+            session.expiry_interval = new_expiry
+            session.persistent = new_expiry > 0
+            conn.server.mqtt.save(session)
+        if p.reason_code == 0x04:
+            # "Disconnect with Will Message": the client asks for its will.
+            conn.close_normally(publish_will=True)
+            return
+    # A clean DISCONNECT discards the will [MQTT-3.14.4-3].
+    conn.close_normally(publish_will=False)

@@ -1,0 +1,99 @@
+"""PUBLISH and its acknowledgement flows, both directions (§3.3 - §3.7, §4.3).
+
+Inbound QoS 2 uses the spec's "Method B" ordering of 4.3.3: the message is
+routed when the PUBLISH arrives and its packet identifier is kept (in the store
+for a persistent session) until PUBREL, so a re-sent PUBLISH with the same
+identifier is acknowledged again but never routed twice [MQTT-4.3.3-9].
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from hybridbus.codec.mqtt import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from hybridbus.mqtt.message import MqttMessage
+from hybridbus.subjects import is_valid_topic_name, topic_to_subject
+
+if TYPE_CHECKING:
+    from hybridbus.server.conn_mqtt import MqttConnection
+
+log = logging.getLogger("hybridbus.mqtt")
+
+TOPIC_NAME_INVALID = 0x90
+PROTOCOL_ERROR = 0x82
+NOT_AUTHORIZED = 0x87
+QOS_NOT_SUPPORTED = 0x9B
+TOPIC_ALIAS_INVALID = 0x94
+PACKET_ID_NOT_FOUND = 0x92
+NO_MATCHING_SUBSCRIBERS = 0x10
+
+
+def handle_publish(conn: MqttConnection, p: Publish) -> None:
+    topic = p.topic
+    props = p.properties
+    if props and conn.level == 5:
+        topic = conn.resolve_topic_alias(topic, props)
+        if topic is None:
+            return
+    if not is_valid_topic_name(topic):
+        # [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty.
+        conn.protocol_error(f"invalid topic name {topic!r} [MQTT-3.3.2-2]", TOPIC_NAME_INVALID)
+        return
+    qos = p.qos
+    session = conn.session
+    conn.in_msgs += 1
+    conn.in_bytes += len(p.payload)
+    if qos == 2:
+        if p.packet_id in session.incoming:
+            # A re-sent QoS 2 PUBLISH before PUBREL: acknowledge, do not route again.
+            conn.ack_inbound(p.packet_id, 2, None, 0)
+            return
+        if conn.server.options.mqtt.reject_qos2_publish:
+            conn.protocol_error("QoS 2 publish rejected by configuration", QOS_NOT_SUPPORTED)
+            return
+    server = conn.server
+    subject = topic_to_subject(topic)
+    if conn.perms is not None and not server.may_publish(conn, subject, None):
+        log.info("%s - publish to %r denied", conn.describe(), topic)
+        if qos:
+            conn.ack_inbound(p.packet_id, qos, None, NOT_AUTHORIZED)
+        return
+    msg = MqttMessage(topic, p.payload, qos, p.retain, conn.forwardable_properties(props), session)
+    ticket = server.mqtt.publish(msg, subject)
+    if qos == 2:
+        session.incoming[p.packet_id] = 0
+        if session.persistent:
+            server.mqtt.persistence_track_incoming(session, p.packet_id)
+    if qos:
+        conn.ack_inbound(p.packet_id, qos, ticket, 0)
+
+
+def handle_puback(conn: MqttConnection, p: Puback) -> None:
+    if not conn.session.on_puback(p.packet_id):
+        log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), p.packet_id)
+
+
+def handle_pubrec(conn: MqttConnection, p: Pubrec) -> None:
+    failed = p.reason_code >= 0x80
+    if conn.session.on_pubrec(p.packet_id, failed):
+        conn.send_pubrel(p.packet_id)
+    elif not failed:
+        # [MQTT-4.3.3-?] answer PUBREC for an unknown id with PUBREL (5.0: 0x92).
+        conn.send_pubrel(p.packet_id, PACKET_ID_NOT_FOUND)
+
+
+def handle_pubrel(conn: MqttConnection, p: Pubrel) -> None:
+    session = conn.session
+    known = p.packet_id in session.incoming
+    if known:
+        seq = session.incoming.pop(p.packet_id)
+        if seq:
+            conn.server.mqtt.persistence_release_incoming(session, seq)
+    # [MQTT-4.3.3-11] PUBCOMP answers every PUBREL, even a repeated one.
+    conn.send_pubcomp(p.packet_id, 0 if known else PACKET_ID_NOT_FOUND)
+
+
+def handle_pubcomp(conn: MqttConnection, p: Pubcomp) -> None:
+    if not conn.session.on_pubcomp(p.packet_id):
+        log.debug("%s - PUBCOMP for unknown packet id %d", conn.describe(), p.packet_id)

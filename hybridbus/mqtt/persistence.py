@@ -1,0 +1,310 @@
+"""MQTT state in the stream store, and the tickets that gate acknowledgements.
+
+Four streams, all internal (their names start with `$MQTT_`, as nats-server's
+do, so they show in monitoring and never collide with a user's streams):
+
+| stream         | subject                       | one record per                      |
+|----------------|-------------------------------|-------------------------------------|
+| `$MQTT_sess`   | `$MQTT.sess.<key>`            | persistent session (latest wins)    |
+| `$MQTT_out`    | `$MQTT.out.<key>.m` / `.r`    | QoS 1/2 message owed to a session / |
+|                |                               | QoS 2 message released (PUBREL due) |
+| `$MQTT_qos2in` | `$MQTT.q2in.<key>`            | inbound QoS 2 id awaiting PUBREL    |
+| `$MQTT_rmsgs`  | `$MQTT.rmsgs.<topic subject>` | retained topic (latest wins)        |
+
+`<key>` is a hash of the client id (ids may hold any character). Records are
+msgpack maps with short keys, written once and deleted when their job is done;
+the store compacts dead records away. At start, ``load`` replays the streams
+into sessions (offline, subscribed, with their queues) and the retained index.
+
+A ``Ticket`` collects every append one inbound PUBLISH causes; it is done when
+the store reports each of them durable under its sync policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.session import RELEASED, MqttSubscription, Outgoing, Session
+from hybridbus.store.api import StreamConfig
+from hybridbus.store.errors import StoreError, StreamNotFound
+from hybridbus.subjects import filter_skips_dollar, filter_to_subjects, topic_to_subject
+
+if TYPE_CHECKING:
+    from hybridbus.mqtt.broker import MqttBroker
+
+log = logging.getLogger("hybridbus.mqtt")
+
+SESSIONS = "$MQTT_sess"
+OUTGOING = "$MQTT_out"
+QOS2_IN = "$MQTT_qos2in"
+RETAINED = "$MQTT_rmsgs"
+
+STREAMS = (
+    StreamConfig(name=SESSIONS, subjects=["$MQTT.sess.>"], max_msgs_per_subject=1),
+    StreamConfig(name=OUTGOING, subjects=["$MQTT.out.>"]),
+    StreamConfig(name=QOS2_IN, subjects=["$MQTT.q2in.>"]),
+    StreamConfig(name=RETAINED, subjects=["$MQTT.rmsgs.>"], max_msgs_per_subject=1),
+)
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class Ticket:
+    """Durability of everything one inbound PUBLISH wrote; no Future, no task."""
+
+    __slots__ = ("pending", "done", "failed", "callbacks")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.done = False
+        self.failed = False
+        self.callbacks: list | None = None
+
+    def durable(self, seq: int, err: BaseException | None) -> None:
+        if err is not None:
+            self.failed = True
+        self.pending -= 1
+        if self.pending <= 0 and not self.done:
+            self.done = True
+            callbacks, self.callbacks = self.callbacks, None
+            for cb in callbacks or ():
+                cb()
+
+    def fail_now(self) -> None:
+        self.failed = True
+
+    def on_done(self, cb) -> None:
+        if self.done:
+            cb()
+        elif self.callbacks is None:
+            self.callbacks = [cb]
+        else:
+            self.callbacks.append(cb)
+
+
+class Persistence:
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.streams = {}
+        for config in STREAMS:
+            try:
+                stream = store.stream(config.name)
+            except StreamNotFound:
+                stream = store.add_stream(config)
+            self.streams[config.name] = stream
+        self._collecting = False
+        self._ticket: Ticket | None = None
+        self.write_errors = 0
+
+    # -- tickets ----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._collecting = True
+        self._ticket = None
+
+    def end(self) -> Ticket | None:
+        self._collecting = False
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None and ticket.pending <= 0 and not ticket.done:
+            ticket.done = True
+        return ticket
+
+    def _append(self, stream_name: str, subject: str, record: dict) -> int:
+        """Append one record; the current ticket (if any) waits for it."""
+        on_durable = None
+        ticket = None
+        if self._collecting:
+            ticket = self._ticket
+            if ticket is None:
+                ticket = self._ticket = Ticket()
+            on_durable = ticket.durable
+        try:
+            seq = self.streams[stream_name].append(subject, _pack(record), on_durable=on_durable)
+        except StoreError as err:
+            self.write_errors += 1
+            log.error("MQTT store append to %s failed: %s", stream_name, err)
+            if ticket is not None:
+                ticket.fail_now()
+            return 0
+        if ticket is not None:
+            ticket.pending += 1
+        return seq
+
+    def _delete(self, stream_name: str, seq: int) -> None:
+        if not seq:
+            return
+        try:
+            self.streams[stream_name].delete(seq)
+        except StoreError as err:
+            log.debug("MQTT store delete %s/%d: %s", stream_name, seq, err)
+
+    def _purge(self, stream_name: str, subject: str) -> None:
+        try:
+            self.streams[stream_name].purge(subject=subject)
+        except StoreError as err:
+            log.error("MQTT store purge %s %s failed: %s", stream_name, subject, err)
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def save_session(self, session: Session) -> None:
+        subs = {}
+        for topic_filter, entries in session.subs.items():
+            first = entries[0]
+            subs[topic_filter] = [
+                first.qos,
+                first.no_local,
+                first.retain_as_published,
+                first.retain_handling,
+                first.sub_id,
+                first.queue,
+            ]
+        record = {"id": session.client_id, "subs": subs, "exp": session.expiry_interval}
+        old = session.seq
+        session.seq = self._append(SESSIONS, f"$MQTT.sess.{session.key}", record)
+        if old and session.seq:
+            self._delete(SESSIONS, old)
+
+    def delete_session(self, session: Session) -> None:
+        key = session.key
+        self._purge(SESSIONS, f"$MQTT.sess.{key}")
+        self._purge(OUTGOING, f"$MQTT.out.{key}.>")
+        self._purge(QOS2_IN, f"$MQTT.q2in.{key}")
+        session.seq = 0
+
+    # -- outgoing QoS 1/2 -------------------------------------------------------------
+
+    def add_outgoing(self, session: Session, out: Outgoing) -> None:
+        msg = out.msg
+        record = {
+            "p": out.packet_id,
+            "q": out.qos,
+            "r": out.retain,
+            "t": msg.topic,
+            "d": msg.payload,
+            "x": msg.properties,
+            # wall-clock expiry, so that a restart keeps counting [MQTT-3.3.2-5]
+            "e": (msg.expires_at - time.monotonic() + time.time()) if msg.expires_at else 0,
+            "s": out.sub_ids,
+        }
+        out.seq = self._append(OUTGOING, f"$MQTT.out.{session.key}.m", record)
+
+    def remove_outgoing(self, session: Session, out: Outgoing) -> None:
+        self._delete(OUTGOING, out.seq)
+
+    def mark_released(self, session: Session, out: Outgoing) -> None:
+        old = out.seq
+        out.seq = self._append(OUTGOING, f"$MQTT.out.{session.key}.r", {"p": out.packet_id})
+        self._delete(OUTGOING, old)
+
+    # -- inbound QoS 2 ----------------------------------------------------------------
+
+    def add_incoming(self, session: Session, packet_id: int) -> int:
+        return self._append(QOS2_IN, f"$MQTT.q2in.{session.key}", {"p": packet_id})
+
+    def remove_incoming(self, session: Session, seq: int) -> None:
+        self._delete(QOS2_IN, seq)
+
+    # -- retained ---------------------------------------------------------------------
+
+    def set_retained(self, msg: MqttMessage) -> int:
+        record = {"t": msg.topic, "d": msg.payload, "q": msg.qos, "x": msg.properties}
+        return self._append(RETAINED, "$MQTT.rmsgs." + topic_to_subject(msg.topic), record)
+
+    def clear_retained(self, topic: str, seq: int) -> None:
+        self._purge(RETAINED, "$MQTT.rmsgs." + topic_to_subject(topic))
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def _records(self, stream_name: str):
+        for msg in self.streams[stream_name].iter(1):
+            try:
+                yield msg.seq, msg.subject, _unpack(msg.payload)
+            except Exception:  # a record we cannot read must not stop the server
+                log.error("unreadable MQTT record %s/%d skipped", stream_name, msg.seq)
+
+    def load(self, broker: MqttBroker) -> tuple[list[Session], list[tuple[MqttMessage, int]]]:
+        by_key: dict[str, Session] = {}
+        for seq, _subject, rec in self._records(SESSIONS):
+            client_id = rec["id"]
+            from hybridbus.mqtt.broker import session_key
+
+            key = session_key(client_id)
+            session = Session(broker, client_id, key, True)
+            session.seq = seq
+            session.expiry_interval = rec.get("exp")
+            for topic_filter, opts in rec["subs"].items():
+                qos, nl, rap, rh, sub_id, queue = opts
+                inner = topic_filter
+                if queue is not None:
+                    inner = topic_filter.split("/", 2)[2]
+                subs = [
+                    MqttSubscription(
+                        subject,
+                        queue,
+                        session,
+                        topic_filter,
+                        qos,
+                        no_local=nl,
+                        retain_as_published=rap,
+                        retain_handling=rh,
+                        sub_id=sub_id,
+                        skips_dollar=filter_skips_dollar(inner),
+                    )
+                    for subject in filter_to_subjects(inner)
+                ]
+                session.subs[topic_filter] = subs
+            by_key[key] = session
+        now_wall = time.time()
+        for seq, subject, rec in self._records(OUTGOING):
+            parts = subject.split(".")
+            session = by_key.get(parts[2])
+            if session is None:
+                self._delete(OUTGOING, seq)
+                continue
+            pid = rec["p"]
+            if parts[3] == "r":
+                out = session.inflight.get(pid) or next(
+                    (o for o in session.queued if o.packet_id == pid), None
+                )
+                if out is None:
+                    msg = MqttMessage("", b"", 2)
+                    out = Outgoing(pid, msg, 2, False, None)
+                    session.inflight[pid] = out
+                else:
+                    self._delete(OUTGOING, out.seq)
+                out.state = RELEASED
+                out.sent = True
+                out.seq = seq
+                session.pids.add(pid)
+                continue
+            msg = MqttMessage(rec["t"], rec["d"], rec["q"], False, rec.get("x"))
+            if rec.get("e"):
+                left = rec["e"] - now_wall
+                msg.expires_at = time.monotonic() + left
+            out = Outgoing(pid, msg, rec["q"], rec["r"], rec.get("s"))
+            out.seq = seq
+            # It may have been sent before the restart: a re-send carries DUP=1.
+            out.sent = True
+            session.queued.append(out)
+            session.pids.add(pid)
+            session.next_pid = max(session.next_pid, pid)
+        for seq, subject, rec in self._records(QOS2_IN):
+            session = by_key.get(subject.split(".")[2])
+            if session is None:
+                self._delete(QOS2_IN, seq)
+                continue
+            session.incoming[rec["p"]] = seq
+        retained = []
+        for seq, _subject, rec in self._records(RETAINED):
+            msg = MqttMessage(rec["t"], rec["d"], rec["q"], True, rec.get("x"))
+            retained.append((msg, seq))
+        return list(by_key.values()), retained

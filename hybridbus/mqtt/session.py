@@ -1,0 +1,344 @@
+"""MQTT sessions: subscriptions, the in-flight window and the queue, socket-free.
+
+Theory of operation
+-------------------
+A ``Session`` outlives its connections. It is what the router knows: every MQTT
+subscription is a router ``Subscription`` whose ``client`` is the session, so a
+message reaches a persistent session whether or not a device is connected.
+
+Delivery happens in two steps, because one client may hold several
+subscriptions that match the same message (``a/+`` and ``a/#``):
+
+1. ``deliver`` (called by ``Server.route`` per matching subscription) only
+   collects the matching subscriptions of this route;
+2. ``deliver_matched`` (called once per session after the route loop) sends
+   ONE copy at the highest granted QoS of those subscriptions. 3.1.1 asks that
+   the maximum QoS be respected [MQTT-3.3.5-1]; 5.0 allows one copy carrying
+   every matching subscription identifier [MQTT-3.3.4-3]. One copy is the choice
+   the spec allows for both levels, and what a device on a metered link wants.
+
+Outgoing QoS 1/2 messages are ``Outgoing`` records. A record takes its packet
+identifier when it is queued, not when it is sent: a persistent session writes
+the record to the store at that moment, and the identifier must be the same
+when the message is re-sent after a reconnect or a restart [MQTT-4.4.0-1].
+At most ``window`` records are in flight (the smaller of the server's
+``max_ack_pending`` and a 5.0 client's Receive Maximum); the rest wait in
+``queued``. An offline persistent session keeps queueing up to
+``max_session_messages``; past that the oldest record is dropped, logged and
+counted. QoS 0 messages to an offline session are not kept (allowed by
+[MQTT-3.1.2-5]'s "MAY").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from hybridbus.router.sublist import Subscription
+
+if TYPE_CHECKING:
+    from hybridbus.mqtt.broker import MqttBroker
+    from hybridbus.mqtt.message import MqttMessage
+
+log = logging.getLogger("hybridbus.mqtt")
+
+# Outgoing record states
+SENT = 0  # PUBLISH sent (or to be sent), waiting for PUBACK / PUBREC
+RELEASED = 1  # QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+
+MAX_PACKET_ID = 65535
+
+
+class MqttSubscription(Subscription):
+    """One MQTT topic filter of one session, as the router holds it.
+
+    A filter ending in `#` needs two router subscriptions (`a/#` matches `a`
+    too), so one filter may own two of these; `sid` is the filter itself."""
+
+    __slots__ = (
+        "qos",
+        "no_local",
+        "retain_as_published",
+        "retain_handling",
+        "sub_id",
+        "skips_dollar",
+    )
+
+    def __init__(
+        self,
+        subject: str,
+        queue: str | None,
+        session: Session,
+        topic_filter: str,
+        qos: int,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        sub_id: int = 0,
+        skips_dollar: bool = False,
+    ) -> None:
+        super().__init__(subject, queue, session, topic_filter)
+        self.qos = qos
+        self.no_local = no_local
+        self.retain_as_published = retain_as_published
+        self.retain_handling = retain_handling
+        self.sub_id = sub_id
+        # [MQTT-4.7.2-1]: a filter starting with a wildcard does not match `$` topics.
+        self.skips_dollar = skips_dollar
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "qos": self.qos,
+            "nl": self.no_local,
+            "rap": self.retain_as_published,
+            "rh": self.retain_handling,
+            "id": self.sub_id,
+        }
+
+
+class Outgoing:
+    """A QoS 1/2 message owed to a session, from queueing to its final ack."""
+
+    __slots__ = ("packet_id", "msg", "qos", "retain", "state", "seq", "sent", "sub_ids")
+
+    def __init__(
+        self, packet_id: int, msg: MqttMessage, qos: int, retain: bool, sub_ids: list[int] | None
+    ) -> None:
+        self.packet_id = packet_id
+        self.msg = msg
+        self.qos = qos
+        self.retain = retain
+        self.state = SENT
+        self.seq = 0  # store sequence of the persisted record, 0 when not persisted
+        self.sent = False  # sent at least once: a resend carries DUP=1 [MQTT-3.3.1-1]
+        self.sub_ids = sub_ids
+
+
+class Session:
+    __slots__ = (
+        "broker",
+        "client_id",
+        "key",
+        "persistent",
+        "expiry_interval",
+        "subs",
+        "conn",
+        "inflight",
+        "queued",
+        "pids",
+        "next_pid",
+        "incoming",
+        "window",
+        "matched",
+        "route_mark",
+        "dropped",
+        "disconnected_at",
+        "seq",
+        "expiry_handle",
+    )
+
+    # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
+    echo = True
+
+    def __init__(self, broker: MqttBroker, client_id: str, key: str, persistent: bool) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self.key = key
+        self.persistent = persistent
+        self.expiry_interval: int | None = None  # None: never expires (3.1.1 persistent)
+        self.subs: dict[str, list[MqttSubscription]] = {}
+        self.conn: Any = None
+        self.inflight: dict[int, Outgoing] = {}
+        self.queued: deque[Outgoing] = deque()
+        self.pids: set[int] = set()
+        self.next_pid = 0
+        # QoS 2 packet ids received and not yet released: id -> store seq of the record
+        self.incoming: dict[int, int] = {}
+        self.window = broker.options.max_ack_pending or MAX_PACKET_ID
+        self.matched: list[MqttSubscription] = []
+        self.route_mark = -1
+        self.dropped = 0
+        self.disconnected_at = 0.0
+        self.seq = 0  # store sequence of this session's own record
+        self.expiry_handle: Any = None  # timer ending an offline 5.0 session
+
+    # -- router side ------------------------------------------------------------------
+
+    def deliver(self, sub, subject, reply, headers, payload, mqtt_msg=None) -> None:
+        if sub.skips_dollar and subject[:1] == "$":
+            return
+        server = self.broker.server
+        if self.route_mark != server.route_seq:
+            self.route_mark = server.route_seq
+            self.matched = [sub]
+            server.route_sessions.append(self)
+        else:
+            self.matched.append(sub)
+
+    def deliver_matched(self, subject, reply, headers, payload, mqtt_msg) -> None:
+        subs = self.matched
+        self.matched = []
+        if mqtt_msg is None:
+            mqtt_msg = self.broker.message_from_nats(subject, reply, headers, payload)
+        elif mqtt_msg.origin is self:
+            # No Local [MQTT-3.8.3-3]: not to the session that published it.
+            subs = [s for s in subs if not s.no_local]
+            if not subs:
+                return
+        if mqtt_msg.expires_at and mqtt_msg.expired():
+            return
+        qos = 0
+        retain = False
+        sub_ids: list[int] | None = None
+        for s in subs:
+            if s.qos > qos:
+                qos = s.qos
+            if s.retain_as_published and mqtt_msg.retain:
+                retain = True
+            if s.sub_id:
+                if sub_ids is None:
+                    sub_ids = []
+                sub_ids.append(s.sub_id)
+        if mqtt_msg.qos < qos:
+            qos = mqtt_msg.qos
+        self.send(mqtt_msg, qos, retain, sub_ids)
+
+    # -- sending ----------------------------------------------------------------------
+
+    def send(self, msg: MqttMessage, qos: int, retain: bool, sub_ids: list[int] | None) -> None:
+        """Send or queue one message at the delivery QoS."""
+        conn = self.conn
+        if qos == 0:
+            if conn is not None:
+                conn.send_publish(msg, 0, retain, False, 0, sub_ids)
+            return
+        pid = self._alloc_pid()
+        if pid == 0:
+            self._drop(None)
+            return
+        out = Outgoing(pid, msg, qos, retain, sub_ids)
+        if self.persistent:
+            self.broker.persist_outgoing(self, out)
+        if conn is not None and len(self.inflight) < self.window and not self.queued:
+            self.inflight[pid] = out
+            self._transmit(out)
+            return
+        self.queued.append(out)
+        limit = self.broker.options.max_session_messages
+        if limit and len(self.queued) + len(self.inflight) > limit:
+            self._drop(self.queued.popleft())
+
+    def _drop(self, out: Outgoing | None) -> None:
+        self.dropped += 1
+        self.broker.stats_dropped += 1
+        if out is not None:
+            self.pids.discard(out.packet_id)
+            if out.seq:
+                self.broker.forget_outgoing(self, out)
+        if self.dropped == 1 or self.dropped % 1000 == 0:
+            log.warning(
+                "MQTT session %r: queue full, dropped the oldest message (%d dropped so far)",
+                self.client_id,
+                self.dropped,
+            )
+
+    def _alloc_pid(self) -> int:
+        pids = self.pids
+        if len(pids) >= MAX_PACKET_ID:
+            return 0
+        pid = self.next_pid
+        while True:
+            pid = pid + 1 if pid < MAX_PACKET_ID else 1
+            if pid not in pids:
+                break
+        self.next_pid = pid
+        pids.add(pid)
+        return pid
+
+    def pump(self) -> None:
+        """Move queued messages into the in-flight window while there is room."""
+        conn = self.conn
+        if conn is None:
+            return
+        queued = self.queued
+        inflight = self.inflight
+        while queued and len(inflight) < self.window:
+            out = queued.popleft()
+            if out.msg.expires_at and out.msg.expired():
+                self._finish(out)
+                continue
+            inflight[out.packet_id] = out
+            self._transmit(out)
+
+    def resume(self) -> None:
+        """A connection took this session: re-send what is unacknowledged, in order
+        [MQTT-4.4.0-1], then what was queued."""
+        conn = self.conn
+        for out in list(self.inflight.values()):
+            if out.state == RELEASED:
+                conn.send_pubrel(out.packet_id)
+            else:
+                self._transmit(out)
+        self.pump()
+
+    def _transmit(self, out: Outgoing) -> None:
+        """Send an in-flight record; a re-send carries DUP=1 [MQTT-3.3.1-1]."""
+        dup = out.sent
+        out.sent = True
+        if not self.conn.send_publish(
+            out.msg, out.qos, out.retain, dup, out.packet_id, out.sub_ids
+        ):
+            # Larger than the client's Maximum Packet Size: discarded as if delivered
+            # [MQTT-3.1.2-25].
+            self.inflight.pop(out.packet_id, None)
+            self._finish(out)
+
+    # -- acks from the client ---------------------------------------------------------
+
+    def _finish(self, out: Outgoing) -> None:
+        self.pids.discard(out.packet_id)
+        if out.seq:
+            self.broker.forget_outgoing(self, out)
+
+    def on_puback(self, packet_id: int) -> bool:
+        out = self.inflight.get(packet_id)
+        if out is None or out.qos != 1:
+            return False
+        del self.inflight[packet_id]
+        self._finish(out)
+        self.pump()
+        return True
+
+    def on_pubrec(self, packet_id: int, failed: bool = False) -> bool:
+        out = self.inflight.get(packet_id)
+        if out is None or out.qos != 2 or out.state != SENT:
+            return out is not None and out.state == RELEASED
+        if failed:
+            # A 5.0 PUBREC with a failure code ends the flow [MQTT-4.3.3-?]: no PUBREL.
+            del self.inflight[packet_id]
+            self._finish(out)
+            self.pump()
+            return False
+        out.state = RELEASED
+        if out.seq:
+            self.broker.persist_released(self, out)
+        return True
+
+    def on_pubcomp(self, packet_id: int) -> bool:
+        out = self.inflight.get(packet_id)
+        if out is None or out.state != RELEASED:
+            return False
+        del self.inflight[packet_id]
+        self._finish(out)
+        self.pump()
+        return True
+
+    # -- state ------------------------------------------------------------------------
+
+    def all_subscriptions(self) -> list[MqttSubscription]:
+        return [s for subs in self.subs.values() for s in subs]
+
+    def pending_count(self) -> int:
+        return len(self.inflight) + len(self.queued)

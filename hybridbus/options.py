@@ -1,0 +1,142 @@
+"""Server options, named as nats-server names them.
+
+The CLI and the config loader (``hybridbus.config.load``) build an ``Options``;
+nothing else in the server reads the config file. Durations are float seconds
+here; the monitoring layer turns them into the integer nanoseconds nats-server
+reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_PORT = 4222
+DEFAULT_MQTT_PORT = 1883
+DEFAULT_HTTP_PORT = 8222
+DEFAULT_STORE_DIR = "./hybridbus-data"
+
+
+@dataclass
+class TLSOptions:
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+    verify: bool = False
+    verify_and_map: bool = False
+    insecure: bool = False
+    timeout: float = 2.0
+    min_version: str | None = None
+    handshake_first: bool = False
+
+
+@dataclass
+class Permissions:
+    publish_allow: list[str] | None = None
+    publish_deny: list[str] | None = None
+    subscribe_allow: list[str] | None = None
+    subscribe_deny: list[str] | None = None
+    # None: no response permission; otherwise (max messages, expires seconds)
+    allow_responses: tuple[int, float] | None = None
+
+
+@dataclass
+class User:
+    user: str
+    password: str | None = None
+    permissions: Permissions | None = None
+    allowed_connection_types: list[str] | None = None
+
+
+@dataclass
+class AuthOptions:
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    timeout: float = 2.0
+    users: list[User] = field(default_factory=list)
+    default_permissions: Permissions | None = None
+
+
+@dataclass
+class JetStreamOptions:
+    enabled: bool = True
+    store_dir: str = DEFAULT_STORE_DIR
+    max_memory_store: int = -1
+    max_file_store: int = -1
+    # None = the default interval (see store docs); 0.0 with sync_always = fsync every append
+    sync_interval: float = 120.0
+    sync_always: bool = False
+    strict: bool = True
+    domain: str | None = None
+
+
+@dataclass
+class MQTTOptions:
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_MQTT_PORT
+    tls: TLSOptions | None = None
+    no_auth_user: str | None = None
+    auth: AuthOptions | None = None
+    ack_wait: float = 30.0
+    max_ack_pending: int = 1024
+    # hybridbus extensions (documented in conf/server.conf)
+    receive_maximum: int = 1024
+    max_keepalive: int = 0
+    max_packet_size: int = 0
+    max_session_messages: int = 10000
+    connect_timeout: float = 10.0
+    reject_qos2_publish: bool = False
+    downgrade_qos2_subscribe: bool = False
+
+
+@dataclass
+class WebSocketOptions:
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = 0
+    no_tls: bool = False
+    tls: TLSOptions | None = None
+    handshake_timeout: float = 2.0
+    same_origin: bool = False
+    allowed_origins: list[str] = field(default_factory=list)
+    compression: bool = False
+    no_auth_user: str | None = None
+
+
+@dataclass
+class Options:
+    config_file: str | None = None
+    server_name: str | None = None
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    http_host: str = "0.0.0.0"
+    http_port: int = DEFAULT_HTTP_PORT
+    https_port: int = 0
+    http_base_path: str = ""
+    max_payload: int = 1024 * 1024
+    max_connections: int = 65536
+    max_subscriptions: int = 0
+    max_control_line: int = 4096
+    max_pending: int = 64 * 1024 * 1024
+    max_closed_clients: int = 10000
+    ping_interval: float = 120.0
+    ping_max: int = 2
+    write_deadline: float = 10.0
+    debug: bool = False
+    trace: bool = False
+    logtime: bool = True
+    log_file: str | None = None
+    pid_file: str | None = None
+    no_auth_user: str | None = None
+    auth: AuthOptions = field(default_factory=AuthOptions)
+    tls: TLSOptions | None = None
+    jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
+    mqtt: MQTTOptions = field(default_factory=MQTTOptions)
+    websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    # the parsed config map and its sha256 digest, for /varz
+    config_digest: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,512 @@
+"""The subscription index: which subscriptions does a published subject reach?
+
+Theory of operation
+===================
+
+The router knows neither MQTT nor NATS. It stores ``Subscription`` objects under
+NATS-style subjects (``.``-separated tokens; ``*`` matches one token; a last ``>``
+matches one or more trailing tokens) and answers ``match(subject)`` for literal
+publish subjects. The MQTT layer maps topics and filters onto subjects first
+(``hybridbus.subjects``).
+
+Abbreviations: *psubs* plain subscriptions, *qsubs* queue subscriptions grouped by
+queue name, *pwc* the partial wildcard ``*``, *fwc* the full wildcard ``>``, *genid*
+the generation id, *res* a node's own subscriptions as a result.
+
+Nodes. A ``_Node`` holds the subscriptions of one filter subject: ``psubs`` (an
+insertion-ordered dict used as a set) and ``qsubs`` (queue name -> such a set), plus
+``res``, those subscriptions as a ready ``SublistResult``, built on first match and
+dropped whenever the node's subscriptions change.
+
+Two indexes. Subjects without a wildcard token ("literal" filters, most of them in
+practice) live in a flat dict ``subject -> node``. Subjects with ``*`` or ``>`` live
+in a token trie: each node has ``lits`` (token -> child) plus two dedicated children
+``pwc`` and ``fwc``. An fwc node never has children, since ``>`` is always last.
+Literal filters could live in the trie too, and give the same answers; the flat dict
+is what the profile asked for: a literal subject is found with one lookup of the
+whole string, and when no wildcard subscription exists at all a miss does not even
+split the subject. Removing the last subscription of a node unlinks it (the trie is
+pruned back towards the root), so the indexes never outgrow the live subscriptions.
+
+Queue groups. Subscriptions with the same queue name on the same filter subject
+(that is, in the same node) form one group. A result lists each matching group as
+one inner list and the caller delivers to one member of each; two filters that both
+match contribute two groups even when the queue names are equal. (nats-server merges
+same-name groups from different filters into one; MQTT shared subscriptions are per
+filter [MQTT-4.8.2], which is what this index gives.)
+
+Match. ``match`` looks the subject up in the cache: a hit is one dict lookup (plus
+one counter). A miss takes the literal node for the whole subject, then, if any
+wildcard subscription exists, splits the subject once and walks the trie: at each
+level an fwc child matches (``>`` needs at least one more token, and the current one
+is it), a pwc child is descended into recursively, and the literal child for the
+token continues the loop. After the last token the node reached matches. The
+matching nodes are collected first; when there is just one (the usual case) its
+``res`` is the answer as is, otherwise the results are concatenated. A subject with
+an empty token matches nothing, as in nats-server.
+
+Cache. ``subject -> SublistResult``, at most ``cache_max`` entries (1024). When a
+miss pushes it over, the oldest entries are dropped until ``cache_sweep`` remain
+(768): amortised O(1) per miss. Results are shared (between cache keys, callers and
+nodes), so callers treat them as read-only and the router never mutates one after
+handing it out. The cache stays exact:
+
+* insert patches every cached result the new subscription matches, by storing a new
+  result with the subscription added. A literal subject can only affect the entry of
+  that very subject; a wildcard subject is compiled to a regex and run over the keys.
+* remove drops the affected entries (same two cases); the next match rebuilds them.
+
+``Sublist(cache=False)`` (or ``set_cache(False)``) turns the cache off; the tests run
+every case both ways.
+
+Generation id. ``genid`` moves on every insert and remove that changed something, so
+a caller that keeps its own per-connection cache of results can drop it when the
+number moves.
+
+Concurrency: none. The router runs on the event loop thread only; there are no
+locks. A subscription's ``subject`` and ``queue`` must not change while it is
+inserted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from itertools import islice
+
+from hybridbus.subjects import is_valid_queue_name, is_valid_subject
+
+__all__ = ["DEFAULT_CACHE_MAX", "DEFAULT_CACHE_SWEEP", "Sublist", "SublistResult", "Subscription"]
+
+# Upper bound on cached match results, as in nats-server (slCacheMax). Each entry
+# costs a key string and a result; 1024 covers the hot subjects of a busy server and
+# keeps short the key scan that a wildcard insert/remove does.
+DEFAULT_CACHE_MAX = 1024
+# Entries kept after a trim. Dropping a quarter at a time keeps trims rare (one per
+# 256 misses once full) without throwing away most of a warm cache.
+DEFAULT_CACHE_SWEEP = 768
+
+
+class Subscription:
+    """One interest in a subject. Protocol layers subclass it with their own slots.
+
+    Identity is object identity: two subscriptions are the same only if they are the
+    same object, so one client may hold several on the same subject.
+    """
+
+    __slots__ = ("subject", "queue", "client", "sid", "__weakref__")
+
+    def __init__(self, subject: str, queue: str | None, client: object, sid: object):
+        self.subject = subject
+        self.queue = queue
+        self.client = client
+        self.sid = sid
+
+    def __repr__(self) -> str:
+        q = f" queue={self.queue!r}" if self.queue is not None else ""
+        return f"<{type(self).__name__} {self.subject!r}{q} sid={self.sid!r}>"
+
+
+class SublistResult:
+    """What a publish reaches: every plain subscription, and one list per queue group.
+
+    Read-only: one instance is shared by the cache, the trie and every caller.
+    """
+
+    __slots__ = ("plain", "queues")
+
+    def __init__(self, plain: list[Subscription], queues: list[list[Subscription]]) -> None:
+        self.plain = plain
+        self.queues = queues
+
+    def __len__(self) -> int:
+        """Fanout: plain subscriptions plus queue groups (one delivery per group)."""
+        return len(self.plain) + len(self.queues)
+
+    def __repr__(self) -> str:
+        return f"<SublistResult plain={self.plain!r} queues={self.queues!r}>"
+
+
+# Shared result for "nothing matched". Never mutated; patching builds a new result.
+_EMPTY = SublistResult([], [])
+# Shared stand-in for "no literal children", so that the walk can call .get() on
+# every node without a None check. Never mutated: a node swaps in a dict of its own
+# before adding its first child.
+_NO_LITS: dict[str, _Node] = {}
+
+
+class _Node:
+    __slots__ = ("lits", "pwc", "fwc", "psubs", "qsubs", "res")
+
+    def __init__(self) -> None:
+        self.lits: dict[str, _Node] = _NO_LITS
+        self.pwc: _Node | None = None
+        self.fwc: _Node | None = None
+        self.psubs: dict[Subscription, None] | None = None
+        self.qsubs: dict[str, dict[Subscription, None]] | None = None
+        self.res: SublistResult | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.psubs or self.qsubs or self.lits or self.pwc or self.fwc)
+
+
+def _node_result(n: _Node) -> SublistResult:
+    r = n.res
+    if r is None:
+        psubs, qsubs = n.psubs, n.qsubs
+        r = n.res = SublistResult(
+            list(psubs) if psubs else [],
+            [list(g) for g in qsubs.values()] if qsubs else [],
+        )
+    return r
+
+
+def _walk(n: _Node, toks: list[str], start: int, hits: list[_Node]) -> None:
+    """Append to ``hits`` the trie nodes below ``n`` whose filters match ``toks[start:]``.
+
+    Entered from the root and again for every ``*`` branch met on the way.
+    """
+    for i in range(start, len(toks)):
+        c = n.fwc
+        if c is not None:
+            # '>' takes this token and any that follow: at least one, as it must.
+            # An fwc node is never empty (it has no children, so pruning unlinks it
+            # with its last subscription).
+            hits.append(c)
+        c = n.pwc
+        if c is not None:
+            _walk(c, toks, i + 1, hits)
+        n = n.lits.get(toks[i])
+        if n is None:
+            return
+    if n.psubs or n.qsubs:
+        hits.append(n)
+
+
+def _add_to_result(r: SublistResult, sub: Subscription) -> SublistResult:
+    """A copy of ``r`` that also holds ``sub`` (``r`` itself is shared: not touched)."""
+    if sub.queue is None:
+        return SublistResult([*r.plain, sub], r.queues)
+    queues = list(r.queues)
+    subject, queue = sub.subject, sub.queue
+    # The group this sub joins is the one of its node: same filter subject and same
+    # queue name. Groups in a cached result are never empty (remove drops the entry
+    # rather than patching it), so group[0] exists.
+    for i, group in enumerate(queues):
+        first = group[0]
+        if first.queue == queue and first.subject == subject:
+            queues[i] = [*group, sub]
+            break
+    else:
+        queues.append([sub])
+    return SublistResult(r.plain, queues)
+
+
+def _filter_regex(toks: list[str]) -> re.Pattern[str]:
+    """A regex that fully matches exactly the literal subjects the filter ``toks`` matches.
+
+    Wildcards never match an empty token, as in the walk, so that a cached subject
+    such as ``a..b`` (which matches nothing) is left alone.
+    """
+    parts = []
+    for t in toks:
+        if t == "*":
+            parts.append(r"[^.]+")
+        elif t == ">":
+            parts.append(r"[^.]+(?:\.[^.]+)*")
+        else:
+            parts.append(re.escape(t))
+    return re.compile(r"\.".join(parts), re.DOTALL)
+
+
+class Sublist:
+    """Subscription index with a match cache. See the module docstring."""
+
+    def __init__(
+        self,
+        cache: bool = True,
+        cache_max: int = DEFAULT_CACHE_MAX,
+        cache_sweep: int | None = None,
+    ) -> None:
+        if cache_max < 1:
+            raise ValueError("cache_max must be at least 1")
+        self._lit: dict[str, _Node] = {}  # literal filter subject -> node
+        self._root = _Node()  # trie of the filters with a wildcard token
+        self._nwild = 0  # subscriptions in the trie; 0 lets a miss skip the walk
+        self._cache: dict[str, SublistResult] = {}
+        self._cache_on = cache
+        self._cache_max = cache_max
+        if cache_sweep is None:
+            cache_sweep = cache_max * 3 // 4
+        self._cache_sweep = max(0, min(cache_sweep, cache_max))
+        self.genid = 0
+        self._count = 0
+        self._inserts = 0
+        self._removes = 0
+        self._matches = 0
+        self._misses = 0
+
+    # -- changes ------------------------------------------------------------
+
+    def insert(self, sub: Subscription) -> None:
+        """Add ``sub``. Inserting the same object twice is a no-op.
+
+        Raises ``ValueError`` for an invalid subject or queue name.
+        """
+        subject = sub.subject
+        if not isinstance(subject, str) or not is_valid_subject(subject):
+            raise ValueError(f"invalid subject: {subject!r}")
+        queue = sub.queue
+        if queue is not None and not is_valid_queue_name(queue):
+            raise ValueError(f"invalid queue name: {queue!r}")
+        toks = subject.split(".")
+        wild = "*" in toks or ">" in toks
+        if wild:
+            n = self._root
+            for t in toks:
+                if t == "*":
+                    c = n.pwc
+                    if c is None:
+                        c = n.pwc = _Node()
+                elif t == ">":
+                    c = n.fwc
+                    if c is None:
+                        c = n.fwc = _Node()
+                else:
+                    lits = n.lits
+                    c = lits.get(t)
+                    if c is None:
+                        if lits is _NO_LITS:
+                            lits = n.lits = {}
+                        c = lits[t] = _Node()
+                n = c
+        else:
+            n = self._lit.get(subject)
+            if n is None:
+                n = self._lit[subject] = _Node()
+        if queue is None:
+            if n.psubs is None:
+                n.psubs = {}
+            elif sub in n.psubs:
+                return
+            n.psubs[sub] = None
+        else:
+            if n.qsubs is None:
+                n.qsubs = {}
+            group = n.qsubs.get(queue)
+            if group is None:
+                group = n.qsubs[queue] = {}
+            elif sub in group:
+                return
+            group[sub] = None
+        n.res = None
+        if wild:
+            self._nwild += 1
+        self._count += 1
+        self._inserts += 1
+        self.genid += 1
+        cache = self._cache
+        if not cache:
+            return
+        if not wild:
+            r = cache.get(subject)
+            if r is not None:
+                cache[subject] = _add_to_result(r, sub)
+            return
+        rx = _filter_regex(toks).fullmatch
+        for key, r in list(cache.items()):
+            if rx(key) is not None:
+                cache[key] = _add_to_result(r, sub)
+
+    def remove(self, sub: Subscription) -> bool:
+        """Remove ``sub``; False if it was not inserted (then nothing changes)."""
+        subject = sub.subject
+        if not isinstance(subject, str):
+            return False
+        toks = subject.split(".")
+        wild = "*" in toks or ">" in toks
+        path: list[tuple[_Node, str]] = []
+        if wild:
+            n = self._root
+            for t in toks:
+                if t == "*":
+                    c = n.pwc
+                elif t == ">":
+                    c = n.fwc
+                else:
+                    c = n.lits.get(t)
+                if c is None:
+                    return False
+                path.append((n, t))
+                n = c
+        else:
+            n = self._lit.get(subject)
+            if n is None:
+                return False
+        queue = sub.queue
+        if queue is None:
+            psubs = n.psubs
+            if not psubs or sub not in psubs:
+                return False
+            del psubs[sub]
+            if not psubs:
+                n.psubs = None
+        else:
+            qsubs = n.qsubs
+            group = qsubs.get(queue) if qsubs else None
+            if group is None or sub not in group:
+                return False
+            del group[sub]
+            if not group:
+                del qsubs[queue]
+                if not qsubs:
+                    n.qsubs = None
+        n.res = None
+        if wild:
+            self._nwild -= 1
+            # Prune empty nodes bottom-up, so that churn on distinct subjects cannot
+            # grow the trie without bound.
+            while path and n.is_empty():
+                parent, t = path.pop()
+                if t == "*":
+                    parent.pwc = None
+                elif t == ">":
+                    parent.fwc = None
+                else:
+                    del parent.lits[t]
+                    if not parent.lits:
+                        parent.lits = _NO_LITS
+                n = parent
+        elif n.psubs is None and n.qsubs is None:
+            del self._lit[subject]
+        self._count -= 1
+        self._removes += 1
+        self.genid += 1
+        cache = self._cache
+        if not cache:
+            return True
+        if not wild:
+            cache.pop(subject, None)
+            return True
+        rx = _filter_regex(toks).fullmatch
+        for key in [k for k in cache if rx(k) is not None]:
+            del cache[key]
+        return True
+
+    # -- queries ------------------------------------------------------------
+
+    def match(self, subject: str) -> SublistResult:
+        """Everything a publish to the literal ``subject`` reaches. Read-only result."""
+        self._matches += 1
+        r = self._cache.get(subject)
+        if r is not None:
+            return r
+        # Miss (see the module docstring).
+        self._misses += 1
+        n = self._lit.get(subject)
+        if self._nwild:
+            toks = subject.split(".")
+            if "" in toks:
+                return _EMPTY
+            hits = [n] if n is not None else []
+            _walk(self._root, toks, 0, hits)
+            if not hits:
+                r = _EMPTY
+            elif len(hits) == 1:
+                r = hits[0].res
+                if r is None:
+                    r = _node_result(hits[0])
+            else:
+                plain: list[Subscription] = []
+                queues: list[list[Subscription]] = []
+                for n in hits:
+                    nr = _node_result(n)
+                    plain += nr.plain
+                    queues += nr.queues
+                r = SublistResult(plain, queues)
+        elif n is None:
+            # Also the answer for a subject with an empty token: no literal filter
+            # has one, and there are no wildcards.
+            r = _EMPTY
+        else:
+            r = n.res
+            if r is None:
+                r = _node_result(n)
+        if self._cache_on:
+            cache = self._cache
+            cache[subject] = r
+            if len(cache) > self._cache_max:
+                # Oldest first: dicts keep insertion order.
+                for key in list(islice(cache, len(cache) - self._cache_sweep)):
+                    del cache[key]
+        return r
+
+    def count(self) -> int:
+        """Number of subscriptions inserted."""
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        """Every inserted subscription, in no particular order.
+
+        Iterates over a snapshot, so the caller may insert/remove meanwhile.
+        """
+        out: list[Subscription] = []
+        stack = [self._root, *self._lit.values()]
+        while stack:
+            n = stack.pop()
+            if n.psubs:
+                out.extend(n.psubs)
+            if n.qsubs:
+                for group in n.qsubs.values():
+                    out.extend(group)
+            stack.extend(n.lits.values())
+            if n.pwc is not None:
+                stack.append(n.pwc)
+            if n.fwc is not None:
+                stack.append(n.fwc)
+        return iter(out)
+
+    # -- cache control and monitoring --------------------------------------
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self._cache_on
+
+    def set_cache(self, enabled: bool) -> None:
+        """Turn the match cache on or off; turning it off also empties it."""
+        self._cache_on = enabled
+        if not enabled:
+            self._cache.clear()
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def stats(self) -> dict:
+        """The sublist part of ``/subsz``, with nats-server's field names and types.
+
+        ``max_fanout``/``avg_fanout`` are taken over the cached results, as in
+        nats-server (a queue group counts once); both are 0 while the cache is empty.
+        """
+        matches = self._matches
+        hit_rate = (matches - self._misses) / matches if matches else 0.0
+        total = 0
+        most = 0
+        cache = self._cache
+        for r in cache.values():
+            f = len(r.plain) + len(r.queues)
+            total += f
+            if f > most:
+                most = f
+        return {
+            "num_subscriptions": self._count,
+            "num_cache": len(cache),
+            "num_inserts": self._inserts,
+            "num_removes": self._removes,
+            "num_matches": matches,
+            "cache_hit_rate": float(hit_rate),
+            "max_fanout": most,
+            "avg_fanout": total / len(cache) if cache else 0.0,
+        }

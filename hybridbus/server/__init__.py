@@ -1,0 +1,1 @@
+"""The server: listeners, connections, and the wiring between router, store and front ends."""

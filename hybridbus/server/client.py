@@ -1,0 +1,199 @@
+"""What every client connection has, whatever its protocol.
+
+``ClientBase`` holds the counters and identity that monitoring reads (the
+field names follow nats-server's /connz) and the outbound buffer that the
+server flushes once per read (see ``Server.flush``).
+
+Outbound path, in short: a delivery appends bytes to ``out`` and marks the
+connection dirty; ``Server.flush`` hands each dirty connection's buffer to
+``transport.write`` once. The transport's high-water mark is ``max_pending``:
+when the kernel cannot take the bytes and they pile past it, asyncio calls
+``pause_writing`` and we cut the connection as a slow consumer instead of
+growing memory or slowing the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hybridbus.server.server import Server
+
+log = logging.getLogger("hybridbus.server")
+
+# Reasons a connection closed, exactly as nats-server's /connz spells them.
+CLIENT_CLOSED = "Client Closed"
+READ_ERROR = "Read Error"
+WRITE_ERROR = "Write Error"
+PARSE_ERROR = "Parse Error"
+PROTOCOL_VIOLATION = "Protocol Violation"
+STALE_CONNECTION = "Stale Connection"
+SLOW_CONSUMER_PENDING = "Slow Consumer (Pending Bytes)"
+SLOW_CONSUMER_DEADLINE = "Slow Consumer (Write Deadline)"
+SERVER_SHUTDOWN = "Server Shutdown"
+AUTH_TIMEOUT = "Authentication Timeout"
+AUTH_FAILURE = "Authentication Failure"
+MAX_CONNECTIONS = "Maximum Connections Exceeded"
+MAX_PAYLOAD = "Maximum Message Payload Exceeded"
+MAX_CONTROL_LINE = "Maximum Control Line Exceeded"
+MAX_SUBSCRIPTIONS = "Maximum Subscriptions Exceeded"
+BAD_CLIENT_PROTOCOL = "Bad Client Protocol Version"
+HEADER_VIOLATION = "Message Header Violation"
+NO_RESPONDERS_REQUIRES_HEADERS = "No Responders Requires Headers"
+DUPLICATE_CLIENT_ID = "Duplicate Client ID"
+
+
+class ClientBase(asyncio.Protocol):
+    """State shared by NATS and MQTT connections; subclasses speak the protocol."""
+
+    __slots__ = (
+        "server",
+        "transport",
+        "cid",
+        "kind",
+        "ip",
+        "port",
+        "start",
+        "last_activity",
+        "in_msgs",
+        "in_bytes",
+        "out_msgs",
+        "out_bytes",
+        "out",
+        "dirty",
+        "closing",
+        "close_reason",
+        "user",
+        "perms",
+        "tls_version",
+        "tls_cipher",
+    )
+
+    conn_type = "nats"
+    # Whether a client's own publishes come back to it; NATS CONNECT may turn it off.
+    echo = True
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.cid = 0
+        self.kind = "Client"
+        self.ip = ""
+        self.port = 0
+        self.start = time.time()
+        self.last_activity = self.start
+        self.in_msgs = 0
+        self.in_bytes = 0
+        self.out_msgs = 0
+        self.out_bytes = 0
+        self.out = bytearray()
+        self.dirty = False
+        self.closing = False
+        self.close_reason: str | None = None
+        self.user: str | None = None
+        self.perms = None  # set by authentication when the user has permissions
+        self.tls_version: str | None = None
+        self.tls_cipher: str | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.ip, self.port = peer[0], peer[1]
+        ssl_obj = transport.get_extra_info("ssl_object")
+        if ssl_obj is not None:
+            version = ssl_obj.version() or ""
+            self.tls_version = version.replace("TLSv", "")
+            cipher = ssl_obj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
+        # Past max_pending unsent bytes, asyncio calls pause_writing: a slow consumer.
+        transport.set_write_buffer_limits(high=self.server.options.max_pending)
+        self.server.register(self)
+
+    def pause_writing(self) -> None:
+        if not self.closing:
+            self.server.stats.slow_consumers += 1
+            log.info(
+                "%s:%d - cid:%d - Slow Consumer Detected: pending bytes over %d",
+                self.ip,
+                self.port,
+                self.cid,
+                self.server.options.max_pending,
+            )
+            self.abort(SLOW_CONSUMER_PENDING)
+
+    def resume_writing(self) -> None:
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.close_reason is None:
+            self.close_reason = READ_ERROR if exc is not None else CLIENT_CLOSED
+        self.closing = True
+        self.out = bytearray()
+        self.on_closed()
+        self.server.unregister(self)
+
+    # -- output -----------------------------------------------------------------------
+
+    def queue(self, data: bytes) -> None:
+        """Append protocol bytes for this client; written at the next flush."""
+        if self.closing:
+            return
+        self.out += data
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
+    def write_now(self) -> None:
+        """Hand the buffered bytes to the transport (called by Server.flush)."""
+        self.dirty = False
+        if self.closing or not self.out:
+            return
+        buf = self.out
+        # The transport may keep a reference to buf, so it gets a fresh one.
+        self.out = bytearray()
+        self.transport.write(buf)
+
+    def pending_bytes(self) -> int:
+        if self.transport is None or self.closing:
+            return 0
+        return self.transport.get_write_buffer_size() + len(self.out)
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self, reason: str, final: bytes = b"") -> None:
+        """Send `final` (e.g. an -ERR) after what is queued, then close gracefully."""
+        if self.closing:
+            return
+        if final:
+            self.out += final
+        self.write_now()
+        self.close_reason = reason
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now, discarding what is queued (slow consumers)."""
+        if self.closing:
+            return
+        self.close_reason = reason
+        self.closing = True
+        self.out = bytearray()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def on_closed(self) -> None:
+        """Release protocol state (subscriptions, sessions); called once."""
+
+    def sweep(self, now: float) -> None:
+        """Periodic check (pings, keep-alive, auth timeout); one server-wide timer calls it."""
+
+    def subscription_count(self) -> int:
+        return 0

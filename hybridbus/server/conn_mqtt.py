@@ -1,0 +1,416 @@
+"""The MQTT front end: an asyncio.Protocol over the sans-IO MQTT codec.
+
+Bytes in, packets out of ``MQTTParser``, one ``handle_*`` function per packet
+type (``hybridbus.mqtt.handle_*``), bytes queued on the connection and written
+once per read. The connection owns what lives and dies with the socket (the
+parser, keep-alive, the will, topic aliases, the order of outgoing acks); the
+session owns everything that may outlive it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from hybridbus.codec.mqtt import (
+    MQTTParser,
+    MQTTProtocolError,
+    MQTTUnsupportedProtocol,
+    PINGRESP_BYTES,
+    encode_connack,
+    encode_disconnect,
+    encode_properties,
+    encode_puback,
+    encode_pubcomp,
+    encode_pubrec,
+    encode_pubrel,
+    encode_publish,
+)
+from hybridbus.codec.mqtt.packets import (
+    AUTH,
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+)
+from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
+from hybridbus.mqtt.handle_publish import (
+    handle_puback,
+    handle_pubcomp,
+    handle_publish,
+    handle_pubrec,
+    handle_pubrel,
+)
+from hybridbus.mqtt.handle_subscribe import handle_subscribe, handle_unsubscribe
+from hybridbus.server import client as reasons
+from hybridbus.server.client import ClientBase
+from hybridbus.subjects import topic_to_subject
+
+if TYPE_CHECKING:
+    from hybridbus.mqtt.message import MqttMessage
+    from hybridbus.mqtt.session import Session
+    from hybridbus.server.server import Server
+
+log = logging.getLogger("hybridbus.mqtt")
+
+PUBLISH_PROPERTY_NAMES = (
+    "payload_format_indicator",
+    "content_type",
+    "response_topic",
+    "correlation_data",
+    "user_property",
+    "message_expiry_interval",
+)
+
+# 5.0 DISCONNECT reason codes the server sends
+KEEP_ALIVE_TIMEOUT = 0x8D
+SESSION_TAKEN_OVER = 0x8E
+SERVER_SHUTTING_DOWN = 0x8B
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
+TOPIC_ALIAS_INVALID = 0x94
+PROTOCOL_ERROR = 0x82
+UNSPECIFIED_ERROR = 0x80
+
+
+def _handle_pingreq(conn: MqttConnection, p: Any) -> None:
+    conn.queue(PINGRESP_BYTES)
+
+
+def _handle_auth(conn: MqttConnection, p: Any) -> None:
+    # No enhanced authentication method is configured, so any AUTH is a protocol
+    # error: a CONNECT with an Authentication Method already got 0x8C.
+    conn.protocol_error("AUTH without an authentication method [MQTT-4.12.0-?]", PROTOCOL_ERROR)
+
+
+def _unexpected(conn: MqttConnection, p: Any) -> None:
+    conn.protocol_error(f"unexpected {type(p).__name__} from a client", PROTOCOL_ERROR)
+
+
+HANDLERS: dict[int, Any] = {
+    CONNECT: handle_connect,
+    PUBLISH: handle_publish,
+    PUBACK: handle_puback,
+    PUBREC: handle_pubrec,
+    PUBREL: handle_pubrel,
+    PUBCOMP: handle_pubcomp,
+    SUBSCRIBE: handle_subscribe,
+    UNSUBSCRIBE: handle_unsubscribe,
+    PINGREQ: _handle_pingreq,
+    DISCONNECT: handle_disconnect,
+    AUTH: _handle_auth,
+}
+
+
+class MqttConnection(ClientBase):
+    __slots__ = (
+        "parser",
+        "session",
+        "level",
+        "client_id",
+        "keep_alive",
+        "last_packet",
+        "connect_deadline",
+        "will",
+        "will_delay",
+        "clean_disconnect",
+        "acks",
+        "flap_delayed",
+        "client_receive_max",
+        "client_max_packet",
+        "client_alias_max",
+        "aliases_in",
+        "inbound_qos_pending",
+    )
+
+    conn_type = "mqtt"
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        mopts = server.options.mqtt
+        self.parser = MQTTParser(max_packet_size=mopts.max_packet_size)
+        self.session: Session | None = None
+        self.level = 4
+        self.client_id = ""
+        self.keep_alive = 0
+        self.last_packet = time.monotonic()
+        self.connect_deadline = self.last_packet + mopts.connect_timeout
+        self.will: MqttMessage | None = None
+        self.will_delay = 0
+        self.clean_disconnect = False
+        self.acks: deque[list] = deque()
+        self.flap_delayed = False
+        self.client_receive_max = 65535
+        self.client_max_packet = 0
+        self.client_alias_max = 0
+        self.aliases_in: dict[int, str] | None = None
+        self.inbound_qos_pending = 0
+
+    def describe(self) -> str:
+        return f"{self.ip}:{self.port} - mid:{self.cid} - {self.client_id!r}"
+
+    # -- input ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.time()
+        self.last_packet = time.monotonic()
+        try:
+            packets = self.parser.feed(data)
+        except MQTTUnsupportedProtocol as err:
+            for p in err.packets:
+                self._dispatch(p)
+            log.info("%s - %s", self.describe(), err.message)
+            # [MQTT-3.1.2-2] unsupported level: CONNACK 0x01 (5.0: 0x84), then close.
+            if err.protocol_level == 5:
+                self.close(reasons.BAD_CLIENT_PROTOCOL, encode_connack(False, 0x84, None, 5))
+            else:
+                self.close(reasons.BAD_CLIENT_PROTOCOL, bytes((CONNACK << 4, 2, 0, 1)))
+            self.server.flush()
+            return
+        except MQTTProtocolError as err:
+            for p in err.packets:
+                self._dispatch(p)
+            self.protocol_error(err.message, err.reason_code)
+            self.server.flush()
+            return
+        for p in packets:
+            if self.closing:
+                break
+            self._dispatch(p)
+        self.server.flush()
+
+    def _dispatch(self, p: Any) -> None:
+        if self.closing:
+            return
+        if self.session is None and p.packet_type != CONNECT:
+            self.protocol_error("first packet is not CONNECT [MQTT-3.1.0-1]", PROTOCOL_ERROR)
+            return
+        HANDLERS.get(p.packet_type, _unexpected)(self, p)
+
+    # -- connect helpers --------------------------------------------------------------
+
+    def refuse(self, code: int, why: str) -> None:
+        """CONNACK with a failure code, then close [MQTT-3.2.2-5]."""
+        log.info("%s - connection refused: %s", self.describe(), why)
+        reason = reasons.AUTH_FAILURE if code in (0x86, 0x87) else reasons.PROTOCOL_VIOLATION
+        self.close(reason, encode_connack(False, code, None, self.level))
+
+    def delay_connect(self, p: Any) -> None:
+        log.warning("%s - client id %r is flapping; delaying its CONNECT", self.describe(), self.client_id)
+        self.flap_delayed = True
+        self.transport.pause_reading()
+        self.server.loop.call_later(self.server.mqtt_flap_delay, self._resume_connect, p)
+
+    def _resume_connect(self, p: Any) -> None:
+        if self.closing:
+            return
+        handle_connect(self, p)
+        self.server.flush()
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def apply_client_limits(self, props: dict) -> None:
+        self.client_receive_max = props.get("receive_maximum", 65535)
+        self.client_max_packet = props.get("maximum_packet_size", 0)
+        self.client_alias_max = props.get("topic_alias_maximum", 0)
+
+    def connack_properties(self, assigned: bool, server_keep_alive: int | None) -> dict:
+        mopts = self.server.options.mqtt
+        props: dict[str, Any] = {
+            "receive_maximum": mopts.receive_maximum,
+            "topic_alias_maximum": 65535,
+            "retain_available": 1,
+            "wildcard_subscription_available": 1,
+            "subscription_identifier_available": 1,
+            "shared_subscription_available": 1,
+        }
+        if mopts.max_packet_size:
+            props["maximum_packet_size"] = mopts.max_packet_size
+        if assigned:
+            props["assigned_client_identifier"] = self.client_id
+        if server_keep_alive is not None:
+            props["server_keep_alive"] = server_keep_alive
+        return props
+
+    def on_connected(self) -> None:
+        log.debug("%s - MQTT client connected (level %d)", self.describe(), self.level)
+
+    def resolve_topic_alias(self, topic: str, props: dict) -> str | None:
+        """Apply a 5.0 Topic Alias (3.3.2.3.4); None after a protocol error."""
+        alias = props.get("topic_alias")
+        if alias is None:
+            return topic
+        if alias == 0 or alias > 65535:
+            self.protocol_error("topic alias out of range [MQTT-3.3.2-8]", TOPIC_ALIAS_INVALID)
+            return None
+        aliases = self.aliases_in
+        if aliases is None:
+            aliases = self.aliases_in = {}
+        if topic:
+            aliases[alias] = topic
+            return topic
+        known = aliases.get(alias)
+        if known is None:
+            self.protocol_error("unknown topic alias [MQTT-3.3.4-?]", PROTOCOL_ERROR)
+            return None
+        return known
+
+    def forwardable_properties(self, props: dict | None) -> dict | None:
+        if not props or self.level != 5:
+            return None
+        kept = {k: props[k] for k in PUBLISH_PROPERTY_NAMES if k in props}
+        return kept or None
+
+    # -- output -----------------------------------------------------------------------
+
+    def send_publish(
+        self, msg: MqttMessage, qos: int, retain: bool, dup: bool, packet_id: int, sub_ids
+    ) -> bool:
+        """Queue one PUBLISH; False when the client's Maximum Packet Size forbids it."""
+        if self.closing:
+            return True
+        level = self.level
+        if level == 5 and (msg.properties or sub_ids):
+            props = dict(msg.properties) if msg.properties else {}
+            if msg.expires_at:
+                # Forward the time that is left, not the original interval [MQTT-3.3.2-6].
+                props["message_expiry_interval"] = max(0, int(msg.expires_at - time.monotonic()))
+            if sub_ids:
+                props["subscription_identifier"] = sub_ids
+            frame = encode_publish(
+                msg.topic_bytes(),
+                msg.payload,
+                qos,
+                retain,
+                dup,
+                packet_id,
+                encode_properties(props, PUBLISH),
+                5,
+            )
+        else:
+            frame = msg.encode(qos, retain, dup, packet_id, level)
+        if self.client_max_packet and len(frame) > self.client_max_packet:
+            # [MQTT-3.1.2-25] never send a packet larger than the client accepts.
+            return False
+        self.out_msgs += 1
+        self.out_bytes += len(msg.payload)
+        self.out += frame
+        if not self.dirty:
+            self.server.mark_dirty(self)
+        return True
+
+    def send_pubrel(self, packet_id: int, reason: int = 0) -> None:
+        self.queue(encode_pubrel(packet_id, reason if self.level == 5 else 0, None, self.level))
+
+    def send_pubcomp(self, packet_id: int, reason: int = 0) -> None:
+        self.queue(encode_pubcomp(packet_id, reason if self.level == 5 else 0, None, self.level))
+
+    def ack_inbound(self, packet_id: int, qos: int, ticket: Any, reason: int) -> None:
+        """PUBACK/PUBREC, sent once the message is durable and in arrival order [MQTT-4.6.0-2]."""
+        if ticket is None and not self.acks:
+            self._send_ack(packet_id, qos, reason)
+            return
+        self.acks.append([packet_id, qos, ticket, reason])
+        if ticket is not None:
+            ticket.on_done(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        acks = self.acks
+        while acks:
+            packet_id, qos, ticket, reason = acks[0]
+            if ticket is not None and not ticket.done:
+                break
+            acks.popleft()
+            if ticket is not None and ticket.failed:
+                if self.level == 5:
+                    reason = UNSPECIFIED_ERROR
+                else:
+                    # 3.1.1 has no negative ack: close, so the client re-sends after reconnecting.
+                    log.error("%s - store write failed; closing so the client re-sends", self.describe())
+                    self.close(reasons.WRITE_ERROR)
+                    return
+            self._send_ack(packet_id, qos, reason)
+        self.server.schedule_flush()
+
+    def _send_ack(self, packet_id: int, qos: int, reason: int) -> None:
+        level = self.level
+        if level != 5:
+            reason = 0
+        if qos == 1:
+            self.queue(encode_puback(packet_id, reason, None, level))
+        else:
+            self.queue(encode_pubrec(packet_id, reason, None, level))
+
+    # -- closing ----------------------------------------------------------------------
+
+    def protocol_error(self, why: str, reason_code: int) -> None:
+        """Close for a broken rule; 5.0 clients get DISCONNECT with the reason first."""
+        log.info("%s - closing: %s", self.describe(), why)
+        final = b""
+        if self.level == 5 and self.session is not None:
+            final = encode_disconnect(reason_code, None, 5)
+        self.close(reasons.PROTOCOL_VIOLATION, final)
+
+    def taken_over(self) -> None:
+        """Another connection claimed this client id [MQTT-3.1.4-3]."""
+        final = encode_disconnect(SESSION_TAKEN_OVER, None, 5) if self.level == 5 else b""
+        self._finish_session()
+        self.close(reasons.DUPLICATE_CLIENT_ID, final)
+
+    def close_normally(self, publish_will: bool) -> None:
+        if not publish_will:
+            self.will = None
+        self.clean_disconnect = True
+        self._finish_session()
+        self.close(reasons.CLIENT_CLOSED)
+
+    def _finish_session(self) -> None:
+        """Publish the will if owed and hand the session back to the broker, once."""
+        session = self.session
+        if session is None:
+            return
+        self.session = None
+        broker = self.server.mqtt
+        will = self.will
+        self.will = None
+        if will is not None:
+            broker.send_will(session, will, self.will_delay)
+        broker.detach(session, self)
+
+    def on_closed(self) -> None:
+        # Network loss, keep-alive timeout, protocol error: the will is published [MQTT-3.1.2-8].
+        self._finish_session()
+        log.debug("%s - MQTT connection closed: %s", self.describe(), self.close_reason)
+
+    def subscription_count(self) -> int:
+        session = self.session
+        return sum(len(s) for s in session.subs.values()) if session is not None else 0
+
+    # -- timers -----------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        if self.closing:
+            return
+        if self.session is None:
+            if not self.flap_delayed and now >= self.connect_deadline:
+                log.info("%s - no CONNECT in time; closing", self.describe())
+                self.close(reasons.AUTH_TIMEOUT)
+            return
+        keep_alive = self.keep_alive
+        if keep_alive and now - self.last_packet > keep_alive * 1.5:
+            # [MQTT-3.1.2-24] nothing for 1.5x the keep alive: disconnect, will included.
+            log.info("%s - keep alive timeout", self.describe())
+            final = encode_disconnect(KEEP_ALIVE_TIMEOUT, None, 5) if self.level == 5 else b""
+            self.close(reasons.STALE_CONNECTION, final)
+
+
+def will_subject(will: MqttMessage) -> str:
+    return topic_to_subject(will.topic)

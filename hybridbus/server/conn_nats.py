@@ -1,0 +1,398 @@
+"""The NATS client protocol front end: an asyncio.Protocol over the sans-IO codec.
+
+Bytes come in through ``data_received``, the codec turns them into ops, and one
+``handle_*`` method per op applies them to the router. Nothing here parses
+text; nothing here blocks. Replies and deliveries are appended to outbound
+buffers and written once per read (see ``client.py``).
+
+Defaults follow nats-server: a client starts verbose, pedantic and with echo on,
+and its CONNECT overlays that (nats-conventions §4.3). Errors use nats-server's
+exact -ERR texts (§4.7); permission and subject errors keep the connection,
+protocol errors close it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from hybridbus.codec.nats import (
+    OP_CONNECT,
+    OP_ERROR,
+    OP_HPUB,
+    OP_PING,
+    OP_PONG,
+    OP_PUB,
+    OP_SUB,
+    OP_UNSUB,
+    Parser,
+    encode_err,
+)
+from hybridbus.router.sublist import Subscription
+from hybridbus.server import client as reasons
+from hybridbus.server.client import ClientBase
+from hybridbus.subjects import is_valid_publish_subject, is_valid_queue_name, is_valid_subject
+
+if TYPE_CHECKING:
+    from hybridbus.server.server import Server
+
+log = logging.getLogger("hybridbus.nats")
+
+OK = b"+OK\r\n"
+PING = b"PING\r\n"
+PONG = b"PONG\r\n"
+
+
+class NatsSubscription(Subscription):
+    """A NATS SUB: `sid` is the client's token, kept as bytes for MSG lines."""
+
+    __slots__ = ("sid_bytes", "msgs", "max_msgs")
+
+    def __init__(self, subject: str, queue: str | None, client: NatsConnection, sid: str) -> None:
+        super().__init__(subject, queue, client, sid)
+        self.sid_bytes = sid.encode()
+        self.msgs = 0
+        self.max_msgs = 0
+
+
+class NatsConnection(ClientBase):
+    """One NATS client connection."""
+
+    __slots__ = (
+        "parser",
+        "subs",
+        "verbose",
+        "pedantic",
+        "echo",
+        "headers",
+        "no_responders",
+        "protocol",
+        "name",
+        "lang",
+        "version",
+        "connected",
+        "pings_out",
+        "ping_due",
+        "active",
+        "first_pong",
+        "auth_deadline",
+    )
+
+    conn_type = "nats"
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(server)
+        opts = server.options
+        self.parser = Parser(opts.max_control_line, opts.max_payload)
+        self.subs: dict[str, NatsSubscription] = {}
+        self.verbose = True
+        self.pedantic = True
+        self.echo = True
+        self.headers = False
+        self.no_responders = False
+        self.protocol = 0
+        self.name = ""
+        self.lang = ""
+        self.version = ""
+        self.connected = False
+        self.pings_out = 0
+        self.ping_due = time.monotonic() + opts.ping_interval
+        self.active = False
+        self.first_pong = True
+        self.auth_deadline = 0.0
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        server = self.server
+        info = server.client_info(self)
+        self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
+        if server.over_connection_limit():
+            log.warning("%s:%d - cid:%d - maximum connections exceeded", self.ip, self.port, self.cid)
+            self.close(reasons.MAX_CONNECTIONS, encode_err("maximum connections exceeded"))
+            return
+        if server.auth_required:
+            self.auth_deadline = time.monotonic() + server.options.auth.timeout
+        log.debug("%s:%d - cid:%d - Client connection created", self.ip, self.port, self.cid)
+        server.flush()
+
+    def on_closed(self) -> None:
+        sublist = self.server.sublist
+        for sub in self.subs.values():
+            sublist.remove(sub)
+        self.subs.clear()
+        log.debug(
+            "%s:%d - cid:%d - Client connection closed: %s",
+            self.ip,
+            self.port,
+            self.cid,
+            self.close_reason,
+        )
+
+    def subscription_count(self) -> int:
+        return len(self.subs)
+
+    # -- input ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.time()
+        self.active = True
+        for op in self.parser.feed(data):
+            if self.closing:
+                break
+            kind = op[0]
+            if kind == OP_PUB:
+                self.handle_pub(op[1], op[2], None, op[3])
+            elif kind == OP_HPUB:
+                self.handle_hpub(op[1], op[2], op[3], op[4])
+            elif kind == OP_SUB:
+                self.handle_sub(op[1], op[2], op[3])
+            elif kind == OP_PING:
+                self.handle_ping()
+            elif kind == OP_PONG:
+                self.pings_out = 0
+            elif kind == OP_UNSUB:
+                self.handle_unsub(op[1], op[2])
+            elif kind == OP_CONNECT:
+                self.handle_connect(op[1])
+            elif kind == OP_ERROR:
+                self.handle_parse_error(op[1], op[2])
+        self.server.flush()
+
+    def handle_parse_error(self, err_text: str | None, reason: str) -> None:
+        log.info("%s:%d - cid:%d - %s: %s", self.ip, self.port, self.cid, reason, err_text or "")
+        self.close(reason, encode_err(err_text) if err_text else b"")
+
+    def _require_auth(self) -> bool:
+        """Before an authenticated CONNECT, every op is an authorization violation."""
+        if self.connected or not self.server.auth_required:
+            return True
+        self.server.stats.auth_failures += 1
+        log.warning("%s:%d - cid:%d - Authorization Violation", self.ip, self.port, self.cid)
+        self.close(reasons.AUTH_FAILURE, encode_err("Authorization Violation"))
+        return False
+
+    def handle_connect(self, opts: Any) -> None:
+        if not isinstance(opts, dict):
+            self.close(reasons.PROTOCOL_VIOLATION)
+            return
+        protocol = opts.get("protocol", 0)
+        if protocol not in (0, 1) or isinstance(protocol, bool):
+            self.close(reasons.BAD_CLIENT_PROTOCOL, encode_err("invalid client protocol"))
+            return
+        self.protocol = protocol
+        self.verbose = bool(opts.get("verbose", True))
+        self.pedantic = bool(opts.get("pedantic", True))
+        self.echo = bool(opts.get("echo", True))
+        self.headers = bool(opts.get("headers", False))
+        self.no_responders = bool(opts.get("no_responders", False))
+        if self.no_responders and not self.headers:
+            self.close(
+                reasons.NO_RESPONDERS_REQUIRES_HEADERS,
+                encode_err("no responders requires headers support"),
+            )
+            return
+        self.name = str(opts.get("name") or "")
+        self.lang = str(opts.get("lang") or "")
+        self.version = str(opts.get("version") or "")
+        server = self.server
+        if server.auth_required and not self.connected:
+            user = server.authenticate(self, opts)
+            if user is None:
+                server.stats.auth_failures += 1
+                log.warning(
+                    "%s:%d - cid:%d - authentication error", self.ip, self.port, self.cid
+                )
+                self.close(reasons.AUTH_FAILURE, encode_err("Authorization Violation"))
+                return
+            self.user = user or None
+        self.connected = True
+        if self.verbose:
+            self.queue(OK)
+
+    def handle_ping(self) -> None:
+        self.queue(PONG)
+        if self.first_pong:
+            self.first_pong = False
+            # A protocol>=1 client gets an async INFO after its first PONG (§4.2).
+            if self.protocol >= 1 and self.connected:
+                info = self.server.client_info(self)
+                info["connect_info"] = True
+                info["remote_account"] = "$G"
+                self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
+
+    def handle_pub(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
+        if not self.connected and not self._require_auth():
+            return
+        self.in_msgs += 1
+        self.in_bytes += len(payload) if headers is None else len(payload) + len(headers)
+        if self.pedantic and not is_valid_publish_subject(subject):
+            self.queue(encode_err("Invalid Publish Subject"))
+            return
+        server = self.server
+        if self.perms is not None and not server.may_publish(self, subject, reply):
+            return
+        delivered = server.route(self, subject, reply, headers, payload)
+        if not delivered and reply is not None and self.no_responders:
+            self.send_no_responders(subject, reply)
+        if self.verbose:
+            self.queue(OK)
+
+    def handle_hpub(self, subject: str, reply: str | None, headers: bytes, payload: bytes) -> None:
+        if not self.headers:
+            # HPUB from a client that did not announce headers: nats-server closes, no -ERR.
+            self.close(reasons.HEADER_VIOLATION)
+            return
+        self.handle_pub(subject, reply, headers, payload)
+
+    def handle_sub(self, subject: str, queue: str | None, sid: str) -> None:
+        if not self.connected and not self._require_auth():
+            return
+        if not is_valid_subject(subject) or (queue is not None and not is_valid_queue_name(queue)):
+            self.queue(encode_err("Invalid Subject"))
+            return
+        server = self.server
+        if self.perms is not None and not server.may_subscribe(self, subject, queue):
+            return
+        if sid in self.subs:
+            # A duplicate sid on one connection is ignored, as nats-server does.
+            if self.verbose:
+                self.queue(OK)
+            return
+        limit = server.options.max_subscriptions
+        if limit > 0 and len(self.subs) >= limit:
+            log.info("%s:%d - cid:%d - maximum subscriptions exceeded", self.ip, self.port, self.cid)
+            self.queue(encode_err("maximum subscriptions exceeded"))
+            return
+        sub = NatsSubscription(subject, queue, self, sid)
+        server.sublist.insert(sub)
+        self.subs[sid] = sub
+        if self.verbose:
+            self.queue(OK)
+
+    def handle_unsub(self, sid: str, max_msgs: int | None) -> None:
+        if not self.connected and not self._require_auth():
+            return
+        sub = self.subs.get(sid)
+        if sub is not None:
+            if max_msgs and sub.msgs < max_msgs:
+                # Auto-unsubscribe once `max_msgs` messages in total have been delivered.
+                sub.max_msgs = max_msgs
+            else:
+                self._drop_sub(sub)
+        if self.verbose:
+            self.queue(OK)
+
+    def _drop_sub(self, sub: NatsSubscription) -> None:
+        if self.subs.pop(sub.sid, None) is not None:
+            self.server.sublist.remove(sub)
+
+    # -- output -----------------------------------------------------------------------
+
+    def deliver(
+        self,
+        sub: NatsSubscription,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        mqtt_msg=None,
+    ) -> None:
+        """Append one MSG/HMSG for `sub`. Called by Server.route for each receiver."""
+        if self.closing:
+            return
+        if sub.max_msgs:
+            if sub.msgs >= sub.max_msgs:
+                return
+            sub.msgs += 1
+            if sub.msgs >= sub.max_msgs:
+                self.server.expire(sub)
+        else:
+            sub.msgs += 1
+        out = self.out
+        size = len(payload)
+        if headers is not None and self.headers:
+            hsize = len(headers)
+            if reply is None:
+                out += b"HMSG %s %s %d %d\r\n" % (
+                    subject.encode(),
+                    sub.sid_bytes,
+                    hsize,
+                    hsize + size,
+                )
+            else:
+                out += b"HMSG %s %s %s %d %d\r\n" % (
+                    subject.encode(),
+                    sub.sid_bytes,
+                    reply.encode(),
+                    hsize,
+                    hsize + size,
+                )
+            out += headers
+            size += hsize
+        elif reply is None:
+            # A client without headers gets the payload alone (header block stripped).
+            out += b"MSG %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, size)
+        else:
+            out += b"MSG %s %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, reply.encode(), size)
+        out += payload
+        out += b"\r\n"
+        self.out_msgs += 1
+        self.out_bytes += size
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
+    def send_no_responders(self, subject: str, reply: str) -> None:
+        """503 status to the requester's own reply subscription (§4.6)."""
+        for sub in self.server.sublist.match(reply).plain:
+            if sub.client is self:
+                header = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject.encode()
+                n = len(header)
+                self.queue(
+                    b"HMSG %s %s %d %d\r\n%s\r\n" % (reply.encode(), sub.sid_bytes, n, n, header)
+                )
+                return
+
+    # -- timers -----------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        if self.closing:
+            return
+        if self.auth_deadline and not self.connected and now >= self.auth_deadline:
+            log.warning("%s:%d - cid:%d - Authentication Timeout", self.ip, self.port, self.cid)
+            self.close(reasons.AUTH_TIMEOUT, encode_err("Authentication Timeout"))
+            return
+        if now < self.ping_due:
+            return
+        opts = self.server.options
+        self.ping_due = now + opts.ping_interval
+        if self.active and self.pings_out == 0:
+            # The client talked during the interval: skip this round, as nats-server does.
+            self.active = False
+            return
+        self.active = False
+        if self.pings_out + 1 > opts.ping_max:
+            self.server.stats.stale_connections += 1
+            log.debug("%s:%d - cid:%d - Stale Client Connection", self.ip, self.port, self.cid)
+            self.close(reasons.STALE_CONNECTION, encode_err("Stale Connection"))
+            return
+        self.pings_out += 1
+        self.queue(PING)
+
+
+def pick_member(group: list, origin: ClientBase) -> Any:
+    """One member of a queue group, at random; skips the publisher when it has echo off."""
+    n = len(group)
+    if n == 1:
+        sub = group[0]
+    else:
+        sub = group[int(random.random() * n)]
+    client = sub.client
+    if client is origin and not getattr(origin, "echo", True):
+        others = [s for s in group if s.client is not origin]
+        return random.choice(others) if others else None
+    return sub

@@ -1,0 +1,389 @@
+"""The server: owns the options, the router, the listeners and every connection.
+
+It is the one place that knows all clients, so it does the three jobs that
+span them:
+
+* ``route`` — match a subject in the router and hand the message to each
+  receiver (one member per queue group). Receivers only append bytes.
+* ``flush`` — write every receiver touched since the last flush, once. The
+  protocol adapters call it at the end of each ``data_received``; anything
+  else that delivers (timers, store callbacks) gets a flush scheduled.
+* ``sweep`` — one periodic timer for every connection's pings, keep-alives
+  and auth timeouts, instead of a timer per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import logging
+import platform
+import secrets
+import socket
+import time
+from collections import deque
+from typing import Any
+
+from hybridbus import __version__
+from hybridbus.options import Options
+from hybridbus.router.sublist import Sublist
+from hybridbus.server import client as reasons
+from hybridbus.server.client import ClientBase
+from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
+from hybridbus.mqtt.persistence import Persistence
+from hybridbus.server.conn_mqtt import MqttConnection
+from hybridbus.server.conn_nats import NatsConnection, pick_member
+from hybridbus.store import open_store
+
+log = logging.getLogger("hybridbus.server")
+
+# nats-py gates features on `minor >= 9` and nats.go on >= 2.9.0, so INFO must
+# advertise a 2.x (x >= 9) version; our own version goes in the `go` field.
+NATS_COMPAT_VERSION = "2.11.0"
+
+
+def make_server_id() -> str:
+    """A 56-character, N-prefixed id shaped like nats-server's."""
+    raw = base64.b32encode(secrets.token_bytes(35)).decode().rstrip("=")
+    return ("N" + raw)[:56]
+
+
+class ServerStats:
+    """Counters of the server as a whole; per-client counters live on the clients."""
+
+    __slots__ = (
+        "total_connections",
+        "slow_consumers",
+        "stale_connections",
+        "auth_failures",
+        "closed_in_msgs",
+        "closed_in_bytes",
+        "closed_out_msgs",
+        "closed_out_bytes",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+
+class ClosedClient:
+    """What /connz?state=closed shows of a connection that has gone."""
+
+    __slots__ = ("info", "stop", "reason")
+
+    def __init__(self, info: dict, stop: float, reason: str) -> None:
+        self.info = info
+        self.stop = stop
+        self.reason = reason
+
+
+class Server:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.server_id = make_server_id()
+        self.server_name = options.server_name or self.server_id
+        self.sublist = Sublist()
+        self.clients: dict[int, ClientBase] = {}
+        self.stats = ServerStats()
+        self.closed: deque[ClosedClient] = deque(maxlen=max(options.max_closed_clients, 0) or None)
+        self.start_time = time.time()
+        self.auth_required = False
+        self.nats_port = 0
+        self._next_cid = 0
+        self._dirty: list[ClientBase] = []
+        self._flush_scheduled = False
+        self._expired: list[Any] = []
+        self._listeners: list[asyncio.base_events.Server] = []
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = asyncio.Event()
+        self.route_seq = 0
+        self.route_sessions: list = []
+        self.mqtt_port = 0
+        self.mqtt_flap_delay = FLAP_DELAY
+        self.store: Any = None
+        self.mqtt: MqttBroker | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        opts = self.options
+        log.info("Starting hybridbus %s", __version__)
+        log.info("  Version:  %s (NATS protocol compatible with %s)", __version__, NATS_COMPAT_VERSION)
+        log.info("  Python:   %s %s", platform.python_implementation(), platform.python_version())
+        log.info("  ID:       %s", self.server_id)
+        if opts.config_file:
+            log.info("Using configuration file: %s", opts.config_file)
+        port = opts.port if opts.port > 0 else 0
+        listener = await loop.create_server(
+            lambda: NatsConnection(self),
+            host=opts.host,
+            port=port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        self._listeners.append(listener)
+        self.nats_port = listener.sockets[0].getsockname()[1]
+        log.info("Listening for client connections on %s:%d", opts.host, self.nats_port)
+        self._open_store()
+        if opts.mqtt.enabled:
+            mqtt_port = opts.mqtt.port if opts.mqtt.port > 0 else 0
+            listener = await loop.create_server(
+                lambda: MqttConnection(self),
+                host=opts.mqtt.host,
+                port=mqtt_port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._listeners.append(listener)
+            self.mqtt_port = listener.sockets[0].getsockname()[1]
+            log.info("Listening for MQTT clients on mqtt://%s:%d", opts.mqtt.host, self.mqtt_port)
+        log.info("Server is ready")
+        self._schedule_sweep()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, flush and close every client, then release the rest."""
+        if self._stopped.is_set():
+            return
+        log.info("Initiating Shutdown...")
+        for listener in self._listeners:
+            listener.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for client in list(self.clients.values()):
+            client.close(reasons.SERVER_SHUTDOWN)
+        # Give transports a moment to drain what was queued.
+        deadline = time.monotonic() + 2.0
+        while self.clients and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for client in list(self.clients.values()):
+            client.abort(reasons.SERVER_SHUTDOWN)
+        for listener in self._listeners:
+            try:
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
+            except (TimeoutError, asyncio.TimeoutError):
+                pass
+        if self.mqtt is not None:
+            self.mqtt.shutdown()
+        if self.store is not None:
+            try:
+                await self.store.close()
+            except Exception:
+                log.exception("closing the store failed")
+        log.info("Server Exiting..")
+        self._stopped.set()
+
+    def _open_store(self) -> None:
+        """Open the stream store (recovering what is on disk) and the MQTT state in it."""
+        js = self.options.jetstream
+        store_dir = js.store_dir if js.enabled else None
+        started = time.monotonic()
+        self.store = open_store(
+            store_dir,
+            sync_interval=js.sync_interval,
+            sync_always=js.sync_always,
+            max_memory=js.max_memory_store,
+            max_file=js.max_file_store,
+        )
+        if store_dir:
+            log.info(
+                "Store in %s (sync %s), opened in %.3fs",
+                os.path.abspath(store_dir),
+                "always" if js.sync_always else f"every {js.sync_interval:g}s",
+                time.monotonic() - started,
+            )
+        self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
+        self.mqtt.restore()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def schedule_flush(self) -> None:
+        if not self._flush_scheduled and self._dirty:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # -- clients ----------------------------------------------------------------------
+
+    def register(self, client: ClientBase) -> None:
+        self._next_cid += 1
+        client.cid = self._next_cid
+        self.clients[client.cid] = client
+        self.stats.total_connections += 1
+
+    def unregister(self, client: ClientBase) -> None:
+        if self.clients.pop(client.cid, None) is None:
+            return
+        stats = self.stats
+        stats.closed_in_msgs += client.in_msgs
+        stats.closed_in_bytes += client.in_bytes
+        stats.closed_out_msgs += client.out_msgs
+        stats.closed_out_bytes += client.out_bytes
+        if self.closed.maxlen != 0:
+            self.closed.append(
+                ClosedClient(self.describe(client), time.time(), client.close_reason or "")
+            )
+
+    def over_connection_limit(self) -> bool:
+        limit = self.options.max_connections
+        return limit <= 0 or len(self.clients) > limit
+
+    def client_info(self, client: ClientBase) -> dict:
+        """The INFO a NATS client receives (nats-conventions §4.2)."""
+        opts = self.options
+        info: dict[str, Any] = {
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "version": NATS_COMPAT_VERSION,
+            "proto": 1,
+            "go": f"hybridbus {__version__} ({platform.python_implementation()} "
+            f"{platform.python_version()})",
+            "host": opts.host,
+            "port": self.nats_port,
+            "headers": True,
+            "max_payload": opts.max_payload,
+            "client_id": client.cid,
+            "client_ip": client.ip,
+        }
+        if self.auth_required:
+            info["auth_required"] = True
+        return info
+
+    def describe(self, client: ClientBase) -> dict:
+        """A snapshot of a client for monitoring (kept for closed connections)."""
+        info = {
+            "cid": client.cid,
+            "kind": client.kind,
+            "type": client.conn_type,
+            "ip": client.ip,
+            "port": client.port,
+            "start": client.start,
+            "last_activity": client.last_activity,
+            "in_msgs": client.in_msgs,
+            "in_bytes": client.in_bytes,
+            "out_msgs": client.out_msgs,
+            "out_bytes": client.out_bytes,
+            "subscriptions": client.subscription_count(),
+        }
+        for attr in ("name", "lang", "version", "client_id"):
+            value = getattr(client, attr, None)
+            if value:
+                info[attr] = value
+        if client.user:
+            info["user"] = client.user
+        return info
+
+    # -- security hooks (filled in by the auth module) --------------------------------
+
+    def authenticate(self, client: ClientBase, connect: dict) -> str | None:
+        return ""
+
+    def authenticate_mqtt(
+        self, client: ClientBase, username: str | None, password: bytes | None
+    ) -> str | None:
+        return ""
+
+    def may_publish(self, client: ClientBase, subject: str, reply: str | None) -> bool:
+        return True
+
+    def may_subscribe(self, client: ClientBase, subject: str, queue: str | None) -> bool:
+        return True
+
+    # -- routing ----------------------------------------------------------------------
+
+    def route(
+        self,
+        origin: ClientBase | None,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        mqtt_msg: Any = None,
+    ) -> int:
+        """Deliver one message to every matching receiver; returns how many got it.
+
+        `mqtt_msg` is the MqttMessage when an MQTT client published it (None for
+        NATS). MQTT sessions collect their matches during the loop and send one
+        copy each afterwards (see mqtt/session.py)."""
+        self.route_seq += 1
+        result = self.sublist.match(subject)
+        count = 0
+        for sub in result.plain:
+            client = sub.client
+            if client is origin and not origin.echo:
+                continue
+            client.deliver(sub, subject, reply, headers, payload, mqtt_msg)
+            count += 1
+        if result.queues:
+            for group in result.queues:
+                sub = pick_member(group, origin)
+                if sub is not None:
+                    sub.client.deliver(sub, subject, reply, headers, payload, mqtt_msg)
+                    count += 1
+        if self.route_sessions:
+            sessions, self.route_sessions = self.route_sessions, []
+            for session in sessions:
+                session.deliver_matched(subject, reply, headers, payload, mqtt_msg)
+        if self._expired:
+            self._remove_expired()
+        return count
+
+    def expire(self, sub: Any) -> None:
+        """A subscription reached its auto-unsubscribe limit; removed after the route loop."""
+        self._expired.append(sub)
+
+    def _remove_expired(self) -> None:
+        expired, self._expired = self._expired, []
+        for sub in expired:
+            sub.client._drop_sub(sub)
+
+    # -- output -----------------------------------------------------------------------
+
+    def mark_dirty(self, client: ClientBase) -> None:
+        client.dirty = True
+        self._dirty.append(client)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every client with queued bytes, once each."""
+        self._flush_scheduled = False
+        dirty = self._dirty
+        if not dirty:
+            return
+        self._dirty = []
+        for client in dirty:
+            client.write_now()
+
+    # -- timers -----------------------------------------------------------------------
+
+    def _sweep_period(self) -> float:
+        return max(0.05, min(1.0, self.options.ping_interval / 4, self.options.auth.timeout / 4))
+
+    def _schedule_sweep(self) -> None:
+        self._sweeper = self._loop.call_later(self._sweep_period(), self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            try:
+                client.sweep(now)
+            except Exception:  # one broken client must not stop the sweep for all
+                log.exception("sweep failed for cid %d", client.cid)
+        self.flush()
+        self._schedule_sweep()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
