@@ -1,8 +1,8 @@
 """`hybridbus` command line: builds Options and hands them to the server.
 
-    hybridbus serve [-c FILE] [-p PORT] [--mqtt-port P] [--http-port P] [--store-dir D] [-D] [-V]
-    hybridbus check -c FILE        # like `nats-server -t`
-    hybridbus --version
+hybridbus serve [-c FILE] [-p PORT] [--mqtt-port P] [--http-port P] [--store-dir D] [-D] [-V]
+hybridbus check -c FILE        # like `nats-server -t`
+hybridbus --version
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ def main() -> None:
 @click.option("-p", "--port", type=int, help="Port for NATS clients (default 4222).")
 @click.option("--mqtt-port", type=int, help="Port for MQTT clients (default 1883).")
 @click.option("-m", "--http-port", type=int, help="Port for HTTP monitoring (default 8222).")
-@click.option("--store-dir", "--sd", "store_dir", help="Store directory (default ./hybridbus-data).")
+@click.option(
+    "--store-dir", "--sd", "store_dir", help="Store directory (default ./hybridbus-data)."
+)
 @click.option("-D", "--debug", is_flag=True, help="Enable debug logging.")
 @click.option("-V", "--trace", is_flag=True, help="Enable protocol trace logging.")
 def serve(config, host, port, mqtt_port, http_port, store_dir, debug, trace) -> None:
@@ -140,21 +142,26 @@ async def _serve(options: Options) -> int:
 
     server = Server(options)
     loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task] = []
+
+    def on_signal(signame: str) -> None:
+        log.info("Trapped %r signal", signame)
+        if not stopping:
+            stopping.append(loop.create_task(server.shutdown()))
+
+    # Handlers first: a signal that arrives while the listeners open still stops us cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
     try:
         await server.start()
     except OSError as err:
         log.critical("Error listening: %s", err)
         return 1
+    if stopping:
+        await server.shutdown()
     if options.pid_file:
         with open(options.pid_file, "w") as f:
             f.write(str(os.getpid()))
-
-    def on_signal(signame: str) -> None:
-        log.info("Trapped %r signal", signame)
-        loop.create_task(server.shutdown())
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
     await server.wait_stopped()
     return 0
 

@@ -103,6 +103,7 @@ class WebSocketOptions:
     allowed_origins: list[str] = field(default_factory=list)
     compression: bool = False
     no_auth_user: str | None = None
+    auth: AuthOptions | None = None
 
 
 @dataclass

@@ -91,17 +91,19 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        port = self.ports["nats"]
+        waiting = [self.ports[name] for name in ("nats", "mqtt") if name in self.ports]
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.output()}")
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return self
+                with socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.2):
+                    waiting.pop(0)
+                    if not waiting:
+                        return self
             except OSError:
                 time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"server did not listen on {port}:\n{self.output()}")
+        raise RuntimeError(f"server did not listen on {waiting}:\n{self.output()}")
 
     def output(self) -> str:
         try:

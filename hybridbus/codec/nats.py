@@ -35,10 +35,11 @@ docs/nats-conventions.md section 4 and the tests):
 * ops are case-insensitive; ``PING``/``PONG``/``+OK`` accept any junk up to the line end
   (``PINGX`` is a PING) and ``CONNECT``/``INFO`` need no space before the JSON, as in
   nats-server;
-* an op name immediately followed by the line end (``PUB\\r\\n``, ``SUB\\r\\n``, ``-ERR\\r\\n``),
-  an unknown op, an empty line, a line starting with whitespace, or a payload not
-  followed by ``\\r\\n`` -> ``-ERR 'Unknown Protocol Operation'``, reason ``Protocol
-  Violation`` (the live server reports that reason, not ``Parse Error``);
+* an unknown op (``MSG``/``HMSG`` from a client included), an empty line, a line
+  starting with whitespace, PUB/HPUB/SUB/UNSUB/-ERR not followed by a space or tab
+  (``PUB\\r\\n``), or a payload not followed by ``\\r\\n`` -> ``-ERR 'Unknown Protocol
+  Operation'``, reason ``Protocol Violation`` (the live server reports that reason, not
+  ``Parse Error``);
 * wrong argument count, bad or missing size (sizes are 1-9 ASCII digits, as
   nats-server's ``parseSize``), HPUB header size > total, malformed CONNECT JSON or a
   non-object, malformed client INFO -> silent close, ``Protocol Violation``;
@@ -52,10 +53,11 @@ docs/nats-conventions.md section 4 and the tests):
 
 Known, deliberate differences from nats-server (none reachable by a real client):
 fields are split on any ASCII whitespace run (space, tab, and also ``\\r``, ``\\v``,
-``\\f``; nats-server splits SUB/UNSUB on space/tab/CR and PUB on space/tab only);
-``PING``/``PONG``/``+OK`` junk counts against ``max_control_line`` (nats-server reads
-it unbounded); a partial line of more than ``2 * max_control_line + 16`` bytes is
-refused even when most of it is separator whitespace.
+``\\f``; nats-server splits SUB/UNSUB on space/tab/CR and PUB on space/tab only), so
+``PUB foo\\r2`` or ``PUB\\vfoo 2`` is accepted where nats-server closes; junk after
+``PING``/``PONG``/``+OK`` counts against ``max_control_line`` (nats-server reads it
+unbounded); a control line of more than ``2 * max_control_line + 16`` bytes is refused
+even when most of it is separator whitespace (nats-server does not count separators).
 
 Strings (subjects, reply, queue, sid) are decoded as UTF-8 with ``surrogateescape``:
 invalid bytes never raise, and ``s.encode("utf-8", "surrogateescape")`` gives the
@@ -205,6 +207,23 @@ def _arg_len(line, kind: int) -> int:
 class Parser:
     """Incremental NATS client-protocol parser. See the module docstring.
 
+    ``feed`` returns a list of these tuples (strings decoded with surrogateescape):
+
+    * ``(OP_CONNECT, obj)``: obj is the CONNECT JSON object as a dict, unvalidated
+      (field types, ``protocol`` 0/1, ``no_responders`` without ``headers``: the server's
+      job; nats-server closes with Protocol Violation on a mistyped field);
+    * ``(OP_PUB, subject, reply | None, payload)``;
+    * ``(OP_HPUB, subject, reply | None, headers, payload)``: headers is the raw block,
+      ``NATS/1.0...\\r\\n\\r\\n``; it may be ``b""`` (``HPUB s 0 n``), which nats-server
+      delivers as a plain MSG;
+    * ``(OP_SUB, subject, queue | None, sid)``;
+    * ``(OP_UNSUB, sid, max_msgs | None)``: None when absent or not 1-9 digits; as in
+      nats-server, None, 0, or a max not above the count already delivered all mean
+      "remove now";
+    * ``(OP_PING,)``, ``(OP_PONG,)``;
+    * ``(OP_ERROR, err_text | None, close_reason)``: always last; send ``encode_err(
+      err_text)`` unless None, then close with that reason.
+
     ``max_control_line`` and ``max_payload`` are plain attributes; a new value applies
     from the next ``feed`` (a config reload may change them on a live connection).
     """
@@ -257,14 +276,13 @@ class Parser:
             if not buf:
                 return out
         elif self._partial:
-            partial = self._partial
-            nl = data.find(b"\n")
-            partial += data
-            if nl < 0:
+            if data.find(b"\n") < 0:
                 # Still no line end: only the new bytes were searched.
+                partial = self._partial
+                partial += data
                 err = self._check_partial(partial)
                 return out if err is None else self._fail(out, err)
-            buf = bytes(partial)
+            buf = bytes(self._partial) + data
             self._partial = bytearray()
         else:
             buf = data
@@ -309,10 +327,12 @@ class Parser:
         return None
 
     def _cl_error(self, line: bytes, parts: list[bytes], kind: int) -> tuple:
-        """Error for a strict op with the wrong number of fields."""
-        bare = line[:-1] if line[-1:] == b"\r" else line
-        if len(parts) == 1 and bare == parts[0]:
-            return _E_UNKNOWN  # "PUB\r\n": no blank after the op name
+        """Error for a strict op with the wrong number of fields. nats-server wants a
+        space or tab right after the op name ("PUB\r\n" is an unknown op); after that,
+        a bad argument list is a silent Protocol Violation."""
+        n = len(parts[0])
+        if line[n : n + 1] not in (b" ", b"\t"):
+            return _E_UNKNOWN
         return _E_VIOLATION
 
     def _long_line(self, line: bytes, kind: int) -> tuple | None:
@@ -332,7 +352,7 @@ class Parser:
         maxp = self.max_payload
         k_pub = OP_PUB
         nxt = it.__next__
-        join_payload = self._join_payload
+        join_more = self._join_more
         for line in it:
             parts = line.split()
             # A line must start with the op itself: not empty, no leading blank.
@@ -372,13 +392,25 @@ class Parser:
                     return self._start_pending(out, (kind, parts[1], reply, -1), size, [tail])
                 n1 = len(p)
                 if n1 == size + 1 and p[size] == 13:
-                    payload = p[:size]
+                    payload = p[:size]  # the usual case: the next line is payload + CR
+                elif n1 >= size:
+                    return self._fail(out, _E_UNKNOWN)  # no CRLF where the count says
                 else:
-                    payload = join_payload(p, it, size, tail)
-                    if type(payload) is not bytes:
-                        if payload is None:
-                            return self._fail(out, _E_UNKNOWN)
-                        return self._start_pending(out, (kind, parts[1], reply, -1), size, payload)
+                    # The payload holds a b"\n" (or is unfinished): it spans lines.
+                    try:
+                        q = nxt()
+                    except StopIteration:
+                        pieces = [p, b"\n", tail]
+                        return self._start_pending(out, (kind, parts[1], reply, -1), size, pieces)
+                    if n1 + len(q) == size and q[-1:] == b"\r":
+                        payload = p + b"\n" + q[:-1]
+                    else:
+                        payload = join_more(p, q, it, size, tail)
+                        if type(payload) is not bytes:
+                            if payload is None:
+                                return self._fail(out, _E_UNKNOWN)
+                            pend = (kind, parts[1], reply, -1)
+                            return self._start_pending(out, pend, size, payload)
                 append(
                     (
                         k_pub,
@@ -410,14 +442,11 @@ class Parser:
                 p = next(it, None)
                 if p is None:
                     return self._start_pending(out, pend, size, [tail])
-                if len(p) == size + 1 and p[size] == 13:
-                    payload = p[:size]
-                else:
-                    payload = self._join_payload(p, it, size, tail)
-                    if type(payload) is not bytes:
-                        if payload is None:
-                            return self._fail(out, _E_UNKNOWN)
-                        return self._start_pending(out, pend, size, payload)
+                payload = self._join_payload(p, it, size, tail)
+                if type(payload) is not bytes:
+                    if payload is None:
+                        return self._fail(out, _E_UNKNOWN)
+                    return self._start_pending(out, pend, size, payload)
                 append(self._op(kind, parts[1], reply, hdr, payload))
             elif kind == OP_SUB:
                 # SUB <subject> [queue group] <sid>
@@ -465,28 +494,33 @@ class Parser:
 
     @staticmethod
     def _join_payload(p: bytes, it, size: int, tail: bytes):
-        """The payload did not fit the next line exactly: it contains b"\\n", is
-        malformed, or is unfinished. Returns the payload bytes, None for a byte-count
-        mismatch, or a list of the pieces received so far (to keep for the next feed)."""
-        total = len(p) + 1  # each element was followed by b"\n"
-        if total >= size + 2:
-            return None  # line longer than size + CR: no CRLF where the count says
+        """Payload of ``size`` bytes starting at line ``p`` (the next lines come from
+        ``it``; ``tail`` is the unfinished last one). Returns the payload bytes, None for
+        a byte-count mismatch, or the list of pieces received so far when unfinished."""
+        n1 = len(p)
+        if n1 == size + 1 and p[size] == 13:
+            return p[:size]
+        if n1 >= size:
+            return None
         q = next(it, None)
-        if q is not None and total + len(q) == size + 1 and q[-1:] == b"\r":
-            return p + b"\n" + q[:-1]  # the usual case: one b"\n" in the payload
         if q is None:
             return [p, b"\n", tail]
+        return Parser._join_more(p, q, it, size, tail)
+
+    @staticmethod
+    def _join_more(p: bytes, q: bytes, it, size: int, tail: bytes):
+        """As _join_payload, once a payload is known to span the lines p, q, ..."""
         acc = [p, q]
-        total += len(q) + 1
+        total = len(p) + len(q) + 2  # each line was followed by b"\n"
         while total < size + 2:
-            q = next(it, None)
-            if q is None:
+            r = next(it, None)
+            if r is None:
                 return [b"\n".join(acc), b"\n", tail]
-            acc.append(q)
-            total += len(q) + 1
+            acc.append(r)
+            total += len(r) + 1
         if total != size + 2:
-            return None
-        joined = b"\n".join(acc)  # len == size + 1: payload + b"\r" expected
+            return None  # the b"\n" that ends a line is not where the CRLF must be
+        joined = b"\n".join(acc)  # size + 1 bytes: payload + b"\r" expected
         if joined[size] != 13:
             return None
         return joined[:size]

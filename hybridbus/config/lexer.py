@@ -304,7 +304,9 @@ class Lexer:
         if ch == "}":
             self._ignore()
             return self._pop()
-        return self._error(f"Expected a block-level to end with a '}}', but got '{_shown(ch)}' instead.")
+        return self._error(
+            f"Expected a block-level to end with a '}}', but got '{_shown(ch)}' instead."
+        )
 
     # -- keys ---------------------------------------------------------------
 
@@ -735,7 +737,7 @@ class Lexer:
         if decoded is None:
             return self._error(
                 f"Invalid escape character '{_shown(ch)}'. Only the following escape "
-                "characters are allowed: \\xXX, \\t, \\n, \\r, \\\", \\\\."
+                'characters are allowed: \\xXX, \\t, \\n, \\r, \\", \\\\.'
             )
         self.parts.append(decoded)
         self.start = self.pos

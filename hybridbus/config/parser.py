@@ -227,9 +227,7 @@ class _Parser:
                 # A key with no value at the very end is an error, except "}"
                 # (the closing brace of a JSON-style file, lexed as a key).
                 if prev is not None and prev.kind == lx.KEY and prev.val != "}":
-                    raise ConfigError(
-                        [f"config is invalid ({self.file}:{item.line}:{item.col})"]
-                    )
+                    raise ConfigError([f"config is invalid ({self.file}:{item.line}:{item.col})"])
                 break
             prev = item
             self._item(item)
@@ -267,7 +265,7 @@ class _Parser:
                 raise ConfigError(
                     [f"expected Zulu formatted DateTime, but got '{item.val}'"]
                 ) from None
-            self._set(self._node(stamp.replace(tzinfo=_dt.timezone.utc), item))
+            self._set(self._node(stamp.replace(tzinfo=_dt.UTC), item))
         elif kind == lx.VARIABLE:
             self._variable(item)
         elif kind == lx.INCLUDE:
@@ -402,7 +400,13 @@ def parse_file(path: str) -> dict:
 # parsed map (keys sorted, no spaces, HTML-safe escapes, trailing newline).  We
 # render the same bytes so that one config file has one digest on both servers.
 
-_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_HTML_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def _json_str(s: str) -> str:
@@ -443,7 +447,10 @@ def _json(value: Any, out: list[str]) -> None:
     elif isinstance(value, str):
         out.append(_json_str(value))
     elif isinstance(value, _dt.datetime):
-        out.append('"' + value.strftime("%Y-%m-%dT%H:%M:%SZ") + '"')
+        out.append(
+            f'"{value.year:04d}-{value.month:02d}-{value.day:02d}T'
+            f'{value.hour:02d}:{value.minute:02d}:{value.second:02d}Z"'
+        )
     elif isinstance(value, dict):
         out.append("{")
         for i, key in enumerate(sorted(value)):

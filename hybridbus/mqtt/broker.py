@@ -23,6 +23,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.codec.nats import encode_headers, parse_headers
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.retained import RetainedIndex
 from hybridbus.mqtt.session import MqttSubscription, Session
@@ -47,6 +48,50 @@ FLAP_WINDOW = 5.0
 FLAP_DELAY = 1.0
 
 
+# How long, and for how many requests, the bridge remembers an MQTT 5 request's
+# Correlation Data to put on NATS replies.
+CORRELATION_TTL = 60.0
+MAX_CORRELATIONS = 10000
+
+
+def properties_to_headers(props: dict[str, Any]) -> bytes | None:
+    """MQTT 5 user properties (and Content Type) as a NATS header block.
+
+    A pair that cannot be a header line (CR/LF anywhere, `:` or blank in the
+    name) is left out rather than allowed to inject headers."""
+    pairs = []
+    content_type = props.get("content_type")
+    if content_type:
+        pairs.append(("Content-Type", content_type))
+    for name, value in props.get("user_property") or ():
+        pairs.append((name, value))
+    if not pairs:
+        return None
+    safe = [
+        (n, v)
+        for n, v in pairs
+        if n and not any(c in n for c in ":\r\n \t") and "\r" not in v and "\n" not in v
+    ]
+    if not safe:
+        return None
+    return encode_headers(safe)
+
+
+def headers_to_properties(headers: bytes) -> dict[str, Any] | None:
+    """A NATS header block as MQTT 5 user properties (Content-Type as Content Type)."""
+    _status, _description, pairs = parse_headers(headers)
+    props: dict[str, Any] = {}
+    users = []
+    for name, value in pairs:
+        if name.lower() == "content-type" and "content_type" not in props:
+            props["content_type"] = value
+        else:
+            users.append((name, value))
+    if users:
+        props["user_property"] = users
+    return props or None
+
+
 def session_key(client_id: str) -> str:
     """A store-safe token for a client id (ids may hold any UTF-8, even `.` and spaces)."""
     return hashlib.sha256(client_id.encode()).hexdigest()[:40]
@@ -64,6 +109,8 @@ class MqttBroker:
         self._nats_msg_mark = -1
         self._nats_msg: MqttMessage | None = None
         self.pending_wills: dict[str, tuple[MqttMessage, Any]] = {}
+        # reply subject -> (correlation data, monotonic expiry) of MQTT 5 requests
+        self.correlations: dict[str, tuple[bytes, float]] = {}
 
     # -- startup ----------------------------------------------------------------------
 
@@ -279,14 +326,36 @@ class MqttBroker:
 
     # -- publishing -------------------------------------------------------------------
 
-    def publish(self, msg: MqttMessage, subject: str) -> Any:
-        """Retain (if asked), route, and return a Ticket for what must reach disk first."""
+    def publish(self, msg: MqttMessage, subject: str, qos2_packet_id: int = 0) -> Any:
+        """Retain (if asked), route, and return a Ticket for what must reach disk first.
+
+        `qos2_packet_id`: an inbound QoS 2 PUBLISH from a persistent session; its id
+        is stored under the same ticket, so PUBREC never precedes the dedup record."""
         persistence = self.persistence
         if persistence is not None:
             persistence.begin()
+        if qos2_packet_id:
+            session = msg.origin
+            seq = 0
+            if session.persistent and persistence is not None:
+                seq = persistence.add_incoming(session, qos2_packet_id)
+            session.incoming[qos2_packet_id] = seq
         if msg.retain:
             self.set_retained(msg)
-        self.server.route(msg.origin, subject, None, None, msg.payload, msg)
+        reply = None
+        headers = None
+        props = msg.properties
+        if props:
+            # MQTT 5 -> NATS: Response Topic becomes the reply subject, user
+            # properties become headers (see the README's mapping section).
+            response_topic = props.get("response_topic")
+            if response_topic:
+                reply = topic_to_subject(response_topic)
+                correlation = props.get("correlation_data")
+                if correlation is not None:
+                    self.remember_correlation(reply, correlation)
+            headers = properties_to_headers(props)
+        self.server.route(msg.origin, subject, reply, headers, msg.payload, msg)
         if persistence is not None:
             return persistence.end()
         return None
@@ -312,10 +381,36 @@ class MqttBroker:
         server = self.server
         if self._nats_msg_mark == server.route_seq and self._nats_msg is not None:
             return self._nats_msg
-        msg = MqttMessage(subject_to_topic(subject), payload, 1, False, None, None)
+        props: dict[str, Any] | None = None
+        if headers:
+            props = headers_to_properties(headers)
+        if reply is not None:
+            # NATS -> MQTT 5: the reply subject is the Response Topic, so a device's
+            # answer published there reaches the requester's inbox.
+            if props is None:
+                props = {}
+            props["response_topic"] = subject_to_topic(reply)
+        if self.correlations:
+            entry = self.correlations.get(subject)
+            if entry is not None and entry[1] > time.monotonic():
+                # A NATS responder answering an MQTT 5 request: give the requester back
+                # the Correlation Data it sent (NATS replies carry none).
+                if props is None:
+                    props = {}
+                props.setdefault("correlation_data", entry[0])
+        msg = MqttMessage(subject_to_topic(subject), payload, 1, False, props or None, None)
         self._nats_msg = msg
         self._nats_msg_mark = server.route_seq
         return msg
+
+    def remember_correlation(self, reply: str, correlation: bytes) -> None:
+        correlations = self.correlations
+        correlations.pop(reply, None)
+        correlations[reply] = (correlation, time.monotonic() + CORRELATION_TTL)
+        if len(correlations) > MAX_CORRELATIONS:
+            # dicts keep insertion order: drop the oldest tenth
+            for key in list(correlations)[: MAX_CORRELATIONS // 10]:
+                del correlations[key]
 
     # -- persistence hooks used by sessions -------------------------------------------
 
@@ -327,10 +422,6 @@ class MqttBroker:
         if self.persistence is not None and out.seq:
             self.persistence.remove_outgoing(session, out)
             out.seq = 0
-
-    def persistence_track_incoming(self, session: Session, packet_id: int) -> None:
-        if self.persistence is not None:
-            session.incoming[packet_id] = self.persistence.add_incoming(session, packet_id)
 
     def persistence_release_incoming(self, session: Session, seq: int) -> None:
         if self.persistence is not None:

@@ -18,6 +18,7 @@ BAD_USER_OR_PASSWORD = 0x86  # 3.1.1: 0x04
 NOT_AUTHORIZED = 0x87  # 3.1.1: 0x05
 SERVER_UNAVAILABLE = 0x88  # 3.1.1: 0x03
 TOPIC_NAME_INVALID = 0x90
+BAD_AUTHENTICATION_METHOD = 0x8C
 PROTOCOL_ERROR = 0x82
 MALFORMED_PACKET = 0x81
 
@@ -50,7 +51,14 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
     conn.client_id = client_id
 
     if p.will_topic is not None and not is_valid_topic_name(p.will_topic):
-        conn.protocol_error("will topic is not a valid topic name [MQTT-3.1.3-11]", TOPIC_NAME_INVALID)
+        conn.protocol_error(
+            "will topic is not a valid topic name [MQTT-3.1.3-11]", TOPIC_NAME_INVALID
+        )
+        return
+
+    if level == 5 and "authentication_method" in p.properties:
+        # No enhanced authentication method is configured (4.12): refuse, never hang.
+        conn.refuse(BAD_AUTHENTICATION_METHOD, "unsupported authentication method")
         return
 
     server = conn.server
@@ -87,7 +95,9 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
         conn.will = MqttMessage(
             p.will_topic, p.will_payload, p.will_qos, p.will_retain, p.will_properties or None
         )
-        conn.will_delay = int(p.will_properties.get("will_delay_interval", 0)) if p.will_properties else 0
+        conn.will_delay = (
+            int(p.will_properties.get("will_delay_interval", 0)) if p.will_properties else 0
+        )
 
     if level == 5:
         conn.apply_client_limits(props)
@@ -117,7 +127,9 @@ def handle_disconnect(conn: MqttConnection, p: Disconnect) -> None:
             new_expiry = props["session_expiry_interval"]
             if session.expiry_interval == 0 and new_expiry:
                 # [MQTT-3.14.2-2] a session that was to end at disconnect cannot be revived here.
-                conn.protocol_error("session expiry set on DISCONNECT after 0 [MQTT-3.14.2-2]", PROTOCOL_ERROR)
+                conn.protocol_error(
+                    "session expiry set on DISCONNECT after 0 [MQTT-3.14.2-2]", PROTOCOL_ERROR
+                )
                 return
             session.expiry_interval = new_expiry
             session.persistent = new_expiry > 0

@@ -27,6 +27,7 @@ QOS_NOT_SUPPORTED = 0x9B
 TOPIC_ALIAS_INVALID = 0x94
 PACKET_ID_NOT_FOUND = 0x92
 NO_MATCHING_SUBSCRIBERS = 0x10
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
 
 
 def handle_publish(conn: MqttConnection, p: Publish) -> None:
@@ -49,6 +50,11 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
             # A re-sent QoS 2 PUBLISH before PUBREL: acknowledge, do not route again.
             conn.ack_inbound(p.packet_id, 2, None, 0)
             return
+    if qos and conn.level == 5 and len(conn.acks) + len(session.incoming) >= conn.receive_maximum:
+        # [MQTT-3.3.4-9] more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum.
+        conn.protocol_error("receive maximum exceeded [MQTT-3.3.4-9]", RECEIVE_MAXIMUM_EXCEEDED)
+        return
+    if qos == 2:
         if conn.server.options.mqtt.reject_qos2_publish:
             conn.protocol_error("QoS 2 publish rejected by configuration", QOS_NOT_SUPPORTED)
             return
@@ -60,11 +66,7 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
             conn.ack_inbound(p.packet_id, qos, None, NOT_AUTHORIZED)
         return
     msg = MqttMessage(topic, p.payload, qos, p.retain, conn.forwardable_properties(props), session)
-    ticket = server.mqtt.publish(msg, subject)
-    if qos == 2:
-        session.incoming[p.packet_id] = 0
-        if session.persistent:
-            server.mqtt.persistence_track_incoming(session, p.packet_id)
+    ticket = server.mqtt.publish(msg, subject, p.packet_id if qos == 2 else 0)
     if qos:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 

@@ -44,6 +44,7 @@ BAD_CLIENT_PROTOCOL = "Bad Client Protocol Version"
 HEADER_VIOLATION = "Message Header Violation"
 NO_RESPONDERS_REQUIRES_HEADERS = "No Responders Requires Headers"
 DUPLICATE_CLIENT_ID = "Duplicate Client ID"
+TLS_HANDSHAKE_FAILURE = "TLS Handshake Failure"
 
 
 class ClientBase(asyncio.Protocol):
@@ -176,6 +177,10 @@ class ClientBase(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+    def shutdown(self) -> None:
+        """The server is stopping; protocols may say goodbye first."""
+        self.close(SERVER_SHUTDOWN)
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, discarding what is queued (slow consumers)."""

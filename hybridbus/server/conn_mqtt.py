@@ -15,18 +15,18 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.mqtt import (
+    PINGRESP_BYTES,
     MQTTParser,
     MQTTProtocolError,
     MQTTUnsupportedProtocol,
-    PINGRESP_BYTES,
     encode_connack,
     encode_disconnect,
     encode_properties,
     encode_puback,
     encode_pubcomp,
+    encode_publish,
     encode_pubrec,
     encode_pubrel,
-    encode_publish,
 )
 from hybridbus.codec.mqtt.packets import (
     AUTH,
@@ -79,6 +79,10 @@ RECEIVE_MAXIMUM_EXCEEDED = 0x93
 TOPIC_ALIAS_INVALID = 0x94
 PROTOCOL_ERROR = 0x82
 UNSPECIFIED_ERROR = 0x80
+PACKET_TOO_LARGE = 0x95
+
+# Room for the fixed header, topic and properties on top of max_payload.
+PACKET_HEADROOM = 65536 + 5
 
 
 def _handle_pingreq(conn: MqttConnection, p: Any) -> None:
@@ -128,7 +132,8 @@ class MqttConnection(ClientBase):
         "client_max_packet",
         "client_alias_max",
         "aliases_in",
-        "inbound_qos_pending",
+        "receive_maximum",
+        "problem_info",
     )
 
     conn_type = "mqtt"
@@ -136,7 +141,9 @@ class MqttConnection(ClientBase):
     def __init__(self, server: Server) -> None:
         super().__init__(server)
         mopts = server.options.mqtt
-        self.parser = MQTTParser(max_packet_size=mopts.max_packet_size)
+        # Without a configured limit, a packet may carry max_payload plus room for
+        # the topic and properties: what a NATS subscriber could accept anyway.
+        self.parser = MQTTParser(max_packet_size=self.max_packet_size())
         self.session: Session | None = None
         self.level = 4
         self.client_id = ""
@@ -152,7 +159,12 @@ class MqttConnection(ClientBase):
         self.client_max_packet = 0
         self.client_alias_max = 0
         self.aliases_in: dict[int, str] | None = None
-        self.inbound_qos_pending = 0
+        self.receive_maximum = mopts.receive_maximum or 65535
+        self.problem_info = True
+
+    def max_packet_size(self) -> int:
+        opts = self.server.options
+        return opts.mqtt.max_packet_size or opts.max_payload + PACKET_HEADROOM
 
     def describe(self) -> str:
         return f"{self.ip}:{self.port} - mid:{self.cid} - {self.client_id!r}"
@@ -204,7 +216,9 @@ class MqttConnection(ClientBase):
         self.close(reason, encode_connack(False, code, None, self.level))
 
     def delay_connect(self, p: Any) -> None:
-        log.warning("%s - client id %r is flapping; delaying its CONNECT", self.describe(), self.client_id)
+        log.warning(
+            "%s - client id %r is flapping; delaying its CONNECT", self.describe(), self.client_id
+        )
         self.flap_delayed = True
         self.transport.pause_reading()
         self.server.loop.call_later(self.server.mqtt_flap_delay, self._resume_connect, p)
@@ -221,6 +235,9 @@ class MqttConnection(ClientBase):
         self.client_receive_max = props.get("receive_maximum", 65535)
         self.client_max_packet = props.get("maximum_packet_size", 0)
         self.client_alias_max = props.get("topic_alias_maximum", 0)
+        # [MQTT-3.1.2-29] with 0, no Reason String / User Property except on PUBLISH,
+        # CONNACK and DISCONNECT.
+        self.problem_info = props.get("request_problem_information", 1) == 1
 
     def connack_properties(self, assigned: bool, server_keep_alive: int | None) -> dict:
         mopts = self.server.options.mqtt
@@ -232,8 +249,7 @@ class MqttConnection(ClientBase):
             "subscription_identifier_available": 1,
             "shared_subscription_available": 1,
         }
-        if mopts.max_packet_size:
-            props["maximum_packet_size"] = mopts.max_packet_size
+        props["maximum_packet_size"] = self.max_packet_size()
         if assigned:
             props["assigned_client_identifier"] = self.client_id
         if server_keep_alive is not None:
@@ -334,7 +350,9 @@ class MqttConnection(ClientBase):
                     reason = UNSPECIFIED_ERROR
                 else:
                     # 3.1.1 has no negative ack: close, so the client re-sends after reconnecting.
-                    log.error("%s - store write failed; closing so the client re-sends", self.describe())
+                    log.error(
+                        "%s - store write failed; closing so the client re-sends", self.describe()
+                    )
                     self.close(reasons.WRITE_ERROR)
                     return
             self._send_ack(packet_id, qos, reason)
@@ -356,8 +374,16 @@ class MqttConnection(ClientBase):
         log.info("%s - closing: %s", self.describe(), why)
         final = b""
         if self.level == 5 and self.session is not None:
-            final = encode_disconnect(reason_code, None, 5)
+            # DISCONNECT may always carry a Reason String (3.14.2.2.3).
+            final = encode_disconnect(reason_code, {"reason_string": why}, 5)
         self.close(reasons.PROTOCOL_VIOLATION, final)
+
+    def shutdown(self) -> None:
+        """The server is stopping: 5.0 clients are told so (0x8B) before the close."""
+        final = b""
+        if self.level == 5 and self.session is not None:
+            final = encode_disconnect(SERVER_SHUTTING_DOWN, None, 5)
+        self.close(reasons.SERVER_SHUTDOWN, final)
 
     def taken_over(self) -> None:
         """Another connection claimed this client id [MQTT-3.1.4-3]."""

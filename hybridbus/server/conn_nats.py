@@ -112,13 +112,52 @@ class NatsConnection(ClientBase):
         info = server.client_info(self)
         self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
         if server.over_connection_limit():
-            log.warning("%s:%d - cid:%d - maximum connections exceeded", self.ip, self.port, self.cid)
+            log.warning(
+                "%s:%d - cid:%d - maximum connections exceeded", self.ip, self.port, self.cid
+            )
             self.close(reasons.MAX_CONNECTIONS, encode_err("maximum connections exceeded"))
             return
         if server.auth_required:
             self.auth_deadline = time.monotonic() + server.options.auth.timeout
         log.debug("%s:%d - cid:%d - Client connection created", self.ip, self.port, self.cid)
         server.flush()
+        if server.nats_tls is not None and self.tls_version is None:
+            # INFO went out in clear text; now the client starts TLS (nats-server's order).
+            self.transport.pause_reading()
+            server.loop.create_task(self._upgrade_tls())
+
+    async def _upgrade_tls(self) -> None:
+        server = self.server
+        old = self.transport
+        try:
+            new = await server.loop.start_tls(
+                old,
+                self,
+                server.nats_tls,
+                server_side=True,
+                ssl_handshake_timeout=server.options.tls.timeout,
+            )
+        except (OSError, ValueError, TimeoutError, ConnectionError) as err:
+            log.info("%s:%d - cid:%d - TLS handshake error: %s", self.ip, self.port, self.cid, err)
+            self.close_reason = reasons.TLS_HANDSHAKE_FAILURE
+            self.closing = True
+            old.abort()
+            return
+        except Exception as err:  # ssl errors come in several shapes
+            log.info("%s:%d - cid:%d - TLS handshake error: %r", self.ip, self.port, self.cid, err)
+            self.close_reason = reasons.TLS_HANDSHAKE_FAILURE
+            self.closing = True
+            old.abort()
+            return
+        if new is None or self.closing:
+            return
+        self.transport = new
+        new.set_write_buffer_limits(high=server.options.max_pending)
+        ssl_obj = new.get_extra_info("ssl_object")
+        if ssl_obj is not None:
+            self.tls_version = (ssl_obj.version() or "").replace("TLSv", "")
+            cipher = ssl_obj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
 
     def on_closed(self) -> None:
         sublist = self.server.sublist
@@ -204,9 +243,7 @@ class NatsConnection(ClientBase):
             user = server.authenticate(self, opts)
             if user is None:
                 server.stats.auth_failures += 1
-                log.warning(
-                    "%s:%d - cid:%d - authentication error", self.ip, self.port, self.cid
-                )
+                log.warning("%s:%d - cid:%d - authentication error", self.ip, self.port, self.cid)
                 self.close(reasons.AUTH_FAILURE, encode_err("Authorization Violation"))
                 return
             self.user = user or None
@@ -225,7 +262,9 @@ class NatsConnection(ClientBase):
                 info["remote_account"] = "$G"
                 self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
 
-    def handle_pub(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
+    def handle_pub(
+        self, subject: str, reply: str | None, headers: bytes | None, payload: bytes
+    ) -> None:
         if not self.connected and not self._require_auth():
             return
         self.in_msgs += 1
@@ -235,6 +274,8 @@ class NatsConnection(ClientBase):
             return
         server = self.server
         if self.perms is not None and not server.may_publish(self, subject, reply):
+            log.info("%s:%d - cid:%d - publish to %r denied", self.ip, self.port, self.cid, subject)
+            self.queue(encode_err(f'Permissions Violation for Publish to "{subject}"'))
             return
         delivered = server.route(self, subject, reply, headers, payload)
         if not delivered and reply is not None and self.no_responders:
@@ -257,6 +298,13 @@ class NatsConnection(ClientBase):
             return
         server = self.server
         if self.perms is not None and not server.may_subscribe(self, subject, queue):
+            log.info(
+                "%s:%d - cid:%d - subscription to %r denied", self.ip, self.port, self.cid, subject
+            )
+            text = f'Permissions Violation for Subscription to "{subject}"'
+            if queue is not None:
+                text += f' using queue "{queue}"'
+            self.queue(encode_err(text))
             return
         if sid in self.subs:
             # A duplicate sid on one connection is ignored, as nats-server does.
@@ -265,7 +313,9 @@ class NatsConnection(ClientBase):
             return
         limit = server.options.max_subscriptions
         if limit > 0 and len(self.subs) >= limit:
-            log.info("%s:%d - cid:%d - maximum subscriptions exceeded", self.ip, self.port, self.cid)
+            log.info(
+                "%s:%d - cid:%d - maximum subscriptions exceeded", self.ip, self.port, self.cid
+            )
             self.queue(encode_err("maximum subscriptions exceeded"))
             return
         sub = NatsSubscription(subject, queue, self, sid)
@@ -341,6 +391,9 @@ class NatsConnection(ClientBase):
             out += b"MSG %s %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, reply.encode(), size)
         out += payload
         out += b"\r\n"
+        if reply is not None and self.perms is not None:
+            # allow_responses: a restricted client may answer the requests it receives.
+            self.perms.note_reply(reply)
         self.out_msgs += 1
         self.out_bytes += size
         if not self.dirty:

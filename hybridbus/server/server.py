@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import logging
+import os
 import platform
 import secrets
 import socket
@@ -26,12 +26,13 @@ from collections import deque
 from typing import Any
 
 from hybridbus import __version__
-from hybridbus.options import Options
-from hybridbus.router.sublist import Sublist
-from hybridbus.server import client as reasons
-from hybridbus.server.client import ClientBase
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
 from hybridbus.mqtt.persistence import Persistence
+from hybridbus.options import Options
+from hybridbus.router.sublist import Sublist
+from hybridbus.security import Security
+from hybridbus.server import client as reasons
+from hybridbus.server.client import ClientBase
 from hybridbus.server.conn_mqtt import MqttConnection
 from hybridbus.server.conn_nats import NatsConnection, pick_member
 from hybridbus.store import open_store
@@ -89,7 +90,11 @@ class Server:
         self.stats = ServerStats()
         self.closed: deque[ClosedClient] = deque(maxlen=max(options.max_closed_clients, 0) or None)
         self.start_time = time.time()
-        self.auth_required = False
+        self.security = Security(options)
+        self.auth_required = self.security.auth_required
+        # TLS for NATS clients: INFO goes out in clear text, then the client upgrades
+        # (as with nats-server), unless tls.handshake_first asks for TLS from byte one.
+        self.nats_tls = self.security.server_context(options.tls)
         self.nats_port = 0
         self._next_cid = 0
         self._dirty: list[ClientBase] = []
@@ -99,9 +104,11 @@ class Server:
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = asyncio.Event()
+        self._shutting_down = False
         self.route_seq = 0
         self.route_sessions: list = []
         self.mqtt_port = 0
+        self.websocket_port = 0
         self.mqtt_flap_delay = FLAP_DELAY
         self.store: Any = None
         self.mqtt: MqttBroker | None = None
@@ -112,18 +119,22 @@ class Server:
         loop = self._loop = asyncio.get_running_loop()
         opts = self.options
         log.info("Starting hybridbus %s", __version__)
-        log.info("  Version:  %s (NATS protocol compatible with %s)", __version__, NATS_COMPAT_VERSION)
+        log.info(
+            "  Version:  %s (NATS protocol compatible with %s)", __version__, NATS_COMPAT_VERSION
+        )
         log.info("  Python:   %s %s", platform.python_implementation(), platform.python_version())
         log.info("  ID:       %s", self.server_id)
         if opts.config_file:
             log.info("Using configuration file: %s", opts.config_file)
         port = opts.port if opts.port > 0 else 0
+        tls_first = self.nats_tls is not None and opts.tls.handshake_first
         listener = await loop.create_server(
             lambda: NatsConnection(self),
             host=opts.host,
             port=port,
             reuse_address=True,
             backlog=1024,
+            ssl=self.nats_tls if tls_first else None,
         )
         self._listeners.append(listener)
         self.nats_port = listener.sockets[0].getsockname()[1]
@@ -131,30 +142,59 @@ class Server:
         self._open_store()
         if opts.mqtt.enabled:
             mqtt_port = opts.mqtt.port if opts.mqtt.port > 0 else 0
+            mqtt_tls = self.security.server_context(opts.mqtt.tls)
             listener = await loop.create_server(
                 lambda: MqttConnection(self),
                 host=opts.mqtt.host,
                 port=mqtt_port,
                 reuse_address=True,
                 backlog=1024,
+                ssl=mqtt_tls,
             )
             self._listeners.append(listener)
             self.mqtt_port = listener.sockets[0].getsockname()[1]
-            log.info("Listening for MQTT clients on mqtt://%s:%d", opts.mqtt.host, self.mqtt_port)
+            scheme = "mqtts" if mqtt_tls else "mqtt"
+            log.info(
+                "Listening for MQTT clients on %s://%s:%d", scheme, opts.mqtt.host, self.mqtt_port
+            )
+        if opts.websocket.enabled:
+            from hybridbus.server.websocket import WebSocketConnection
+
+            ws = opts.websocket
+            ws_tls = None if ws.no_tls else self.security.server_context(ws.tls)
+            listener = await loop.create_server(
+                lambda: WebSocketConnection(self),
+                host=ws.host,
+                port=ws.port if ws.port > 0 else 0,
+                reuse_address=True,
+                backlog=1024,
+                ssl=ws_tls,
+            )
+            self._listeners.append(listener)
+            self.websocket_port = listener.sockets[0].getsockname()[1]
+            scheme = "wss" if ws_tls else "ws"
+            log.info(
+                "Listening for websocket clients on %s://%s:%d",
+                scheme,
+                ws.host,
+                self.websocket_port,
+            )
         log.info("Server is ready")
         self._schedule_sweep()
 
     async def shutdown(self) -> None:
         """Stop accepting, flush and close every client, then release the rest."""
-        if self._stopped.is_set():
+        if self._shutting_down:
+            await self._stopped.wait()
             return
+        self._shutting_down = True
         log.info("Initiating Shutdown...")
         for listener in self._listeners:
             listener.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for client in list(self.clients.values()):
-            client.close(reasons.SERVER_SHUTDOWN)
+            client.shutdown()
         # Give transports a moment to drain what was queued.
         deadline = time.monotonic() + 2.0
         while self.clients and time.monotonic() < deadline:
@@ -164,7 +204,7 @@ class Server:
         for listener in self._listeners:
             try:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 pass
         if self.mqtt is not None:
             self.mqtt.shutdown()
@@ -254,6 +294,10 @@ class Server:
         }
         if self.auth_required:
             info["auth_required"] = True
+        if self.nats_tls is not None:
+            info["tls_required"] = True
+            if opts.tls.verify or opts.tls.verify_and_map:
+                info["tls_verify"] = True
         return info
 
     def describe(self, client: ClientBase) -> dict:
@@ -283,18 +327,19 @@ class Server:
     # -- security hooks (filled in by the auth module) --------------------------------
 
     def authenticate(self, client: ClientBase, connect: dict) -> str | None:
-        return ""
+        """NATS CONNECT credentials -> user name ("" anonymous), or None to refuse."""
+        return self.security.authenticate_nats(client, connect)
 
     def authenticate_mqtt(
         self, client: ClientBase, username: str | None, password: bytes | None
     ) -> str | None:
-        return ""
+        return self.security.authenticate_mqtt(client, username, password)
 
     def may_publish(self, client: ClientBase, subject: str, reply: str | None) -> bool:
-        return True
+        return self.security.may_publish(client, subject, reply)
 
     def may_subscribe(self, client: ClientBase, subject: str, queue: str | None) -> bool:
-        return True
+        return self.security.may_subscribe(client, subject, queue)
 
     # -- routing ----------------------------------------------------------------------
 

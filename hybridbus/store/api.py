@@ -301,7 +301,13 @@ class StreamConfig(_Config):
         for s in c.subjects:
             if not valid_subject(s):
                 raise InvalidConfig(f"invalid subject: {s!r}")
-        for attr in ("max_consumers", "max_msgs", "max_bytes", "max_msgs_per_subject", "max_msg_size"):
+        for attr in (
+            "max_consumers",
+            "max_msgs",
+            "max_bytes",
+            "max_msgs_per_subject",
+            "max_msg_size",
+        ):
             v = getattr(c, attr)
             if v is None or v == 0:
                 setattr(c, attr, -1)
@@ -376,7 +382,9 @@ class ConsumerConfig(_Config):
     def normalized(self) -> ConsumerConfig:
         c = dataclasses.replace(self)
         if c.durable_name and c.name and c.durable_name != c.name:
-            raise ConsumerCreateError("Consumer Durable and Name have to be equal if both are provided")
+            raise ConsumerCreateError(
+                "Consumer Durable and Name have to be equal if both are provided"
+            )
         c.name = c.name or c.durable_name
         if not c.name or not valid_name(c.name):
             raise ConsumerCreateError("consumer name is invalid")
@@ -390,16 +398,31 @@ class ConsumerConfig(_Config):
         if c.ack_policy not in ("none", "all", "explicit"):
             raise ConsumerInvalidPolicy(f"invalid ack policy: {c.ack_policy!r}")
         dp = c.deliver_policy
-        if dp not in ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"):
+        if dp not in (
+            "all",
+            "last",
+            "new",
+            "by_start_sequence",
+            "by_start_time",
+            "last_per_subject",
+        ):
             raise ConsumerInvalidPolicy(f"invalid deliver policy: {dp!r}")
         if dp == "by_start_sequence" and not c.opt_start_seq:
-            raise ConsumerInvalidPolicy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set")
+            raise ConsumerInvalidPolicy(
+                "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"
+            )
         if dp != "by_start_sequence" and c.opt_start_seq:
-            raise ConsumerInvalidPolicy("consumer delivery policy is not deliver by start sequence, but optional start sequence is set")
+            raise ConsumerInvalidPolicy(
+                "consumer delivery policy is not deliver by start sequence, but optional start sequence is set"
+            )
         if dp == "by_start_time" and c.opt_start_time is None:
-            raise ConsumerInvalidPolicy("consumer delivery policy is deliver by start time, but optional start time is not set")
+            raise ConsumerInvalidPolicy(
+                "consumer delivery policy is deliver by start time, but optional start time is not set"
+            )
         if dp != "by_start_time" and c.opt_start_time is not None:
-            raise ConsumerInvalidPolicy("consumer delivery policy is not deliver by start time, but optional start time is set")
+            raise ConsumerInvalidPolicy(
+                "consumer delivery policy is not deliver by start time, but optional start time is set"
+            )
         if not c.ack_wait or c.ack_wait <= 0:
             c.ack_wait = DEFAULT_ACK_WAIT
         if not c.max_deliver:
@@ -535,7 +558,9 @@ class Stream(Protocol):
     def delete(self, seq: int) -> None:
         """Raises SeqNotFound / DeleteNotPermitted."""
 
-    def purge(self, subject: str | None = None, seq: int | None = None, keep: int | None = None) -> int:
+    def purge(
+        self, subject: str | None = None, seq: int | None = None, keep: int | None = None
+    ) -> int:
         """Remove messages (all, matching ``subject``, below ``seq``, all but the newest ``keep``)."""
 
     def state(self) -> StreamState: ...

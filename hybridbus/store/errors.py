@@ -40,8 +40,10 @@ class StreamNotFound(StoreError):
 
 
 class StreamNameInUse(StoreError):
-    code, err_code, description = 400, 10058, (
-        "stream name already in use with a different configuration"
+    code, err_code, description = (
+        400,
+        10058,
+        ("stream name already in use with a different configuration"),
     )
 
 

@@ -239,7 +239,7 @@ class ScanResult:
         self.records = 0
 
 
-def _valid_at(buf, mv, pos: int, n: int) -> int:
+def valid_record_end(buf, mv, pos: int, n: int) -> int:
     """End offset of a valid record at ``pos``, or -1."""
     if n - pos < REC_HEADER_SIZE:
         return -1
@@ -279,7 +279,7 @@ def scan_records(buf: bytes, start: int, result: ScanResult):
             nxt = pos + 1
             while True:
                 nxt = buf.find(REC_MAGIC, nxt)
-                if nxt < 0 or _valid_at(buf, mv, nxt, n) >= 0:
+                if nxt < 0 or valid_record_end(buf, mv, nxt, n) >= 0:
                     break
                 nxt += 1
             if nxt < 0:
@@ -295,7 +295,7 @@ def read_record_at(buf: bytes, pos: int) -> tuple[int, int, memoryview] | None:
     """(rtype, version, body) of a valid record at ``pos`` in ``buf``, or None."""
     n = len(buf)
     mv = memoryview(buf)
-    end = _valid_at(buf, mv, pos, n)
+    end = valid_record_end(buf, mv, pos, n)
     if end < 0:
         return None
     _m, _c, ver, rtype, _ln = REC_HEADER.unpack_from(buf, pos)

@@ -264,11 +264,11 @@ class ConsumerImpl:
     def _op(self, code: int, seq: int, t: int) -> None:
         ops = self._ops
         if ops is not None:
-            if not ops:
-                self.stream._consumer_dirty(self)
             ops.append(code)
             ops.append(seq)
             ops.append(t)
+            if len(ops) == 3:
+                self.stream._consumer_dirty(self)
 
     def _wait_for(self, delivered: int) -> int:
         b = self._backoff_ns
@@ -541,7 +541,7 @@ class ConsumerImpl:
         if self._rq:
             return time.time()
         best = None
-        for seq, ent in self._pending.items():
+        for ent in self._pending.values():
             if best is None or ent[1] < best:
                 best = ent[1]
             if not self._irregular:
@@ -1214,7 +1214,9 @@ class BaseStream:
         blk.live = 0
         self._block_emptied(blk)
 
-    def _purge_filtered(self, flt: SubjectFilter | None, below: int | None, keep: int | None) -> int:
+    def _purge_filtered(
+        self, flt: SubjectFilter | None, below: int | None, keep: int | None
+    ) -> int:
         total = self._count_after(0, flt)
         if keep:
             if keep >= total:
@@ -1361,7 +1363,9 @@ class BaseStream:
             raise E.SeqNotFound(seq)
         self._touch()
 
-    def purge(self, subject: str | None = None, seq: int | None = None, keep: int | None = None) -> int:
+    def purge(
+        self, subject: str | None = None, seq: int | None = None, keep: int | None = None
+    ) -> int:
         if self._closed:
             raise E.StoreClosed()
         if self.config.deny_purge:
@@ -1445,7 +1449,13 @@ class BaseStream:
             if any(filters_overlap(a, b) for a in mine for b in theirs):
                 raise E.WQConsumerNotUnique()
 
-    _IMMUTABLE = ("deliver_policy", "opt_start_seq", "opt_start_time", "ack_policy", "replay_policy")
+    _IMMUTABLE = (
+        "deliver_policy",
+        "opt_start_seq",
+        "opt_start_time",
+        "ack_policy",
+        "replay_policy",
+    )
 
     def _update_consumer(self, c: ConsumerImpl, cfg: ConsumerConfig) -> None:
         old = c.config

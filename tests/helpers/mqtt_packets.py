@@ -65,7 +65,9 @@ def connect(
     return packet(0x10, body)
 
 
-def connack(session_present: int = 0, rc: int = 0, level: int = 4, properties: bytes = b"") -> bytes:
+def connack(
+    session_present: int = 0, rc: int = 0, level: int = 4, properties: bytes = b""
+) -> bytes:
     if level == 5:
         return packet(0x20, bytes((session_present, rc)) + props(properties))
     return bytes((0x20, 2, session_present, rc))
@@ -106,7 +108,9 @@ def pubcomp(mid: int) -> bytes:
     return b"\x70\x02" + struct.pack("!H", mid)
 
 
-def subscribe(mid: int, *filters: tuple[str, int], level: int = 4, properties: bytes = b"") -> bytes:
+def subscribe(
+    mid: int, *filters: tuple[str, int], level: int = 4, properties: bytes = b""
+) -> bytes:
     body = struct.pack("!H", mid)
     if level == 5:
         body += props(properties)

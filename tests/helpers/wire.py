@@ -1,8 +1,8 @@
 """Raw-socket transcripts: send exact bytes, expect exact (or regex) replies.
 
-    wire = await Wire.open(port)
-    await wire.send(b"SUB foo 1\\r\\nPUB foo 2\\r\\nhi\\r\\n")
-    await wire.expect(b"MSG foo 1 2\\r\\nhi\\r\\n")
+wire = await Wire.open(port)
+await wire.send(b"SUB foo 1\\r\\nPUB foo 2\\r\\nhi\\r\\n")
+await wire.expect(b"MSG foo 1 2\\r\\nhi\\r\\n")
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Wire:
     async def _fill(self, timeout: float) -> bool:
         try:
             chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return False
         except ConnectionError:
             chunk = b""
@@ -147,3 +147,40 @@ async def eventually(predicate, timeout: float = 3.0, interval: float = 0.02) ->
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def mqtt_packets(wire: Wire, count: int, level: int = 5, timeout: float = 3.0) -> list:
+    """Read exactly `count` MQTT packets from the server, decoded with the codec.
+
+    Packets beyond `count` that arrived in the same read wait for the next call."""
+    from hybridbus.codec.mqtt import MQTTParser
+
+    parser = getattr(wire, "mqtt_parser", None)
+    if parser is None:
+        parser = wire.mqtt_parser = MQTTParser(protocol_level=level)
+        wire.mqtt_backlog = []
+    packets: list = wire.mqtt_backlog
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if wire.buffer:
+            data, wire.buffer = wire.buffer, b""
+            packets.extend(parser.feed(data))
+        if len(packets) >= count:
+            wire.mqtt_backlog = packets[count:]
+            return packets[:count]
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"got {len(packets)} packets of {count}: {packets}")
+        await wire._fill(left)
+
+
+async def mqtt5_connect(port: int, client_id: str = "", **kwargs) -> tuple[Wire, object]:
+    """Open a raw MQTT 5 connection; returns the wire and the decoded CONNACK."""
+    from tests.helpers import mqtt_packets as mp
+
+    wire = await Wire.open(port)
+    await wire.send(mp.connect(client_id, level=5, **kwargs))
+    (connack,) = await mqtt_packets(wire, 1)
+    assert connack.reason_code == 0, connack
+    return wire, connack

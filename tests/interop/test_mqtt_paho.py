@@ -131,7 +131,9 @@ async def test_nats_request_answered_by_mqtt_service_via_plain_topics(nats_serve
     nc = await nats.connect(f"nats://127.0.0.1:{nats_server.nats_port}")
     answers = await nc.subscribe("answers.>")
     dev = await _in_thread(lambda: Paho(nats_server.mqtt_port, "svc").start())
-    dev.client.on_message = lambda c, u, m: c.publish("answers/" + m.topic.split("/")[-1], m.payload[::-1])
+    dev.client.on_message = lambda c, u, m: c.publish(
+        "answers/" + m.topic.split("/")[-1], m.payload[::-1]
+    )
     await _in_thread(dev.subscribe, "ask/+", 0)
     await nc.publish("ask.q1", b"abc")
     msg = await answers.next_msg(3)

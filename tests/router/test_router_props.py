@@ -6,12 +6,13 @@ Run with the cache on, off, and tiny (so that trimming happens all the time).
 from __future__ import annotations
 
 from collections import Counter
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridbus.router import Sublist, Subscription
+from hybridbus.router import Sublist, Subscription, sublist
 
 
 def naive_match(filter_subject: str, subject: str) -> bool:
@@ -140,3 +141,51 @@ def test_match_agrees_with_naive_matcher(config, ops):
         assert sl.remove(s)
     assert sl._root.is_empty()
     assert not sl._lit
+
+
+cache_keys = st.lists(
+    st.lists(st.sampled_from(["a", "b", "ab", "*", ""]), min_size=1, max_size=4).map(".".join),
+    max_size=80,
+    unique=True,
+)
+wild_filters = filter_subjects().filter(lambda f: "*" in f.split(".") or f.endswith(">"))
+
+
+KEY_TOKEN = st.sampled_from(["a", "b", "ab", "*"])
+
+
+@st.composite
+def instances(draw, filter_subject: str) -> list[str]:
+    """Subjects the filter matches (so that matching keys are plentiful and adjacent)."""
+    out = []
+    for _ in range(draw(st.integers(0, 40))):
+        toks = []
+        for t in filter_subject.split("."):
+            if t == "*":
+                toks.append(draw(KEY_TOKEN))
+            elif t == ">":
+                toks.extend(draw(st.lists(KEY_TOKEN, min_size=1, max_size=2)))
+            else:
+                toks.append(t)
+        out.append(".".join(toks))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    keys=cache_keys,
+    odd=st.sampled_from([[], ["a.x\ny"], ["a.b\n"]]),
+    filter_subject=wild_filters,
+    few=st.sampled_from([0, sublist._FEW_CANDIDATES, 10**9]),
+)
+def test_cached_key_search_agrees_with_naive_matcher(data, keys, odd, filter_subject, few):
+    # The search has three ways: find() over the joined keys unless a key holds a
+    # newline, then a token-by-token check for few candidates or a regex for many.
+    # ``few`` forces each of the last two.
+    hits = data.draw(instances(filter_subject))
+    mixed = data.draw(st.permutations(keys + hits))
+    cache = dict.fromkeys(mixed + odd)
+    with patch.object(sublist, "_FEW_CANDIDATES", few):
+        got = sublist._cached_matches(cache, filter_subject.split("."))
+    assert sorted(got) == sorted(k for k in cache if naive_match(filter_subject, k))

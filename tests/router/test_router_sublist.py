@@ -467,3 +467,50 @@ def test_stats_counts(sl):
         assert st["num_cache"] == 0
         assert st["max_fanout"] == 0
         assert st["avg_fanout"] == 0.0
+
+
+@pytest.mark.parametrize("n", [5, 200])
+def test_cache_patch_with_many_cached_subjects(sl, n):
+    # 200 candidates take the regex path, 5 the token-by-token path.
+    subjects = [f"a.{i}" for i in range(n)] + [f"a.{i}.x" for i in range(n)] + ["b.1", "ab.1"]
+    for s in subjects:
+        match(sl, s)
+    one, many, lead = sub("a.*"), sub("a.>"), sub("*.1")
+    insert_all(sl, one, many, lead)
+    for s in subjects:
+        want = {one, many} if s.count(".") == 1 and s.startswith("a.") else set()
+        if s.startswith("a.") and s.count(".") == 2:
+            want = {many}
+        if s.split(".")[1] == "1" and s.count(".") == 1:
+            want = want | {lead}
+        assert set(sl.match(s).plain) == want, s
+    sl.remove(many)
+    assert set(sl.match("a.3.x").plain) == set()
+    assert set(sl.match("a.3").plain) == {one}
+
+
+def test_cached_subject_with_a_newline_is_patched_too(sl):
+    # Not a valid subject, but match() does not check: the cache must still agree
+    # with the walk, which lets '*' take the token "b\nc".
+    odd = "a.b\nc"
+    sl.insert(sub("a.x"))
+    assert not match(sl, odd).plain
+    s = sub("a.*")
+    sl.insert(s)
+    assert match(sl, odd).plain == [s]
+    sl.remove(s)
+    assert not match(sl, odd).plain
+
+
+def test_very_deep_wildcard_subjects_do_not_recurse(sl):
+    # Thousands of "*" tokens (a SUB line of about 6 KB) must not hit the recursion
+    # limit in match, insert, remove or the cache patch.
+    depth = 3000
+    deep_pwc = sub(".".join(["*"] * depth))
+    deep_fwc = sub(".".join(["a"] * (depth - 1) + [">"]))
+    subject = ".".join(["a"] * depth)
+    match(sl, subject)
+    insert_all(sl, deep_pwc, deep_fwc)
+    assert shape(match(sl, subject))[0] == plain_ids(deep_pwc, deep_fwc)
+    assert sl.remove(deep_pwc) and sl.remove(deep_fwc)
+    assert not match(sl, subject).plain

@@ -37,7 +37,8 @@ async def test_MQTT_4_4_0_1_unacked_resent_with_dup_after_reconnect(nats_server)
     await dev.close()  # no acks: network loss
     dev = await mqtt_connect(nats_server.mqtt_port, "dev", clean=False, expect_present=1)
     await dev.expect(
-        mp.publish("t", b"q1", qos=1, dup=True, mid=1) + mp.publish("t", b"q2", qos=2, dup=True, mid=2)
+        mp.publish("t", b"q1", qos=1, dup=True, mid=1)
+        + mp.publish("t", b"q2", qos=2, dup=True, mid=2)
     )
     await dev.send(mp.puback(1) + mp.pubrec(2))
     await dev.expect(mp.pubrel(2))

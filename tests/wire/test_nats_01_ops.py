@@ -78,9 +78,7 @@ async def test_wildcards_and_full_wildcard(nats_server):
 
 
 async def test_hpub_to_header_client_and_stripped_for_plain_client(nats_server):
-    headers_client = await nats_connect(
-        nats_server.nats_port, b'{"verbose":false,"headers":true}'
-    )
+    headers_client = await nats_connect(nats_server.nats_port, b'{"verbose":false,"headers":true}')
     plain_client = await nats_connect(nats_server.nats_port)
     await headers_client.send(b"SUB h 1\r\nPING\r\n")
     await headers_client.expect(b"PONG\r\n")
@@ -102,7 +100,9 @@ async def test_queue_group_delivers_once_per_group(nats_server):
     seen = {b"1": 0, b"2": 0, b"3": 0}
     for _ in range(40):
         await wire.send(b"PUB foo.bar 1\r\nx\r\nPING\r\n")
-        m = await wire.expect_re(rb"MSG foo\.bar (\d) 1\r\nx\r\nMSG foo\.bar (\d) 1\r\nx\r\nPONG\r\n")
+        m = await wire.expect_re(
+            rb"MSG foo\.bar (\d) 1\r\nx\r\nMSG foo\.bar (\d) 1\r\nx\r\nPONG\r\n"
+        )
         sids = sorted([m.group(1), m.group(2)])
         assert b"3" in sids and sids != [b"3", b"3"]
         for sid in sids:

@@ -20,14 +20,19 @@ reads at any byte boundary:
 The protocol level changes the body layout (5.0 adds properties and reason codes), so
 the parser must know it. Until it does, only CONNECT is accepted [MQTT-3.1.0-1]; the
 CONNECT sets the level (or the caller sets `parser.protocol_level`, e.g. on a client
-socket). Level 3 is MQTT 3.1 ("MQIsdp"), which predates the reserved-flag rules of 3.1.1:
-fixed-header flags are not checked there, the way mosquitto treats 3.1 peers.
+socket). Level 3 is MQTT 3.1 ("MQIsdp"), which predates 3.1.1's reserved-bit rules (3.1
+clients set QoS 1 and DUP on SUBSCRIBE, PUBREL and UNSUBSCRIBE): at level 3 the reserved
+fixed-header flags, the DUP-on-QoS-0 rule, the reserved CONNECT flag and the upper bits
+of the Requested QoS byte are not checked. QoS 3 is refused at every level.
 
 Errors: every failure raises `MQTTProtocolError(reason_code, message)`; the message cites
 the normative statement. The parser is then dead: later feeds raise the same error. What
 is *not* checked here: topic and filter syntax (wildcards, empty topics, topic aliases),
 session state (packet ids in use, QoS limits), packet direction (a server receiving
 CONNACK). Those belong to the caller, which has the context.
+
+Abbreviations: b0 = first fixed-header byte, rl = Remaining Length, cf = Connect Flags,
+vbi = Variable Byte Integer.
 """
 
 from __future__ import annotations
@@ -178,10 +183,11 @@ def _publish_error(buf: bytes, start: int, end: int, qos: int) -> MQTTProtocolEr
         return _malformed("PUBLISH Topic Name runs past the packet [MQTT-3.3.2-1]")
     if 0 in buf[start + 2 : p]:
         return _malformed("Topic Name contains U+0000 [MQTT-1.5.3-2]")
-    if qos and p + 2 > end:
-        return _malformed("PUBLISH too short for its Packet Identifier")
     if qos:
-        return _zero_packet_id(PUBLISH)
+        if p + 2 > end:
+            return _malformed("PUBLISH too short for its Packet Identifier")
+        if not (buf[p] << 8) | buf[p + 1]:
+            return _zero_packet_id(PUBLISH)
     return _malformed("PUBLISH lacks its Property Length (5.0 2.2.2.1)")
 
 

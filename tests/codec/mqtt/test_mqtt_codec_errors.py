@@ -119,6 +119,20 @@ CASES = [
     ("MQTT-3.3.2-1 topic past end", 4, frame(0x30, b"\x00\x05abc"), MALFORMED, "MQTT-3.3.2-1"),
     ("PUBLISH id truncated", 4, frame(0x32, s(b"t") + b"\x00"), MALFORMED, "Packet Identifier"),
     ("PUBLISH v5 no property length", 5, frame(0x30, s(b"t")), MALFORMED, "Property Length"),
+    (
+        "PUBLISH v5 QoS 1 no property length",
+        5,
+        frame(0x32, s(b"t") + b"\x00\x01"),
+        MALFORMED,
+        "Property Length",
+    ),
+    (
+        "MQTT-2.2.1-3 PUBLISH id 0 (5.0)",
+        5,
+        frame(0x34, s(b"t") + b"\x00\x00\x00"),
+        PROTOCOL,
+        "2.2.1-3",
+    ),
     # ---- CONNECT
     ("MQTT-3.1.0-1 PUBLISH first", None, frame(0x30, s(b"t")), PROTOCOL, "MQTT-3.1.0-1"),
     ("MQTT-3.1.0-1 PINGREQ first", None, b"\xc0\x00", PROTOCOL, "MQTT-3.1.0-1"),

@@ -56,16 +56,24 @@ def feed_chunks(parser: MQTTParser, data: bytes, cuts: list[int]) -> list:
     return out
 
 
-def check_invariant(level, data: bytes, cuts: list[int]) -> None:
-    """Feed; only MQTTProtocolError may escape. Then re-encode what decoded."""
+def outcome(level, pieces: list[bytes]) -> tuple[list, tuple | None, MQTTParser]:
+    """Feed the pieces; only MQTTProtocolError may escape."""
     parser = MQTTParser(protocol_level=level)
     packets = []
     try:
-        for chunk in chunks(data, cuts):
-            packets += parser.feed(chunk)
+        for piece in pieces:
+            packets += parser.feed(piece)
     except MQTTProtocolError as exc:
         assert 0x80 <= exc.reason_code <= 0xA2
-        packets += exc.packets
+        return packets + exc.packets, (exc.reason_code, exc.message), parser
+    return packets, None, parser
+
+
+def check_invariant(level, data: bytes, cuts: list[int]) -> None:
+    """Chunked and whole feeding agree on packets and verdict; what decoded re-encodes."""
+    packets, error, parser = outcome(level, chunks(data, cuts))
+    whole_packets, whole_error, _ = outcome(level, [data])
+    assert (packets, error) == (whole_packets, whole_error)
     if not packets:
         return
     final_level = parser.protocol_level

@@ -1,0 +1,56 @@
+"""The examples run end to end against a live server process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT
+
+
+def test_device_and_service_talk_through_the_bridge(server_process):
+    proc = server_process().start()
+    nats_url = f"nats://127.0.0.1:{proc.ports['nats']}"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples/nats_service.py"),
+            "--server",
+            nats_url,
+            "--count",
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert service.stdout.readline().strip() == "ready"
+        device = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "examples/device_simulator.py"),
+                "--port",
+                str(proc.ports["mqtt"]),
+                "--id",
+                "k7",
+                "--count",
+                "3",
+                "--interval",
+                "0.3",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert device.returncode == 0, device.stdout + device.stderr
+        out, _ = service.communicate(timeout=30)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert "status k7: online" in out
+    assert out.count("telemetry k7:") == 3
+    assert 'reply k7: {"device": "k7", "command": "ping", "ok": true}' in out
+    assert proc.stop() == 0
+    time.sleep(0)

@@ -1,0 +1,392 @@
+"""File store only: restarts, segments and indexes, compaction, group commit, write errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from hybridbus.store import ConsumerConfig, StoreWriteError, StreamConfig, open_store
+from hybridbus.store import errors as E
+from hybridbus.store import filestore
+
+
+def sdir(store_dir, name="S"):
+    return os.path.join(store_dir, "streams", name)
+
+
+def files(store_dir, ext, name="S"):
+    return sorted(f for f in os.listdir(sdir(store_dir, name)) if f.endswith(ext))
+
+
+def test_restart_keeps_messages_subjects_and_dedup(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"], max_msgs_per_subject=2))
+    st.append("s.a", b"1", {"H": "v"}, msg_id="id-1")
+    st.append("s.b", b"2")
+    st.append("s.a", b"3")
+    st.append("s.a", b"4")  # drops seq 1 (per-subject limit)
+    st.delete(2)
+    before = st.state()
+    s = reopen()
+    st = s.stream("S")
+    after = st.state()
+    assert after == before
+    assert [(m.seq, m.payload) for m in st.iter()] == [(3, b"3"), (4, b"4")]
+    assert st.subjects() == {"s.a": 2}
+    assert st.last("s.a").seq == 4
+    assert st.append("s.a", b"5", expected_last_subject_seq=4) == 5
+    assert st.append("s.b", b"6", expected_last_subject_seq=0) == 6
+    assert s.recovery["streams"] == 1 and s.recovery["corrupt_records"] == 0
+
+
+def test_restart_keeps_the_duplicate_window(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    st.append("s.a", b"1", msg_id="m-1")
+    st.append("s.a", b"2", msg_id="m-2")
+    s = reopen()
+    st = s.stream("S")
+    assert st.append("s.a", b"again", msg_id="m-1") == 1 and st.was_duplicate
+    assert st.append("s.a", b"3", expected_last_msg_id="m-2") == 3
+
+
+def test_sequences_are_never_reused_after_restart(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for _ in range(3):
+        st.append("s.a", b"x")
+    st.delete(3)
+    st.delete(2)
+    s = reopen()
+    st = s.stream("S")
+    assert st.append("s.a", b"y") == 4
+    st.purge()
+    s = reopen()
+    st = s.stream("S")
+    state = st.state()
+    assert (state.messages, state.first_seq, state.last_seq) == (0, 5, 4)
+    assert st.append("s.a", b"z") == 5
+
+
+def test_restart_resumes_consumers(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for i in range(6):
+        st.append("s.a" if i % 2 else "s.b", b"%d" % i)
+    c = st.add_consumer(ConsumerConfig(durable_name="d", ack_wait=10.0, max_deliver=3))
+    t0 = time.time()
+    c.next_batch(4, now=t0)
+    c.ack(1)
+    c.nak(2)
+    assert [m.seq for m, _ in c.next_batch(1, now=t0)] == [2]  # redelivered: dc=2, cseq=5
+    st.add_consumer(ConsumerConfig(name="ephemeral"))
+    gone = st.add_consumer(ConsumerConfig(durable_name="gone"))
+    st.delete_consumer("gone")
+    del gone
+    before = c.info()
+    s = reopen()
+    st = s.stream("S")
+    assert [x.name for x in st.consumers()] == ["d"]
+    c = st.consumer("d")
+    after = c.info()
+    for k in ("delivered", "ack_floor", "num_ack_pending", "num_redelivered", "num_pending"):
+        if k == "delivered":
+            assert {**after[k], "last_active": 0} == {**before[k], "last_active": 0}
+        else:
+            assert after[k] == before[k], k
+    # deliveries continue where they were: 5 and 6 are new, 2..4 wait for their ack timer
+    batch = c.next_batch(10, now=t0 + 1)
+    assert [(m.seq, d.consumer_seq) for m, d in batch] == [(5, 6), (6, 7)]
+    due = c.next_batch(10, now=t0 + 10.5)
+    assert sorted((m.seq, d.num_delivered) for m, d in due) == [(2, 3), (3, 2), (4, 2)]
+
+
+def test_restart_mid_last_per_subject(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="KV", subjects=["kv.>"]))
+    for k in ["kv.a", "kv.b", "kv.a", "kv.c"]:
+        st.append(k, k.encode())
+    c = st.add_consumer(ConsumerConfig(durable_name="w", deliver_policy="last_per_subject"))
+    assert [m.seq for m, _ in c.next_batch(1)] == [2]
+    st.append("kv.d", b"new")  # 5
+    s = reopen()
+    c = s.stream("KV").consumer("w")
+    assert c.num_pending == 3
+    assert [m.seq for m, _ in c.next_batch(10)] == [3, 4, 5]
+
+
+def test_memory_streams_in_a_file_store_do_not_survive(reopen):
+    s = reopen()
+    s.add_stream(StreamConfig(name="M", subjects=["m.>"], storage="memory")).append("m.a", b"1")
+    s.add_stream(StreamConfig(name="F", subjects=["f.>"])).append("f.a", b"1")
+    assert s.usage()["memory"] > 0 and s.usage()["storage"] > 0
+    s = reopen()
+    assert [x.name for x in s.streams()] == ["F"]
+
+
+def test_deleted_stream_is_gone_from_disk(reopen, store_dir):
+    s = reopen()
+    s.add_stream(StreamConfig(name="S", subjects=["s.>"])).append("s.a", b"1")
+    s.delete_stream("S")
+    assert not os.path.exists(sdir(store_dir))
+    s = reopen()
+    assert s.streams() == []
+
+
+def test_the_directory_is_locked(reopen, store_dir):
+    reopen()
+    with pytest.raises(E.StoreError, match="in use"):
+        open_store(store_dir)
+
+
+def test_segments_roll_and_indexes_speed_up_recovery(reopen, store_dir):
+    s = reopen(segment_size=4096)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for i in range(500):
+        st.append(f"s.{i % 7}", b"%05d" % i)
+    for seq in range(1, 500, 3):
+        st.delete(seq)
+    want = [(m.seq, m.subject, m.payload) for m in st.iter()]
+    state = st.state()
+    nsegs = len(files(store_dir, ".seg"))
+    assert nsegs >= 5
+    s = reopen(segment_size=4096)
+    assert len(files(store_dir, ".idx")) == nsegs  # every segment has an index after close
+    assert s.recovery["index_rebuilt"] == 0
+    st = s.stream("S")
+    assert st.state() == state
+    assert [(m.seq, m.subject, m.payload) for m in st.iter()] == want
+    # lose some indexes and damage another: rebuilt, same content
+    idx = files(store_dir, ".idx")
+    os.unlink(os.path.join(sdir(store_dir), idx[0]))
+    os.unlink(os.path.join(sdir(store_dir), idx[3]))
+    with open(os.path.join(sdir(store_dir), idx[5]), "r+b") as f:
+        f.seek(40)
+        b = f.read(1)
+        f.seek(40)
+        f.write(bytes([b[0] ^ 0xFF]))
+    s.close_sync()
+    s = reopen(segment_size=4096)
+    assert s.recovery["index_rebuilt"] == 3
+    st = s.stream("S")
+    assert st.state() == state
+    assert [(m.seq, m.subject, m.payload) for m in st.iter()] == want
+
+
+def test_an_index_that_disagrees_with_its_segment_is_ignored(reopen, store_dir):
+    s = reopen(segment_size=2048)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for i in range(100):
+        st.append("s.a", b"%04d" % i)
+    s = reopen(segment_size=2048)
+    seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[1])
+    with open(seg, "r+b") as f:  # flip one payload bit: the index CRC check must notice
+        data = f.read()
+        pos = data.rfind(b"0030")
+        assert pos > 0
+        f.seek(pos)
+        f.write(b"0031")
+    s.close_sync()
+    s = reopen(segment_size=2048)
+    assert s.recovery["corrupt_records"] == 1
+    st = s.stream("S")
+    assert st.state().messages == 99
+    with pytest.raises(E.MsgNotFound):
+        st.get(31)
+
+
+def test_compaction_shrinks_and_keeps_tombstones_alive(reopen, store_dir):
+    s = reopen(segment_size=1024)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    first = [st.append("s.a", b"a" * 40) for _ in range(15)]  # segment 1
+    assert len(files(store_dir, ".seg")) >= 2
+    nseg = len(st._blocks)
+    middle = []
+    while len(st._blocks) < nseg + 2:
+        middle.append(st.append("s.b", b"b" * 40))
+    # seq 1 dies now: its tombstone lands in a segment that will itself be compacted away
+    st.delete(first[0])
+    for _ in range(60):
+        st.append("s.c", b"c" * 40)
+    for seq in middle:
+        st.delete(seq)
+    size_before = sum(
+        os.path.getsize(os.path.join(sdir(store_dir), f)) for f in files(store_dir, ".seg")
+    )
+    n = st.compact()
+    assert n >= 1 and s.stats()["compactions"] >= 1
+    size_after = sum(
+        os.path.getsize(os.path.join(sdir(store_dir), f)) for f in files(store_dir, ".seg")
+    )
+    assert size_after < size_before
+    want = [m.seq for m in st.iter()]
+    s = reopen(segment_size=1024)
+    st = s.stream("S")
+    assert [m.seq for m in st.iter()] == want
+    assert first[0] not in want  # the tombstone survived compaction of its segment
+    assert s.recovery["corrupt_records"] == 0
+
+
+def test_whole_dead_segments_are_unlinked(reopen, store_dir):
+    s = reopen(segment_size=1024)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for _ in range(100):
+        st.append("s.a", b"x" * 40)
+    st.purge()
+    for _ in range(60):  # roll twice more so the purged segments are old enough
+        st.append("s.b", b"y" * 40)
+    st.compact()
+    nums = [int(f[:10]) for f in files(store_dir, ".seg")]
+    assert min(nums) > 1 and len(nums) <= 5
+    s = reopen(segment_size=1024)
+    state = s.stream("S").state()
+    assert (state.messages, state.first_seq, state.last_seq) == (60, 101, 160)
+
+
+async def test_group_commit_with_sync_always(store_dir):
+    s = open_store(store_dir, sync_always=True)
+    try:
+        st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        loop_thread = threading.get_ident()
+        done: list[tuple[int, object]] = []
+        all_done = asyncio.get_running_loop().create_future()
+
+        def cb(seq, err):
+            assert threading.get_ident() == loop_thread
+            done.append((seq, err))
+            if len(done) == 300:
+                all_done.set_result(None)
+
+        fsyncs0 = s.stats()["fsyncs"]
+        for i in range(300):
+            st.append("s.a", b"%d" % i, on_durable=cb)
+            assert len(done) == 0 or i >= 1  # never called inside append
+            if i % 50 == 49:
+                await asyncio.sleep(0)
+        assert len(done) < 300
+        await asyncio.wait_for(all_done, 10)
+        assert [x[0] for x in done] == list(range(1, 301))
+        assert all(err is None for _, err in done)
+        fsyncs = s.stats()["fsyncs"] - fsyncs0
+        assert 1 <= fsyncs < 50  # batches, not one fsync per append
+    finally:
+        await s.close()
+
+
+async def test_interval_policy_reports_after_the_write(store_dir):
+    s = open_store(store_dir, sync_interval=0.05)
+    try:
+        st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[0])
+        size0 = os.path.getsize(seg)
+        seen = []
+        ev = asyncio.Event()
+
+        def cb(seq, err):
+            seen.append((seq, err, os.path.getsize(seg)))
+            ev.set()
+
+        st.append("s.a", b"payload", on_durable=cb)
+        assert seen == []
+        await asyncio.wait_for(ev.wait(), 5)
+        seq, err, size = seen[0]
+        assert (seq, err) == (1, None) and size > size0  # in the file before the callback
+        await asyncio.sleep(0.15)
+        assert s.stats()["fsyncs"] >= 1  # the interval timer synced it
+    finally:
+        await s.close()
+
+
+def test_without_a_loop_callbacks_run_inline(store_dir):
+    s = open_store(store_dir, sync_always=True)
+    try:
+        st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        seen = []
+        st.append("s.a", b"1", on_durable=lambda seq, err: seen.append((seq, err)))
+        assert seen == [(1, None)]
+        assert st.append("s.a", b"1") == 2
+    finally:
+        s.close_sync()
+
+
+async def test_write_error_is_reported_and_the_stream_recovers(store_dir, monkeypatch, caplog):
+    s = open_store(store_dir)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    mem = s.add_stream(StreamConfig(name="M", subjects=["m.>"], storage="memory"))
+    ok = asyncio.Event()
+    st.append("s.a", b"good", on_durable=lambda seq, err: ok.set())
+    await asyncio.wait_for(ok.wait(), 5)
+    c = st.add_consumer(ConsumerConfig(durable_name="d"))
+
+    real = filestore._pwrite_all
+
+    def full(fd, data, pos):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(filestore, "_pwrite_all", full)
+    results = []
+    failed = asyncio.Event()
+
+    def cb(seq, err):
+        results.append((seq, err))
+        failed.set()
+
+    with caplog.at_level(logging.ERROR, logger="hybridbus.store"):
+        seq = st.append("s.a", b"lost", on_durable=cb)
+        await asyncio.wait_for(failed.wait(), 5)
+    assert results[0][0] == seq
+    err = results[0][1]
+    assert isinstance(err, StoreWriteError) and err.errno == errno.ENOSPC
+    assert err.err_code == 10077
+    assert any("write failed" in r.getMessage() for r in caplog.records)
+    assert s.stats()["write_errors"] >= 1
+    with pytest.raises(StoreWriteError):  # fail fast during the back-off
+        st.append("s.a", b"refused")
+    assert mem.append("m.a", b"still fine") == 1  # the rest of the store keeps working
+    with pytest.raises(E.MsgNotFound):
+        st.get(seq)  # the lost message is not served
+    assert c.num_pending == 1
+
+    monkeypatch.setattr(filestore, "_pwrite_all", real)
+    monkeypatch.setattr(filestore, "WRITE_RETRY_BACKOFF", 0.0)
+    st._fail_until = time.monotonic()  # end the back-off now
+    done = asyncio.Event()
+    seq2 = st.append("s.a", b"after", on_durable=lambda q, e: done.set())
+    await asyncio.wait_for(done.wait(), 5)
+    await s.close()
+
+    s = open_store(store_dir)
+    try:
+        st = s.stream("S")
+        assert [(m.seq, m.payload) for m in st.iter()] == [(1, b"good"), (seq2, b"after")]
+        assert s.recovery["corrupt_records"] == 0
+    finally:
+        s.close_sync()
+
+
+def test_damaged_config_files_never_stop_the_start(reopen, store_dir, caplog):
+    s = reopen()
+    a = s.add_stream(StreamConfig(name="A", subjects=["a.>"]))
+    a.append("a.x", b"1")
+    a.add_consumer(ConsumerConfig(durable_name="c1"))
+    a.add_consumer(ConsumerConfig(durable_name="c2"))
+    s.add_stream(StreamConfig(name="B", subjects=["b.>"])).append("b.x", b"1")
+    s.close_sync()
+    with open(os.path.join(sdir(store_dir, "B"), "stream.json"), "w") as f:
+        f.write("{not json")
+    with open(os.path.join(sdir(store_dir, "A"), "consumers", "c2.json"), "w") as f:
+        f.write("garbage")
+    with caplog.at_level(logging.WARNING, logger="hybridbus.store"):
+        s = reopen()
+    assert [x.name for x in s.streams()] == ["A"]
+    assert [c.name for c in s.stream("A").consumers()] == ["c1"]
+    assert s.recovery["damaged_files"] == 2
+    assert os.listdir(os.path.join(store_dir, "streams", ".damaged"))
+    assert any("unreadable" in r.getMessage() for r in caplog.records)
+    s.add_stream(StreamConfig(name="B", subjects=["b.>"]))  # the name is free again
