@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/bench_nats_codec.py [--seconds 1.0]
 Rates are ops per second of CPU time used by this process (time.process_time), best
 of several rounds: the development machine is shared, and wall-clock rates there mostly
 measure the neighbours. Measures:
-  * parse, 64-byte PUBs batched in 64 KiB chunks (the way a busy socket delivers them),
-    with and without a reply subject, and with chunk boundaries falling mid-frame;
+  * parse, 64-byte PUBs batched in 64 KiB chunks (the way a busy socket delivers them):
+    text payloads (with and without a reply subject, chunks aligned or cut mid-frame),
+    random binary payloads, and payloads that all contain a b"\\n" (the slow path);
   * parse, one PUB per feed() call (a quiet client, one frame per read);
   * encode, MSG via encode_msg and via msg_head_tail fan-out (one encode, N sids).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 
@@ -27,7 +29,7 @@ from hybridbus.codec.nats import (  # noqa: E402
     msg_head_tail,
 )
 
-PAYLOAD = bytes(range(64))  # binary, contains \n and \r: the realistic hard case
+PAYLOAD = bytes(range(64))  # binary with a \n (and a \r) in every payload: the worst case
 
 
 def _rate(fn, ops_per_call: int, seconds: float, rounds: int = 5) -> float:
@@ -52,12 +54,14 @@ def _chunks(stream: bytes, size: int) -> list[bytes]:
     return [stream[i : i + size] for i in range(0, len(stream), size)]
 
 
-def bench_parse_batched(seconds: float, frame: bytes, aligned: bool) -> float:
+def bench_parse_batched(seconds: float, frame: bytes, aligned: bool, frames: int = 1) -> float:
+    """`frame` holds `frames` PUBs; repeat it to fill 64 KiB chunks."""
     per_chunk = 65536 // len(frame)
     if aligned:
         chunks = [frame * per_chunk]
-        n_ops = per_chunk
+        n_ops = per_chunk * frames
     else:
+        assert frames == 1
         # 16 chunks of exactly 64 KiB, so boundaries cut control lines and payloads.
         stream = frame * (65536 * 16 // len(frame) + 1)
         chunks = _chunks(stream[: 65536 * 16], 65536)
@@ -125,19 +129,27 @@ def bench_fanout(seconds: float, receivers: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    ap.add_argument("--seconds", type=float, default=1.0, help="CPU time per measurement")
     a = ap.parse_args()
     s = a.seconds
-    pub = b"PUB sensors.room1.temp 64\r\n" + PAYLOAD + b"\r\n"
-    pub_reply = b"PUB sensors.room1.temp _INBOX.abcdef.1 64\r\n" + PAYLOAD + b"\r\n"
-    pub_text = b"PUB sensors.room1.temp 64\r\n" + b"x" * 64 + b"\r\n"
-    print(f"python {sys.version.split()[0]}, 64-byte payloads, per CPU-second, best of 5 rounds")
+
+    def pub(payload: bytes, reply: bytes = b"") -> bytes:
+        return b"PUB sensors.room1.temp %s%d\r\n%s\r\n" % (reply, len(payload), payload)
+
+    text = b'{"t":21.5,"h":40,"id":"sensor-0001","ts":1700000000123,"ok":true}'[:64]
+    rnd = random.Random(1)
+    mixed = b"".join(pub(rnd.randbytes(64)) for _ in range(64))  # ~22% hold a b"\n"
+    print(f"python {sys.version.split()[0]}, 64-byte payloads, ops per CPU-second, best of 5")
     rows = [
-        ("parse PUB, 64 KiB chunks, frame-aligned", bench_parse_batched(s, pub, True)),
-        ("parse PUB, 64 KiB chunks, cut mid-frame", bench_parse_batched(s, pub, False)),
-        ("parse PUB text payload, 64 KiB chunks", bench_parse_batched(s, pub_text, True)),
-        ("parse PUB+reply, 64 KiB chunks", bench_parse_batched(s, pub_reply, True)),
-        ("parse PUB, one frame per feed()", bench_parse_single(s, pub)),
+        ("parse PUB text, 64 KiB chunks", bench_parse_batched(s, pub(text), True)),
+        ("parse PUB text, 64 KiB chunks cut mid-frame", bench_parse_batched(s, pub(text), False)),
+        (
+            "parse PUB+reply text, 64 KiB chunks",
+            bench_parse_batched(s, pub(text, b"_INBOX.ab.1 "), True),
+        ),
+        ("parse PUB random binary, 64 KiB chunks", bench_parse_batched(s, mixed, True, 64)),
+        ("parse PUB, every payload has \\n, 64 KiB", bench_parse_batched(s, pub(PAYLOAD), True)),
+        ("parse PUB text, one frame per feed()", bench_parse_single(s, pub(text))),
         ("encode_msg (no reply)", bench_encode_msg(s)),
         ("encode_msg (reply)", bench_encode_msg_reply(s)),
         ("msg_head_tail fan-out x100 (per receiver)", bench_fanout(s, 100)),

@@ -125,6 +125,9 @@ def check(config: str) -> None:
     sys.exit(code)
 
 
+main.add_command(check, "check-config")
+
+
 def run(options: Options) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit code."""
     try:

@@ -83,13 +83,19 @@ def wait_pong(sock: socket.socket, buf: bytes, deadline: float) -> bytes:
 
 
 class EdgeCounter:
-    """Count a 4-byte marker in a byte stream fed in arbitrary chunks."""
+    """Count a marker (2+ bytes, no self-overlap) in a byte stream fed in arbitrary chunks.
 
-    __slots__ = ("marker", "tail", "count")
+    The last len(marker)-1 bytes of the stream are kept; a match inside (kept bytes + first
+    len(marker)-1 bytes of the next chunk) must straddle the edge, so it was counted on
+    neither side.
+    """
+
+    __slots__ = ("marker", "k", "tail", "count")
 
     def __init__(self, marker: bytes) -> None:
-        assert len(marker) == 4
+        assert len(marker) >= 2
         self.marker = marker
+        self.k = len(marker) - 1
         self.tail = b""
         self.count = 0
 
@@ -98,11 +104,12 @@ class EdgeCounter:
         if n is None:
             n = len(data)
         m = self.marker
+        k = self.k
         c = data.count(m, 0, n)
         tail = self.tail
         if tail:
-            c += (tail + bytes(data[:3] if n >= 3 else data[:n])).count(m)
-        self.tail = bytes(data[n - 3 : n]) if n >= 3 else (tail + bytes(data[:n]))[-3:]
+            c += (tail + bytes(data[: min(k, n)])).count(m)
+        self.tail = bytes(data[n - k : n]) if n >= k else (tail + bytes(data[:n]))[-k:]
         self.count += c
         return c
 

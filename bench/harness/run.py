@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import servers
+from . import selfcheck, servers
 from .scenarios import SCENARIOS, Options, Scenario
 from .workers import Fleet, WorkerError
 
@@ -252,6 +252,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="before each run wait up to S s for other load to drop below 0.25 core (0)",
     )
     p.add_argument("--json", default=str(RESULTS_DIR / "latest.json"), help="results file")
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the generator capacity check (each generator against a stand-in server)",
+    )
     p.add_argument("--list", action="store_true", help="list scenarios and exit")
     return p.parse_args(argv)
 
@@ -310,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": {},
     }
     t_start = time.monotonic()
+    ceilings: dict[str, dict[str, Any]] = {}
     try:
+        if not args.no_check:
+            ceilings = selfcheck.run_checks(opts)
+            doc["generator_capacity"] = ceilings
+            selfcheck.print_checks(ceilings)
         for sname in names:
             scn = SCENARIOS[sname]
             title = scn.title.format(**vars(opts)) + f", {opts.payload} B payload"
@@ -334,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                     results[server] = {"error": str(e)}
                     print(f"  [{sname}/{server}] failed:\n{_indent(str(e))}")
             print_table(scn, title, results)
+            _warn_near_ceiling(sname, results, ceilings)
             doc["scenarios"][sname] = {
                 "title": title,
                 "metric": scn.metric,
@@ -348,6 +359,31 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         print(f"\nresults: {path}  ({doc['meta']['elapsed_s']} s)")
     return 0
+
+
+# Which generator ceiling bounds each scenario's receive side and send side.
+_CEILINGS = {
+    "nats_pubsub": ("nats_sub", "nats_pub"),
+    "mqtt_qos0": ("mqtt_sub", "mqtt_pub"),
+    "mqtt_fanin": ("mqtt_sub", None),
+    "mqtt_to_nats": ("nats_sub", "mqtt_pub"),
+    "nats_to_mqtt": ("mqtt_sub", "nats_pub"),
+}
+NEAR_CEILING = 0.7
+
+
+def _warn_near_ceiling(
+    sname: str, results: dict[str, dict[str, Any]], ceilings: dict[str, dict[str, Any]]
+) -> None:
+    recv_key, send_key = _CEILINGS.get(sname, (None, None))
+    for server, r in results.items():
+        for key, rate in ((recv_key, r.get("rate")), (send_key, r.get("sent_rate"))):
+            cap = ceilings.get(key or "", {}).get("rate")
+            if cap and rate and rate > NEAR_CEILING * cap:
+                print(
+                    f"  warning: {server} reached {rate / cap:.0%} of the {key} generator's "
+                    f"ceiling ({cap:,.0f} msgs/s): the generator may be the limit"
+                )
 
 
 def _indent(text: str) -> str:

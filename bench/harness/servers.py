@@ -180,7 +180,8 @@ def _launch(
     srv = RunningServer(name, proc, tmpdir, log_path, argv=argv, **ports)
     _LIVE[proc.pid] = srv
     deadline = time.monotonic() + timeout
-    waiting = [p for p in ports.values() if p]
+    # The monitoring port is not used by any scenario, so it is not waited for.
+    waiting = [p for k, p in ports.items() if p and k != "http_port"]
     while waiting:
         if proc.poll() is not None:
             tail = srv.log_tail()

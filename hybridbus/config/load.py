@@ -91,7 +91,7 @@ _GO_SHORT_ESCAPES = {
 
 
 def _go_float(f: float) -> str:
-    """Go's %v for a float64 (shortest digits, exponent form past 1e21 or below 1e-4)."""
+    """Go's %v for a float64 (shortest digits; exponent form from 1e6 up or below 1e-4)."""
     from decimal import Decimal
 
     if f == 0:
@@ -101,7 +101,7 @@ def _go_float(f: float) -> str:
     point = len(digits) + exp  # position of the decimal point relative to the digits
     exp10 = point - 1
     neg = "-" if sign else ""
-    if exp10 < -4 or exp10 >= 21:
+    if exp10 < -4 or exp10 >= 6:
         mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
         return f"{neg}{mant}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
     text = format(Decimal(repr(f)), "f")
@@ -408,10 +408,10 @@ class _Loader:
     def warn_field(self, node: Node, field: str, reason: str) -> None:
         self.warnings.append(f"{node.where}: invalid use of field {go_quote(field)}: {reason}")
 
-    def unknown(self, key: str, node: Node, prefix: str = "") -> None:
+    def unknown(self, key: str, node: Node) -> None:
         if node.used:
             return  # a variable definition that something referred to
-        self.errors.append(f"{node.where}: {prefix}unknown field {go_quote(key)}")
+        self.errors.append(f"{node.where}: unknown field {go_quote(key)}")
 
     def unsupported(self, key: str, node: Node) -> None:
         self.warnings.append(
@@ -486,7 +486,7 @@ class _Loader:
             self.err(node, f"could not parse address string {go_quote(v)}")
             return None
         host, port_text = hostport
-        if not _is_go_atoi(port_text):
+        if not _is_go_parse_int(port_text):  # Go's strconv.Atoi
             self.err(node, f"could not parse port {go_quote(port_text)}")
             return None
         return host, int(port_text)
@@ -1297,10 +1297,6 @@ def _split_host_port(hostport: str) -> tuple[str, str] | None:
         if ":" in host or "[" in hostport or "]" in hostport:
             return None
     return host, hostport[i + 1 :]
-
-
-def _is_go_atoi(text: str) -> bool:
-    return _is_go_parse_int(text)
 
 
 def _looks_int(text: str) -> bool:

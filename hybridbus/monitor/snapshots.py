@@ -215,8 +215,7 @@ def _js_stats(usage: dict[str, int]) -> dict:
 def go_version_string() -> str:
     """The free-text ``go`` field: what runs the server instead of a Go toolchain."""
     return (
-        f"hybridbus {__version__} ({platform.python_implementation()} "
-        f"{platform.python_version()})"
+        f"hybridbus {__version__} ({platform.python_implementation()} {platform.python_version()})"
     )
 
 

@@ -1,39 +1,238 @@
-"""The Security facade the server calls. (Placeholder until the auth work lands:
-no authentication, every subject allowed, TLS contexts from options.)"""
+"""The Security facade the server calls: authentication, authorization, TLS contexts.
+
+Theory of operation
+-------------------
+``Security(options)`` compiles the auth configuration once: one table of users (with
+their compiled permissions), and three ``Realm`` views of it for the NATS, MQTT and
+websocket listeners (see ``auth.py``). The protocol front ends call:
+
+* ``authenticate_nats(client, connect)`` / ``authenticate_mqtt(client, user, pw)``:
+  the user name ("" for anonymous and token logins) or None to refuse. On success
+  ``client.perms`` is set: None when the client is unrestricted, else an object with
+  ``may_publish``/``subscribe``/``may_receive``/``note_reply`` (``permissions.py``).
+* ``may_publish(client, subject, reply)`` / ``may_subscribe(client, subject, queue)``:
+  only called when ``client.perms`` is not None, always with NATS subjects (MQTT
+  topics are mapped first), so one rule set governs both protocols.
+* ``server_context(tls)``: an ``ssl.SSLContext`` for a listener (``tls.py``).
+
+Which credentials apply (nats-server's order): a listener with ``verify_and_map``
+names the user by the client certificate and nothing else; otherwise a configured
+token, then user/password; a client that presents no credentials at all becomes the
+``no_auth_user`` when one is set. With no credentials configured anywhere, everyone is
+anonymous and gets ``default_permissions`` (if any). Users without permissions of
+their own get ``default_permissions`` too.
+
+Connection types (``allowed_connection_types``): NATS over TCP is ``STANDARD``, NATS
+over websocket ``WEBSOCKET``, MQTT ``MQTT``, MQTT over websocket ``MQTT_WS``. The
+websocket front end marks its connections with a class attribute ``ws = True``.
+
+Every refusal is logged with the client's address and counted in ``failures``
+(by reason); the front ends count the total in ``server.stats.auth_failures``.
+"""
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections import Counter
 from typing import Any
 
-from hybridbus.options import Options, TLSOptions
+from hybridbus.options import AuthOptions, Options, TLSOptions
+from hybridbus.security import permissions as P
+from hybridbus.security.auth import AuthUser, Realm, cert_identities, check_password, is_bcrypt
+from hybridbus.security.tls import server_context
+
+log = logging.getLogger("hybridbus.security")
+
+STANDARD = "STANDARD"
+WEBSOCKET = "WEBSOCKET"
+MQTT = "MQTT"
+MQTT_WS = "MQTT_WS"
+
+# Refusal reasons (keys of Security.failures)
+BAD_PASSWORD = "bad password"
+UNKNOWN_USER = "unknown user"
+BAD_TOKEN = "bad token"
+NO_CREDENTIALS = "no credentials"
+CONNECTION_TYPE = "connection type not allowed"
+CERT_NOT_MAPPED = "certificate not mapped to a user"
+UNSUPPORTED = "unsupported credentials"
 
 
 class Security:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.auth_required = False
+        self.failures: Counter[str] = Counter()
+        # nats-server accepts a wildcard subscription that only overlaps a deny rule
+        # and drops the denied messages at delivery. Until every delivery path asks
+        # ``client.perms.may_receive(subject)``, such subscriptions are refused instead
+        # (the safe side); the server sets this to True once they do.
+        self.filter_deliveries = False
+        auth = options.auth or AuthOptions()
+        self.default_perms = P.compile_permissions(auth.default_permissions)
+        self.users: dict[str, AuthUser] = {}
+        for u in auth.users:
+            perms = P.compile_permissions(u.permissions) if u.permissions else self.default_perms
+            types = frozenset(t.upper() for t in u.allowed_connection_types or ()) or None
+            self.users[u.user] = AuthUser(u.user, u.password, perms, types)
+        plain = [u.name for u in self.users.values() if u.password and not is_bcrypt(u.password)]
+        if auth.password and not is_bcrypt(auth.password):
+            plain.append(auth.user or "")
+        if plain:
+            log.warning("Plaintext passwords detected, use nkeys or bcrypt")
+
+        def realm(override: AuthOptions | None, no_auth_user: str | None, tls) -> Realm:
+            src = auth
+            if override is not None and (override.user or override.token):
+                src = override  # nats-server's per-listener "auth override"
+            single = None
+            if src.user:
+                single = AuthUser(src.user, src.password, self.default_perms)
+            return Realm(
+                users=self.users if src is auth else {},
+                single=single,
+                token=src.token or None,
+                no_auth_user=no_auth_user or options.no_auth_user,
+                default_perms=self.default_perms,
+                tls_map=bool(tls is not None and tls.verify_and_map),
+            )
+
+        self.nats = realm(None, None, options.tls)
+        self.mqtt = realm(options.mqtt.auth, options.mqtt.no_auth_user, options.mqtt.tls)
+        ws = options.websocket
+        self.websocket = realm(ws.auth, ws.no_auth_user, None if ws.no_tls else ws.tls)
+        # MQTT over websocket: MQTT credentials, the websocket listener's certificates.
+        self.mqtt_ws = Realm(
+            users=self.mqtt.users,
+            single=self.mqtt.single,
+            token=self.mqtt.token,
+            no_auth_user=self.mqtt.no_auth_user,
+            default_perms=self.default_perms,
+            tls_map=self.websocket.tls_map,
+        )
+        # The NATS front end only calls authenticate_nats (for TCP and websocket
+        # clients alike) when this is set; anonymous clients need that call too when
+        # default permissions must reach them.
+        self.auth_required = (
+            self.nats.required or self.websocket.required or self.default_perms is not None
+        )
+
+    # -- authentication --------------------------------------------------------------
 
     def authenticate_nats(self, client: Any, connect: dict) -> str | None:
         """The user name ("" for anonymous) or None to refuse. Sets client.perms."""
-        return ""
+        if getattr(client, "ws", False):
+            realm, kind = self.websocket, WEBSOCKET
+        else:
+            realm, kind = self.nats, STANDARD
+        user = connect.get("user")
+        password = connect.get("pass")
+        token = connect.get("auth_token")
+        if not all(v is None or isinstance(v, str) for v in (user, password, token)):
+            return self._refuse(client, kind, UNSUPPORTED, None)
+        if not (user or password or token) and any(connect.get(k) for k in ("nkey", "jwt", "sig")):
+            return self._refuse(client, kind, UNSUPPORTED, None)
+        return self._login(client, realm, kind, user or None, password, token)
 
-    def authenticate_mqtt(self, client: Any, username: str | None, password: bytes | None) -> str | None:
-        return ""
+    def authenticate_mqtt(
+        self, client: Any, username: str | None, password: bytes | None
+    ) -> str | None:
+        if getattr(client, "ws", False):
+            realm, kind = self.mqtt_ws, MQTT_WS
+        else:
+            realm, kind = self.mqtt, MQTT
+        # nats-server: with a token configured, the MQTT password carries it and the
+        # user name is ignored.
+        token = password if realm.token is not None else None
+        return self._login(client, realm, kind, username or None, password, token)
+
+    def _login(
+        self,
+        client: Any,
+        realm: Realm,
+        kind: str,
+        user: str | None,
+        password: str | bytes | None,
+        token: str | bytes | None,
+    ) -> str | None:
+        if realm.tls_map:
+            return self._login_cert(client, realm, kind)
+        if realm.token is not None:
+            if token and check_password(realm.token, token):
+                return self._accept(client, kind, "", realm.default_perms, None)
+            if user is None and not password and not token and realm.no_auth_user:
+                return self._no_auth(client, realm, kind)
+            return self._refuse(client, kind, BAD_TOKEN if token else NO_CREDENTIALS, user)
+        if not realm.required:
+            # Nothing configured to check against: everyone is anonymous.
+            return self._accept(client, kind, "", realm.default_perms, None)
+        if user is None:
+            if not password and not token and realm.no_auth_user:
+                return self._no_auth(client, realm, kind)
+            return self._refuse(client, kind, NO_CREDENTIALS, None)
+        entry = realm.lookup(user)
+        if entry is None:
+            return self._refuse(client, kind, UNKNOWN_USER, user)
+        # A user without a password logs in only by certificate or as no_auth_user
+        # (nats-server would also take an empty password; we do not).
+        if not entry.password or not check_password(entry.password, password):
+            return self._refuse(client, kind, BAD_PASSWORD, user)
+        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+
+    def _no_auth(self, client: Any, realm: Realm, kind: str) -> str | None:
+        entry = realm.users.get(realm.no_auth_user) or realm.lookup(realm.no_auth_user)
+        if entry is None:
+            return self._refuse(client, kind, UNKNOWN_USER, realm.no_auth_user)
+        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+
+    def _login_cert(self, client: Any, realm: Realm, kind: str) -> str | None:
+        transport = getattr(client, "transport", None)
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        for name in cert_identities(ssl_object):
+            entry = realm.lookup(name)
+            if entry is not None:
+                return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+        return self._refuse(client, kind, CERT_NOT_MAPPED, None)
+
+    def _accept(
+        self,
+        client: Any,
+        kind: str,
+        name: str,
+        perms: P.UserPermissions | None,
+        allowed: frozenset[str] | None,
+    ) -> str | None:
+        if allowed is not None and kind not in allowed:
+            return self._refuse(client, kind, CONNECTION_TYPE, name)
+        client.perms = perms.for_client() if perms is not None else None
+        return name
+
+    def _refuse(self, client: Any, kind: str, reason: str, user: str | None) -> None:
+        self.failures[reason] += 1
+        client.perms = None
+        log.warning(
+            "%s:%s - cid:%s - %s authentication failed for user %r: %s",
+            getattr(client, "ip", "?"),
+            getattr(client, "port", "?"),
+            getattr(client, "cid", "?"),
+            kind,
+            user or "",
+            reason,
+        )
+        return None
+
+    # -- authorization ---------------------------------------------------------------
 
     def may_publish(self, client: Any, subject: str, reply: str | None) -> bool:
-        return True
+        return client.perms.may_publish(subject)
 
     def may_subscribe(self, client: Any, subject: str, queue: str | None) -> bool:
-        return True
+        verdict = client.perms.subscribe(subject, queue)
+        if verdict == P.PARTIAL:
+            return self.filter_deliveries
+        return verdict == P.ALLOW
+
+    # -- TLS -------------------------------------------------------------------------
 
     def server_context(self, tls: TLSOptions | None) -> ssl.SSLContext | None:
-        if tls is None or not tls.cert_file:
-            return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        if tls.ca_file:
-            ctx.load_verify_locations(tls.ca_file)
-        if tls.verify or tls.verify_and_map:
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
+        return server_context(tls)

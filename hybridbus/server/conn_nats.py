@@ -49,13 +49,15 @@ PONG = b"PONG\r\n"
 class NatsSubscription(Subscription):
     """A NATS SUB: `sid` is the client's token, kept as bytes for MSG lines."""
 
-    __slots__ = ("sid_bytes", "msgs", "max_msgs")
+    __slots__ = ("sid_bytes", "msgs", "max_msgs", "last_subject", "prefix")
 
     def __init__(self, subject: str, queue: str | None, client: NatsConnection, sid: str) -> None:
         super().__init__(subject, queue, client, sid)
         self.sid_bytes = sid.encode()
         self.msgs = 0
         self.max_msgs = 0
+        self.last_subject: str | None = None
+        self.prefix = b""
 
 
 class NatsConnection(ClientBase):
@@ -363,8 +365,20 @@ class NatsConnection(ClientBase):
                 self.server.expire(sub)
         else:
             sub.msgs += 1
-        out = self.out
         size = len(payload)
+        if reply is None and (headers is None or not self.headers):
+            # The hot case: `MSG <subject> <sid> <size>`. The line up to the size is
+            # cached per subscription, since a subscription mostly sees one subject.
+            if sub.last_subject != subject:
+                sub.last_subject = subject
+                sub.prefix = b"MSG " + subject.encode() + b" " + sub.sid_bytes + b" "
+            self.out += b"".join((sub.prefix, b"%d\r\n" % size, payload, b"\r\n"))
+            self.out_msgs += 1
+            self.out_bytes += size
+            if not self.dirty:
+                self.server.mark_dirty(self)
+            return
+        out = self.out
         if headers is not None and self.headers:
             hsize = len(headers)
             if reply is None:
@@ -384,10 +398,8 @@ class NatsConnection(ClientBase):
                 )
             out += headers
             size += hsize
-        elif reply is None:
-            # A client without headers gets the payload alone (header block stripped).
-            out += b"MSG %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, size)
         else:
+            # A client without headers gets the payload alone (header block stripped).
             out += b"MSG %s %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, reply.encode(), size)
         out += payload
         out += b"\r\n"

@@ -235,6 +235,7 @@ class Server:
                 "always" if js.sync_always else f"every {js.sync_interval:g}s",
                 time.monotonic() - started,
             )
+        log.debug("Store recovery: %s", getattr(self.store, "recovery", {}))
         self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
         self.mqtt.restore()
 

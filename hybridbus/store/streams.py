@@ -1162,7 +1162,12 @@ class BaseStream:
 
     def _purge_prefix(self, upto: int) -> int:
         """Remove every message with seq < upto; whole blocks at a time."""
+        upto = min(upto, self._last_seq + 1)  # never move consumers past the stream's end
         if self._msgs == 0 or upto <= self._first:
+            if self._msgs == 0:
+                self._first = max(self._first, upto)
+            for c in self._consumers.values():
+                c._purged(upto)
             return 0
         removed = 0
         a = self._first

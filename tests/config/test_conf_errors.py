@@ -60,7 +60,7 @@ ESCAPE_MSG = (
         (
             "authorization { users: [{user: a, permissions: {publish: {allowx: a}}}] }",
             [
-                "c.conf:1:58: Unknown field name \"allowx\" parsing subject permissions, "
+                'c.conf:1:58: Unknown field name "allowx" parsing subject permissions, '
                 "only 'allow' or 'deny' are permitted"
             ],
         ),
@@ -82,7 +82,10 @@ ESCAPE_MSG = (
         ),
         ("max_payload: 3GB", ["c.conf:1:0: max_payload value is too big"]),
         ('listen: "nocolon"', ['c.conf:1:0: could not parse address string "nocolon"']),
-        ('max_payload: "1MB"', ["c.conf:1:0: interface conversion: interface {} is string, not int64"]),
+        (
+            'max_payload: "1MB"',
+            ["c.conf:1:0: interface conversion: interface {} is string, not int64"],
+        ),
     ],
 )
 def test_rejections(conf, text, lines):
@@ -189,7 +192,10 @@ def test_check_config_does_not_run_startup_checks(conf):
             ],
         ),
         ("no_auth_user: a\nauthorization { users: [{user: a}] }", []),
-        ("mqtt { no_auth_user: u }", ['no_auth_user: "u" present, but users/nkeys are not defined']),
+        (
+            "mqtt { no_auth_user: u }",
+            ['no_auth_user: "u" present, but users/nkeys are not defined'],
+        ),
         (
             "authorization { users: [{user: a}] }\nwebsocket { port: 1, no_tls: true, no_auth_user: u }",
             [

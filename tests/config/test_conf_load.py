@@ -30,7 +30,9 @@ def test_no_config_gives_defaults():
 
 
 def test_option_names_are_case_insensitive(conf):
-    opts, _ = conf.load("PORT: 1234\nMax_Payload: 1k\nJetStream { Store_Dir: /tmp/js }\nMQTT { PORT: 1999 }")
+    opts, _ = conf.load(
+        "PORT: 1234\nMax_Payload: 1k\nJetStream { Store_Dir: /tmp/js }\nMQTT { PORT: 1999 }"
+    )
     assert (opts.port, opts.max_payload) == (1234, 1000)
     assert opts.jetstream.store_dir == "/tmp/js"
     assert opts.mqtt.port == 1999
@@ -155,7 +157,9 @@ def test_duration_errors_and_number_forms(conf):
     assert info.value.warnings == [
         'c.conf:1:0: invalid use of field "ping_interval": ping_interval should be converted to a duration'
     ]
-    assert info.value.lines == ["c.conf:1:0: interface conversion: interface {} is float64, not int64"]
+    assert info.value.lines == [
+        "c.conf:1:0: interface conversion: interface {} is float64, not int64"
+    ]
     opts, warnings = conf.load("write_deadline: 5")
     assert opts.write_deadline == 5.0 and len(warnings) == 1
 
@@ -203,7 +207,9 @@ def test_server_tags_and_metadata(conf):
     assert opts.tags == ["az:1", "b"]
     assert opts.metadata == {"owner": "ops", "team name": "x"}
     assert conf.load("server_tags: solo")[0].tags == ["solo"]
-    assert conf.errors("server_tags: 5") == ["c.conf:1:0: error parsing tags: unsupported type int64"]
+    assert conf.errors("server_tags: 5") == [
+        "c.conf:1:0: error parsing tags: unsupported type int64"
+    ]
     assert conf.errors("server_metadata: 5") == [
         "c.conf:1:0: error parsing metadata: unsupported type int64"
     ]
@@ -225,7 +231,7 @@ def test_single_user_and_token(conf):
 
 def test_authorization_timeout_errors(conf):
     assert conf.errors('authorization { timeout: "3x" }') == [
-        "c.conf:1:16: error parsing authorization config, 'timeout' time: unknown unit \"x\" in duration \"3x\""
+        'c.conf:1:16: error parsing authorization config, \'timeout\' time: unknown unit "x" in duration "3x"'
     ]
     assert conf.errors("authorization { timeout: true }") == [
         "c.conf:1:16: error parsing authorization config, 'timeout' wrong type"
@@ -236,6 +242,11 @@ def test_authorization_timeout_errors(conf):
         "instead of 1m, for example"
     ]
     assert conf.warnings("authorization { timeout: 60 }") == []
+    # Go prints the value with %v: large floats in exponent form.
+    assert conf.warnings("authorization { timeout: 100000000.5 }")[0].startswith(
+        'c.conf:1:16: invalid use of field "timeout": timeout of 1.000000005e+08 '
+        "(100000000.500000 seconds) is high"
+    )
 
 
 def test_users_with_permissions(conf):
@@ -272,7 +283,12 @@ authorization {
     assert users["d"].permissions.publish_allow == []
     assert users["e"].permissions.allow_responses == (1, 120.0)  # zeros keep the defaults
     assert users["f"].allowed_connection_types == ["STANDARD"]  # the later alias wins
-    assert users["g"].allowed_connection_types == ["MQTT_WS", "LEAFNODE", "LEAFNODE_WS", "IN_PROCESS"]
+    assert users["g"].allowed_connection_types == [
+        "MQTT_WS",
+        "LEAFNODE",
+        "LEAFNODE_WS",
+        "IN_PROCESS",
+    ]
     assert users["a"].allowed_connection_types is None
 
 
@@ -280,9 +296,18 @@ authorization {
     "perms, msg",
     [
         ("5", "c.conf:1:34: Expected permissions to be a map/struct, got 5"),
-        ("{publish: 5}", "c.conf:1:48: Expected subject permissions to be a subject, or array of subjects, got int64"),
-        ("{publish: {allow: 5}}", "c.conf:1:58: Expected subject permissions to be a subject, or array of subjects, got int64"),
-        ("{publish: [a, 5 ]}", "c.conf:1:61: Subject in permissions array cannot be cast to string"),
+        (
+            "{publish: 5}",
+            "c.conf:1:48: Expected subject permissions to be a subject, or array of subjects, got int64",
+        ),
+        (
+            "{publish: {allow: 5}}",
+            "c.conf:1:58: Expected subject permissions to be a subject, or array of subjects, got int64",
+        ),
+        (
+            "{publish: [a, 5 ]}",
+            "c.conf:1:61: Subject in permissions array cannot be cast to string",
+        ),
         ('{publish: "foo bar"}', 'c.conf:1:48: subject "foo bar" is not a valid subject'),
         ('{subscribe: "foo bar baz"}', 'c.conf:1:48: subject "foo bar baz" is not a valid subject'),
         ('{subscribe: "foo..x q"}', 'c.conf:1:48: subject "foo..x" is not a valid subject'),
@@ -291,9 +316,18 @@ authorization {
         ('{publish: ""}', 'c.conf:1:48: subject "" is not a valid subject'),
         ('{publish: "a."}', 'c.conf:1:48: subject "a." is not a valid subject'),
         ("{allow_responses: {maxx: 5}}", 'c.conf:1:66: Unknown field "maxx" parsing permissions'),
-        ("{allow_responses: {expires: 3}}", "c.conf:1:66: error parsing expires, not a duration string"),
-        ('{allow_responses: {expires: "3x"}}', 'c.conf:1:66: error parsing expires: time: unknown unit "x" in duration "3x"'),
-        ("{allow_responses: 5}", "c.conf:1:48: error parsing response permissions, expected a boolean or a map"),
+        (
+            "{allow_responses: {expires: 3}}",
+            "c.conf:1:66: error parsing expires, not a duration string",
+        ),
+        (
+            '{allow_responses: {expires: "3x"}}',
+            'c.conf:1:66: error parsing expires: time: unknown unit "x" in duration "3x"',
+        ),
+        (
+            "{allow_responses: 5}",
+            "c.conf:1:48: error parsing response permissions, expected a boolean or a map",
+        ),
     ],
 )
 def test_permission_errors(conf, perms, msg):
@@ -333,7 +367,9 @@ def test_empty_users_array_still_conflicts(conf):
 
 
 def test_used_variables_are_not_unknown_fields(conf):
-    opts, warnings = conf.load("authorization { users: [{V: a, user: $V}] }\nmqtt { N: 3, max_ack_pending: $N }")
+    opts, warnings = conf.load(
+        "authorization { users: [{V: a, user: $V}] }\nmqtt { N: 3, max_ack_pending: $N }"
+    )
     assert warnings == []
     assert opts.auth.users[0].user == "a"
     assert opts.mqtt.max_ack_pending == 3
@@ -394,7 +430,10 @@ def test_tls_block(conf):
         ('min_version: "1.9"', "c.conf:1:6: error parsing tls config: unknown version: 1.9"),
         ("timeout: true", "c.conf:1:6: error parsing tls config, 'timeout' wrong type"),
         ("verify: 1", "c.conf:1:6: error parsing tls config, expected 'verify' to be a boolean"),
-        ("cert_file: 1", "c.conf:1:6: error parsing tls config, expected 'cert_file' to be filename"),
+        (
+            "cert_file: 1",
+            "c.conf:1:6: error parsing tls config, expected 'cert_file' to be filename",
+        ),
         ("pinned_certs: [abc]", 'c.conf:1:6: field "pinned_certs" is not supported by hybridbus'),
     ],
 )
@@ -410,11 +449,15 @@ def test_tls_bad_pem_files(conf, tmp_path):
     assert conf.errors(f'tls {{ cert_file: "{CERT}", key_file: junk.pem }}') == [
         "c.conf:1:0: error parsing X509 certificate/key pair: tls: failed to find any PEM data in key input"
     ]
-    assert conf.errors("tls { ca_file: junk.pem }") == ["c.conf:1:0: failed to parse root ca certificate"]
+    assert conf.errors("tls { ca_file: junk.pem }") == [
+        "c.conf:1:0: failed to parse root ca certificate"
+    ]
 
 
 def test_tls_unsupported_fields_warn(conf):
-    assert conf.warnings('tls { cipher_suites: ["TLS_AES_128_GCM_SHA256"], handshake_first: "auto" }') == [
+    assert conf.warnings(
+        'tls { cipher_suites: ["TLS_AES_128_GCM_SHA256"], handshake_first: "auto" }'
+    ) == [
         'c.conf:1:6: field "cipher_suites" is not supported by hybridbus and is ignored',
         'c.conf:1:49: field "handshake_first" is not supported by hybridbus and is ignored',
     ]
@@ -456,10 +499,20 @@ def test_jetstream_block(conf):
 
 @pytest.mark.parametrize(
     "value, size",
-    [('"1K"', 1 << 10), ('"1M"', 1 << 20), ('"1G"', 1 << 30), ('"1T"', 1 << 40), ("1G", 10**9), ("-1", -1), ('""', 0)],
+    [
+        ('"1K"', 1 << 10),
+        ('"1M"', 1 << 20),
+        ('"1G"', 1 << 30),
+        ('"1T"', 1 << 40),
+        ("1G", 10**9),
+        ("-1", -1),
+        ('""', 0),
+    ],
 )
 def test_jetstream_sizes(conf, value, size):
-    js = conf.load(f"jetstream {{ max_file_store: {value}, max_memory_store: {value} }}")[0].jetstream
+    js = conf.load(f"jetstream {{ max_file_store: {value}, max_memory_store: {value} }}")[
+        0
+    ].jetstream
     assert js.max_file_store == size
     assert js.max_memory_store == size
 
@@ -467,16 +520,43 @@ def test_jetstream_sizes(conf, value, size):
 @pytest.mark.parametrize(
     "text, msg",
     [
-        ("jetstream: foo", "c.conf:1:0: Expected 'enabled' or 'disabled' for string value, got 'foo'"),
+        (
+            "jetstream: foo",
+            "c.conf:1:0: Expected 'enabled' or 'disabled' for string value, got 'foo'",
+        ),
         ("jetstream: 5", "c.conf:1:0: Expected map, bool or string to define JetStream, got int64"),
-        ('jetstream { max_file_store: "1GB" }', 'c.conf:1:12: max_file_store strconv.ParseInt: parsing "1G": invalid syntax'),
-        ('jetstream { max_file_store: "1g" }', "c.conf:1:12: max_file_store sizes defined as strings must end in K, M, G, T"),
-        ('jetstream { max_file_store: "1024" }', "c.conf:1:12: max_file_store sizes defined as strings must end in K, M, G, T"),
-        ('jetstream { max_memory_store: "x" }', 'c.conf:1:12: max_mem_store strconv.ParseInt: parsing "": invalid syntax'),
-        ("jetstream { max_memory_store: 1.5 }", "c.conf:1:12: max_mem_store must be int64 or string"),
-        ('jetstream { sync_interval: "5x" }', 'c.conf:1:12: error parsing sync_interval: time: unknown unit "x" in duration "5x"'),
-        ("store_dir: /tmp/x\njetstream { store_dir: /tmp/y }", "c.conf:2:13: Duplicate 'store_dir' configuration"),
-        ("jetstream { store_dir: /tmp/y }\nstore_dir: /tmp/x", "c.conf:2:1: Duplicate 'store_dir' configuration"),
+        (
+            'jetstream { max_file_store: "1GB" }',
+            'c.conf:1:12: max_file_store strconv.ParseInt: parsing "1G": invalid syntax',
+        ),
+        (
+            'jetstream { max_file_store: "1g" }',
+            "c.conf:1:12: max_file_store sizes defined as strings must end in K, M, G, T",
+        ),
+        (
+            'jetstream { max_file_store: "1024" }',
+            "c.conf:1:12: max_file_store sizes defined as strings must end in K, M, G, T",
+        ),
+        (
+            'jetstream { max_memory_store: "x" }',
+            'c.conf:1:12: max_mem_store strconv.ParseInt: parsing "": invalid syntax',
+        ),
+        (
+            "jetstream { max_memory_store: 1.5 }",
+            "c.conf:1:12: max_mem_store must be int64 or string",
+        ),
+        (
+            'jetstream { sync_interval: "5x" }',
+            'c.conf:1:12: error parsing sync_interval: time: unknown unit "x" in duration "5x"',
+        ),
+        (
+            "store_dir: /tmp/x\njetstream { store_dir: /tmp/y }",
+            "c.conf:2:13: Duplicate 'store_dir' configuration",
+        ),
+        (
+            "jetstream { store_dir: /tmp/y }\nstore_dir: /tmp/x",
+            "c.conf:2:1: Duplicate 'store_dir' configuration",
+        ),
         ("jetstream { key: s3cret }", 'c.conf:1:12: field "key" is not supported by hybridbus'),
     ],
 )
@@ -516,7 +596,11 @@ def test_mqtt_block(conf):
     assert warnings == []
     mq = opts.mqtt
     assert (mq.host, mq.port, mq.ack_wait, mq.max_ack_pending) == ("127.0.0.1", 1884, 45.0, 100)
-    assert (mq.no_auth_user, mq.reject_qos2_publish, mq.downgrade_qos2_subscribe) == ("dev", True, True)
+    assert (mq.no_auth_user, mq.reject_qos2_publish, mq.downgrade_qos2_subscribe) == (
+        "dev",
+        True,
+        True,
+    )
     assert (mq.receive_maximum, mq.max_keepalive, mq.max_packet_size) == (20, 60, 1 << 20)
     assert (mq.max_session_messages, mq.connect_timeout) == (500, 3.0)
     assert (mq.auth.user, mq.auth.password, mq.auth.timeout) == ("u", "p", 4.0)
@@ -531,13 +615,25 @@ def test_mqtt_block(conf):
     [
         ("max_ack_pending: 70000", "c.conf:1:7: invalid value 70000, should in [0..65535] range"),
         ("max_ack_pending: -1", "c.conf:1:7: invalid value -1, should in [0..65535] range"),
-        ('max_ack_pending: "5"', "c.conf:1:7: interface conversion: interface {} is string, not int64"),
+        (
+            'max_ack_pending: "5"',
+            "c.conf:1:7: interface conversion: interface {} is string, not int64",
+        ),
         ("receive_maximum: 0", "c.conf:1:7: invalid value 0, should in [1..65535] range"),
         ("max_keepalive: 70000", "c.conf:1:7: invalid value 70000, should in [0..65535] range"),
-        ("max_packet_size: 1GB", "c.conf:1:7: invalid value 1073741824, should in [0..268435460] range"),
-        ("max_session_messages: -1", "c.conf:1:7: invalid value -1, should in [0..9223372036854775807] range"),
+        (
+            "max_packet_size: 1GB",
+            "c.conf:1:7: invalid value 1073741824, should in [0..268435460] range",
+        ),
+        (
+            "max_session_messages: -1",
+            "c.conf:1:7: invalid value -1, should in [0..9223372036854775807] range",
+        ),
         ('connect_timeout: "0s"', "c.conf:1:7: connect_timeout must be positive"),
-        ('ack_wait: "5x"', 'c.conf:1:7: error parsing ack_wait: time: unknown unit "x" in duration "5x"'),
+        (
+            'ack_wait: "5x"',
+            'c.conf:1:7: error parsing ack_wait: time: unknown unit "x" in duration "5x"',
+        ),
         ("tls { foo: 1 }", 'c.conf:1:13: error parsing tls config, unknown field "foo"'),
         ("authorization { users: [{user: a}] }", 'c.conf:1:23: unknown field "users"'),
         ('port: "x"', "c.conf:1:7: interface conversion: interface {} is string, not int64"),
@@ -549,7 +645,9 @@ def test_mqtt_errors(conf, body, msg):
 
 
 def test_mqtt_nats_only_options_warn(conf):
-    opts, warnings = conf.load('mqtt { js_domain: hub, consumer_replicas: 3, stream_replicas: 1, js_api_timeout: "5s" }')
+    opts, warnings = conf.load(
+        'mqtt { js_domain: hub, consumer_replicas: 3, stream_replicas: 1, js_api_timeout: "5s" }'
+    )
     assert warnings == [
         'c.conf:1:7: field "js_domain" is not supported by hybridbus and is ignored',
         'c.conf:1:23: field "consumer_replicas" is not supported by hybridbus and is ignored',
@@ -580,8 +678,12 @@ def test_websocket_block(conf):
     assert ws.allowed_origins == ["https://a.example", "https://b.example"]
     assert (ws.no_auth_user, ws.auth.token, ws.tls.key_file) == ("dev", "t", KEY)
     for alias in ("allowed_origin", "allow_origins", "allow_origin", "origins", "origin"):
-        assert conf.load(f'websocket {{ {alias}: "http://x" }}')[0].websocket.allowed_origins == ["http://x"]
-    ws = conf.load("websocket { host: h, port: 1, no_tls: true, handshake_timeout: 4 }")[0].websocket
+        assert conf.load(f'websocket {{ {alias}: "http://x" }}')[0].websocket.allowed_origins == [
+            "http://x"
+        ]
+    ws = conf.load("websocket { host: h, port: 1, no_tls: true, handshake_timeout: 4 }")[
+        0
+    ].websocket
     assert (ws.host, ws.port, ws.no_tls, ws.handshake_timeout) == ("h", 1, True, 4.0)
     assert conf.load("websocket { no_tls: true }")[0].websocket.enabled is False
 
@@ -589,7 +691,10 @@ def test_websocket_block(conf):
 @pytest.mark.parametrize(
     "body, msg",
     [
-        ("handshake_timeout: 1.5", "c.conf:1:12: error parsing handshake timeout: unsupported type float64"),
+        (
+            "handshake_timeout: 1.5",
+            "c.conf:1:12: error parsing handshake timeout: unsupported type float64",
+        ),
         ('handshake_timeout: "3x"', 'c.conf:1:12: time: unknown unit "x" in duration "3x"'),
         ("tls { cert_file: /nope }", "c.conf:1:12: missing 'key_file' in TLS configuration"),
         ("authorization { users: [{user: a}] }", 'c.conf:1:28: unknown field "users"'),
@@ -648,7 +753,10 @@ def test_user_entry_unsupported_fields(conf):
 def test_raw_map_and_digest(conf):
     opts, _ = conf.load("port: 4222")
     assert opts.raw == {"port": 4222}
-    assert opts.config_digest == "sha256:797533ebd0dfba7d34a0f9337ecf147e442871f48ddfd07ed751575a5737267e"
+    assert (
+        opts.config_digest
+        == "sha256:797533ebd0dfba7d34a0f9337ecf147e442871f48ddfd07ed751575a5737267e"
+    )
     assert opts.config_file == "c.conf"
 
 
@@ -707,4 +815,8 @@ websocket {{
     assert (opts.max_payload, opts.ping_interval, opts.auth.timeout) == (8 << 20, 60.0, 2.0)
     assert [u.user for u in opts.auth.users] == ["admin", "device"]
     assert opts.jetstream.store_dir == "/var/lib/nats"
-    assert (opts.mqtt.ack_wait, opts.websocket.port, opts.websocket.compression) == (60.0, 8443, True)
+    assert (opts.mqtt.ack_wait, opts.websocket.port, opts.websocket.compression) == (
+        60.0,
+        8443,
+        True,
+    )

@@ -27,7 +27,7 @@ if not NATS.exists():
 pytestmark = pytest.mark.skipif(not NATS.exists(), reason="nats-server binary not installed")
 
 CASES = {
-    "plain": "port: 4222\nhttp_port: 8222\nmax_payload: 1MB\nping_interval: \"2m\"\n",
+    "plain": 'port: 4222\nhttp_port: 8222\nmax_payload: 1MB\nping_interval: "2m"\n',
     "json": '{"port": 4222, "debug": true, "jetstream": {"store_dir": "/tmp/js"}}',
     "suffix_trap": "ping_interval: 2m\n",  # warning: fatal under -t
     "unknown": "foo_bar: 1\n",
@@ -35,11 +35,11 @@ CASES = {
     "vars": "SIZE = 4MB\nmax_payload: $SIZE\nm { x = 3 }\nserver_metadata { owner: $SIZE_NAME }\n",
     "parse_error": 'server_name: "a\\qb"\n',
     "bracket_quirk": "server_tags: [1]\n",
-    "auth": "authorization {\n users: [{user: a, password: b, permissions: {publish: {allow: \"a.>\"}}}]\n}\n",
+    "auth": 'authorization {\n users: [{user: a, password: b, permissions: {publish: {allow: "a.>"}}}]\n}\n',
     "dup_user": "authorization { users: [{user: a}, {user: a}] }\n",
     "tls": 'tls { cert_file: "CERT", key_file: "KEY", timeout: "2s" }\n',
     "tls_missing": 'tls { cert_file: "/nope.pem", key_file: "KEY" }\n',
-    "mqtt_ws": "mqtt { port: 1883, ack_wait: \"30s\", max_ack_pending: 100 }\nwebsocket { port: 8080, no_tls: true }\n",
+    "mqtt_ws": 'mqtt { port: 1883, ack_wait: "30s", max_ack_pending: 100 }\nwebsocket { port: 8080, no_tls: true }\n',
     "mqtt_range": "mqtt { max_ack_pending: 70000 }\n",
     "js_sizes": 'jetstream { max_file_store: "1G", max_mem: 1G, sync: always }\n',
     "js_bad_size": 'jetstream { max_file_store: "1GB" }\n',
@@ -68,7 +68,7 @@ def _nats_verdict(d: Path) -> tuple[int, str]:
 def test_check_config_agrees_with_nats_server(tmp_path, monkeypatch):
     dirs = {name: _prepare(tmp_path, name, text) for name, text in CASES.items()}
     with ThreadPoolExecutor(4) as pool:
-        nats = dict(zip(dirs, pool.map(_nats_verdict, dirs.values())))
+        nats = dict(zip(dirs, pool.map(_nats_verdict, dirs.values()), strict=True))
     monkeypatch.setenv("SIZE_NAME", "team-a")
     disagreements = []
     for name, d in dirs.items():

@@ -4,6 +4,7 @@ equivalent styles, parses back to the same map (and the same digest)."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 # Quoted keys may hold anything but their own quote, a newline, or NUL (which the
 # lexer, like nats-server's, reads as end of input).
 keys = st.text(
-    st.characters(blacklist_characters='"\n\r\x00', blacklist_categories=("Cs",)), min_size=1, max_size=12
+    st.characters(blacklist_characters='"\n\r\x00', blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=12,
 )
 ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
 # Floats as the lexer writes them: digits, a point, digits (no exponent).
@@ -27,15 +30,13 @@ floats = st.builds(
     st.booleans(),
 )
 strings = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
-stamps = st.datetimes(
-    min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)
-).map(lambda d: d.replace(microsecond=0, tzinfo=dt.UTC))
+stamps = st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)).map(
+    lambda d: d.replace(microsecond=0, tzinfo=dt.UTC)
+)
 scalars = st.one_of(ints, floats, st.booleans(), strings, stamps)
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
     max_leaves=12,
 )
 documents = st.dictionaries(keys, values, max_size=6)
@@ -63,11 +64,15 @@ def quote(s: str) -> str:
     return "".join(out)
 
 
+@dataclass
 class Style:
     """One of the equivalent ways to write the same document."""
 
-    def __init__(self, sep: str, term: str, comments: bool, braces: bool, indent: str) -> None:
-        self.sep, self.term, self.comments, self.braces, self.indent = sep, term, comments, braces, indent
+    sep: str
+    term: str
+    comments: bool
+    braces: bool
+    indent: str
 
 
 styles = st.builds(

@@ -28,7 +28,9 @@ def parse_error(text: str, filename: str = "t.conf") -> str:
 # -- key/value forms ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["port: 4222", "port = 4222", "port 4222", "port:4222", "port\t4222"])
+@pytest.mark.parametrize(
+    "text", ["port: 4222", "port = 4222", "port 4222", "port:4222", "port\t4222"]
+)
 def test_key_value_separators(text):
     assert parse(text) == {"port": 4222}
 
@@ -225,7 +227,20 @@ def test_integers_and_size_suffixes(text, value):
 
 @pytest.mark.parametrize(
     "text",
-    ["90s", "1h30m", "500ms", "1m30s", "-1m30s", "2mx", "1e3", "1k5", "1kbx", "12:30", "1_000", "0x10"],
+    [
+        "90s",
+        "1h30m",
+        "500ms",
+        "1m30s",
+        "-1m30s",
+        "2mx",
+        "1e3",
+        "1k5",
+        "1kbx",
+        "12:30",
+        "1_000",
+        "0x10",
+    ],
 )
 def test_number_like_words_are_strings(text):
     # Durations only work because they lex as strings; always quote them.
@@ -238,7 +253,7 @@ def test_digit_then_bracket_quirk():
     assert one("1]") == "1]"
     assert (
         parse_error("v: [1]")
-        == "Parse error on line 1: 'Expected an array value terminator \",\" or an array "
+        == 'Parse error on line 1: \'Expected an array value terminator "," or an array '
         "terminator \"]\", but got '\x00' instead.'"
     )
     assert parse("v: [1, 2 ]") == {"v": [1, 2]}
@@ -268,7 +283,10 @@ def test_floats_and_addresses():
 
 
 def test_integer_out_of_range():
-    assert parse_error("v: 99999999999999999999") == "integer '99999999999999999999' is out of the range"
+    assert (
+        parse_error("v: 99999999999999999999")
+        == "integer '99999999999999999999' is out of the range"
+    )
 
 
 def test_datetimes_are_zulu_only():
@@ -276,7 +294,10 @@ def test_datetimes_are_zulu_only():
     assert parse_error("v: 2024-01-02") == (
         "Parse error on line 1: 'Expected 'T' in ISO8601 datetime, but found '\x00' instead.'"
     )
-    assert parse_error("v: 12345-") == "Parse error on line 1: 'All ISO8601 dates must be in full Zulu form.'"
+    assert (
+        parse_error("v: 12345-")
+        == "Parse error on line 1: 'All ISO8601 dates must be in full Zulu form.'"
+    )
     assert parse_error("v: 2024-13-02T03:04:05Z") == (
         "expected Zulu formatted DateTime, but got '2024-13-02T03:04:05Z'"
     )
@@ -295,9 +316,18 @@ def test_datetimes_are_zulu_only():
         ("m {a", "Parse error on line 1: 'Unexpected EOF processing map key.'"),
         ('m {"a', "Parse error on line 1: 'Unexpected EOF processing double quoted map key.'"),
         ("a: [,a]", "Parse error on line 1: 'Unexpected array value terminator ','.'"),
-        ("a: 1 b", "Parse error on line 1: 'Expected a top-level value to end with a new line, comment or EOF, but got 'b' instead.'"),
-        ("m { a: b c }", "Parse error on line 1: 'Expected a map value terminator \",\" or a map terminator \"}\", but got 'c' instead.'"),
-        ("{ a: 1", "Parse error on line 1: 'Expected a block-level value to end with a new line, comment or EOF, but got '\x00' instead.'"),
+        (
+            "a: 1 b",
+            "Parse error on line 1: 'Expected a top-level value to end with a new line, comment or EOF, but got 'b' instead.'",
+        ),
+        (
+            "m { a: b c }",
+            "Parse error on line 1: 'Expected a map value terminator \",\" or a map terminator \"}\", but got 'c' instead.'",
+        ),
+        (
+            "{ a: 1",
+            "Parse error on line 1: 'Expected a block-level value to end with a new line, comment or EOF, but got '\x00' instead.'",
+        ),
         ("v: -a", "Parse error on line 1: 'Expected a digit but got 'a'.'"),
         ("v:\n", "Parse error on line 2: 'Expected value but found new line'"),
         ("port", "config is invalid (t.conf:1:4)"),
@@ -322,7 +352,7 @@ def test_positions_line_one_is_zero_based_then_one_based():
     assert (nodes["b"].line, nodes["b"].col) == (2, 3)
     assert nodes["m"].where == "x.conf:3:1"
     assert nodes["m"].value["c"].where == "x.conf:3:5"
-    nodes = parse_nodes("jetstream { store_dir: \"/data/x\", bogus: 1 }", "u.conf")
+    nodes = parse_nodes('jetstream { store_dir: "/data/x", bogus: 1 }', "u.conf")
     assert nodes["jetstream"].value["bogus"].where == "u.conf:1:34"
 
 
@@ -375,9 +405,14 @@ def test_variable_can_hold_maps_and_arrays():
 
 def test_variables_are_case_sensitive_and_must_come_first():
     assert parse_error("V: x\nv: $v") == "variable reference for 'v' on line 2 can not be found"
-    assert parse_error("port: $LATER\nLATER: 1") == "variable reference for 'LATER' on line 1 can not be found"
+    assert (
+        parse_error("port: $LATER\nLATER: 1")
+        == "variable reference for 'LATER' on line 1 can not be found"
+    )
     # A variable defined inside a block is not visible outside it.
-    assert parse_error("m { V: x }\np: $V") == "variable reference for 'V' on line 2 can not be found"
+    assert (
+        parse_error("m { V: x }\np: $V") == "variable reference for 'V' on line 2 can not be found"
+    )
 
 
 def test_used_variables_are_flagged_and_redefinition_is_not():
@@ -432,7 +467,10 @@ def test_bad_environment_value(monkeypatch):
 def test_bcrypt_2a_prefix_is_not_a_variable():
     assert one("$2a$11$abcdefghijklmnopqrstuu") == "$2a$11$abcdefghijklmnopqrstuu"
     assert one('"$2b$11$abc"') == "$2b$11$abc"
-    assert parse_error("v: $2b$11$abc") == "variable reference for '2b$11$abc' on line 1 can not be found"
+    assert (
+        parse_error("v: $2b$11$abc")
+        == "variable reference for '2b$11$abc' on line 1 can not be found"
+    )
     assert parse_error("v: $") == "variable reference for '' on line 1 can not be found"
 
 
@@ -447,7 +485,9 @@ def test_include_relative_to_the_including_file(tmp_path):
     assert parse_file(str(tmp_path / "main.conf")) == {"a": 1, "b": 2, "c": 3, "d": 4}
 
 
-@pytest.mark.parametrize("form", ["include inc.conf", 'include "inc.conf"', "include 'inc.conf'", "INCLUDE inc.conf"])
+@pytest.mark.parametrize(
+    "form", ["include inc.conf", 'include "inc.conf"', "include 'inc.conf'", "INCLUDE inc.conf"]
+)
 def test_include_forms(tmp_path, form):
     (tmp_path / "inc.conf").write_text("x: 1\n")
     (tmp_path / "main.conf").write_text(form + "\n")

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from hybridbus.store import ConsumerConfig, StoreWriteError, StreamConfig, open_store
+from hybridbus.store import ConsumerConfig, StoreWriteError, StreamConfig, filestore, open_store
 from hybridbus.store import errors as E
-from hybridbus.store import filestore
 
 
 def sdir(store_dir, name="S"):
@@ -162,16 +161,16 @@ def test_segments_roll_and_indexes_speed_up_recovery(reopen, store_dir):
     st = s.stream("S")
     assert st.state() == state
     assert [(m.seq, m.subject, m.payload) for m in st.iter()] == want
-    # lose some indexes and damage another: rebuilt, same content
+    # lose some indexes of sealed segments and damage another: rebuilt, same content
+    s.close_sync()
     idx = files(store_dir, ".idx")
     os.unlink(os.path.join(sdir(store_dir), idx[0]))
     os.unlink(os.path.join(sdir(store_dir), idx[3]))
-    with open(os.path.join(sdir(store_dir), idx[5]), "r+b") as f:
+    with open(os.path.join(sdir(store_dir), idx[2]), "r+b") as f:
         f.seek(40)
         b = f.read(1)
         f.seek(40)
         f.write(bytes([b[0] ^ 0xFF]))
-    s.close_sync()
     s = reopen(segment_size=4096)
     assert s.recovery["index_rebuilt"] == 3
     st = s.stream("S")
@@ -184,15 +183,15 @@ def test_an_index_that_disagrees_with_its_segment_is_ignored(reopen, store_dir):
     st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
     for i in range(100):
         st.append("s.a", b"%04d" % i)
-    s = reopen(segment_size=2048)
-    seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[1])
-    with open(seg, "r+b") as f:  # flip one payload bit: the index CRC check must notice
+    s.close_sync()
+    assert len(files(store_dir, ".idx")) >= 2
+    seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[0])
+    with open(seg, "r+b") as f:  # change one payload byte: the index CRC check must notice
         data = f.read()
         pos = data.rfind(b"0030")
         assert pos > 0
         f.seek(pos)
         f.write(b"0031")
-    s.close_sync()
     s = reopen(segment_size=2048)
     assert s.recovery["corrupt_records"] == 1
     st = s.stream("S")
@@ -204,14 +203,15 @@ def test_an_index_that_disagrees_with_its_segment_is_ignored(reopen, store_dir):
 def test_compaction_shrinks_and_keeps_tombstones_alive(reopen, store_dir):
     s = reopen(segment_size=1024)
     st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
-    first = [st.append("s.a", b"a" * 40) for _ in range(15)]  # segment 1
-    assert len(files(store_dir, ".seg")) >= 2
-    nseg = len(st._blocks)
-    middle = []
-    while len(st._blocks) < nseg + 2:
-        middle.append(st.append("s.b", b"b" * 40))
-    # seq 1 dies now: its tombstone lands in a segment that will itself be compacted away
+    first = [st.append("s.a", b"a" * 40) for _ in range(15)]  # fills segment 1
+    middle = [st.append("s.b", b"b" * 40)]  # opens segment 2
+    seg2 = st._tail
+    # seq 1 dies now: its tombstone lands in segment 2, whose messages all die below, so
+    # segment 2 is compacted while segment 1 (1 of 15 dead) is not
     st.delete(first[0])
+    while len(st._blocks) < 4:
+        middle.append(st.append("s.b", b"b" * 40))
+    assert seg2.dels == [first[0], first[0]]
     for _ in range(60):
         st.append("s.c", b"c" * 40)
     for seq in middle:

@@ -1,0 +1,364 @@
+"""The live dashboard served at the monitoring root: one self-contained HTML page.
+
+The page has no external resources (the machines it runs on may have no
+internet). Every second it polls ``/varz``, ``/connz`` and ``/subsz?subs=1`` of
+the same server, and shows the connections, a message-rate chart drawn on a
+``<canvas>``, and the busiest clients and subjects (rates are deltas between two
+polls, computed in the browser, as nats-top does). Text from clients (names,
+client ids, subjects) is inserted with ``textContent`` only, never as HTML.
+
+Element ids that tests and users can rely on: ``server-id``, ``server-name``,
+``conn-total``, ``conn-nats``, ``conn-mqtt``, ``subs-total``, ``in-rate``,
+``out-rate``, ``in-msgs``, ``out-msgs``, ``poll-count``, ``status``, ``chart``,
+``client-rows``, ``subject-rows``.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["render_dashboard"]
+
+_PAGE = r"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>hybridbus monitor</title>
+<style>
+  :root {
+    --bg: #10141a; --panel: #19202a; --line: #2a3441; --text: #e3e8ef; --dim: #8a97a8;
+    --in: #4aa3ff; --out: #5fd38d; --warn: #f0b44c; --bad: #ff6b6b;
+  }
+  * { box-sizing: border-box; }
+  body { margin: 0; background: var(--bg); color: var(--text);
+         font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+  header { display: flex; align-items: baseline; gap: 16px; padding: 14px 20px;
+           border-bottom: 1px solid var(--line); flex-wrap: wrap; }
+  header h1 { font-size: 18px; margin: 0; letter-spacing: .5px; }
+  header .meta { color: var(--dim); font-size: 12px; }
+  header code { color: var(--text); }
+  #status { margin-left: auto; font-size: 12px; padding: 2px 10px; border-radius: 10px;
+            background: #333; }
+  #status.ok { background: #1d4d33; color: #b8f5cf; }
+  #status.bad { background: #5a1f25; color: #ffd0d0; }
+  main { padding: 16px 20px; display: grid; gap: 16px; }
+  .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 12px; }
+  .card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
+          padding: 10px 12px; }
+  .card .label { color: var(--dim); font-size: 11px; text-transform: uppercase; letter-spacing: .6px; }
+  .card .value { font-size: 22px; font-variant-numeric: tabular-nums; margin-top: 2px; }
+  .card .sub { color: var(--dim); font-size: 12px; }
+  .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px; }
+  .panel h2 { font-size: 13px; margin: 0 0 8px; color: var(--dim); font-weight: 600;
+              text-transform: uppercase; letter-spacing: .6px; }
+  #chart { width: 100%; height: 240px; display: block; }
+  .tables { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
+  @media (max-width: 900px) { .tables { grid-template-columns: 1fr; } }
+  table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+  th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line);
+           white-space: nowrap; overflow: hidden; text-overflow: ellipsis; max-width: 260px; }
+  th { color: var(--dim); font-weight: 600; font-size: 12px; }
+  td.num, th.num { text-align: right; }
+  .tag { font-size: 11px; padding: 0 6px; border-radius: 6px; background: #26384d; }
+  .tag.mqtt { background: #3b2f4f; }
+  .empty { color: var(--dim); }
+</style>
+</head>
+<body>
+<header>
+  <h1>hybridbus</h1>
+  <span class="meta">server <code id="server-name">-</code></span>
+  <span class="meta">id <code id="server-id">-</code></span>
+  <span class="meta">version <code id="version">-</code></span>
+  <span class="meta">up <code id="uptime">-</code></span>
+  <span class="meta">polls <code id="poll-count">0</code></span>
+  <span id="status">connecting</span>
+</header>
+<main>
+  <section class="cards">
+    <div class="card"><div class="label">Connections</div><div class="value" id="conn-total">-</div>
+      <div class="sub">NATS <span id="conn-nats">-</span> &middot; MQTT <span id="conn-mqtt">-</span></div></div>
+    <div class="card"><div class="label">Subscriptions</div><div class="value" id="subs-total">-</div>
+      <div class="sub">total accepted <span id="conn-accepted">-</span></div></div>
+    <div class="card"><div class="label">Msgs in / s</div><div class="value" id="in-rate">-</div>
+      <div class="sub">total <span id="in-msgs">-</span></div></div>
+    <div class="card"><div class="label">Msgs out / s</div><div class="value" id="out-rate">-</div>
+      <div class="sub">total <span id="out-msgs">-</span></div></div>
+    <div class="card"><div class="label">Bytes in / s</div><div class="value" id="in-bytes-rate">-</div>
+      <div class="sub">total <span id="in-bytes">-</span></div></div>
+    <div class="card"><div class="label">Bytes out / s</div><div class="value" id="out-bytes-rate">-</div>
+      <div class="sub">total <span id="out-bytes">-</span></div></div>
+    <div class="card"><div class="label">Slow consumers</div><div class="value" id="slow">-</div>
+      <div class="sub">stale <span id="stale">-</span></div></div>
+    <div class="card"><div class="label">Process</div><div class="value" id="mem">-</div>
+      <div class="sub">CPU <span id="cpu">-</span></div></div>
+  </section>
+  <section class="panel">
+    <h2>Messages per second (last 2 minutes)</h2>
+    <canvas id="chart"></canvas>
+  </section>
+  <section class="tables">
+    <div class="panel">
+      <h2>Busiest clients</h2>
+      <table>
+        <thead><tr><th>cid</th><th>type</th><th>name / client id</th><th>address</th>
+          <th class="num">in/s</th><th class="num">out/s</th><th class="num">in</th>
+          <th class="num">out</th><th class="num">subs</th><th class="num">pending</th></tr></thead>
+        <tbody id="client-rows"><tr><td colspan="10" class="empty">no data yet</td></tr></tbody>
+      </table>
+    </div>
+    <div class="panel">
+      <h2>Busiest subjects</h2>
+      <table>
+        <thead><tr><th>subject</th><th class="num">subscribers</th>
+          <th class="num">msgs/s</th><th class="num">delivered</th></tr></thead>
+        <tbody id="subject-rows"><tr><td colspan="4" class="empty">no data yet</td></tr></tbody>
+      </table>
+    </div>
+  </section>
+</main>
+<script>
+"use strict";
+const BASE = __BASE__;
+const HISTORY = 120;
+const TOP = 12;
+const series = { inRate: [], outRate: [] };
+let prevVarz = null, prevT = 0, polls = 0, busy = false;
+let prevClients = new Map(), prevSubjects = new Map();
+
+function $(id) { return document.getElementById(id); }
+function setText(id, v) { const e = $(id); if (e) e.textContent = v; }
+function fmtNum(n) {
+  if (!isFinite(n)) return "-";
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString("en-US");
+  return (Math.round(n * 10) / 10).toLocaleString("en-US");
+}
+function fmtBytes(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : Math.round(n)) + " " + u[i];
+}
+// Go's RFC 3339 times carry up to 9 fraction digits; Date wants at most 3.
+function parseTime(s) { return Date.parse(String(s).replace(/(\.\d{3})\d+/, "$1")); }
+
+async function getJSON(path) {
+  const r = await fetch(BASE + path, { cache: "no-store" });
+  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+  return r.json();
+}
+
+function rate(cur, prev, dt) { return dt > 0 && prev !== undefined ? Math.max(0, (cur - prev) / dt) : 0; }
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function fillRows(tbody, rows, cols) {
+  tbody.replaceChildren();
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, "none", "empty");
+    td.colSpan = cols;
+    tbody.appendChild(tr);
+    return;
+  }
+  for (const r of rows) tbody.appendChild(r);
+}
+
+function renderVarz(v, dt) {
+  setText("server-id", v.server_id);
+  setText("server-name", v.server_name);
+  setText("version", v.version);
+  setText("uptime", v.uptime);
+  setText("conn-total", fmtNum(v.connections));
+  setText("conn-accepted", fmtNum(v.total_connections));
+  setText("subs-total", fmtNum(v.subscriptions));
+  setText("in-msgs", fmtNum(v.in_msgs));
+  setText("out-msgs", fmtNum(v.out_msgs));
+  setText("in-bytes", fmtBytes(v.in_bytes));
+  setText("out-bytes", fmtBytes(v.out_bytes));
+  setText("slow", fmtNum(v.slow_consumers));
+  setText("stale", fmtNum(v.stale_connections));
+  setText("mem", fmtBytes(v.mem));
+  setText("cpu", v.cpu.toFixed(1) + " %");
+  const p = prevVarz || {};
+  const inRate = rate(v.in_msgs, p.in_msgs, dt), outRate = rate(v.out_msgs, p.out_msgs, dt);
+  setText("in-rate", fmtNum(inRate));
+  setText("out-rate", fmtNum(outRate));
+  setText("in-bytes-rate", fmtBytes(rate(v.in_bytes, p.in_bytes, dt)));
+  setText("out-bytes-rate", fmtBytes(rate(v.out_bytes, p.out_bytes, dt)));
+  if (prevVarz) {
+    series.inRate.push(inRate); series.outRate.push(outRate);
+    if (series.inRate.length > HISTORY) { series.inRate.shift(); series.outRate.shift(); }
+  }
+}
+
+function renderClients(connz, dt) {
+  let nats = 0, mqtt = 0;
+  const seen = new Map(), rows = [];
+  for (const c of connz.connections || []) {
+    if (c.type === "mqtt") mqtt++; else nats++;
+    const p = prevClients.get(c.cid);
+    const inR = p ? rate(c.in_msgs, p.in_msgs, dt) : 0, outR = p ? rate(c.out_msgs, p.out_msgs, dt) : 0;
+    seen.set(c.cid, { in_msgs: c.in_msgs, out_msgs: c.out_msgs });
+    rows.push({ c, inR, outR });
+  }
+  prevClients = seen;
+  setText("conn-nats", fmtNum(nats));
+  setText("conn-mqtt", fmtNum(mqtt));
+  rows.sort((a, b) => (b.inR + b.outR) - (a.inR + a.outR) ||
+    (b.c.in_msgs + b.c.out_msgs) - (a.c.in_msgs + a.c.out_msgs) || a.c.cid - b.c.cid);
+  const trs = rows.slice(0, TOP).map(({ c, inR, outR }) => {
+    const tr = document.createElement("tr");
+    tr.dataset.cid = c.cid;
+    cell(tr, String(c.cid));
+    const t = cell(tr, ""); const tag = document.createElement("span");
+    tag.className = "tag " + c.type; tag.textContent = c.type; t.appendChild(tag);
+    cell(tr, c.mqtt_client || c.name || "");
+    cell(tr, c.ip + ":" + c.port);
+    cell(tr, fmtNum(inR), "num"); cell(tr, fmtNum(outR), "num");
+    cell(tr, fmtNum(c.in_msgs), "num"); cell(tr, fmtNum(c.out_msgs), "num");
+    cell(tr, fmtNum(c.subscriptions), "num"); cell(tr, fmtBytes(c.pending_bytes), "num");
+    return tr;
+  });
+  fillRows($("client-rows"), trs, 10);
+}
+
+function renderSubjects(subsz, dt) {
+  const agg = new Map();
+  for (const s of subsz.subscriptions_list || []) {
+    const a = agg.get(s.subject) || { subject: s.subject, subs: 0, msgs: 0 };
+    a.subs++; a.msgs += s.msgs;
+    agg.set(s.subject, a);
+  }
+  const seen = new Map(), rows = [];
+  for (const a of agg.values()) {
+    const prev = prevSubjects.get(a.subject);
+    a.rate = prev === undefined ? 0 : rate(a.msgs, prev, dt);
+    seen.set(a.subject, a.msgs);
+    rows.push(a);
+  }
+  prevSubjects = seen;
+  rows.sort((x, y) => y.rate - x.rate || y.msgs - x.msgs || y.subs - x.subs ||
+    (x.subject < y.subject ? -1 : 1));
+  const trs = rows.slice(0, TOP).map(a => {
+    const tr = document.createElement("tr");
+    cell(tr, a.subject);
+    cell(tr, fmtNum(a.subs), "num");
+    cell(tr, fmtNum(a.rate), "num");
+    cell(tr, fmtNum(a.msgs), "num");
+    return tr;
+  });
+  fillRows($("subject-rows"), trs, 4);
+}
+
+function niceMax(v) {
+  if (v <= 0) return 10;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function drawChart() {
+  const canvas = $("chart");
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 800, h = canvas.clientHeight || 240;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  }
+  const g = canvas.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const left = 64, right = 12, top = 12, bottom = 26;
+  const pw = w - left - right, ph = h - top - bottom;
+  const max = niceMax(Math.max(1, ...series.inRate, ...series.outRate));
+  g.font = "11px system-ui, sans-serif";
+  g.strokeStyle = "#2a3441"; g.fillStyle = "#8a97a8"; g.lineWidth = 1;
+  g.textAlign = "right"; g.textBaseline = "middle";
+  for (let i = 0; i <= 4; i++) {
+    const y = top + ph - (ph * i) / 4;
+    g.beginPath(); g.moveTo(left, Math.round(y) + 0.5); g.lineTo(left + pw, Math.round(y) + 0.5); g.stroke();
+    g.fillText(fmtNum((max * i) / 4), left - 6, y);
+  }
+  g.textAlign = "center"; g.textBaseline = "top";
+  for (const s of [120, 90, 60, 30, 0]) {
+    const x = left + pw - (pw * s) / HISTORY;
+    g.fillText(s ? "-" + s + "s" : "now", x, top + ph + 6);
+  }
+  const plot = (data, color) => {
+    if (!data.length) return;
+    g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
+    const n = data.length;
+    data.forEach((v, i) => {
+      const x = left + pw - (pw * (n - 1 - i)) / HISTORY;
+      const y = top + ph - (ph * v) / max;
+      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    g.stroke();
+    const last = data[n - 1];
+    g.fillStyle = color; g.beginPath();
+    g.arc(left + pw, top + ph - (ph * last) / max, 3, 0, Math.PI * 2); g.fill();
+  };
+  plot(series.inRate, "#4aa3ff");
+  plot(series.outRate, "#5fd38d");
+  g.textAlign = "left"; g.textBaseline = "middle";
+  const legend = [["in", "#4aa3ff"], ["out", "#5fd38d"]];
+  legend.forEach(([name, color], i) => {
+    const x = left + 10 + i * 70;
+    g.fillStyle = color; g.fillRect(x, top + 6, 14, 3);
+    g.fillStyle = "#e3e8ef"; g.fillText(name + " msgs/s", x + 18, top + 8);
+  });
+}
+
+function setStatus(ok, text) {
+  const s = $("status");
+  s.className = ok ? "ok" : "bad";
+  s.textContent = text;
+}
+
+async function poll() {
+  if (busy) return;
+  busy = true;
+  try {
+    const [varz, connz, subsz] = await Promise.all([
+      getJSON("/varz"), getJSON("/connz?limit=1024"), getJSON("/subsz?subs=1&limit=1024"),
+    ]);
+    const t = parseTime(varz.now) / 1000;
+    const dt = prevT ? t - prevT : 0;
+    renderVarz(varz, dt);
+    renderClients(connz, dt);
+    renderSubjects(subsz, dt);
+    prevVarz = varz; prevT = t;
+    polls++;
+    setText("poll-count", String(polls));
+    drawChart();
+    setStatus(true, "live");
+  } catch (err) {
+    setStatus(false, "offline: " + err.message);
+  } finally {
+    busy = false;
+  }
+}
+
+window.addEventListener("resize", drawChart);
+drawChart();
+poll();
+setInterval(poll, 1000);
+</script>
+</body>
+</html>
+"""
+
+
+def render_dashboard(base_path: str) -> str:
+    """The page, with the endpoints' base path ("" at the root) built in."""
+    base = "" if base_path in ("", "/") else base_path.rstrip("/")
+    # JSON is a JS string literal; "</" is escaped so it cannot end the <script>.
+    literal = json.dumps(base).replace("</", "<\\/")
+    return _PAGE.replace("__BASE__", literal)

@@ -1,0 +1,340 @@
+"""``/metrics``: a prometheus-client Collector that reads the server at scrape time.
+
+Nothing here runs on the message path. The connections already count their
+messages and bytes (for /connz), ``server.stats`` keeps the closed ones' share
+and the event counters, the MQTT broker knows its sessions, the store its usage;
+``ServerCollector.collect`` reads all of that when Prometheus scrapes and turns it
+into metric families. Each monitor has its own ``CollectorRegistry``, so several
+servers in one process (the tests) do not collide.
+
+Traffic by protocol. ``server.stats`` sums closed connections without saying
+which protocol they spoke. If it offers ``closed_by_protocol``
+(``{"nats": [in_msgs, in_bytes, out_msgs, out_bytes], "mqtt": [...]}``) that is
+used as is. Otherwise ``ClosedTally`` rebuilds the split from the ring of closed
+connections (``server.closed``, each entry with its final counters and type),
+taking every entry once; connections that vanished while the ring is turned off
+(``max_closed_clients: 0``) are counted with the values seen at the previous
+scrape.
+
+Store fsync latency is exported as a histogram when ``store.stats()`` carries
+``fsync_latency = {"buckets": [(upper_bound_seconds, cumulative_count), ...],
+"count": n, "sum": seconds}``; without it the family is left out.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+from prometheus_client.exposition import choose_encoder
+
+from hybridbus import __version__
+from hybridbus.monitor.snapshots import rss_bytes, traffic_totals
+
+if TYPE_CHECKING:
+    from hybridbus.server.server import Server
+
+PROTOCOLS = ("nats", "mqtt")
+_IN_MSGS, _IN_BYTES, _OUT_MSGS, _OUT_BYTES = range(4)
+
+
+class ClosedTally:
+    """Per-protocol totals of closed connections, rebuilt from ``server.closed``."""
+
+    __slots__ = ("totals", "_last_entry", "_prev_live")
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[int]] = {}
+        self._last_entry: Any = None
+        self._prev_live: dict[int, tuple[str, int, int, int, int]] = {}
+
+    def _add(self, proto: str, a: int, b: int, c: int, d: int) -> None:
+        t = self.totals.get(proto)
+        if t is None:
+            t = self.totals[proto] = [0, 0, 0, 0]
+        t[0] += a
+        t[1] += b
+        t[2] += c
+        t[3] += d
+
+    def update(self, server: Server) -> dict[str, list[int]]:
+        ring = server.closed
+        fresh: list[Any] = []
+        # New entries are the ones after the last entry taken (the ring only appends).
+        for entry in reversed(ring):
+            if entry is self._last_entry:
+                break
+            fresh.append(entry)
+        if ring:
+            self._last_entry = ring[-1]
+        seen: set[int] = set()
+        for entry in fresh:
+            info = entry.info
+            seen.add(info.get("cid", 0))
+            self._add(
+                info.get("type", "nats"),
+                info.get("in_msgs", 0),
+                info.get("in_bytes", 0),
+                info.get("out_msgs", 0),
+                info.get("out_bytes", 0),
+            )
+        live = server.clients
+        for cid, prev in self._prev_live.items():
+            if cid not in live and cid not in seen:
+                self._add(*prev)
+        self._prev_live = {
+            cid: (c.conn_type, c.in_msgs, c.in_bytes, c.out_msgs, c.out_bytes)
+            for cid, c in live.items()
+        }
+        return self.totals
+
+
+class ServerCollector:
+    """Every hybridbus metric, read from the server when collected."""
+
+    def __init__(self, server: Server, http_req_stats: dict[str, int] | None = None) -> None:
+        self.server = server
+        self.http_req_stats = http_req_stats if http_req_stats is not None else {}
+        self.tally = ClosedTally()
+
+    def describe(self) -> list:
+        # An empty describe() keeps registration from running collect() early.
+        return []
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _protocol_totals(self) -> dict[str, list[int]]:
+        server = self.server
+        exact = getattr(server.stats, "closed_by_protocol", None)
+        if exact is not None:
+            base = {p: list(v) for p, v in exact.items()}
+        else:
+            base = {p: list(v) for p, v in self.tally.update(server).items()}
+        for c in server.clients.values():
+            t = base.get(c.conn_type)
+            if t is None:
+                t = base[c.conn_type] = [0, 0, 0, 0]
+            t[0] += c.in_msgs
+            t[1] += c.in_bytes
+            t[2] += c.out_msgs
+            t[3] += c.out_bytes
+        for p in PROTOCOLS:
+            base.setdefault(p, [0, 0, 0, 0])
+        return base
+
+    # -- the scrape ---------------------------------------------------------------------
+
+    def collect(self):
+        server = self.server
+        st = server.stats
+
+        info = GaugeMetricFamily(
+            "hybridbus_info",
+            "Server identity; the value is always 1.",
+            labels=["version", "server_id", "server_name"],
+        )
+        info.add_metric([__version__, server.server_id, server.server_name], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "hybridbus_start_time_seconds",
+            "When the server started, in seconds since the epoch.",
+            value=server.start_time,
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_process_resident_memory_bytes",
+            "Resident memory of the server process.",
+            value=rss_bytes(),
+        )
+
+        # Connections.
+        by_proto = dict.fromkeys(PROTOCOLS, 0)
+        pending = 0
+        for c in server.clients.values():
+            by_proto[c.conn_type] = by_proto.get(c.conn_type, 0) + 1
+            pending += c.pending_bytes()
+        conns = GaugeMetricFamily(
+            "hybridbus_connections", "Open client connections.", labels=["protocol"]
+        )
+        for proto, n in sorted(by_proto.items()):
+            conns.add_metric([proto], n)
+        yield conns
+        yield CounterMetricFamily(
+            "hybridbus_accepted_connections",
+            "Client connections accepted since start, all protocols.",
+            value=st.total_connections,
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_pending_bytes",
+            "Outbound bytes queued for all clients and not yet written.",
+            value=pending,
+        )
+
+        # Traffic by protocol (client point of view: received = published by clients).
+        totals = self._protocol_totals()
+        families = (
+            ("hybridbus_received_messages", "Messages published by clients.", _IN_MSGS),
+            ("hybridbus_received_bytes", "Payload bytes published by clients.", _IN_BYTES),
+            ("hybridbus_sent_messages", "Messages delivered to clients.", _OUT_MSGS),
+            ("hybridbus_sent_bytes", "Payload bytes delivered to clients.", _OUT_BYTES),
+        )
+        for name, doc, idx in families:
+            fam = CounterMetricFamily(name, doc, labels=["protocol"])
+            for proto in sorted(totals):
+                fam.add_metric([proto], totals[proto][idx])
+            yield fam
+        # The exact server-wide sums, whatever the per-protocol split could recover.
+        in_msgs, in_bytes, out_msgs, out_bytes = traffic_totals(server)
+        for name, doc, value in (
+            ("hybridbus_server_received_messages", "Messages published, all clients.", in_msgs),
+            ("hybridbus_server_received_bytes", "Bytes published, all clients.", in_bytes),
+            ("hybridbus_server_sent_messages", "Messages delivered, all clients.", out_msgs),
+            ("hybridbus_server_sent_bytes", "Bytes delivered, all clients.", out_bytes),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+        # Event counters.
+        yield CounterMetricFamily(
+            "hybridbus_slow_consumers",
+            "Connections cut because their outbound data piled up.",
+            value=st.slow_consumers,
+        )
+        yield CounterMetricFamily(
+            "hybridbus_stale_connections",
+            "Connections closed for not answering pings / keep-alive.",
+            value=st.stale_connections,
+        )
+        yield CounterMetricFamily(
+            "hybridbus_auth_failures",
+            "Failed authentications, all protocols.",
+            value=getattr(st, "auth_failures", 0),
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_subscriptions",
+            "Subscriptions in the router (NATS subscriptions and MQTT filters' subjects).",
+            value=server.sublist.count(),
+        )
+
+        yield from self._mqtt()
+        yield from self._store()
+
+        http = CounterMetricFamily(
+            "hybridbus_http_requests", "Monitoring HTTP requests served, by path.", labels=["path"]
+        )
+        for path, n in sorted(self.http_req_stats.items()):
+            http.add_metric([path], n)
+        yield http
+
+    def _mqtt(self):
+        broker = self.server.mqtt
+        inflight = queued = online = offline = retained = dropped = 0
+        if broker is not None:
+            for session in broker.sessions.values():
+                inflight += len(session.inflight)
+                queued += len(session.queued)
+                if session.conn is not None:
+                    online += 1
+                else:
+                    offline += 1
+            retained = len(broker.retained)
+            dropped = broker.stats_dropped
+        yield GaugeMetricFamily(
+            "hybridbus_mqtt_inflight_messages",
+            "QoS 1/2 messages sent to MQTT clients and not yet acknowledged.",
+            value=inflight,
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_mqtt_queued_messages",
+            "QoS 1/2 messages waiting for room in a session's in-flight window "
+            "(or for an offline session to return).",
+            value=queued,
+        )
+        sessions = GaugeMetricFamily(
+            "hybridbus_mqtt_sessions", "MQTT sessions, by connection state.", labels=["state"]
+        )
+        sessions.add_metric(["online"], online)
+        sessions.add_metric(["offline"], offline)
+        yield sessions
+        yield GaugeMetricFamily(
+            "hybridbus_mqtt_retained_messages", "Retained MQTT messages.", value=retained
+        )
+        yield CounterMetricFamily(
+            "hybridbus_mqtt_dropped_messages",
+            "Messages dropped because a session's queue was full.",
+            value=dropped,
+        )
+
+    def _store(self):
+        store = self.server.store
+        if store is None:
+            return
+        stats = store.stats()
+        usage = store.usage()
+        messages = 0
+        streams = store.streams()
+        for s in streams:
+            messages += s.state().messages
+        size = GaugeMetricFamily(
+            "hybridbus_store_bytes", "Bytes held by the stream store.", labels=["storage"]
+        )
+        size.add_metric(["memory"], usage.get("memory", 0))
+        size.add_metric(["file"], usage.get("storage", 0))
+        yield size
+        yield GaugeMetricFamily(
+            "hybridbus_store_messages", "Messages held in all streams.", value=messages
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_store_streams",
+            "Streams, the MQTT state streams included.",
+            value=len(streams),
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_store_consumers", "Stream consumers.", value=usage.get("consumers", 0)
+        )
+        for key, doc in (
+            ("writes", "Batched store writes."),
+            ("fsyncs", "Store fsync calls."),
+            ("write_errors", "Store writes that failed."),
+            ("corrupt_records", "Corrupt records skipped (at recovery and since)."),
+            ("torn_tails", "Torn record tails cut at recovery."),
+            ("compactions", "Store file compactions."),
+        ):
+            if key in stats:
+                yield CounterMetricFamily(f"hybridbus_store_{key}", doc, value=stats[key])
+        latency = stats.get("fsync_latency")
+        if latency:
+            buckets = [(_le(le), int(n)) for le, n in latency.get("buckets", ())]
+            if not buckets or buckets[-1][0] != "+Inf":
+                buckets.append(("+Inf", int(latency.get("count", 0))))
+            yield HistogramMetricFamily(
+                "hybridbus_store_fsync_seconds",
+                "Time an fsync of the store took.",
+                buckets=buckets,
+                sum_value=float(latency.get("sum", 0.0)),
+            )
+
+
+def _le(bound: Any) -> str:
+    if isinstance(bound, str):
+        return bound
+    if bound == float("inf"):
+        return "+Inf"
+    return repr(float(bound))
+
+
+class Metrics:
+    """The registry of one monitor and its text rendering."""
+
+    def __init__(self, server: Server, http_req_stats: dict[str, int]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = ServerCollector(server, http_req_stats)
+        self.registry.register(self.collector)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """(body, content type), OpenMetrics when the scraper asks for it."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

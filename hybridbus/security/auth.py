@@ -1,0 +1,176 @@
+"""Credentials: passwords (plain or bcrypt), tokens, and who a TLS certificate names.
+
+Theory of operation
+-------------------
+A ``Realm`` is what one kind of listener checks credentials against: the user table,
+a token, the ``no_auth_user`` and whether certificates map to users
+(``verify_and_map``). The NATS port uses the top-level ``authorization`` block; the
+MQTT and websocket listeners use their own ``authorization`` block when it names a
+user or a token (nats-server's "auth override") and the top-level one otherwise.
+There is one user table, so a user has the same permissions on every protocol.
+
+Passwords follow nats-conventions §3.6: a configured value matching
+``^\\$2[abxy]\\$\\d{2}\\$`` is a bcrypt hash, anything else is compared in constant
+time. bcrypt costs tens to hundreds of milliseconds on purpose and runs on the event
+loop (the facade is synchronous), so a *successful* check is remembered under an HMAC
+of (hash, password) with a per-process random key: a client that reconnects with the
+right password pays once, a guesser pays every time. Nothing of the password is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import ssl
+from dataclasses import dataclass, field
+
+try:
+    import bcrypt as _bcrypt
+except ImportError:  # pragma: no cover - bcrypt is a dependency; fail closed without it
+    _bcrypt = None
+
+from hybridbus.security.permissions import UserPermissions
+
+__all__ = [
+    "BCRYPT_RE",
+    "is_bcrypt",
+    "check_password",
+    "AuthUser",
+    "Realm",
+    "cert_identities",
+]
+
+BCRYPT_RE = re.compile(r"^\$2[abxy]\$\d{2}\$.*", re.DOTALL)
+# bcrypt reads at most 72 bytes of a password; Go's Compare silently ignores the rest,
+# while the Python package (>= 5) raises. Truncate to agree with nats-server.
+BCRYPT_MAX_PASSWORD = 72
+_OK_CACHE_MAX = 1024
+_cache_key = secrets.token_bytes(32)
+_ok_cache: dict[bytes, None] = {}
+
+
+def is_bcrypt(value: str) -> bool:
+    return BCRYPT_RE.match(value) is not None
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def check_password(configured: str, given: str | bytes | None) -> bool:
+    """`given` (from CONNECT or MQTT) against a configured plain or bcrypt password."""
+    if given is None:
+        return False
+    given_b = _as_bytes(given)
+    if not is_bcrypt(configured):
+        return hmac.compare_digest(_as_bytes(configured), given_b)
+    if _bcrypt is None:
+        return False
+    hashed = configured.encode("ascii", "replace")
+    key = hmac.new(_cache_key, hashed + b"\0" + given_b, hashlib.sha256).digest()
+    if key in _ok_cache:
+        return True
+    if hashed.startswith(b"$2x$"):
+        # The buggy-8-bit variant: same algorithm for ASCII passwords.
+        hashed = b"$2a$" + hashed[4:]
+    try:
+        ok = _bcrypt.checkpw(given_b[:BCRYPT_MAX_PASSWORD], hashed)
+    except ValueError:  # malformed hash: nobody logs in with it
+        return False
+    if ok:
+        if len(_ok_cache) >= _OK_CACHE_MAX:
+            _ok_cache.clear()
+        _ok_cache[key] = None
+    return ok
+
+
+@dataclass
+class AuthUser:
+    name: str
+    password: str | None
+    perms: UserPermissions | None
+    # None: every connection type; else upper-case names (STANDARD, MQTT, ...)
+    allowed_types: frozenset[str] | None = None
+
+
+@dataclass
+class Realm:
+    """Credentials one listener accepts. `users` is the shared table (name -> user)."""
+
+    users: dict[str, AuthUser] = field(default_factory=dict)
+    single: AuthUser | None = None  # authorization { user, password }
+    token: str | None = None
+    no_auth_user: str | None = None
+    default_perms: UserPermissions | None = None
+    tls_map: bool = False
+
+    @property
+    def required(self) -> bool:
+        return bool(self.users or self.single or self.token or self.tls_map)
+
+    def lookup(self, name: str) -> AuthUser | None:
+        user = self.users.get(name)
+        if user is None and self.single is not None and self.single.name == name:
+            user = self.single
+        return user
+
+
+# -- certificates -----------------------------------------------------------------
+
+# Attribute names as Go's pkix.Name.String() prints them (nats-server matches users
+# against that string); other attributes keep their OpenSSL long name.
+_DN_SHORT = {
+    "commonName": "CN",
+    "countryName": "C",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "streetAddress": "STREET",
+    "postalCode": "POSTALCODE",
+    "serialNumber": "SERIALNUMBER",
+}
+
+
+def _dn_escape(value: str) -> str:
+    out = []
+    for i, ch in enumerate(value):
+        if ch in ',+"\\<>;' or (i == 0 and ch in "# ") or (i == len(value) - 1 and ch == " "):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _dn_string(subject: tuple) -> str:
+    """RFC 2253 order (last RDN first), as Go's Name.String() writes it."""
+    rdns = []
+    for rdn in reversed(subject):
+        rdns.append(
+            "+".join(f"{_DN_SHORT.get(k, k)}={_dn_escape(str(v))}" for k, v in rdn)
+        )
+    return ",".join(rdns)
+
+
+def cert_identities(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[str]:
+    """Names a verified client certificate offers, most specific first: SAN e-mail
+    addresses, SAN DNS names, SAN URIs, the subject DN string, the subject CN."""
+    if ssl_object is None:
+        return []
+    try:
+        cert = ssl_object.getpeercert()
+    except (ValueError, ssl.SSLError):
+        return []
+    if not cert:
+        return []
+    names: list[str] = []
+    san = cert.get("subjectAltName", ())
+    for kind in ("email", "DNS", "URI"):
+        names.extend(v for k, v in san if k == kind)
+    subject = cert.get("subject", ())
+    if subject:
+        names.append(_dn_string(subject))
+        names.extend(v for rdn in subject for k, v in rdn if k == "commonName")
+    return names
