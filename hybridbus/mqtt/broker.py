@@ -332,6 +332,10 @@ class MqttBroker:
         `qos2_packet_id`: an inbound QoS 2 PUBLISH from a persistent session; its id
         is stored under the same ticket, so PUBREC never precedes the dedup record."""
         persistence = self.persistence
+        if msg.qos == 0 and not msg.retain and not msg.properties:
+            # Delivered QoS is min(published, granted): a QoS 0 message is never stored.
+            self.server.route(msg.origin, subject, None, None, msg.payload, msg)
+            return None
         if persistence is not None:
             persistence.begin()
         if qos2_packet_id:

@@ -29,6 +29,9 @@ PACKET_ID_NOT_FOUND = 0x92
 NO_MATCHING_SUBSCRIBERS = 0x10
 RECEIVE_MAXIMUM_EXCEEDED = 0x93
 
+# Topic -> subject entries remembered per connection.
+TOPIC_CACHE_SIZE = 64
+
 
 def handle_publish(conn: MqttConnection, p: Publish) -> None:
     topic = p.topic
@@ -37,10 +40,18 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         topic = conn.resolve_topic_alias(topic, props)
         if topic is None:
             return
-    if not is_valid_topic_name(topic):
-        # [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty.
-        conn.protocol_error(f"invalid topic name {topic!r} [MQTT-3.3.2-2]", TOPIC_NAME_INVALID)
-        return
+    # Devices publish to a handful of topics over and over: remember their subjects.
+    topics = conn.topics
+    subject = topics.get(topic)
+    if subject is None:
+        if not is_valid_topic_name(topic):
+            # [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty.
+            conn.protocol_error(f"invalid topic name {topic!r} [MQTT-3.3.2-2]", TOPIC_NAME_INVALID)
+            return
+        subject = topic_to_subject(topic)
+        if len(topics) >= TOPIC_CACHE_SIZE:
+            topics.clear()
+        topics[topic] = subject
     qos = p.qos
     session = conn.session
     conn.in_msgs += 1
@@ -59,7 +70,6 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
             conn.protocol_error("QoS 2 publish rejected by configuration", QOS_NOT_SUPPORTED)
             return
     server = conn.server
-    subject = topic_to_subject(topic)
     if conn.perms is not None and not server.may_publish(conn, subject, None):
         log.info("%s - publish to %r denied", conn.describe(), topic)
         if qos:

@@ -134,6 +134,7 @@ class MqttConnection(ClientBase):
         "aliases_in",
         "receive_maximum",
         "problem_info",
+        "topics",
     )
 
     conn_type = "mqtt"
@@ -161,6 +162,7 @@ class MqttConnection(ClientBase):
         self.aliases_in: dict[int, str] | None = None
         self.receive_maximum = mopts.receive_maximum or 65535
         self.problem_info = True
+        self.topics: dict[str, str] = {}
 
     def max_packet_size(self) -> int:
         opts = self.server.options
