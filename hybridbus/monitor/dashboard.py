@@ -33,9 +33,10 @@ _PAGE = r"""<!DOCTYPE html>
   * { box-sizing: border-box; }
   body { margin: 0; background: var(--bg); color: var(--text);
          font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
-  header { display: flex; align-items: baseline; gap: 16px; padding: 14px 20px;
+  header { display: flex; align-items: baseline; gap: 12px; padding: 14px 20px;
            border-bottom: 1px solid var(--line); flex-wrap: wrap; }
   header h1 { font-size: 18px; margin: 0; letter-spacing: .5px; }
+  header code { font-size: 11px; }
   header .meta { color: var(--dim); font-size: 12px; }
   header code { color: var(--text); }
   #status { margin-left: auto; font-size: 12px; padding: 2px 10px; border-radius: 10px;
@@ -43,7 +44,7 @@ _PAGE = r"""<!DOCTYPE html>
   #status.ok { background: #1d4d33; color: #b8f5cf; }
   #status.bad { background: #5a1f25; color: #ffd0d0; }
   main { padding: 16px 20px; display: grid; gap: 16px; }
-  .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 12px; }
+  .cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(135px, 1fr)); gap: 12px; }
   .card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px;
           padding: 10px 12px; }
   .card .label { color: var(--dim); font-size: 11px; text-transform: uppercase; letter-spacing: .6px; }
@@ -173,7 +174,8 @@ function fillRows(tbody, rows, cols) {
 
 function renderVarz(v, dt) {
   setText("server-id", v.server_id);
-  setText("server-name", v.server_name);
+  // An unnamed server is named after its id; do not show the id twice.
+  setText("server-name", v.server_name === v.server_id ? "(unnamed)" : v.server_name);
   setText("version", v.version);
   setText("uptime", v.uptime);
   setText("conn-total", fmtNum(v.connections));
@@ -291,26 +293,30 @@ function drawChart() {
     const x = left + pw - (pw * s) / HISTORY;
     g.fillText(s ? "-" + s + "s" : "now", x, top + ph + 6);
   }
-  const plot = (data, color) => {
+  const plot = (data, color, fill) => {
     if (!data.length) return;
-    g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
     const n = data.length;
-    data.forEach((v, i) => {
-      const x = left + pw - (pw * (n - 1 - i)) / HISTORY;
-      const y = top + ph - (ph * v) / max;
-      if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
-    });
+    const xAt = i => left + pw - (pw * (n - 1 - i)) / HISTORY;
+    const yAt = v => top + ph - (ph * v) / max;
+    if (fill) {
+      // "in" is filled, so it stays visible when "out" runs on top of it
+      g.fillStyle = fill; g.beginPath(); g.moveTo(xAt(0), top + ph);
+      data.forEach((v, i) => g.lineTo(xAt(i), yAt(v)));
+      g.lineTo(xAt(n - 1), top + ph); g.closePath(); g.fill();
+    }
+    g.strokeStyle = color; g.lineWidth = 2; g.beginPath();
+    data.forEach((v, i) => { if (i === 0) g.moveTo(xAt(i), yAt(v)); else g.lineTo(xAt(i), yAt(v)); });
     g.stroke();
     const last = data[n - 1];
     g.fillStyle = color; g.beginPath();
     g.arc(left + pw, top + ph - (ph * last) / max, 3, 0, Math.PI * 2); g.fill();
   };
-  plot(series.inRate, "#4aa3ff");
-  plot(series.outRate, "#5fd38d");
+  plot(series.inRate, "#4aa3ff", "rgba(74, 163, 255, 0.18)");
+  plot(series.outRate, "#5fd38d", null);
   g.textAlign = "left"; g.textBaseline = "middle";
   const legend = [["in", "#4aa3ff"], ["out", "#5fd38d"]];
   legend.forEach(([name, color], i) => {
-    const x = left + 10 + i * 70;
+    const x = left + 10 + i * 100;
     g.fillStyle = color; g.fillRect(x, top + 6, 14, 3);
     g.fillStyle = "#e3e8ef"; g.fillText(name + " msgs/s", x + 18, top + 8);
   });

@@ -148,9 +148,7 @@ def _dn_string(subject: tuple) -> str:
     """RFC 2253 order (last RDN first), as Go's Name.String() writes it."""
     rdns = []
     for rdn in reversed(subject):
-        rdns.append(
-            "+".join(f"{_DN_SHORT.get(k, k)}={_dn_escape(str(v))}" for k, v in rdn)
-        )
+        rdns.append("+".join(f"{_DN_SHORT.get(k, k)}={_dn_escape(str(v))}" for k, v in rdn))
     return ",".join(rdns)
 
 

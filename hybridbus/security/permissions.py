@@ -141,9 +141,11 @@ class UserPermissions:
     )
 
     def __init__(self, perms: Permissions) -> None:
-        self.pub_allow = None if perms.publish_allow is None else [
-            tuple(s.split(".")) for s in perms.publish_allow
-        ]
+        self.pub_allow = (
+            None
+            if perms.publish_allow is None
+            else [tuple(s.split(".")) for s in perms.publish_allow]
+        )
         self.pub_deny = [tuple(s.split(".")) for s in perms.publish_deny or ()]
         allow = _split(perms.subscribe_allow, True)
         self.sub_allow, self.sub_allow_q = allow if allow is not None else (None, [])

@@ -81,6 +81,9 @@ PROTOCOL_ERROR = 0x82
 UNSPECIFIED_ERROR = 0x80
 PACKET_TOO_LARGE = 0x95
 
+# Response Information handed to a 5.0 client that asks for it (4.10.2).
+RESPONSE_PREFIX = "hybridbus/response"
+
 # Room for the fixed header, topic and properties on top of max_payload.
 PACKET_HEADROOM = 65536 + 5
 
@@ -135,6 +138,8 @@ class MqttConnection(ClientBase):
         "receive_maximum",
         "problem_info",
         "topics",
+        "aliases_out",
+        "wants_response_info",
     )
 
     conn_type = "mqtt"
@@ -163,6 +168,8 @@ class MqttConnection(ClientBase):
         self.receive_maximum = mopts.receive_maximum or 65535
         self.problem_info = True
         self.topics: dict[str, str] = {}
+        self.aliases_out: dict[str, int] = {}
+        self.wants_response_info = False
 
     def max_packet_size(self) -> int:
         opts = self.server.options
@@ -240,6 +247,7 @@ class MqttConnection(ClientBase):
         # [MQTT-3.1.2-29] with 0, no Reason String / User Property except on PUBLISH,
         # CONNACK and DISCONNECT.
         self.problem_info = props.get("request_problem_information", 1) == 1
+        self.wants_response_info = props.get("request_response_information", 0) == 1
 
     def connack_properties(self, assigned: bool, server_keep_alive: int | None) -> dict:
         mopts = self.server.options.mqtt
@@ -254,6 +262,9 @@ class MqttConnection(ClientBase):
         props["maximum_packet_size"] = self.max_packet_size()
         if assigned:
             props["assigned_client_identifier"] = self.client_id
+        if self.wants_response_info:
+            # 4.10.2: a topic prefix this client may use for its Response Topics.
+            props["response_information"] = f"{RESPONSE_PREFIX}/{self.client_id}"
         if server_keep_alive is not None:
             props["server_keep_alive"] = server_keep_alive
         return props
@@ -296,15 +307,28 @@ class MqttConnection(ClientBase):
         if self.closing:
             return True
         level = self.level
-        if level == 5 and (msg.properties or sub_ids):
+        new_alias = 0
+        if level == 5 and (msg.properties or sub_ids or self.client_alias_max):
             props = dict(msg.properties) if msg.properties else {}
             if msg.expires_at:
                 # Forward the time that is left, not the original interval [MQTT-3.3.2-6].
                 props["message_expiry_interval"] = max(0, int(msg.expires_at - time.monotonic()))
             if sub_ids:
                 props["subscription_identifier"] = sub_ids
+            topic_bytes = msg.topic_bytes()
+            if self.client_alias_max:
+                # Outbound Topic Aliases (3.3.2.3.4): the first PUBLISH on a topic
+                # carries topic and alias, later ones the alias alone.
+                aliases = self.aliases_out
+                alias = aliases.get(msg.topic)
+                if alias is not None:
+                    props["topic_alias"] = alias
+                    topic_bytes = b""
+                elif len(aliases) < self.client_alias_max:
+                    new_alias = len(aliases) + 1
+                    props["topic_alias"] = new_alias
             frame = encode_publish(
-                msg.topic_bytes(),
+                topic_bytes,
                 msg.payload,
                 qos,
                 retain,
@@ -318,6 +342,8 @@ class MqttConnection(ClientBase):
         if self.client_max_packet and len(frame) > self.client_max_packet:
             # [MQTT-3.1.2-25] never send a packet larger than the client accepts.
             return False
+        if new_alias:
+            self.aliases_out[msg.topic] = new_alias
         self.out_msgs += 1
         self.out_bytes += len(msg.payload)
         self.out += frame

@@ -105,6 +105,7 @@ from .streams import DEAD, BaseStore, BaseStream, Block, ConsumerImpl, MemStream
 
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 CACHE_MAX = 4096  # recently appended messages kept for consumers that read right behind
+CACHE_TRIM_AT = 2 * CACHE_MAX
 WRITE_RETRY_BACKOFF = 1.0
 COMPACT_DELAY = 0.05
 MAX_READ_FDS = 256
@@ -344,6 +345,7 @@ def _unlink_io(seg_path: str, idx_path: str) -> tuple:
 
 class FileStream(BaseStream):
     storage_kind = "file"
+    _guarded = True
 
     def __init__(self, store: FileStore, config: StreamConfig, created_ns: int, path: str):
         super().__init__(store, config, created_ns)
@@ -461,7 +463,9 @@ class FileStream(BaseStream):
         if seg.first + len(seg.subj) != seq:
             self._pad(seg, seq)
         rec = msg_record(seq, ts, subject, hdr, payload, msg_id)
-        cur = self._cur if self._cur_seg is seg else self._new_chunk(seg)
+        cur = self._cur
+        if self._cur_seg is not seg:
+            cur = self._new_chunk(seg)
         off = seg.size_logical
         cur += rec  # type: ignore[operator]
         seg.size_logical = off + len(rec)
@@ -472,7 +476,7 @@ class FileStream(BaseStream):
         seg.live += 1
         cache = self._cache
         cache[seq] = StoredMsg(seq, subject, hdr, payload, ts)
-        if len(cache) > CACHE_MAX:
+        if len(cache) > CACHE_TRIM_AT:
             self._trim_cache()
 
     def _pad(self, seg: Seg, seq: int) -> None:
@@ -487,13 +491,10 @@ class FileStream(BaseStream):
         seg.ts.extend(array("q", [seg.ts[-1]]) * n)
 
     def _trim_cache(self) -> None:
-        cache = self._cache
-        limit = self._written_seq
-        while len(cache) > CACHE_MAX:
-            k = next(iter(cache))
-            if k > limit:
-                break
-            del cache[k]
+        # Rebuild rather than pop from the front: deleting a dict's oldest keys one by one
+        # leaves tombstones that every next(iter()) walks again. Unwritten entries stay.
+        cutoff = min(self._written_seq, self._last_seq - CACHE_MAX)
+        self._cache = {k: v for k, v in self._cache.items() if k > cutoff}
 
     def _durable(self, cb, seq) -> None:
         self._wcbs.append(cb)
@@ -606,7 +607,7 @@ class FileStream(BaseStream):
                 break  # segments are sealed in order: older ones are done
             if seg.written == seg.size_logical:
                 self._finalize(seg)
-        if len(self._cache) > CACHE_MAX:
+        if len(self._cache) > CACHE_TRIM_AT:
             self._trim_cache()
         if job.cbs:
             self._call_cbs(job.cbs, None)

@@ -70,9 +70,9 @@ from .api import (
     rfc3339,
 )
 from .match import compile_filters, filters_overlap, is_literal, valid_subject
-from .records import msg_size
 
 log = logging.getLogger("hybridbus.store")
+_time_ns = time.time_ns
 
 DEAD = 0xFFFFFFFF
 assert array("I").itemsize == 4, "the store needs 32-bit unsigned arrays"
@@ -87,6 +87,7 @@ OP_NAK = 5
 OP_TERM = 6
 OP_PROGRESS = 7
 OP_EXHAUSTED = 8
+OP_PURGE = 9  # everything below seq is gone: drop pending, move the cursor
 
 
 class Block:
@@ -321,6 +322,13 @@ class ConsumerImpl:
         elif code == OP_EXHAUSTED:
             p.pop(seq, None)
             self._rq.pop(seq, None)
+        elif code == OP_PURGE:
+            for s in [s for s in p if s < seq]:
+                del p[s]
+                self._rq.pop(s, None)
+                self._rdc.pop(s, None)
+            if self._sseq < seq - 1:
+                self._sseq = seq - 1
         if not p:
             self._irregular = bool(self._backoff_ns)
 
@@ -403,12 +411,9 @@ class ConsumerImpl:
 
     def _purged(self, upto: int) -> None:
         """Everything below ``upto`` is gone (full or sequence purge)."""
-        for seq in [q for q in self._pending if q < upto]:
-            del self._pending[seq]
-            self._rq.pop(seq, None)
-            self._rdc.pop(seq, None)
-        if self._sseq < upto - 1:
-            self._sseq = upto - 1
+        if self._sseq < upto - 1 or any(q < upto for q in self._pending):
+            self._apply(OP_PURGE, upto, 0)
+            self._op(OP_PURGE, upto, 0)
         self._recount()
 
     # ---- public API
@@ -619,6 +624,7 @@ class BaseStream:
     """Everything about a stream except where message bodies live."""
 
     storage_kind = "memory"
+    _guarded = False  # True: call _check_writable before committing an append
 
     def __init__(self, store: BaseStore, config: StreamConfig, created_ns: int):
         self._store = store
@@ -652,6 +658,8 @@ class BaseStream:
     def _apply_config(self, config: StreamConfig) -> None:
         self.config = config
         self._accept = compile_filters(config.subjects)
+        # appends take a slower, fully checked path only when a limit or policy needs it
+        self._checks = config.sealed or config.max_msg_size > 0 or config.discard == "new"
         self._retention_interest = config.retention == "interest"
         self._retention_wq = config.retention == "workqueue"
         self._dup_window_ns = int(config.duplicate_window * 1e9)
@@ -958,64 +966,63 @@ class BaseStream:
     ) -> int:
         if self._closed:
             raise E.StoreClosed()
-        cfg = self.config
-        if headers is not None and not isinstance(headers, bytes):
+        if headers is not None and headers.__class__ is not bytes:
             headers = encode_headers(headers) if isinstance(headers, dict) else bytes(headers)
         if not headers:
             headers = None
-        if not isinstance(payload, bytes):
+        if payload.__class__ is not bytes:
             payload = bytes(payload)
-        if cfg.sealed:
-            raise E.StreamSealed()
         sid = self._sids.get(subject)
         if sid is None:
             if not valid_subject(subject, wildcards=False) or (
                 self._accept is not None and not self._accept(subject)
             ):
                 raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
-        if expected_last_subject_seq is not None:
-            cur = self._subject_last(sid) if sid is not None else 0
-            if cur != expected_last_subject_seq:
-                raise E.WrongLastSequence(cur)
-        if expected_last_seq is not None and expected_last_seq != self._last_seq:
-            raise E.WrongLastSequence(self._last_seq)
-        now_ns = time.time_ns()
-        if msg_id:
-            hit = self._ids.get(msg_id)
-            if hit is not None and hit[1] >= now_ns - self._dup_window_ns:
-                self.was_duplicate = True
+        size = len(subject) + len(payload) + 16
+        if headers is not None:
+            size += len(headers)
+        now_ns = _time_ns()
+        if (
+            self._checks
+            or msg_id
+            or rollup
+            or expected_last_seq is not None
+            or expected_last_msg_id is not None
+        ):
+            self._check_append(
+                len(subject),
+                sid,
+                size,
+                now_ns,
+                msg_id,
+                expected_last_seq,
+                expected_last_subject_seq,
+                expected_last_msg_id,
+                rollup,
+            )
+            if self.was_duplicate:
+                seq = self._ids[msg_id][0]  # type: ignore[index]
                 if on_durable is not None:
-                    self._durable(on_durable, hit[0])
+                    self._durable(on_durable, seq)
                     self._touch()
-                return hit[0]
-        self.was_duplicate = False
-        if expected_last_msg_id is not None and expected_last_msg_id != (self._last_msg_id or ""):
-            raise E.WrongLastMsgId(self._last_msg_id or "")
-        if rollup:
-            if not cfg.allow_rollup_hdrs or cfg.deny_purge:
-                raise E.RollupError("rollup not permitted")
-            if rollup not in ("sub", "all"):
-                raise E.RollupError(f'rollup value invalid: "{rollup}"')
-        size = msg_size(subject, headers, payload)
-        if cfg.max_msg_size > 0 and size - 16 - len(subject) > cfg.max_msg_size:
-            raise E.MsgSizeExceeded()
-        if cfg.discard == "new" and not rollup:
-            if cfg.max_msgs > 0 and self._msgs >= cfg.max_msgs:
-                raise E.LimitExceeded("maximum messages exceeded")
-            if cfg.max_bytes > 0 and self._bytes + size > cfg.max_bytes:
-                raise E.LimitExceeded("maximum bytes exceeded")
-            if (
-                cfg.discard_new_per_subject
-                and cfg.max_msgs_per_subject > 0
-                and sid is not None
-                and self._sstate[sid][0] >= cfg.max_msgs_per_subject
-            ):
-                raise E.LimitExceeded("maximum messages per subject exceeded")
-        growth = size
-        if cfg.discard == "old" and cfg.max_bytes > 0 and self._bytes + size > cfg.max_bytes:
-            growth = cfg.max_bytes - self._bytes
-        self._store._reserve(self.storage_kind, growth)
-        self._check_writable()
+                return seq
+        else:
+            self.was_duplicate = False
+            if expected_last_subject_seq is not None:
+                cur = self._subject_last(sid) if sid is not None else 0
+                if cur != expected_last_subject_seq:
+                    raise E.WrongLastSequence(cur)
+        store = self._store
+        kind = self.storage_kind
+        if store._limits[kind] >= 0:
+            growth = size
+            cfg = self.config
+            if cfg.discard == "old" and cfg.max_bytes > 0 and self._bytes + size > cfg.max_bytes:
+                growth = cfg.max_bytes - self._bytes
+            store._reserve(kind, growth)
+        if self._guarded:
+            self._check_writable()
+        cfg = self.config
 
         # ---- commit
         seq = self._last_seq + 1
@@ -1084,6 +1091,56 @@ class BaseStream:
             self._remove_seq(seq)
         self._touch()
         return seq
+
+    def _check_append(
+        self,
+        subject_len,
+        sid,
+        size,
+        now_ns,
+        msg_id,
+        expected_last_seq,
+        expected_last_subject_seq,
+        expected_last_msg_id,
+        rollup,
+    ) -> None:
+        """Expectations, duplicates and discard-new limits, in nats-server's order."""
+        cfg = self.config
+        self.was_duplicate = False
+        if cfg.sealed:
+            raise E.StreamSealed()
+        if expected_last_subject_seq is not None:
+            cur = self._subject_last(sid) if sid is not None else 0
+            if cur != expected_last_subject_seq:
+                raise E.WrongLastSequence(cur)
+        if expected_last_seq is not None and expected_last_seq != self._last_seq:
+            raise E.WrongLastSequence(self._last_seq)
+        if msg_id:
+            hit = self._ids.get(msg_id)
+            if hit is not None and hit[1] >= now_ns - self._dup_window_ns:
+                self.was_duplicate = True
+                return
+        if expected_last_msg_id is not None and expected_last_msg_id != (self._last_msg_id or ""):
+            raise E.WrongLastMsgId(self._last_msg_id or "")
+        if rollup:
+            if not cfg.allow_rollup_hdrs or cfg.deny_purge:
+                raise E.RollupError("rollup not permitted")
+            if rollup not in ("sub", "all"):
+                raise E.RollupError(f'rollup value invalid: "{rollup}"')
+        if cfg.max_msg_size > 0 and size - 16 - subject_len > cfg.max_msg_size:
+            raise E.MsgSizeExceeded()
+        if cfg.discard == "new" and not rollup:
+            if cfg.max_msgs > 0 and self._msgs >= cfg.max_msgs:
+                raise E.LimitExceeded("maximum messages exceeded")
+            if cfg.max_bytes > 0 and self._bytes + size > cfg.max_bytes:
+                raise E.LimitExceeded("maximum bytes exceeded")
+            if (
+                cfg.discard_new_per_subject
+                and cfg.max_msgs_per_subject > 0
+                and sid is not None
+                and self._sstate[sid][0] >= cfg.max_msgs_per_subject
+            ):
+                raise E.LimitExceeded("maximum messages per subject exceeded")
 
     def _interest_for(self, sid: int) -> tuple[ConsumerImpl, ...]:
         if len(self._interest) > _CACHE_TRIM:

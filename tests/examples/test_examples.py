@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 from tests.conftest import ROOT
 
@@ -53,4 +52,43 @@ def test_device_and_service_talk_through_the_bridge(server_process):
     assert out.count("telemetry k7:") == 3
     assert 'reply k7: {"device": "k7", "command": "ping", "ok": true}' in out
     assert proc.stop() == 0
-    time.sleep(0)
+
+
+def test_mqtt5_device_asks_a_nats_service(server_process):
+    proc = server_process().start()
+    nats_url = f"nats://127.0.0.1:{proc.ports['nats']}"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples/nats_responder.py"),
+            "--server",
+            nats_url,
+            "--count",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert service.stdout.readline().strip() == "ready"
+        device = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "examples/mqtt5_requester.py"),
+                "--port",
+                str(proc.ports["mqtt"]),
+                "--count",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert device.returncode == 0, device.stdout + device.stderr
+        service.communicate(timeout=30)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert device.stdout.count("(correlation matched: True)") == 2, device.stdout
+    assert proc.stop() == 0

@@ -306,3 +306,29 @@ async def test_session_expiry_changed_at_disconnect(nats_server):
     await wire.expect_closed()
     await asyncio.sleep(0.1)
     assert "chg" not in nats_server.mqtt.sessions
+
+
+async def test_topic_alias_outbound(nats_server):
+    sub, _ = await mqtt5_connect(
+        nats_server.mqtt_port, "s", properties=props(CONNECT, topic_alias_maximum=1)
+    )
+    await sub.send(mp.subscribe(1, ("ta/#", 0), level=5))
+    await mqtt_packets(sub, 1)
+    pub, _ = await mqtt5_connect(nats_server.mqtt_port, "p")
+    for topic, body in (("ta/one", b"1"), ("ta/one", b"2"), ("ta/two", b"3")):
+        await pub.send(mp.publish(topic, body, level=5))
+    first, second, third = await mqtt_packets(sub, 3)
+    assert (first.topic, first.properties["topic_alias"]) == ("ta/one", 1)
+    assert (second.topic, second.properties["topic_alias"], second.payload) == ("", 1, b"2")
+    # the client allows one alias only: the next topic goes out in full, without one
+    assert third.topic == "ta/two" and "topic_alias" not in third.properties
+    await sub.close()
+    await pub.close()
+
+
+async def test_response_information_on_request(nats_server):
+    wire, connack = await mqtt5_connect(
+        nats_server.mqtt_port, "asker", properties=props(CONNECT, request_response_information=1)
+    )
+    assert connack.properties["response_information"] == "hybridbus/response/asker"
+    await wire.close()
