@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hybridbus.nats")
 
 OK = b"+OK\r\n"
+
+# Seconds after connect before the first server PING, which seeds the RTT.
+FIRST_PING_DELAY = 2.0
 PING = b"PING\r\n"
 PONG = b"PONG\r\n"
 
@@ -78,6 +81,8 @@ class NatsConnection(ClientBase):
         "connected",
         "pings_out",
         "ping_due",
+        "ping_sent",
+        "rtt",
         "active",
         "first_pong",
         "auth_deadline",
@@ -101,7 +106,10 @@ class NatsConnection(ClientBase):
         self.version = ""
         self.connected = False
         self.pings_out = 0
-        self.ping_due = time.monotonic() + opts.ping_interval
+        # The first PING goes out early (as nats-server's does) to measure the RTT.
+        self.ping_due = time.monotonic() + min(FIRST_PING_DELAY, opts.ping_interval)
+        self.ping_sent = 0.0
+        self.rtt = 0.0
         self.active = False
         self.first_pong = True
         self.auth_deadline = 0.0
@@ -196,6 +204,9 @@ class NatsConnection(ClientBase):
                 self.handle_ping()
             elif kind == OP_PONG:
                 self.pings_out = 0
+                if self.ping_sent:
+                    self.rtt = time.monotonic() - self.ping_sent
+                    self.ping_sent = 0.0
             elif kind == OP_UNSUB:
                 self.handle_unsub(op[1], op[2])
             elif kind == OP_CONNECT:
@@ -435,7 +446,7 @@ class NatsConnection(ClientBase):
             return
         opts = self.server.options
         self.ping_due = now + opts.ping_interval
-        if self.active and self.pings_out == 0:
+        if self.active and self.pings_out == 0 and self.rtt:
             # The client talked during the interval: skip this round, as nats-server does.
             self.active = False
             return
@@ -446,6 +457,7 @@ class NatsConnection(ClientBase):
             self.close(reasons.STALE_CONNECTION, encode_err("Stale Connection"))
             return
         self.pings_out += 1
+        self.ping_sent = now
         self.queue(PING)
 
 

@@ -229,3 +229,15 @@ async def test_many_messages_split_across_reads(nats_server):
     expected = b"".join(b"MSG s 1 5\r\n%05d\r\n" % i for i in range(2000)) + b"PONG\r\n"
     await wire.expect(expected, timeout=10)
     await wire.close()
+
+
+async def test_first_server_ping_measures_rtt(server_factory):
+    server = await server_factory(ping_interval=0.2)
+    wire = await nats_connect(server.nats_port)
+    await wire.expect(b"PING\r\n", timeout=3)
+    await wire.send(b"PONG\r\n")
+    client = next(iter(server.clients.values()))
+    await wire.send(b"PING\r\n")
+    await wire.expect(b"PONG\r\n")
+    assert 0 < client.rtt < 1
+    await wire.close()
