@@ -91,7 +91,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
-        waiting = [self.ports[name] for name in ("nats", "mqtt") if name in self.ports]
+        waiting = [self.ports[name] for name in ("nats", "mqtt", "http") if name in self.ports]
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.output()}")

@@ -23,6 +23,7 @@ function of its arguments:
 from __future__ import annotations
 
 import json
+import re
 import time
 from decimal import Decimal
 
@@ -180,6 +181,7 @@ def go_float(f: float) -> str:
 
 
 _encode_str = json.encoder.encode_basestring  # C-accelerated; escapes only what JSON needs
+_HTML_UNSAFE = re.compile("[<>&\u2028\u2029]")
 _HTML_SAFE = str.maketrans(
     {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 )
@@ -187,20 +189,28 @@ _HTML_SAFE = str.maketrans(
 
 def _string(s: str) -> str:
     text = _encode_str(s)
-    if "<" in s or ">" in s or "&" in s or "\u2028" in s or "\u2029" in s:
+    if _HTML_UNSAFE.search(s) is not None:
         text = text.translate(_HTML_SAFE)
     return text
 
 
 def _scalar(v: object) -> str:
-    if isinstance(v, str):
-        return _string(v)
+    t = type(v)
+    if t is str:
+        return _string(v)  # type: ignore[arg-type]
+    if t is int:
+        return int.__repr__(v)  # type: ignore[arg-type]
     if v is True:
         return "true"
     if v is False:
         return "false"
     if v is None:
         return "null"
+    if t is float:
+        return go_float(v)  # type: ignore[arg-type]
+    # subclasses (IntEnum, str subclasses, ...)
+    if isinstance(v, str):
+        return _string(v)
     if isinstance(v, int):
         return int.__repr__(v)
     if isinstance(v, float):
@@ -209,41 +219,35 @@ def _scalar(v: object) -> str:
 
 
 def _indent(v: object, pad: str, out: list[str]) -> None:
+    # One list append per line where possible: this runs for every value of a
+    # /connz page, so the Python-level work per value is kept small.
     if isinstance(v, dict):
         if not v:
             out.append("{}")
             return
         inner = pad + "  "
-        out.append("{\n")
-        first = True
+        sep = "{\n" + inner
         for k, item in v.items():
-            if not first:
-                out.append(",\n")
-            first = False
-            out.append(inner)
-            out.append(_string(k))
-            out.append(": ")
             if isinstance(item, (dict, list, tuple)):
+                out.append(f"{sep}{_string(k)}: ")
                 _indent(item, inner, out)
             else:
-                out.append(_scalar(item))
+                out.append(f"{sep}{_string(k)}: {_scalar(item)}")
+            sep = ",\n" + inner
         out.append("\n" + pad + "}")
     elif isinstance(v, (list, tuple)):
         if not v:
             out.append("[]")
             return
         inner = pad + "  "
-        out.append("[\n")
-        first = True
+        sep = "[\n" + inner
         for item in v:
-            if not first:
-                out.append(",\n")
-            first = False
-            out.append(inner)
             if isinstance(item, (dict, list, tuple)):
+                out.append(sep)
                 _indent(item, inner, out)
             else:
-                out.append(_scalar(item))
+                out.append(sep + _scalar(item))
+            sep = ",\n" + inner
         out.append("\n" + pad + "]")
     else:
         out.append(_scalar(v))

@@ -45,7 +45,7 @@ from hybridbus.monitor.gotypes import (
     rtt,
     uptime,
 )
-from hybridbus.server.server import NATS_COMPAT_VERSION
+from hybridbus.store.api import parse_rfc3339
 from hybridbus.store.errors import ConsumerNotFound, StreamNotFound
 from hybridbus.subjects import is_valid_publish_subject
 
@@ -221,6 +221,9 @@ def go_version_string() -> str:
 
 def varz(server: Server, mon: MonitorContext) -> dict:
     """``/varz`` (nats-conventions §1.3): every always-present field, even when zero."""
+    # Imported here: server.py may import this package while it is still loading.
+    from hybridbus.server.server import NATS_COMPAT_VERSION
+
     opts = server.options
     now = time.time()
     in_msgs, in_bytes, out_msgs, out_bytes = traffic_totals(server)
@@ -849,8 +852,6 @@ def _stream_state(state: Any) -> dict:
 def _retime(value: Any) -> Any:
     """The store writes nine fraction digits; Go's RFC3339Nano trims trailing zeros."""
     if isinstance(value, str) and value.endswith("Z") and "T" in value:
-        from hybridbus.store.api import parse_rfc3339
-
         try:
             return rfc3339_ns(parse_rfc3339(value))
         except ValueError:

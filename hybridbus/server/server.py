@@ -26,6 +26,7 @@ from collections import deque
 from typing import Any
 
 from hybridbus import __version__
+from hybridbus.monitor.http import start_monitor
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
 from hybridbus.mqtt.persistence import Persistence
 from hybridbus.options import Options
@@ -111,6 +112,10 @@ class Server:
         self.websocket_port = 0
         self.mqtt_flap_delay = FLAP_DELAY
         self.store: Any = None
+        self.monitor: Any = None
+        self.config_load_time = self.start_time
+        # traffic of closed connections per protocol: [in_msgs, in_bytes, out_msgs, out_bytes]
+        self.closed_by_protocol: dict[str, list[int]] = {"nats": [0] * 4, "mqtt": [0] * 4}
         self.mqtt: MqttBroker | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -179,6 +184,8 @@ class Server:
                 ws.host,
                 self.websocket_port,
             )
+        self.monitor = await start_monitor(self)
+        log.info("Starting http monitor on %s:%d", opts.http_host, self.monitor.port)
         log.info("Server is ready")
         self._schedule_sweep()
 
@@ -206,6 +213,8 @@ class Server:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
             except TimeoutError:
                 pass
+        if self.monitor is not None:
+            await self.monitor.close()
         if self.mqtt is not None:
             self.mqtt.shutdown()
         if self.store is not None:
@@ -267,6 +276,11 @@ class Server:
         stats.closed_in_bytes += client.in_bytes
         stats.closed_out_msgs += client.out_msgs
         stats.closed_out_bytes += client.out_bytes
+        totals = self.closed_by_protocol.setdefault(client.conn_type, [0] * 4)
+        totals[0] += client.in_msgs
+        totals[1] += client.in_bytes
+        totals[2] += client.out_msgs
+        totals[3] += client.out_bytes
         if self.closed.maxlen != 0:
             self.closed.append(
                 ClosedClient(self.describe(client), time.time(), client.close_reason or "")
@@ -317,6 +331,12 @@ class Server:
             "out_bytes": client.out_bytes,
             "subscriptions": client.subscription_count(),
         }
+        rtt = getattr(client, "rtt", 0.0)
+        if rtt:
+            info["rtt"] = rtt
+        if client.tls_version:
+            info["tls_version"] = client.tls_version
+            info["tls_cipher_suite"] = client.tls_cipher
         for attr in ("name", "lang", "version", "client_id"):
             value = getattr(client, attr, None)
             if value:
