@@ -41,21 +41,24 @@ def build_options(
         options, warnings = load_options(config)
     else:
         options = Options()
-    if host is not None:
-        options.host = host
-    if port is not None:
-        options.port = port
-    if mqtt_port is not None:
-        options.mqtt.port = mqtt_port
-        options.mqtt.enabled = True
-    if http_port is not None:
-        options.http_port = http_port
-    if store_dir is not None:
-        options.jetstream.store_dir = store_dir
-    if debug:
-        options.debug = True
-    if trace:
-        options.trace = True
+    flags = {
+        "host": host,
+        "port": port,
+        "mqtt.port": mqtt_port,
+        "http_port": http_port,
+        "jetstream.store_dir": store_dir,
+        "debug": True if debug else None,
+        "trace": True if trace else None,
+    }
+    for name, value in flags.items():
+        if value is None:
+            continue
+        target = options
+        parts = name.split(".")
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        setattr(target, parts[-1], value)
+        options.overrides[name] = value
     return options, warnings
 
 
@@ -128,6 +131,54 @@ def check(config: str) -> None:
 main.add_command(check, "check-config")
 
 
+@main.command("reload")
+@click.option("--pid", type=int, help="PID of the running server.")
+@click.option("-P", "--pid-file", type=click.Path(dir_okay=False), help="File holding the PID.")
+@click.option(
+    "-c", "--config", "config", type=click.Path(dir_okay=False), help="Config naming pid_file."
+)
+def reload_command(pid: int | None, pid_file: str | None, config: str | None) -> None:
+    """Ask a running server to reload its configuration (sends SIGHUP)."""
+    if pid is None and pid_file is None and config is not None:
+        from hybridbus.config.load import load_options
+
+        pid_file = load_options(config)[0].pid_file
+    if pid is None and pid_file is not None:
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
+    if pid is None:
+        pids = _find_servers()
+        if len(pids) != 1:
+            click.echo(
+                f"hybridbus: found {len(pids)} running servers; name one with --pid or --pid-file",
+                err=True,
+            )
+            sys.exit(1)
+        pid = pids[0]
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as err:
+        click.echo(f"hybridbus: cannot signal {pid}: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"hybridbus: reload signal sent to {pid}")
+
+
+def _find_servers() -> list[int]:
+    """PIDs of `hybridbus serve` processes (Linux /proc), excluding this one."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in args and any(b"hybridbus" in a for a in args):
+            found.append(int(entry))
+    return found
+
+
 def run(options: Options) -> int:
     """Run the server until SIGINT/SIGTERM; returns the process exit code."""
     try:
@@ -155,6 +206,12 @@ async def _serve(options: Options) -> int:
     # Handlers first: a signal that arrives while the listeners open still stops us cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
+
+    def on_hangup() -> None:
+        log.info("Trapped 'SIGHUP' signal")
+        server.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         await server.start()
     except OSError as err:

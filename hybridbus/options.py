@@ -141,3 +141,6 @@ class Options:
     # the parsed config map and its sha256 digest, for /varz
     config_digest: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    # settings given on the command line ("mqtt.port": 1884, ...): they win over
+    # the config file, at start and on reload
+    overrides: dict[str, Any] = field(default_factory=dict)

@@ -178,6 +178,10 @@ class ClientBase(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def auth_revoked_notice(self) -> bytes:
+        """What a client hears when a reload takes its access away (before the close)."""
+        return b""
+
     def shutdown(self) -> None:
         """The server is stopping; protocols may say goodbye first."""
         self.close(SERVER_SHUTDOWN)

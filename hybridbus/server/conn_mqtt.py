@@ -444,6 +444,10 @@ class MqttConnection(ClientBase):
         self._finish_session()
         log.debug("%s - MQTT connection closed: %s", self.describe(), self.close_reason)
 
+    def auth_revoked_notice(self) -> bytes:
+        # 5.0 DISCONNECT 0x87 Not authorized; 3.1.1 has no way to say it.
+        return encode_disconnect(0x87, None, 5) if self.level == 5 and self.session else b""
+
     def subscription_count(self) -> int:
         session = self.session
         return sum(len(s) for s in session.subs.values()) if session is not None else 0

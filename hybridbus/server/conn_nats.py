@@ -185,6 +185,9 @@ class NatsConnection(ClientBase):
     def subscription_count(self) -> int:
         return len(self.subs)
 
+    def auth_revoked_notice(self) -> bytes:
+        return encode_err("Authorization Violation")
+
     # -- input ------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:

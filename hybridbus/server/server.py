@@ -225,6 +225,12 @@ class Server:
         log.info("Server Exiting..")
         self._stopped.set()
 
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP); see reload.py for what may change."""
+        from hybridbus.server.reload import reload
+
+        return reload(self)
+
     def _open_store(self) -> None:
         """Open the stream store (recovering what is on disk) and the MQTT state in it."""
         js = self.options.jetstream
