@@ -565,6 +565,9 @@ class Stream(Protocol):
 
     def state(self) -> StreamState: ...
 
+    def compact(self) -> int:
+        """Rewrite mostly-dead segments now (also done in the background); returns a count."""
+
     def subjects(self, filter: str | None = None) -> dict[str, int]: ...
 
     def info(self, wire: bool = False) -> dict[str, Any]: ...

@@ -85,6 +85,7 @@ Index files
         dels      the DEL ranges found in the covered bytes, flattened as in a DEL record
         crecs     offsets of CSNAP/COPS records in the covered bytes
         maxseq    the largest sequence named by any MSG or DEL record
+        mids      ``[seq, ts, msg_id, ...]`` of the MSG records that carried a msg id
 
 Compaction
 ==========

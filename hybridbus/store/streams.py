@@ -326,7 +326,8 @@ class ConsumerImpl:
             for s in [s for s in p if s < seq]:
                 del p[s]
                 self._rq.pop(s, None)
-                self._rdc.pop(s, None)
+            for s in [s for s in self._rdc if s < seq]:
+                del self._rdc[s]
             if self._sseq < seq - 1:
                 self._sseq = seq - 1
         if not p:
@@ -394,10 +395,10 @@ class ConsumerImpl:
         return seq > self._sseq
 
     def _removed(self, seq: int) -> None:
-        if self._pending:
-            if self._pending.pop(seq, None) is not None:
-                self._rq.pop(seq, None)
-                self._rdc.pop(seq, None)
+        if self._pending and self._pending.pop(seq, None) is not None:
+            self._rq.pop(seq, None)
+        if self._rdc:
+            self._rdc.pop(seq, None)  # also the counts kept for max-deliver casualties
         if self._lps is not None:
             if seq in self._lps_set:
                 self._lps_set.discard(seq)
@@ -1451,6 +1452,10 @@ class BaseStream:
             n = self._purge_filtered(flt, seq, keep)
         self._touch()
         return n
+
+    def compact(self) -> int:
+        """Reclaim space held by deleted messages now (the file store rewrites segments)."""
+        return 0
 
     def _nth_from_end(self, keep: int) -> int:
         """The seq of the keep-th newest live message (everything below it goes)."""

@@ -78,7 +78,9 @@ async def fill_until_error(directory: str, limit: int) -> None:
     await asyncio.wait_for(done.wait(), 10)
     err = errs[0]
     out(f"acked {acked}")
-    out(f"error {type(err).__name__} {getattr(err, 'errno', None)} {getattr(err, 'err_code', None)}")
+    out(
+        f"error {type(err).__name__} {getattr(err, 'errno', None)} {getattr(err, 'err_code', None)}"
+    )
     try:
         st.append("f.x", b"more")
         out("refused no")

@@ -27,7 +27,7 @@ def test_pull_roundtrip_metadata(st):
     fill(st, ["s.a", "s.b", "s.c"])
     c = st.add_consumer(ConsumerConfig(durable_name="d1", filter_subject="s.>"))
     assert c.num_pending == 3
-    (m, d), = c.next_batch(1)
+    ((m, d),) = c.next_batch(1)
     assert (m.seq, m.subject, m.payload) == (1, "s.a", b"s.a")
     assert (d.stream_seq, d.consumer_seq, d.num_delivered, d.num_pending) == (1, 1, 1, 2)
     rest = c.next_batch(10)
@@ -77,7 +77,9 @@ def test_deliver_policies(st):
     new = st.consumer("c2")
     st.append("s.z", b"")
     assert seqs(new.next_batch(10)) == [7]
-    last_a = st.add_consumer(ConsumerConfig(durable_name="la", deliver_policy="last", filter_subject="s.b"))
+    last_a = st.add_consumer(
+        ConsumerConfig(durable_name="la", deliver_policy="last", filter_subject="s.b")
+    )
     assert seqs(last_a.next_batch(10)) == [5]
     with pytest.raises(E.ConsumerInvalidPolicy):
         st.add_consumer(ConsumerConfig(durable_name="bad", deliver_policy="by_start_sequence"))
@@ -179,7 +181,7 @@ def test_ack_wait_redelivery_and_max_deliver(st):
     assert c.redeliveries_due(now=t0 + 0.5) == []
     assert c.next_deadline() == pytest.approx(t0 + 1.0, abs=0.01)
     assert c.redeliveries_due(now=t0 + 1.1) == [1]
-    (m, d), = c.next_batch(1, now=t0 + 1.1)
+    ((m, d),) = c.next_batch(1, now=t0 + 1.1)
     assert (d.num_delivered, d.consumer_seq) == (2, 2)
     # max_deliver reached: not a third time, and the ack is no longer tracked
     assert c.next_batch(1, now=t0 + 5) == []
@@ -229,7 +231,9 @@ def test_filters(st):
     with pytest.raises(E.ConsumerCreateError):
         st.add_consumer(ConsumerConfig(durable_name="x", filter_subject="other.>"))
     with pytest.raises(E.ConsumerCreateError):
-        st.add_consumer(ConsumerConfig(durable_name="y", filter_subject="s.a", filter_subjects=["s.b"]))
+        st.add_consumer(
+            ConsumerConfig(durable_name="y", filter_subject="s.a", filter_subjects=["s.b"])
+        )
 
 
 def test_consumer_update_and_lifecycle(store):

@@ -42,6 +42,7 @@ def test_restart_keeps_messages_subjects_and_dedup(reopen):
     assert st.append("s.a", b"5", expected_last_subject_seq=4) == 5
     assert st.append("s.b", b"6", expected_last_subject_seq=0) == 6
     assert s.recovery["streams"] == 1 and s.recovery["corrupt_records"] == 0
+    assert s.usage()["storage"] == st.state().bytes
 
 
 def test_restart_keeps_the_duplicate_window(reopen):
@@ -390,3 +391,130 @@ def test_damaged_config_files_never_stop_the_start(reopen, store_dir, caplog):
     assert os.listdir(os.path.join(store_dir, "streams", ".damaged"))
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     s.add_stream(StreamConfig(name="B", subjects=["b.>"]))  # the name is free again
+
+
+@pytest.mark.parametrize("always", [True, False])
+async def test_random_workload_on_the_loop_survives_restart(store_dir, always):
+    """Executor paths (group commit, sealing, background compaction) against a model."""
+    import random
+
+    rnd = random.Random(7 if always else 11)
+    s = open_store(store_dir, sync_always=always, segment_size=2048)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"], max_msgs_per_subject=40))
+    model: dict[int, tuple[str, bytes]] = {}
+    durable: list[int] = []
+    subjects = [f"s.{i}" for i in range(5)]
+    for step in range(3000):
+        op = rnd.random()
+        if op < 0.7:
+            subj = rnd.choice(subjects)
+            payload = rnd.randbytes(rnd.randint(0, 60))
+            seq = st.append(subj, payload, on_durable=lambda q, e: durable.append(q))
+            model[seq] = (subj, payload)
+            same = sorted(q for q, (x, _) in model.items() if x == subj)
+            for q in same[:-40]:  # the per-subject limit drops the oldest
+                del model[q]
+        elif op < 0.95 and model:
+            seq = rnd.choice(list(model))
+            st.delete(seq)
+            del model[seq]
+        elif op < 0.97:
+            subj = rnd.choice(subjects)
+            st.purge(subject=subj, keep=2)
+            same = sorted(q for q, (x, _) in model.items() if x == subj)
+            for q in same[:-2]:
+                del model[q]
+        if step % 50 == 0:
+            await asyncio.sleep(0.005)  # let writes, seals and compactions finish
+        elif step % 7 == 0:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0.2)
+    assert s.stats()["compactions"] > 0
+    assert sorted(durable) == sorted(set(durable)) and len(durable) == st.state().last_seq
+    want = [(q, *model[q]) for q in sorted(model)]
+    assert [(m.seq, m.subject, m.payload) for m in st.iter()] == want
+    await s.close()
+    s = open_store(store_dir)
+    try:
+        assert s.recovery["corrupt_records"] == 0
+        assert [(m.seq, m.subject, m.payload) for m in s.stream("S").iter()] == want
+    finally:
+        s.close_sync()
+
+
+def test_stream_updates_survive_restart(reopen):
+    s = reopen()
+    s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    s.update_stream(StreamConfig(name="S", subjects=["s.>", "t.>"], max_msgs=10, description="d"))
+    s = reopen()
+    c = s.stream("S").config
+    assert (c.subjects, c.max_msgs, c.description) == (["s.>", "t.>"], 10, "d")
+    assert s.stream_for_subject("t.x").name == "S"
+
+
+def test_read_only_segments_serve_reads_and_refuse_appends(reopen, monkeypatch, caplog):
+    s = reopen()
+    s.add_stream(StreamConfig(name="S", subjects=["s.>"])).append("s.a", b"kept")
+    s.close_sync()
+    real_open = os.open
+
+    def ro_open(path, flags, *a):
+        if str(path).endswith(".seg") and flags & os.O_RDWR:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", ro_open)
+    with caplog.at_level(logging.ERROR, logger="hybridbus.store"):
+        s = reopen()
+    st = s.stream("S")
+    assert st.get(1).payload == b"kept"
+    with pytest.raises(StoreWriteError) as ei:
+        st.append("s.a", b"no")
+    assert ei.value.errno == errno.EROFS
+    assert any("not writable" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(os, "open", real_open)
+    st._fail_until = time.monotonic()  # the back-off is over: the next append retries
+    assert st.append("s.a", b"yes") == 2
+    s = reopen()
+    assert [m.payload for m in s.stream("S").iter()] == [b"kept", b"yes"]
+
+
+async def test_fsync_failure_under_sync_always_rolls_back(store_dir, monkeypatch):
+    s = open_store(store_dir, sync_always=True)
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    first = asyncio.Event()
+    st.append("s.a", b"synced", on_durable=lambda q, e: first.set())
+    await asyncio.wait_for(first.wait(), 5)
+
+    def eio(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(filestore, "_fdatasync", eio)
+    results = []
+    done = asyncio.Event()
+
+    def cb(seq, err):
+        results.append((seq, err))
+        if len(results) == 3:
+            done.set()
+
+    seqs = [st.append("s.a", b"lost %d" % i, on_durable=cb) for i in range(3)]
+    await asyncio.wait_for(done.wait(), 5)
+    assert [q for q, _ in results] == seqs
+    assert all(isinstance(e, StoreWriteError) and e.errno == errno.EIO for _, e in results)
+    assert [m.payload for m in st.iter()] == [b"synced"]  # nothing unsynced is served
+    monkeypatch.undo()
+    st._fail_until = time.monotonic()
+    ok = asyncio.Event()
+    seq = st.append("s.a", b"again", on_durable=lambda q, e: ok.set())
+    await asyncio.wait_for(ok.wait(), 5)
+    await s.close()
+    s = open_store(store_dir)
+    try:
+        assert [(m.seq, m.payload) for m in s.stream("S").iter()] == [
+            (1, b"synced"),
+            (seq, b"again"),
+        ]
+        assert seq > seqs[-1]  # the failed sequences are never handed out again
+    finally:
+        s.close_sync()

@@ -16,7 +16,9 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("make_golden", os.path.join(GOLDEN, "make_golden.py"))
+    spec = importlib.util.spec_from_file_location(
+        "make_golden", os.path.join(GOLDEN, "make_golden.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
@@ -49,7 +51,9 @@ def test_basic_segment_decodes_record_by_record():
     data = golden("v1-basic.seg")
     assert records.parse_segment_header(data) == (1, 1)
     res = ScanResult()
-    recs = [(rtype, decode_body(data[b0:end])) for _o, _v, rtype, b0, end in scan_records(data, 16, res)]
+    recs = [
+        (rtype, decode_body(data[b0:end])) for _o, _v, rtype, b0, end in scan_records(data, 16, res)
+    ]
     assert [r[0] for r in recs] == [1, 1, 1, 2, 3, 4, 1]
     seq, ts, subject, hdrs, payload = recs[0][1]
     assert (seq, subject, hdrs, payload) == (1, "g.a", b"NATS/1.0\r\nX-K: v\r\n\r\n", b"one")

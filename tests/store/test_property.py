@@ -31,7 +31,9 @@ class StoreModel(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp() if self.kind == "file" else None
         self.open()
         self.st = self.store.add_stream(StreamConfig(name="P", subjects=["p.>"]))
-        self.c = self.st.add_consumer(ConsumerConfig(durable_name="c", filter_subject=CONSUMER_FILTER))
+        self.c = self.st.add_consumer(
+            ConsumerConfig(durable_name="c", filter_subject=CONSUMER_FILTER)
+        )
         self.msgs: dict[int, tuple[str, bytes]] = {}
         self.last = 0
         self.cursor = 0  # the consumer's delivered stream seq

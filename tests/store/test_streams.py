@@ -59,7 +59,11 @@ def test_stream_management_errors(store):
     assert ei.value.err_code == 10065
     with pytest.raises(E.StreamNotFound) as ei:
         store.stream("nope")
-    assert ei.value.to_error() == {"code": 404, "err_code": 10059, "description": "stream not found"}
+    assert ei.value.to_error() == {
+        "code": 404,
+        "err_code": 10059,
+        "description": "stream not found",
+    }
     for bad in ("a.b", "a b", "a/b", "a*", ""):
         with pytest.raises(E.InvalidConfig):
             store.add_stream(cfg(bad, ["x"]))
@@ -370,7 +374,7 @@ def test_interest_retention(store):
     for msg, _ in a.next_batch(10):
         a.ack(msg.seq)
     assert [m.seq for m in st.iter()] == [3]
-    (msg, _), = b.next_batch(10)
+    ((msg, _),) = b.next_batch(10)
     b.ack(msg.seq)
     assert st.state().messages == 0
 
@@ -395,3 +399,53 @@ def test_workqueue_retention(store):
     w.ack(batch[0][0].seq)
     w.term(batch[1][0].seq)
     assert st.state().messages == 0
+
+
+async def test_on_durable_runs_on_the_loop_after_append_returns(store):
+    import asyncio
+    import threading
+
+    st = store.add_stream(cfg())
+    seen = []
+    ev = asyncio.Event()
+
+    def cb(seq, err):
+        seen.append((seq, err, threading.get_ident()))
+        if len(seen) == 3:
+            ev.set()
+
+    seqs = [st.append("s.a", b"%d" % i, on_durable=cb) for i in range(3)]
+    assert seen == []  # never inside append
+    await asyncio.wait_for(ev.wait(), 5)
+    assert [(q, e) for q, e, _ in seen] == [(q, None) for q in seqs]
+    assert {t for _, _, t in seen} == {threading.get_ident()}
+    # a duplicate reports the first sequence once that one is durable
+    st.append("s.a", b"m", msg_id="x")
+    dup = asyncio.Event()
+    st.append("s.a", b"m", msg_id="x", on_durable=lambda q, e: dup.set() or seen.append((q, e, 0)))
+    await asyncio.wait_for(dup.wait(), 5)
+    assert seen[-1][:2] == (4, None)
+
+
+async def test_closed_store_refuses_work(store):
+    st = store.add_stream(cfg())
+    st.append("s.a", b"1")
+    await store.close()
+    with pytest.raises(E.StoreClosed):
+        st.append("s.a", b"2")
+    with pytest.raises(E.StoreClosed):
+        store.add_stream(cfg("T", ["t"]))
+    await store.close()  # idempotent
+
+
+def test_implementations_satisfy_the_interface(store):
+    from hybridbus.store import Consumer, ConsumerConfig, Store, Stream
+
+    st = store.add_stream(cfg())
+    c = st.add_consumer(ConsumerConfig(durable_name="d"))
+    assert isinstance(store, Store)
+    assert isinstance(st, Stream)
+    assert isinstance(c, Consumer)
+    for name in ("streams", "consumers", "records", "corrupt_records", "torn_tails", "time"):
+        assert name in store.recovery
+    assert {"corrupt_records", "write_errors", "fsyncs"} <= set(store.stats())

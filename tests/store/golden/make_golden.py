@@ -82,6 +82,7 @@ def build() -> dict[str, bytes]:
         [2, 2],
         [offsets[4], offsets[5]],
         4,
+        [2, T0 + 1000, "m-2"],
     )
     out["stream.json"] = (
         json.dumps(
