@@ -7,7 +7,8 @@ Theory of operation:
 - QoS 1 publisher: a buffer holding the PUBLISH for every packet id 1..65535 is built once;
   the publisher sends consecutive slices of it (``batch`` packets each) while fewer than
   ``inflight`` are unacknowledged, and counts PUBACKs as they come back.
-- Subscriber: ``conns`` connections in one process, multiplexed with selectors. Frames are
+- Subscriber: ``conns`` connections in one process, multiplexed with selectors (one
+  connection: a plain blocking ``recv_into`` loop, one syscall per read). Frames are
   counted by ``MqttStream`` (remaining-length framing, with a run-compare fast path for
   identical QoS 0 PUBLISHes); the PUBACKs for a chunk's QoS 1 PUBLISHes go out in one send.
 """

@@ -245,6 +245,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fanout", type=int, default=50, help="subscribers in mqtt_fanout (50)")
     p.add_argument("--fanin", type=int, default=4, help="publishers in mqtt_fanin (4)")
     p.add_argument(
+        "--lowat",
+        type=int,
+        default=16384,
+        help="SO_RCVLOWAT bytes for QoS 0 / NATS subscribers; 0 = wake per segment (16384)",
+    )
+    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -289,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         fanout=args.fanout,
         fanin=args.fanin,
+        lowat=args.lowat,
     )
 
     skipped: dict[str, str] = {}
@@ -351,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                 "results": results,
                 "hybridbus_ratio": _ratios(results),
             }
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping servers and workers")
+        return 130
     finally:
         servers.stop_all()
         doc["meta"]["elapsed_s"] = round(time.monotonic() - t_start, 1)

@@ -89,11 +89,16 @@ class NatsSink(_StandIn):
                 n = sock.recv_into(buf)
             except TimeoutError:
                 continue
+            except ConnectionResetError:
+                # The publisher closes at t_stop with our PONGs unread: a reset, not a fault.
+                if now >= w.t1:
+                    break
+                raise
             if not n:
                 break
             k = pings.feed(buf, n)
-            if k:
-                sock.sendall(b"PONG\r\n" * k)
+            if k and not _send_after_window(sock, b"PONG\r\n" * k, w):
+                break
         w.finish(pings.count)
         return w.result()
 
@@ -142,11 +147,16 @@ class MqttSink(_StandIn):
                 n = sock.recv_into(buf)
             except TimeoutError:
                 continue
+            except ConnectionResetError:
+                # The publisher closes at t_stop with our PONGs unread: a reset, not a fault.
+                if now >= w.t1:
+                    break
+                raise
             if not n:
                 break
             k = pings.feed(buf, n)
-            if k:
-                sock.sendall(b"\xd0\x00" * k)
+            if k and not _send_after_window(sock, b"\xd0\x00" * k, w):
+                break
         w.finish(pings.count)
         return w.result()
 
@@ -169,6 +179,17 @@ class MqttBlaster(_StandIn):
         return _blast(self.sock, frame, t0, t1, t_stop)
 
 
+def _send_after_window(sock: socket.socket, data: bytes, w: Window) -> bool:
+    """sendall; False if the generator hung up after the window (it stops at t1)."""
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        if time.monotonic() >= w.t1:
+            return False
+        raise
+
+
 def _blast(
     sock: socket.socket | None, frame: bytes, t0: float, t1: float, t_stop: float
 ) -> dict[str, Any]:
@@ -184,7 +205,8 @@ def _blast(
             w.snap(now, sent)
         if now >= t_stop:
             break
-        sock.sendall(chunk)
+        if not _send_after_window(sock, chunk, w):
+            break
         sent += per
     w.finish(sent)
     return w.result()
