@@ -57,12 +57,14 @@ Compaction
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import errno
 import json
 import os
 import re
 import shutil
+import threading
 import time
 import zlib
 from array import array
@@ -109,7 +111,44 @@ COMPACT_DELAY = 0.05
 MAX_READ_FDS = 256
 _SEG_RE = re.compile(r"^(\d{10})\.seg$")
 
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+_os_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+# Upper bounds (seconds) of the fsync latency histogram that /metrics shows.
+FSYNC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class FsyncTimes:
+    """How long fsyncs took. Fsyncs run on executor threads, hence the lock; there is
+    one fsync per batch, never one per message, so it costs nothing that matters."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = [0] * (len(FSYNC_BUCKETS) + 1)
+        self._sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        i = bisect.bisect_left(FSYNC_BUCKETS, seconds)
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for upper, n in zip(FSYNC_BUCKETS, counts, strict=False):
+            cumulative += n
+            buckets.append((upper, cumulative))
+        return {"buckets": buckets, "count": sum(counts), "sum": total}
+
+
+FSYNC_TIMES = FsyncTimes()
+
+
+def _fdatasync(fd: int) -> None:
+    started = time.perf_counter()
+    _os_fdatasync(fd)
+    FSYNC_TIMES.observe(time.perf_counter() - started)
 
 
 def _seg_name(num: int) -> str:
@@ -1847,4 +1886,10 @@ class FileStore(BaseStore):
         out["store_dir"] = self.directory
         out["sync_interval"] = self.sync_interval
         out["sync_always"] = self.sync_always
+        out["fsync_latency"] = FSYNC_TIMES.snapshot()
+        now = time.monotonic()
+        failing = [st for st in self._streams.values() if getattr(st, "_fail_until", 0.0) > now]
+        out["write_failing"] = bool(failing)
+        if failing:
+            out["last_write_error"] = str(failing[0]._fail_err)
         return out

@@ -53,8 +53,13 @@ async def test_metrics_traffic_by_protocol(probes):
     assert value(f, "hybridbus_http_requests_total", path="/metrics") == 2
     info = f["hybridbus_info"].samples[0]
     assert info.labels["server_id"] == probes.server.server_id
-    # no fsync timings from the store: no histogram family rather than a fake one
-    assert "hybridbus_store_fsync_seconds" not in f
+    # the store times its fsyncs: a real histogram with cumulative buckets and +Inf
+    fsync = f["hybridbus_store_fsync_seconds"]
+    assert fsync.type == "histogram"
+    buckets = [s for s in fsync.samples if s.name.endswith("_bucket")]
+    assert buckets[-1].labels["le"] == "+Inf"
+    counts = [s.value for s in buckets]
+    assert counts == sorted(counts)
 
 
 async def test_metrics_counters_survive_closed_connections(probes):
