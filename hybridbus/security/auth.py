@@ -11,10 +11,17 @@ There is one user table, so a user has the same permissions on every protocol.
 
 Passwords follow nats-conventions §3.6: a configured value matching
 ``^\\$2[abxy]\\$\\d{2}\\$`` is a bcrypt hash, anything else is compared in constant
-time. bcrypt costs tens to hundreds of milliseconds on purpose and runs on the event
-loop (the facade is synchronous), so a *successful* check is remembered under an HMAC
-of (hash, password) with a per-process random key: a client that reconnects with the
-right password pays once, a guesser pays every time. Nothing of the password is kept.
+time. bcrypt costs tens to hundreds of milliseconds on purpose (about 160 ms at cost
+11) and runs on the event loop, because the facade is synchronous. Three guards keep
+that from stalling every other client:
+
+* each verdict is remembered under an HMAC of (hash, password) with a per-process
+  random key, so a client reconnecting with the right password, or a device stuck in
+  a loop with an old one, pays once (nothing of the password itself is kept);
+* a bcrypt time budget: once ``BCRYPT_BUDGET`` seconds of bcrypt were spent in the
+  current second, further uncached checks are refused at once (``AuthBusy``) instead
+  of queueing up behind each other; remembered verdicts still answer;
+* both memories are bounded.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hmac
 import re
 import secrets
 import ssl
+import time
 from dataclasses import dataclass, field
 
 try:
@@ -34,6 +42,7 @@ except ImportError:  # pragma: no cover - bcrypt is a dependency; fail closed wi
 from hybridbus.security.permissions import UserPermissions
 
 __all__ = [
+    "AuthBusy",
     "BCRYPT_RE",
     "is_bcrypt",
     "check_password",
@@ -46,9 +55,24 @@ BCRYPT_RE = re.compile(r"^\$2[abxy]\$\d{2}\$.*", re.DOTALL)
 # bcrypt reads at most 72 bytes of a password; Go's Compare silently ignores the rest,
 # while the Python package (>= 5) raises. Truncate to agree with nats-server.
 BCRYPT_MAX_PASSWORD = 72
-_OK_CACHE_MAX = 1024
+_CACHE_MAX = 1024
+# Seconds of bcrypt work allowed per wall-clock second on the event loop.
+BCRYPT_BUDGET = 0.3
 _cache_key = secrets.token_bytes(32)
-_ok_cache: dict[bytes, None] = {}
+_verdicts: dict[bytes, bool] = {}
+_budget = [0.0, 0.0]  # [window start, seconds spent in it]
+
+
+class AuthBusy(Exception):
+    """The bcrypt budget of this second is spent; the check was not made."""
+
+
+def _reserve_bcrypt() -> None:
+    now = time.monotonic()
+    if now - _budget[0] >= 1.0:
+        _budget[0], _budget[1] = now, 0.0
+    if _budget[1] >= BCRYPT_BUDGET:
+        raise AuthBusy
 
 
 def is_bcrypt(value: str) -> bool:
@@ -60,7 +84,9 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 
 def check_password(configured: str, given: str | bytes | None) -> bool:
-    """`given` (from CONNECT or MQTT) against a configured plain or bcrypt password."""
+    """`given` (from CONNECT or MQTT) against a configured plain or bcrypt password.
+
+    Raises AuthBusy when a bcrypt check is due but this second's budget is spent."""
     if given is None:
         return False
     given_b = _as_bytes(given)
@@ -70,19 +96,22 @@ def check_password(configured: str, given: str | bytes | None) -> bool:
         return False
     hashed = configured.encode("ascii", "replace")
     key = hmac.new(_cache_key, hashed + b"\0" + given_b, hashlib.sha256).digest()
-    if key in _ok_cache:
-        return True
+    verdict = _verdicts.get(key)
+    if verdict is not None:
+        return verdict
+    _reserve_bcrypt()
     if hashed.startswith(b"$2x$"):
         # The buggy-8-bit variant: same algorithm for ASCII passwords.
         hashed = b"$2a$" + hashed[4:]
+    started = time.monotonic()
     try:
         ok = _bcrypt.checkpw(given_b[:BCRYPT_MAX_PASSWORD], hashed)
     except ValueError:  # malformed hash: nobody logs in with it
-        return False
-    if ok:
-        if len(_ok_cache) >= _OK_CACHE_MAX:
-            _ok_cache.clear()
-        _ok_cache[key] = None
+        ok = False
+    _budget[1] += time.monotonic() - started
+    if len(_verdicts) >= _CACHE_MAX:
+        _verdicts.clear()
+    _verdicts[key] = ok
     return ok
 
 

@@ -39,7 +39,14 @@ from typing import Any
 
 from hybridbus.options import AuthOptions, Options, TLSOptions
 from hybridbus.security import permissions as P
-from hybridbus.security.auth import AuthUser, Realm, cert_identities, check_password, is_bcrypt
+from hybridbus.security.auth import (
+    AuthBusy,
+    AuthUser,
+    Realm,
+    cert_identities,
+    check_password,
+    is_bcrypt,
+)
 from hybridbus.security.tls import server_context
 
 log = logging.getLogger("hybridbus.security")
@@ -57,6 +64,7 @@ NO_CREDENTIALS = "no credentials"
 CONNECTION_TYPE = "connection type not allowed"
 CERT_NOT_MAPPED = "certificate not mapped to a user"
 UNSUPPORTED = "unsupported credentials"
+BUSY = "bcrypt budget exhausted"
 
 
 class Security:
@@ -158,7 +166,11 @@ class Security:
         if realm.tls_map:
             return self._login_cert(client, realm, kind)
         if realm.token is not None:
-            if token and check_password(realm.token, token):
+            try:
+                ok = bool(token) and check_password(realm.token, token)
+            except AuthBusy:
+                return self._refuse(client, kind, BUSY, user)
+            if ok:
                 return self._accept(client, kind, "", realm.default_perms, None)
             if user is None and not password and not token and realm.no_auth_user:
                 return self._no_auth(client, realm, kind)
@@ -175,7 +187,11 @@ class Security:
             return self._refuse(client, kind, UNKNOWN_USER, user)
         # A user without a password logs in only by certificate or as no_auth_user
         # (nats-server would also take an empty password; we do not).
-        if not entry.password or not check_password(entry.password, password):
+        try:
+            ok = bool(entry.password) and check_password(entry.password, password)
+        except AuthBusy:
+            return self._refuse(client, kind, BUSY, user)
+        if not ok:
             return self._refuse(client, kind, BAD_PASSWORD, user)
         return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
 

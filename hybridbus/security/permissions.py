@@ -135,6 +135,7 @@ class UserPermissions:
         "sub_deny",
         "sub_deny_q",
         "responses",
+        "filters_delivery",
         "_pub_cache",
         "_sub_cache",
         "_recv_cache",
@@ -153,6 +154,8 @@ class UserPermissions:
         self.sub_deny, self.sub_deny_q = deny
         # (max messages, expires seconds); max < 0 means unlimited, expires <= 0 never.
         self.responses = perms.allow_responses
+        # Whether delivery must ask may_receive (some deny rule could match a message).
+        self.filters_delivery = bool(self.sub_deny)
         self._pub_cache: dict[str, bool] = {}
         self._sub_cache: dict[tuple[str, str | None], int] = {}
         self._recv_cache: dict[str, bool] = {}
@@ -167,10 +170,6 @@ class UserPermissions:
 
     def note_reply(self, reply: str) -> None:
         """A message with this reply subject was delivered (no response permission)."""
-
-    @property
-    def filters_delivery(self) -> bool:
-        return bool(self.sub_deny)
 
     # -- checks ----------------------------------------------------------------------
 
@@ -241,17 +240,14 @@ class ClientPermissions:
     ``replies`` maps a reply subject the client received to [uses left, deadline];
     uses left < 0 means unlimited, deadline 0 means never."""
 
-    __slots__ = ("rules", "replies", "max_msgs", "expires", "clock")
+    __slots__ = ("rules", "replies", "max_msgs", "expires", "clock", "filters_delivery")
 
     def __init__(self, rules: UserPermissions, clock=time.monotonic) -> None:
         self.rules = rules
+        self.filters_delivery = rules.filters_delivery
         self.replies: dict[str, list] = {}
         self.max_msgs, self.expires = rules.responses
         self.clock = clock
-
-    @property
-    def filters_delivery(self) -> bool:
-        return self.rules.filters_delivery
 
     def note_reply(self, reply: str) -> None:
         replies = self.replies

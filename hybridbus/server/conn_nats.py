@@ -52,7 +52,7 @@ PONG = b"PONG\r\n"
 class NatsSubscription(Subscription):
     """A NATS SUB: `sid` is the client's token, kept as bytes for MSG lines."""
 
-    __slots__ = ("sid_bytes", "msgs", "max_msgs", "last_subject", "prefix")
+    __slots__ = ("sid_bytes", "msgs", "max_msgs", "last_subject", "last_size", "head")
 
     def __init__(self, subject: str, queue: str | None, client: NatsConnection, sid: str) -> None:
         super().__init__(subject, queue, client, sid)
@@ -60,7 +60,8 @@ class NatsSubscription(Subscription):
         self.msgs = 0
         self.max_msgs = 0
         self.last_subject: str | None = None
-        self.prefix = b""
+        self.last_size = -1
+        self.head = b""
 
 
 class NatsConnection(ClientBase):
@@ -190,15 +191,35 @@ class NatsConnection(ClientBase):
 
     # -- input ------------------------------------------------------------------------
 
+    def _plain_publisher(self) -> bool:
+        """True when a PUB needs no checks beyond routing: the common case, which
+        data_received handles inline."""
+        return (
+            (self.connected or not self.server.auth_required)
+            and not self.pedantic
+            and not self.verbose
+            and self.perms is None
+        )
+
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.time()
         self.active = True
+        route = self.server.route
+        plain = self._plain_publisher()
         for op in self.parser.feed(data):
             if self.closing:
                 break
             kind = op[0]
             if kind == OP_PUB:
-                self.handle_pub(op[1], op[2], None, op[3])
+                if plain:
+                    subject, reply, payload = op[1], op[2], op[3]
+                    self.in_msgs += 1
+                    self.in_bytes += len(payload)
+                    if not route(self, subject, reply, None, payload) and reply is not None:
+                        if self.no_responders:
+                            self.send_no_responders(subject, reply)
+                else:
+                    self.handle_pub(op[1], op[2], None, op[3])
             elif kind == OP_HPUB:
                 self.handle_hpub(op[1], op[2], op[3], op[4])
             elif kind == OP_SUB:
@@ -214,6 +235,7 @@ class NatsConnection(ClientBase):
                 self.handle_unsub(op[1], op[2])
             elif kind == OP_CONNECT:
                 self.handle_connect(op[1])
+                plain = self._plain_publisher()
             elif kind == OP_ERROR:
                 self.handle_parse_error(op[1], op[2])
         self.server.flush()
@@ -381,12 +403,16 @@ class NatsConnection(ClientBase):
             sub.msgs += 1
         size = len(payload)
         if reply is None and (headers is None or not self.headers):
-            # The hot case: `MSG <subject> <sid> <size>`. The line up to the size is
-            # cached per subscription, since a subscription mostly sees one subject.
-            if sub.last_subject != subject:
+            # The hot case: `MSG <subject> <sid> <size>`. The whole line is cached per
+            # subscription, which mostly sees one subject and often one payload size.
+            if sub.last_size != size or sub.last_subject != subject:
                 sub.last_subject = subject
-                sub.prefix = b"MSG " + subject.encode() + b" " + sub.sid_bytes + b" "
-            self.out += b"".join((sub.prefix, b"%d\r\n" % size, payload, b"\r\n"))
+                sub.last_size = size
+                sub.head = b"MSG %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, size)
+            out = self.out
+            out += sub.head
+            out += payload
+            out += b"\r\n"
             self.out_msgs += 1
             self.out_bytes += size
             if not self.dirty:
