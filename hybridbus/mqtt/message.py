@@ -1,18 +1,16 @@
 """An application message as MQTT receivers see it.
 
 An MQTT publish (or a NATS message on its way to MQTT subscribers) becomes one
-``MqttMessage``, shared by every receiver. What is the same for all of them is
-encoded once and cached here: the topic's wire form and, for QoS 0, the whole
-PUBLISH packet per protocol level. QoS 1/2 copies differ only in the packet
-identifier and DUP flag, so they are built from the cached pieces.
+``MqttMessage``, shared by every receiver, with its topic encoded once. Each
+connection keeps the PUBLISH head (fixed header and topic) of the last topic it
+sent, so a stream of messages on one topic is written as head + packet id +
+payload without building a frame (see ``MqttConnection.send_publish``).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
-
-from hybridbus.codec.mqtt import encode_publish
 
 
 class MqttMessage:
@@ -25,7 +23,6 @@ class MqttMessage:
         "expires_at",
         "origin",
         "_topic_bytes",
-        "_frames",
     )
 
     def __init__(
@@ -44,7 +41,6 @@ class MqttMessage:
         self.properties = properties or None
         self.origin = origin
         self._topic_bytes: bytes | None = None
-        self._frames: dict | None = None
         expiry = properties.get("message_expiry_interval") if properties else None
         self.expires_at = time.monotonic() + expiry if expiry is not None else 0.0
 
@@ -59,20 +55,3 @@ class MqttMessage:
         if tb is None:
             tb = self._topic_bytes = self.topic.encode()
         return tb
-
-    def encode(self, qos: int, retain: bool, dup: bool, packet_id: int, level: int) -> bytes:
-        """The PUBLISH packet for one receiver; QoS 0 frames are cached per shape."""
-        if qos == 0 and level != 5:
-            key = (retain, level)
-            frames = self._frames
-            if frames is None:
-                frames = self._frames = {}
-            frame = frames.get(key)
-            if frame is None:
-                frame = frames[key] = encode_publish(
-                    self.topic_bytes(), self.payload, 0, retain, False, 0, level=level
-                )
-            return frame
-        return encode_publish(
-            self.topic_bytes(), self.payload, qos, retain, dup, packet_id, level=level
-        )

@@ -42,6 +42,7 @@ from hybridbus.codec.mqtt.packets import (
     SUBSCRIBE,
     UNSUBSCRIBE,
 )
+from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
     handle_puback,
@@ -140,6 +141,10 @@ class MqttConnection(ClientBase):
         "topics",
         "aliases_out",
         "wants_response_info",
+        "head",
+        "head_size",
+        "head_b0",
+        "head_topic",
     )
 
     conn_type = "mqtt"
@@ -170,6 +175,10 @@ class MqttConnection(ClientBase):
         self.topics: dict[str, str] = {}
         self.aliases_out: dict[str, int] = {}
         self.wants_response_info = False
+        self.head = b""
+        self.head_size = -1
+        self.head_b0 = 0
+        self.head_topic = ""
 
     def max_packet_size(self) -> int:
         opts = self.server.options
@@ -338,7 +347,34 @@ class MqttConnection(ClientBase):
                 5,
             )
         else:
-            frame = msg.encode(qos, retain, dup, packet_id, level)
+            # No properties to write: the packet is a cached head (fixed header and
+            # topic, the same for every message of that topic, size and flags), the
+            # packet id, and the payload, appended without building the frame.
+            payload = msg.payload
+            size = len(payload)
+            b0 = 0x30 | (qos << 1) | (8 if dup else 0) | (1 if retain else 0)
+            if self.head_size != size or self.head_b0 != b0 or self.head_topic != msg.topic:
+                topic_bytes = msg.topic_bytes()
+                tl = len(topic_bytes)
+                rl = 2 + tl + (2 if qos else 0) + (1 if level == 5 else 0) + size
+                if self.client_max_packet and 1 + len(encode_varint(rl)) + rl > self.client_max_packet:
+                    return False  # [MQTT-3.1.2-25]
+                self.head = bytes((b0,)) + encode_varint(rl) + bytes((tl >> 8, tl & 0xFF)) + topic_bytes
+                self.head_size = size
+                self.head_b0 = b0
+                self.head_topic = msg.topic
+            out = self.out
+            out += self.head
+            if qos:
+                out += packet_id.to_bytes(2, "big")
+            if level == 5:
+                out += b"\x00"  # property length 0
+            out += payload
+            self.out_msgs += 1
+            self.out_bytes += size
+            if not self.dirty:
+                self.server.mark_dirty(self)
+            return True
         if self.client_max_packet and len(frame) > self.client_max_packet:
             # [MQTT-3.1.2-25] never send a packet larger than the client accepts.
             return False
