@@ -263,7 +263,7 @@ class MqttBroker:
         if self.persistence is not None and session.persistent:
             self.persistence.delete_session(session)
         session.inflight.clear()
-        session.queued.clear()
+        session.queued = ()
         session.pids.clear()
 
     # -- subscriptions ----------------------------------------------------------------

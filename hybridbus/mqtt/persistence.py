@@ -294,7 +294,7 @@ class Persistence:
             out.seq = seq
             # It may have been sent before the restart: a re-send carries DUP=1.
             out.sent = True
-            session.queued.append(out)
+            session.enqueue(out)
             session.pids.add(pid)
             session.next_pid = max(session.next_pid, pid)
         for seq, subject, rec in self._records(QOS2_IN):

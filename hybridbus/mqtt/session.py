@@ -151,7 +151,8 @@ class Session:
         self.subs: dict[str, list[MqttSubscription]] = {}
         self.conn: Any = None
         self.inflight: dict[int, Outgoing] = {}
-        self.queued: deque[Outgoing] = deque()
+        # Made on first use: an empty deque costs ~600 bytes per idle session.
+        self.queued: deque[Outgoing] | tuple = ()
         self.pids: set[int] = set()
         self.next_pid = 0
         # QoS 2 packet ids received and not yet released: id -> store seq of the record
@@ -225,10 +226,15 @@ class Session:
             self.inflight[pid] = out
             self._transmit(out)
             return
-        self.queued.append(out)
+        self.enqueue(out)
         limit = self.broker.options.max_session_messages
         if limit and len(self.queued) + len(self.inflight) > limit:
             self._drop(self.queued.popleft())
+
+    def enqueue(self, out: Outgoing) -> None:
+        if not self.queued:
+            self.queued = deque()
+        self.queued.append(out)
 
     def _drop(self, out: Outgoing | None) -> None:
         self.dropped += 1

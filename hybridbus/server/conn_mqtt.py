@@ -164,7 +164,9 @@ class MqttConnection(ClientBase):
         self.will: MqttMessage | None = None
         self.will_delay = 0
         self.clean_disconnect = False
-        self.acks: deque[list] = deque()
+        # An empty deque costs ~600 bytes; most connections never wait on the store,
+        # so the queue of pending acks is made on first use.
+        self.acks: deque[list] | tuple = ()
         self.flap_delayed = False
         self.client_receive_max = 65535
         self.client_max_packet = 0
@@ -398,6 +400,8 @@ class MqttConnection(ClientBase):
         if ticket is None and not self.acks:
             self._send_ack(packet_id, qos, reason)
             return
+        if not self.acks:
+            self.acks = deque()
         self.acks.append([packet_id, qos, ticket, reason])
         if ticket is not None:
             ticket.on_done(self._flush_acks)
