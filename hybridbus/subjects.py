@@ -246,12 +246,23 @@ def _unescape(m: re.Match[str]) -> str:
     return chr(int(m.group(1), 16))
 
 
+# Bytes that were not UTF-8 on the NATS wire (decoded with surrogateescape).
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+
+
+def _escape_not_utf8(m: re.Match[str]) -> str:
+    return "%%%02X" % (ord(m.group()) - 0xDC00)
+
+
 def subject_to_topic(subject: str) -> str:
     """Map a (literal) NATS subject to the MQTT topic name delivered to MQTT clients.
 
     Exact inverse of ``topic_to_subject``; NATS-native subjects are decoded best
     effort into a valid topic (see the module docstring).
     """
+    if not subject.isascii() and _NOT_UTF8.search(subject) is not None:
+        # [MQTT-1.5.4-1] a topic is well-formed UTF-8: bytes that were not become %XX.
+        subject = _NOT_UTF8.sub(_escape_not_utf8, subject)
     if _SUBJECT_SPECIAL.search(subject) is None:
         return subject.replace(".", "/")
     if subject == "%":

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
 from hybridbus.mqtt.message import MqttMessage
-from hybridbus.subjects import is_valid_topic_name
+from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
     from hybridbus.server.conn_mqtt import MqttConnection
@@ -69,6 +69,11 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
         conn.refuse(code, "authentication failed")
         return
     conn.user = user or None
+    if p.will_topic is not None and conn.perms is not None:
+        # nats-server refuses a CONNECT whose will it could not publish.
+        if not server.may_publish(conn, topic_to_subject(p.will_topic), None):
+            conn.refuse(NOT_AUTHORIZED, "will topic not authorized")
+            return
 
     if broker.is_flapping(client_id) and not conn.flap_delayed:
         # Two devices sharing one id would take the session from each other in a
@@ -108,6 +113,7 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
     elif persistent:
         session.expiry_interval = None
     conn.session = session
+    session.perms = conn.perms
     session.window = min(broker.options.max_ack_pending or 65535, conn.client_receive_max)
 
     ack_props = None

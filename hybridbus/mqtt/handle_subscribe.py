@@ -18,6 +18,7 @@ TOPIC_FILTER_INVALID = 0x8F
 NOT_AUTHORIZED = 0x87
 SHARED_NOT_SUPPORTED = 0x9E
 NO_SUBSCRIPTION_EXISTED = 0x11
+QUOTA_EXCEEDED = 0x97
 SHARE_PREFIX = "$share/"
 
 
@@ -60,6 +61,12 @@ def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
             # [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
             conn.protocol_error("no local on a shared subscription [MQTT-3.8.3-4]", 0x82)
             return
+        limit = server.options.max_subscriptions
+        if limit > 0 and s.topic_filter not in session.subs and len(session.subs) >= limit:
+            # max_subscriptions counts MQTT filters as it counts NATS SUBs.
+            log.info("%s - maximum subscriptions exceeded", conn.describe())
+            codes.append(QUOTA_EXCEEDED if level == 5 else FAILURE)
+            continue
         qos = min(s.qos, 2)
         if qos == 2 and server.options.mqtt.downgrade_qos2_subscribe:
             qos = 1

@@ -125,6 +125,7 @@ class Session:
         "expiry_interval",
         "subs",
         "conn",
+        "perms",
         "inflight",
         "queued",
         "pids",
@@ -150,6 +151,8 @@ class Session:
         self.expiry_interval: int | None = None  # None: never expires (3.1.1 persistent)
         self.subs: dict[str, list[MqttSubscription]] = {}
         self.conn: Any = None
+        # The permissions of the last connection, kept while offline (see Security).
+        self.perms: Any = None
         self.inflight: dict[int, Outgoing] = {}
         # Made on first use: an empty deque costs ~600 bytes per idle session.
         self.queued: deque[Outgoing] | tuple = ()
@@ -169,6 +172,9 @@ class Session:
 
     def deliver(self, sub, subject, reply, headers, payload, mqtt_msg=None) -> None:
         if sub.skips_dollar and subject[:1] == "$":
+            return
+        perms = self.perms
+        if perms is not None and perms.filters_delivery and not perms.may_receive(subject):
             return
         server = self.broker.server
         if self.route_mark != server.route_seq:

@@ -6,5 +6,6 @@ delegates its hooks to it; the protocol front ends never read the auth config.
 """
 
 from hybridbus.security.core import Security
+from hybridbus.security.tls import server_context
 
-__all__ = ["Security"]
+__all__ = ["Security", "server_context"]

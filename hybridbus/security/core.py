@@ -122,7 +122,9 @@ class Security:
         # clients alike) when this is set; anonymous clients need that call too when
         # default permissions must reach them.
         self.auth_required = (
-            self.nats.required or self.websocket.required or self.default_perms is not None
+            self.nats.required
+            or (ws.enabled and self.websocket.required)
+            or self.default_perms is not None
         )
 
     # -- authentication --------------------------------------------------------------

@@ -64,6 +64,8 @@ PARTIAL = 2
 CACHE_MAX = 1024
 # Per-connection reply bookkeeping for allow_responses: prune expired entries past
 # REPLY_PRUNE, and never keep more than REPLY_MAX (oldest dropped first).
+DEFAULT_RESPONSE_MAX = 1
+DEFAULT_RESPONSE_EXPIRES = 120.0
 REPLY_PRUNE = 4096
 REPLY_MAX = 65536
 
@@ -152,7 +154,7 @@ class UserPermissions:
         self.sub_allow, self.sub_allow_q = allow if allow is not None else (None, [])
         deny = _split(perms.subscribe_deny, True) or ([], [])
         self.sub_deny, self.sub_deny_q = deny
-        # (max messages, expires seconds); max < 0 means unlimited, expires <= 0 never.
+        # (max messages, expires seconds); see ClientPermissions for the special values.
         self.responses = perms.allow_responses
         # Whether delivery must ask may_receive (some deny rule could match a message).
         self.filters_delivery = bool(self.sub_deny)
@@ -238,7 +240,9 @@ class ClientPermissions:
     """A user's rules plus this connection's response allowance (allow_responses).
 
     ``replies`` maps a reply subject the client received to [uses left, deadline];
-    uses left < 0 means unlimited, deadline 0 means never."""
+    uses left < 0 means unlimited, deadline 0 means never. As in nats-server, a
+    configured max of 0 means the default (1) and expires 0 the default (2 minutes);
+    a negative max is unlimited and a negative expires never runs out."""
 
     __slots__ = ("rules", "replies", "max_msgs", "expires", "clock", "filters_delivery")
 
@@ -246,7 +250,9 @@ class ClientPermissions:
         self.rules = rules
         self.filters_delivery = rules.filters_delivery
         self.replies: dict[str, list] = {}
-        self.max_msgs, self.expires = rules.responses
+        max_msgs, expires = rules.responses
+        self.max_msgs = max_msgs or DEFAULT_RESPONSE_MAX
+        self.expires = expires or DEFAULT_RESPONSE_EXPIRES
         self.clock = clock
 
     def note_reply(self, reply: str) -> None:

@@ -74,6 +74,8 @@ class ClientBase(asyncio.Protocol):
     )
 
     conn_type = "nats"
+    # True for connections carried by the websocket listener (set by its subclasses).
+    ws = False
     # Whether a client's own publishes come back to it; NATS CONNECT may turn it off.
     echo = True
 

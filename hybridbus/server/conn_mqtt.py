@@ -182,6 +182,18 @@ class MqttConnection(ClientBase):
         self.head_b0 = 0
         self.head_topic = ""
 
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        server = self.server
+        auth = server.options.mqtt.auth or server.options.auth
+        if server.security.mqtt.required and auth.timeout > 0:
+            # A client that must authenticate gets the auth timeout to send CONNECT.
+            self.connect_deadline = min(self.connect_deadline, time.monotonic() + auth.timeout)
+        if server.over_connection_limit():
+            # Nothing can be answered before CONNECT; nats-server closes the same way.
+            log.warning("%s - maximum connections exceeded", self.describe())
+            self.close(reasons.MAX_CONNECTIONS)
+
     def max_packet_size(self) -> int:
         opts = self.server.options
         return opts.mqtt.max_packet_size or opts.max_payload + PACKET_HEADROOM

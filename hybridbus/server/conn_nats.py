@@ -43,6 +43,12 @@ log = logging.getLogger("hybridbus.nats")
 
 OK = b"+OK\r\n"
 
+def _wire(text: str) -> bytes:
+    """Protocol text back to bytes. The codec decodes with 'surrogateescape', so a
+    client's invalid UTF-8 goes back out exactly as it came in."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 # Seconds after connect before the first server PING, which seeds the RTT.
 FIRST_PING_DELAY = 2.0
 PING = b"PING\r\n"
@@ -56,7 +62,7 @@ class NatsSubscription(Subscription):
 
     def __init__(self, subject: str, queue: str | None, client: NatsConnection, sid: str) -> None:
         super().__init__(subject, queue, client, sid)
-        self.sid_bytes = sid.encode()
+        self.sid_bytes = _wire(sid)
         self.msgs = 0
         self.max_msgs = 0
         self.last_subject: str | None = None
@@ -132,7 +138,7 @@ class NatsConnection(ClientBase):
             self.auth_deadline = time.monotonic() + server.options.auth.timeout
         log.debug("%s:%d - cid:%d - Client connection created", self.ip, self.port, self.cid)
         server.flush()
-        if server.nats_tls is not None and self.tls_version is None:
+        if server.nats_tls is not None and self.tls_version is None and not self.ws:
             # INFO went out in clear text; now the client starts TLS (nats-server's order).
             self.transport.pause_reading()
             server.loop.create_task(self._upgrade_tls())
@@ -393,6 +399,11 @@ class NatsConnection(ClientBase):
         """Append one MSG/HMSG for `sub`. Called by Server.route for each receiver."""
         if self.closing:
             return
+        perms = self.perms
+        if perms is not None and perms.filters_delivery and not perms.may_receive(subject):
+            # A wildcard subscription that overlaps a deny rule (nats-server's "deny
+            # filter"): the denied subjects are dropped here.
+            return
         if sub.max_msgs:
             if sub.msgs >= sub.max_msgs:
                 return
@@ -408,7 +419,7 @@ class NatsConnection(ClientBase):
             if sub.last_size != size or sub.last_subject != subject:
                 sub.last_subject = subject
                 sub.last_size = size
-                sub.head = b"MSG %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, size)
+                sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
             out = self.out
             out += sub.head
             out += payload
@@ -423,16 +434,16 @@ class NatsConnection(ClientBase):
             hsize = len(headers)
             if reply is None:
                 out += b"HMSG %s %s %d %d\r\n" % (
-                    subject.encode(),
+                    _wire(subject),
                     sub.sid_bytes,
                     hsize,
                     hsize + size,
                 )
             else:
                 out += b"HMSG %s %s %s %d %d\r\n" % (
-                    subject.encode(),
+                    _wire(subject),
                     sub.sid_bytes,
-                    reply.encode(),
+                    _wire(reply),
                     hsize,
                     hsize + size,
                 )
@@ -440,7 +451,7 @@ class NatsConnection(ClientBase):
             size += hsize
         else:
             # A client without headers gets the payload alone (header block stripped).
-            out += b"MSG %s %s %s %d\r\n" % (subject.encode(), sub.sid_bytes, reply.encode(), size)
+            out += b"MSG %s %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, _wire(reply), size)
         out += payload
         out += b"\r\n"
         if reply is not None and self.perms is not None:
@@ -455,10 +466,10 @@ class NatsConnection(ClientBase):
         """503 status to the requester's own reply subscription (§4.6)."""
         for sub in self.server.sublist.match(reply).plain:
             if sub.client is self:
-                header = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % subject.encode()
+                header = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % _wire(subject)
                 n = len(header)
                 self.queue(
-                    b"HMSG %s %s %d %d\r\n%s\r\n" % (reply.encode(), sub.sid_bytes, n, n, header)
+                    b"HMSG %s %s %d %d\r\n%s\r\n" % (_wire(reply), sub.sid_bytes, n, n, header)
                 )
                 return
 

@@ -92,6 +92,9 @@ class Server:
         self.closed: deque[ClosedClient] = deque(maxlen=max(options.max_closed_clients, 0) or None)
         self.start_time = time.time()
         self.security = Security(options)
+        # Both delivery paths (NatsConnection.deliver, Session.deliver) ask
+        # perms.may_receive, so wildcard subscriptions overlapping a deny rule are allowed.
+        self.security.filter_deliveries = True
         self.auth_required = self.security.auth_required
         # TLS for NATS clients: INFO goes out in clear text, then the client upgrades
         # (as with nats-server), unless tls.handshake_first asks for TLS from byte one.
@@ -140,6 +143,7 @@ class Server:
             reuse_address=True,
             backlog=1024,
             ssl=self.nats_tls if tls_first else None,
+            ssl_handshake_timeout=opts.tls.timeout if tls_first else None,
         )
         self._listeners.append(listener)
         self.nats_port = listener.sockets[0].getsockname()[1]
@@ -155,6 +159,7 @@ class Server:
                 reuse_address=True,
                 backlog=1024,
                 ssl=mqtt_tls,
+                ssl_handshake_timeout=opts.mqtt.tls.timeout if mqtt_tls else None,
             )
             self._listeners.append(listener)
             self.mqtt_port = listener.sockets[0].getsockname()[1]
@@ -174,6 +179,7 @@ class Server:
                 reuse_address=True,
                 backlog=1024,
                 ssl=ws_tls,
+                ssl_handshake_timeout=ws.tls.timeout if ws_tls else None,
             )
             self._listeners.append(listener)
             self.websocket_port = listener.sockets[0].getsockname()[1]
@@ -315,7 +321,8 @@ class Server:
         }
         if self.auth_required:
             info["auth_required"] = True
-        if self.nats_tls is not None:
+        if self.nats_tls is not None and not client.ws:
+            # A websocket's TLS is the listener's (wss://), never STARTTLS after INFO.
             info["tls_required"] = True
             if opts.tls.verify or opts.tls.verify_and_map:
                 info["tls_verify"] = True

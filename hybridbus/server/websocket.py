@@ -122,18 +122,6 @@ class WsNatsConnection(NatsConnection):
     conn_type = "websocket"
     ws = True
 
-    def connection_made(self, transport: Any) -> None:
-        # NatsConnection upgrades to TLS in band after INFO when the NATS port has TLS.
-        # A websocket's TLS is the listener's (wss://), never STARTTLS inside frames:
-        # an empty tls_version (not None) keeps the upgrade from starting.
-        # TODO(lead): replace with `and not self.ws` in NatsConnection.connection_made.
-        plain = self.tls_version is None
-        if plain:
-            self.tls_version = ""
-        super().connection_made(transport)
-        if plain and self.tls_version == "":
-            self.tls_version = None
-
 
 class WsMqttConnection(MqttConnection):
     """MQTT over websocket (MQTT 5.0 §6)."""

@@ -175,3 +175,14 @@ async def test_topics_with_dots_spaces_and_empty_levels_arrive_unchanged(nats_se
         await sub.expect(mp.publish(topic, b"t"))
     await sub.close()
     await pub.close()
+
+
+async def test_max_subscriptions_applies_to_mqtt_filters(server_factory):
+    server = await server_factory(max_subscriptions=2)
+    sub = await mqtt_connect(server.mqtt_port, "s")
+    await sub.send(mp.subscribe(1, ("a", 0), ("b", 0), ("c", 0)))
+    await sub.expect(mp.suback(1, 0, 0, 0x80))
+    # re-subscribing to an existing filter replaces it and does not count again
+    await sub.send(mp.subscribe(2, ("a", 1)))
+    await sub.expect(mp.suback(2, 1))
+    await sub.close()
