@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
@@ -11,6 +12,8 @@ from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 if TYPE_CHECKING:
     from hybridbus.server.conn_mqtt import MqttConnection
 
+log = logging.getLogger("hybridbus.mqtt")
+
 # CONNACK codes (5.0 reason codes; encode_connack maps them to 3.1.1 return codes)
 UNSPECIFIED_ERROR = 0x80
 CLIENT_ID_NOT_VALID = 0x85  # 3.1.1: 0x02 identifier rejected
@@ -19,6 +22,7 @@ NOT_AUTHORIZED = 0x87  # 3.1.1: 0x05
 SERVER_UNAVAILABLE = 0x88  # 3.1.1: 0x03
 TOPIC_NAME_INVALID = 0x90
 BAD_AUTHENTICATION_METHOD = 0x8C
+QUOTA_EXCEEDED = 0x97
 PROTOCOL_ERROR = 0x82
 MALFORMED_PACKET = 0x81
 
@@ -33,6 +37,12 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
         return
     level = p.protocol_level
     conn.level = level
+    if conn.over_limit:
+        # max_connections: 3.1.1 "Server unavailable" (0x03), 5.0 "Quota exceeded" (0x97).
+        log.warning("%s - maximum connections exceeded", conn.describe())
+        code = QUOTA_EXCEEDED if level == 5 else SERVER_UNAVAILABLE
+        conn.refuse(code, "maximum connections exceeded", "Maximum Connections Exceeded")
+        return
     broker = conn.server.mqtt
     client_id = p.client_id
     assigned = False

@@ -145,6 +145,7 @@ class MqttConnection(ClientBase):
         "head_size",
         "head_b0",
         "head_topic",
+        "over_limit",
     )
 
     conn_type = "mqtt"
@@ -181,6 +182,7 @@ class MqttConnection(ClientBase):
         self.head_size = -1
         self.head_b0 = 0
         self.head_topic = ""
+        self.over_limit = False
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -190,9 +192,9 @@ class MqttConnection(ClientBase):
             # A client that must authenticate gets the auth timeout to send CONNECT.
             self.connect_deadline = min(self.connect_deadline, time.monotonic() + auth.timeout)
         if server.over_connection_limit():
-            # Nothing can be answered before CONNECT; nats-server closes the same way.
-            log.warning("%s - maximum connections exceeded", self.describe())
-            self.close(reasons.MAX_CONNECTIONS)
+            # Nothing can be said before CONNECT: its CONNACK carries the refusal
+            # (see handle_connect), and the connect timer bounds a silent client.
+            self.over_limit = True
 
     def max_packet_size(self) -> int:
         opts = self.server.options
@@ -241,10 +243,11 @@ class MqttConnection(ClientBase):
 
     # -- connect helpers --------------------------------------------------------------
 
-    def refuse(self, code: int, why: str) -> None:
+    def refuse(self, code: int, why: str, reason: str | None = None) -> None:
         """CONNACK with a failure code, then close [MQTT-3.2.2-5]."""
         log.info("%s - connection refused: %s", self.describe(), why)
-        reason = reasons.AUTH_FAILURE if code in (0x86, 0x87) else reasons.PROTOCOL_VIOLATION
+        if reason is None:
+            reason = reasons.AUTH_FAILURE if code in (0x86, 0x87) else reasons.PROTOCOL_VIOLATION
         self.close(reason, encode_connack(False, code, None, self.level))
 
     def delay_connect(self, p: Any) -> None:

@@ -109,3 +109,25 @@ async def test_mqtt_no_connect_or_half_connect_is_timed_out(server_factory):
     assert await half.expect_closed(timeout=3) == b""
     assert time.monotonic() - started < 2.5
     assert not server.clients
+
+
+async def test_mqtt_max_connections_answers_with_connack(server_factory):
+    server = await server_factory(max_connections=2)
+    first = await Wire.open(server.mqtt_port)
+    await first.send(mp.connect("one"))
+    await first.expect(mp.connack(0, 0))
+    second = await Wire.open(server.mqtt_port)
+    await second.send(mp.connect("two", level=5))
+    await mqtt_packets(second, 1)
+    third = await Wire.open(server.mqtt_port)
+    await third.send(mp.connect("three"))
+    # 3.1.1: 0x03 Server unavailable
+    assert await third.expect_closed() == b"\x20\x02\x00\x03"
+    fourth = await Wire.open(server.mqtt_port)
+    await fourth.send(mp.connect("four", level=5))
+    (ack,) = await mqtt_packets(fourth, 1)
+    assert ack.reason_code == 0x97  # 5.0: Quota exceeded
+    await fourth.expect_closed()
+    assert any(c.reason == "Maximum Connections Exceeded" for c in server.closed)
+    await first.send(mp.PINGREQ)
+    await first.expect(mp.PINGRESP)

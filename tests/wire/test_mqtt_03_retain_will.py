@@ -102,3 +102,16 @@ async def test_will_published_on_takeover(nats_server):
     await watcher.expect(mp.publish("status/dev", b"replaced"))
     await watcher.close()
     await second.close()
+
+
+async def test_will_published_on_keep_alive_timeout(nats_server):
+    watcher = await mqtt_connect(nats_server.mqtt_port, "watcher")
+    await watcher.send(mp.subscribe(1, ("status/#", 0)))
+    await watcher.expect(mp.suback(1, 0))
+    dev = await mqtt_connect(
+        nats_server.mqtt_port, "quiet", keepalive=1, will=("status/quiet", b"timed out", 0, False)
+    )
+    # the device says nothing more: after 1.5 x keep alive it is cut and its will goes out
+    await watcher.expect(mp.publish("status/quiet", b"timed out"), timeout=5)
+    await dev.expect_closed()
+    await watcher.close()
