@@ -112,6 +112,7 @@ class Monitor:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.port = 0
+        self.scheme = "http"
         self.http_req_stats: dict[str, int] = {}
         self.metrics = Metrics(server, self.http_req_stats)
         self.base_path = normalize_base_path(server.options.http_base_path)
@@ -142,16 +143,29 @@ class Monitor:
     async def start(self) -> None:
         opts = self.server.options
         loop = self._loop = asyncio.get_running_loop()
-        port = opts.http_port if opts.http_port and opts.http_port > 0 else 0
+        # `https`/`https_port` serve the same endpoints over TLS with the top-level
+        # `tls {}` block, as nats-server does; then there is no plain HTTP port.
+        context = None
+        if opts.https_port:
+            context = self.server.security.server_context(opts.tls)
+            if context is None:
+                raise OSError("https monitoring requires the top-level tls {} block")
+            wanted = opts.https_port
+        else:
+            wanted = opts.http_port
+        port = wanted if wanted and wanted > 0 else 0
         self._listener = await loop.create_server(
             lambda: HttpConnection(self),
             host=opts.http_host,
             port=port,
             reuse_address=True,
+            ssl=context,
+            ssl_handshake_timeout=opts.tls.timeout if context is not None else None,
         )
         self.port = self._listener.sockets[0].getsockname()[1]
+        self.scheme = "https" if context is not None else "http"
         self._sweeper = loop.call_later(SWEEP_PERIOD, self._sweep)
-        log.info("Starting http monitor on %s:%d", opts.http_host, self.port)
+        log.info("Starting %s monitor on %s:%d", self.scheme, opts.http_host, self.port)
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -191,7 +191,6 @@ class Server:
                 self.websocket_port,
             )
         self.monitor = await start_monitor(self)
-        log.info("Starting http monitor on %s:%d", opts.http_host, self.monitor.port)
         log.info("Server is ready")
         self._schedule_sweep()
 
