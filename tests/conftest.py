@@ -75,10 +75,11 @@ async def nats_server(server_factory) -> Server:
 class ServerProcess:
     """`hybridbus serve` in a child process, stopped by PID."""
 
-    def __init__(self, args: list[str], cwd: Path, ports: dict[str, int]):
+    def __init__(self, args: list[str], cwd: Path, ports: dict[str, int], preexec_fn=None):
         self.args = args
         self.cwd = cwd
         self.ports = ports
+        self.preexec_fn = preexec_fn
         self.proc: subprocess.Popen | None = None
         self.log_path = cwd / f"server-{len(list(cwd.glob('server-*.log')))}.log"
 
@@ -89,6 +90,7 @@ class ServerProcess:
             cwd=self.cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         waiting = [self.ports[name] for name in ("nats", "mqtt", "http") if name in self.ports]
