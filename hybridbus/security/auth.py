@@ -48,7 +48,9 @@ __all__ = [
     "check_password",
     "AuthUser",
     "Realm",
+    "bcrypt_pending",
     "cert_identities",
+    "run_bcrypt",
 ]
 
 BCRYPT_RE = re.compile(r"^\$2[abxy]\$\d{2}\$.*", re.DOTALL)
@@ -83,10 +85,44 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
 
 
+def _cache_key_for(hashed: bytes, given_b: bytes) -> bytes:
+    return hmac.new(_cache_key, hashed + b"\0" + given_b, hashlib.sha256).digest()
+
+
+def bcrypt_pending(configured: str | None, given: str | bytes | None) -> tuple | None:
+    """The bcrypt work checking `given` against `configured` needs, or None when the
+    answer is cheap (plain password, no password, verdict cached). The server runs it
+    with ``run_bcrypt`` on an executor thread, so a login never stalls the event loop."""
+    if not configured or given is None or _bcrypt is None or not is_bcrypt(configured):
+        return None
+    given_b = _as_bytes(given)
+    hashed = configured.encode("ascii", "replace")
+    key = _cache_key_for(hashed, given_b)
+    if key in _verdicts:
+        return None
+    return hashed, given_b, key
+
+
+def run_bcrypt(hashed: bytes, given_b: bytes, key: bytes) -> bool:
+    """One bcrypt check; blocking (bcrypt releases the GIL). Caches the verdict."""
+    if hashed.startswith(b"$2x$"):
+        # The buggy-8-bit variant: same algorithm for ASCII passwords.
+        hashed = b"$2a$" + hashed[4:]
+    try:
+        ok = _bcrypt.checkpw(given_b[:BCRYPT_MAX_PASSWORD], hashed)
+    except ValueError:  # malformed hash: nobody logs in with it
+        ok = False
+    if len(_verdicts) >= _CACHE_MAX:
+        _verdicts.clear()
+    _verdicts[key] = ok
+    return ok
+
+
 def check_password(configured: str, given: str | bytes | None) -> bool:
     """`given` (from CONNECT or MQTT) against a configured plain or bcrypt password.
 
-    Raises AuthBusy when a bcrypt check is due but this second's budget is spent."""
+    Normally the bcrypt verdict is already cached (see ``bcrypt_pending``); if not,
+    the check runs here, within a per-second budget, and raises AuthBusy past it."""
     if given is None:
         return False
     given_b = _as_bytes(given)
@@ -95,23 +131,14 @@ def check_password(configured: str, given: str | bytes | None) -> bool:
     if _bcrypt is None:
         return False
     hashed = configured.encode("ascii", "replace")
-    key = hmac.new(_cache_key, hashed + b"\0" + given_b, hashlib.sha256).digest()
+    key = _cache_key_for(hashed, given_b)
     verdict = _verdicts.get(key)
     if verdict is not None:
         return verdict
     _reserve_bcrypt()
-    if hashed.startswith(b"$2x$"):
-        # The buggy-8-bit variant: same algorithm for ASCII passwords.
-        hashed = b"$2a$" + hashed[4:]
     started = time.monotonic()
-    try:
-        ok = _bcrypt.checkpw(given_b[:BCRYPT_MAX_PASSWORD], hashed)
-    except ValueError:  # malformed hash: nobody logs in with it
-        ok = False
+    ok = run_bcrypt(hashed, given_b, key)
     _budget[1] += time.monotonic() - started
-    if len(_verdicts) >= _CACHE_MAX:
-        _verdicts.clear()
-    _verdicts[key] = ok
     return ok
 
 

@@ -43,6 +43,7 @@ from hybridbus.security.auth import (
     AuthBusy,
     AuthUser,
     Realm,
+    bcrypt_pending,
     cert_identities,
     check_password,
     is_bcrypt,
@@ -238,6 +239,34 @@ class Security:
             reason,
         )
         return None
+
+    # -- slow checks -----------------------------------------------------------------
+
+    def pending_nats(self, client: Any, connect: dict) -> tuple | None:
+        """bcrypt work this CONNECT's check needs (run it off the loop first), or None."""
+        realm = self.websocket if getattr(client, "ws", False) else self.nats
+        return self._pending(
+            realm, connect.get("user"), connect.get("pass"), connect.get("auth_token")
+        )
+
+    def pending_mqtt(
+        self, client: Any, username: str | None, password: bytes | None
+    ) -> tuple | None:
+        realm = self.mqtt_ws if getattr(client, "ws", False) else self.mqtt
+        token = password if realm.token is not None else None
+        return self._pending(realm, username, password, token)
+
+    def _pending(self, realm: Realm, user: Any, password: Any, token: Any) -> tuple | None:
+        if realm.tls_map:
+            return None
+        if realm.token is not None:
+            return bcrypt_pending(realm.token, token) if isinstance(token, str | bytes) else None
+        if not realm.required or not isinstance(user, str):
+            return None
+        entry = realm.lookup(user)
+        if entry is None or not isinstance(password, str | bytes):
+            return None
+        return bcrypt_pending(entry.password, password)
 
     # -- authorization ---------------------------------------------------------------
 

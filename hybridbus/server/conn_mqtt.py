@@ -146,6 +146,7 @@ class MqttConnection(ClientBase):
         "head_b0",
         "head_topic",
         "over_limit",
+        "checked_connect",
     )
 
     conn_type = "mqtt"
@@ -183,6 +184,7 @@ class MqttConnection(ClientBase):
         self.head_b0 = 0
         self.head_topic = ""
         self.over_limit = False
+        self.checked_connect = -1  # index of a CONNECT whose bcrypt check already ran
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -227,11 +229,31 @@ class MqttConnection(ClientBase):
             self.protocol_error(err.message, err.reason_code)
             self.server.flush()
             return
-        for p in packets:
+        self._process(packets, 0)
+
+    def _process(self, packets: list, start: int) -> None:
+        """Dispatch packets[start:]; a CONNECT whose password needs bcrypt waits for
+        the check to run off the loop, then dispatching resumes with it."""
+        for i in range(start, len(packets)):
             if self.closing:
                 break
+            p = packets[i]
+            if p.packet_type == CONNECT and i != self.checked_connect and self.session is None:
+                work = self._pending_bcrypt(p)
+                if work is not None:
+                    self.checked_connect = i
+                    self.server.flush()
+                    self.verify_off_loop(work, lambda i=i: self._process(packets, i))
+                    return
             self._dispatch(p)
+        self.checked_connect = -1
         self.server.flush()
+
+    def _pending_bcrypt(self, p: Any) -> tuple | None:
+        security = self.server.security
+        if not security.mqtt.required and not security.mqtt_ws.required:
+            return None
+        return security.pending_mqtt(self, p.username, p.password)
 
     def _dispatch(self, p: Any) -> None:
         if self.closing:
@@ -374,9 +396,14 @@ class MqttConnection(ClientBase):
                 topic_bytes = msg.topic_bytes()
                 tl = len(topic_bytes)
                 rl = 2 + tl + (2 if qos else 0) + (1 if level == 5 else 0) + size
-                if self.client_max_packet and 1 + len(encode_varint(rl)) + rl > self.client_max_packet:
+                if (
+                    self.client_max_packet
+                    and 1 + len(encode_varint(rl)) + rl > self.client_max_packet
+                ):
                     return False  # [MQTT-3.1.2-25]
-                self.head = bytes((b0,)) + encode_varint(rl) + bytes((tl >> 8, tl & 0xFF)) + topic_bytes
+                self.head = (
+                    bytes((b0,)) + encode_varint(rl) + bytes((tl >> 8, tl & 0xFF)) + topic_bytes
+                )
                 self.head_size = size
                 self.head_b0 = b0
                 self.head_topic = msg.topic

@@ -43,6 +43,7 @@ log = logging.getLogger("hybridbus.nats")
 
 OK = b"+OK\r\n"
 
+
 def _wire(text: str) -> bytes:
     """Protocol text back to bytes. The codec decodes with 'surrogateescape', so a
     client's invalid UTF-8 goes back out exactly as it came in."""
@@ -210,11 +211,20 @@ class NatsConnection(ClientBase):
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.time()
         self.active = True
+        self._process(self.parser.feed(data), 0, False)
+
+    def _process(self, ops: list, start: int, checked: bool) -> None:
+        """Apply ops[start:]. A CONNECT whose password needs bcrypt stops here and
+        resumes once the check has run off the loop (`checked` then skips it)."""
         route = self.server.route
         plain = self._plain_publisher()
-        for op in self.parser.feed(data):
+        i = start
+        n = len(ops)
+        while i < n:
             if self.closing:
                 break
+            op = ops[i]
+            i += 1
             kind = op[0]
             if kind == OP_PUB:
                 if plain:
@@ -240,11 +250,25 @@ class NatsConnection(ClientBase):
             elif kind == OP_UNSUB:
                 self.handle_unsub(op[1], op[2])
             elif kind == OP_CONNECT:
+                if not checked and self._defer_for_bcrypt(op[1], ops, i - 1):
+                    return
+                checked = False
                 self.handle_connect(op[1])
                 plain = self._plain_publisher()
             elif kind == OP_ERROR:
                 self.handle_parse_error(op[1], op[2])
         self.server.flush()
+
+    def _defer_for_bcrypt(self, connect: Any, ops: list, index: int) -> bool:
+        server = self.server
+        if self.connected or not server.auth_required or not isinstance(connect, dict):
+            return False
+        work = server.security.pending_nats(self, connect)
+        if work is None:
+            return False
+        server.flush()
+        self.verify_off_loop(work, lambda: self._process(ops, index, True))
+        return True
 
     def handle_parse_error(self, err_text: str | None, reason: str) -> None:
         log.info("%s:%d - cid:%d - %s: %s", self.ip, self.port, self.cid, reason, err_text or "")
