@@ -178,6 +178,19 @@ def _dec(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
+# A publisher sends to few subjects over and over: decoding each one once (per
+# connection) keeps the str the router's caches are keyed by, and skips the decode.
+SUBJECT_CACHE_SIZE = 256
+
+
+def _remember_subject(cache: dict, raw: bytes) -> str:
+    subject = raw.decode("utf-8", "surrogateescape")
+    if len(cache) >= SUBJECT_CACHE_SIZE:
+        cache.clear()
+    cache[raw] = subject
+    return subject
+
+
 def _classify(tok: bytes) -> int:
     """Map a line's first token to an op kind (case-insensitive, free-op prefixes)."""
     kind = _FAST.get(tok)
@@ -237,6 +250,7 @@ class Parser:
         "_have",
         "_need",
         "_dead",
+        "_subjects",
     )
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD):
@@ -248,6 +262,7 @@ class Parser:
         self._have = 0  # total length of _chunks
         self._need = 0  # payload size + 2 (the closing CRLF)
         self._dead = False
+        self._subjects: dict[bytes, str] = {}  # raw subject -> decoded, see SUBJECT_CACHE_SIZE
 
     # -- public -------------------------------------------------------------------
 
@@ -353,6 +368,7 @@ class Parser:
         k_pub = OP_PUB
         nxt = it.__next__
         join_more = self._join_more
+        subjects = self._subjects
         for line in it:
             parts = line.split()
             # A line must start with the op itself: not empty, no leading blank.
@@ -411,10 +427,13 @@ class Parser:
                                 return self._fail(out, _E_UNKNOWN)
                             pend = (kind, parts[1], reply, -1)
                             return self._start_pending(out, pend, size, payload)
+                subject = subjects.get(parts[1])
+                if subject is None:
+                    subject = _remember_subject(subjects, parts[1])
                 append(
                     (
                         k_pub,
-                        parts[1].decode("utf-8", "surrogateescape"),
+                        subject,
                         None if reply is None else reply.decode("utf-8", "surrogateescape"),
                         payload,
                     )
