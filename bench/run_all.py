@@ -1,6 +1,8 @@
 """Run the hybridbus side-by-side benchmark suite.
 
 python bench/run_all.py [--scenarios ...] [--duration S] [--servers hybridbus,nats-server,mosquitto]
+python bench/run_all.py --report               # run, then write BENCHMARKS.md and docs/benchmarks.png
+python bench/run_all.py --from-json PATH ...   # write them from saved results, no run
 """
 
 import sys

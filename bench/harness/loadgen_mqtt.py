@@ -7,10 +7,16 @@ Theory of operation:
 - QoS 1 publisher: a buffer holding the PUBLISH for every packet id 1..65535 is built once;
   the publisher sends consecutive slices of it (``batch`` packets each) while fewer than
   ``inflight`` are unacknowledged, and counts PUBACKs as they come back.
+- QoS 2 publisher: the same with a QoS 2 buffer; a message is done at its PUBCOMP. After
+  each send it drains what the server sent back without blocking and answers every PUBREC
+  with a PUBREL in one write, so the second half of the handshake never waits for the
+  window to fill.
 - Subscriber: ``conns`` connections in one process, multiplexed with selectors (one
   connection: a plain blocking ``recv_into`` loop, one syscall per read). Frames are
   counted by ``MqttStream`` (remaining-length framing, with a run-compare fast path for
-  identical QoS 0 PUBLISHes); the PUBACKs for a chunk's QoS 1 PUBLISHes go out in one send.
+  identical QoS 0 PUBLISHes); the PUBACKs (QoS 1) or PUBRECs and PUBCOMPs (QoS 2) for a
+  chunk go out in one send. With ``clean=False`` and a fixed ``client_id`` the subscriber
+  is a persistent session, which a broker must keep (and hybridbus persists) messages for.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from .mqttwire import (
     encode_connect,
     encode_publish,
     encode_subscribe,
-    publish_qos1_cycle,
+    publish_cycle,
 )
 from .sockets import recv_timeout, set_lowat, tune
 from .workers import Window
@@ -37,13 +43,18 @@ RECV_SIZE = 1 << 20
 
 
 def mqtt_connect(
-    host: str, port: int, client_id: str, timeout: float = 10.0
+    host: str,
+    port: int,
+    client_id: str,
+    timeout: float = 10.0,
+    clean: bool = True,
+    keepalive: int = 120,
 ) -> tuple[socket.socket, MqttStream]:
-    """Connect with a clean session and wait for a CONNACK that accepts it."""
+    """Connect (clean session unless ``clean`` is False) and wait for an accepting CONNACK."""
     sock = socket.create_connection((host, port), timeout)
     tune(sock)
     stream = MqttStream()
-    sock.sendall(encode_connect(client_id, keepalive=120))
+    sock.sendall(encode_connect(client_id, keepalive=keepalive, clean=clean))
     deadline = time.monotonic() + timeout
     while not stream.connacks:
         if time.monotonic() > deadline:
@@ -77,7 +88,7 @@ class MqttPublisher:
         self.topic = topic
         self.qos = qos
         self.payload = b"x" * payload_size
-        # QoS 0: PUBLISHes per PINGREQ; QoS 1: PUBLISHes per send.
+        # QoS 0: PUBLISHes per PINGREQ; QoS 1 and 2: PUBLISHes per send.
         self.batch = batch or (500 if qos == 0 else 100)
         self.window = window
         self.inflight = inflight
@@ -90,8 +101,11 @@ class MqttPublisher:
     def setup(self) -> None:
         if self.qos:
             # Built before "ready": 65535 encodes take ~0.1 s, not to be spent in the run.
-            self.cycle, self.size = publish_qos1_cycle(self.topic, self.payload)
+            self.cycle, self.size = publish_cycle(self.topic, self.payload, self.qos)
         self.sock, self.stream = mqtt_connect(self.host, self.port, self.client_id)
+        # A server that stalls (amqtt with 100,000 subscriptions takes seconds per batch)
+        # must not turn into a socket timeout: waits are short and the loop checks t_stop.
+        recv_timeout(self.sock, 0.2)
 
     def run(self, t_go: float, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
         mono = time.monotonic
@@ -99,7 +113,7 @@ class MqttPublisher:
             time.sleep(0.001)
         if self.qos == 0:
             return self._run_qos0(t0, t1, t_stop)
-        return self._run_qos1(t0, t1, t_stop)
+        return self._run_qos12(t0, t1, t_stop)
 
     def _run_qos0(self, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
         sock, stream = self.sock, self.stream
@@ -119,7 +133,10 @@ class MqttPublisher:
             if now >= t_stop:
                 break
             if pings - stream.pingresps >= window:
-                data = sock.recv(65536)
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
                 if not data:
                     raise ConnectionError("server closed the publisher connection")
                 stream.feed(data)
@@ -132,9 +149,12 @@ class MqttPublisher:
         res.update(total=sent, frame_bytes=len(frame))
         return res
 
-    def _run_qos1(self, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
+    def _run_qos12(self, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
         sock, stream = self.sock, self.stream
         assert sock is not None and stream is not None
+        qos2 = self.qos == 2
+        # The count that frees a slot of the window: PUBACK (QoS 1) or PUBCOMP (QoS 2).
+        done_attr = "pubcomps" if qos2 else "pubacks"
         size = self.size
         view = memoryview(self.cycle)
         batch = self.batch
@@ -143,21 +163,27 @@ class MqttPublisher:
         nxt = 0  # index (packet id - 1) of the next PUBLISH to send
         sent = 0
         w = Window(t0, t1)
-        wa = Window(t0, t1)  # the same window over PUBACKs received
+        wa = Window(t0, t1)  # the same window over PUBACKs (PUBCOMPs) received
         mono = time.monotonic
         while True:
             now = mono()
+            done = getattr(stream, done_attr)
             if w.due(now):
                 w.snap(now, sent)
             if wa.due(now):
-                wa.snap(now, stream.pubacks)
+                wa.snap(now, done)
             if now >= t_stop:
                 break
-            if sent - stream.pubacks + batch > inflight:
-                data = sock.recv(65536)
+            if sent - done + batch > inflight:
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue
                 if not data:
                     raise ConnectionError("server closed the publisher connection")
-                stream.feed(data)
+                rels = stream.feed(data)
+                if rels:
+                    sock.sendall(rels)
                 continue
             end = nxt + batch
             if end <= ids:
@@ -167,16 +193,29 @@ class MqttPublisher:
                 sock.sendall(view[: (end - ids) * size])
             nxt = end % ids
             sent += batch
+            if qos2:
+                try:
+                    data = sock.recv(65536, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise ConnectionError("server closed the publisher connection")
+                rels = stream.feed(data)
+                if rels:
+                    sock.sendall(rels)
+        done = getattr(stream, done_attr)
         w.finish(sent)
-        wa.finish(stream.pubacks)
+        wa.finish(done)
         res = w.result()
         acked = wa.result()
         res.update(
             total=sent,
-            acked=stream.pubacks,
+            acked=done,
             ack_rate=acked["rate"],
             frame_bytes=size,
         )
+        if qos2:
+            res.update(pubrecs=stream.pubrecs, pubcomps=stream.pubcomps)
         return res
 
     def close(self) -> None:
@@ -201,8 +240,13 @@ class MqttSubscriber:
         conns: int = 1,
         client_prefix: str = "",
         lowat: int = 0,
+        clean: bool = True,
+        client_id: str = "",
     ) -> None:
         self.lowat = lowat
+        self.clean = clean
+        # A fixed id (one connection only): a persistent session is found again by its id.
+        self.client_id = client_id
         self.host = host
         self.port = port
         self.topic = topic
@@ -212,8 +256,11 @@ class MqttSubscriber:
         self.conns: list[tuple[socket.socket, MqttStream]] = []
 
     def setup(self) -> None:
+        if self.client_id and self.n != 1:
+            raise ValueError("a fixed client_id needs conns=1")
         for i in range(self.n):
-            sock, stream = mqtt_connect(self.host, self.port, f"{self.prefix}-{i}")
+            cid = self.client_id or f"{self.prefix}-{i}"
+            sock, stream = mqtt_connect(self.host, self.port, cid, clean=self.clean)
             sock.sendall(encode_subscribe(1, self.topic, self.qos))
             deadline = time.monotonic() + 10.0
             while not stream.subacks:

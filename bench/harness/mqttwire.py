@@ -23,6 +23,9 @@ CONNECT = 1
 CONNACK = 2
 PUBLISH = 3
 PUBACK = 4
+PUBREC = 5
+PUBREL = 6
+PUBCOMP = 7
 SUBSCRIBE = 8
 SUBACK = 9
 PINGREQ_BYTES = b"\xc0\x00"
@@ -61,18 +64,26 @@ def encode_connect(client_id: str, keepalive: int = 60, clean: bool = True) -> b
 
 
 def encode_subscribe(packet_id: int, topic_filter: str, qos: int) -> bytes:
+    return encode_subscribe_many(packet_id, [topic_filter], qos)
+
+
+def encode_subscribe_many(packet_id: int, topic_filters: list[str], qos: int) -> bytes:
+    """One SUBSCRIBE carrying several filters; the SUBACK has one return code each [MQTT-3.9.3-1]."""
     # Fixed header flags must be 0b0010 [MQTT-3.8.1-1].
-    body = struct.pack("!H", packet_id) + encode_str(topic_filter) + bytes((qos,))
+    body = struct.pack("!H", packet_id)
+    body += b"".join(encode_str(f) + bytes((qos,)) for f in topic_filters)
     return b"\x82" + encode_varint(len(body)) + body
 
 
-def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int = 0) -> bytes:
+def encode_publish(
+    topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, retain: bool = False
+) -> bytes:
     body = encode_str(topic)
     if qos:
         # The packet id is present only for QoS 1 and 2 [MQTT-2.3.1-5].
         body += struct.pack("!H", packet_id)
     body += payload
-    return bytes((0x30 | (qos << 1),)) + encode_varint(len(body)) + body
+    return bytes((0x30 | (qos << 1) | int(retain),)) + encode_varint(len(body)) + body
 
 
 def encode_puback(packet_id: int) -> bytes:
@@ -80,31 +91,60 @@ def encode_puback(packet_id: int) -> bytes:
 
 
 def publish_qos1_cycle(topic: str, payload: bytes) -> tuple[bytes, int]:
-    """All QoS 1 PUBLISHes for packet ids 1..65535 back to back, and the size of one.
+    return publish_cycle(topic, payload, 1)
+
+
+def publish_cycle(topic: str, payload: bytes, qos: int) -> tuple[bytes, int]:
+    """All QoS 1 or 2 PUBLISHes for packet ids 1..65535 back to back, and the size of one.
 
     Every packet has the same length (same topic and payload; the id is always 2 bytes),
     so the packets for ids a..b-1 are the slice ``[(a-1)*size : (b-1)*size]``.
     """
-    first = encode_publish(topic, payload, 1, 1)
+    first = encode_publish(topic, payload, qos, 1)
     size = len(first)
-    parts = [encode_publish(topic, payload, 1, pid) for pid in range(1, 65536)]
+    parts = [encode_publish(topic, payload, qos, pid) for pid in range(1, 65536)]
     return b"".join(parts), size
+
+
+def retained_topic(i: int) -> str:
+    """Topic of the i-th retained message: fixed width, so every PUBLISH has one length."""
+    return f"bench/r/{i:06d}"
+
+
+def publish_retained_run(count: int, payload: bytes) -> tuple[bytes, int]:
+    """``count`` retained QoS 1 PUBLISHes on distinct topics, packet id (i % 65535) + 1.
+
+    All the same length, so a window of them is one slice. An id comes round again only
+    65535 packets later, long after it was acknowledged (the publisher keeps at most a
+    few thousand in flight) [MQTT-2.3.1-4].
+    """
+    parts = [
+        encode_publish(retained_topic(i), payload, 1, i % 65535 + 1, retain=True)
+        for i in range(count)
+    ]
+    return b"".join(parts), len(parts[0]) if parts else 0
 
 
 class MqttStream:
     """Incremental counter of received MQTT frames on one connection.
 
-    ``feed(data)`` returns the PUBACK bytes to send for the QoS 1 PUBLISHes it completed
-    (empty when ``auto_ack`` is off or none arrived). Counters are plain attributes.
+    ``feed(data)`` returns the acknowledgements to send for what it completed (empty when
+    ``auto_ack`` is off or there are none): PUBACK for a QoS 1 PUBLISH, PUBREC for a QoS 2
+    PUBLISH, PUBREL for a PUBREC, PUBCOMP for a PUBREL. Counters are plain attributes.
     """
 
     __slots__ = (
         "buf",
         "publishes",
         "pubacks",
+        "pubrecs",
+        "pubrels",
+        "pubcomps",
         "pingresps",
         "connacks",
         "subacks",
+        "suback_codes",
+        "suback_failures",
         "other",
         "auto_ack",
         "last_suback",
@@ -119,9 +159,14 @@ class MqttStream:
         self.buf = b""
         self.publishes = 0
         self.pubacks = 0
+        self.pubrecs = 0
+        self.pubrels = 0
+        self.pubcomps = 0
         self.pingresps = 0
         self.connacks = 0
         self.subacks = 0
+        self.suback_codes = 0
+        self.suback_failures = 0
         self.other = 0
         self.auto_ack = auto_ack
         self.last_suback = b""
@@ -190,7 +235,9 @@ class MqttStream:
                     if self.auto_ack:
                         tlen = (buf[i] << 8) | buf[i + 1]
                         j = i + 2 + tlen
-                        acks.append(b"\x40\x02" + buf[j : j + 2])
+                        # QoS 1: PUBACK; QoS 2: PUBREC, then PUBCOMP for the PUBREL
+                        # [MQTT-4.3.3-2].
+                        acks.append((b"\x50\x02" if b0 & 0x04 else b"\x40\x02") + buf[j : j + 2])
                 else:
                     # A QoS 0 PUBLISH that is not the template: it becomes the template.
                     self._learn(buf[pos:end])
@@ -198,6 +245,18 @@ class MqttStream:
                     tl = self._tmpl_len
             elif ptype == PUBACK:
                 self.pubacks += 1
+            elif ptype == PUBREC:
+                # Sender side of QoS 2: answer with PUBREL, whose flags must be 0b0010
+                # [MQTT-3.6.1-1].
+                self.pubrecs += 1
+                if self.auto_ack:
+                    acks.append(b"\x62\x02" + buf[i : i + 2])
+            elif ptype == PUBREL:
+                self.pubrels += 1
+                if self.auto_ack:
+                    acks.append(b"\x70\x02" + buf[i : i + 2])
+            elif ptype == PUBCOMP:
+                self.pubcomps += 1
             elif ptype == PINGRESP:
                 self.pingresps += 1
             elif ptype == CONNACK:
@@ -206,8 +265,100 @@ class MqttStream:
             elif ptype == SUBACK:
                 self.subacks += 1
                 self.last_suback = buf[pos:end]
+                # One return code per filter after the packet id; 0x80 = failure
+                # [MQTT-3.9.3-2].
+                codes = buf[i + 2 : end]
+                self.suback_codes += len(codes)
+                self.suback_failures += codes.count(0x80)
             else:
                 self.other += 1
             pos = end
         self.buf = buf[pos:]
         return b"".join(acks)
+
+
+class FixedPublishCounter:
+    """Counts PUBLISHes that all have one length and one header, fed in arbitrary chunks.
+
+    The retained replay receives 100,000 PUBLISHes on distinct topics, so ``MqttStream``'s
+    identical-frame fast path does not apply and a Python loop per frame would cost the
+    receiver about as much as the server's work. All the frames have the same length
+    ``size`` (fixed-width topics) and start with the same ``head`` bytes (fixed header,
+    topic length, topic prefix), so for a run of k whole frames the receiver checks each
+    head byte at every frame start with one strided slice compare (``buf[j::size]``) and
+    counts k at once. Anything else (the SUBACK, a frame of another size) is parsed one
+    frame at a time, so the count stays exact.
+    """
+
+    __slots__ = ("head", "size", "buf", "publishes", "subacks", "other", "last_suback")
+
+    def __init__(self, head: bytes, size: int) -> None:
+        assert 0 < len(head) <= size
+        self.head = head
+        self.size = size
+        self.buf = b""
+        self.publishes = 0
+        self.subacks = 0
+        self.other = 0
+        self.last_suback = b""
+
+    def _run(self, buf: bytes, pos: int, k: int) -> bool:
+        size = self.size
+        stop = pos + k * size
+        for j, byte in enumerate(self.head):
+            if buf[pos + j : stop : size] != bytes((byte,)) * k:
+                return False
+        return True
+
+    def feed(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        n = len(buf)
+        pos = 0
+        size = self.size
+        head = self.head
+        while pos < n:
+            if buf.startswith(head, pos):
+                k = (n - pos) // size
+                if k and not self._run(buf, pos, k):
+                    # A foreign frame inside the run: binary search the matching prefix.
+                    lo, hi = 0, k
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if self._run(buf, pos, mid):
+                            lo = mid
+                        else:
+                            hi = mid
+                    k = lo
+                if k:
+                    self.publishes += k
+                    pos += k * size
+                    continue
+            # Generic frame: fixed header, remaining length [MQTT-2.2.3].
+            i = pos + 1
+            mult = 1
+            rl = 0
+            while True:
+                if i >= n:
+                    self.buf = buf[pos:]
+                    return
+                d = buf[i]
+                i += 1
+                rl += (d & 0x7F) * mult
+                if d < 0x80:
+                    break
+                mult <<= 7
+                if mult > 0x200000:
+                    raise ValueError("malformed remaining length")
+            end = i + rl
+            if end > n:
+                break
+            ptype = buf[pos] >> 4
+            if ptype == PUBLISH:
+                self.publishes += 1
+            elif ptype == SUBACK:
+                self.subacks += 1
+                self.last_suback = buf[pos:end]
+            else:
+                self.other += 1
+            pos = end
+        self.buf = buf[pos:]

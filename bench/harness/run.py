@@ -1,11 +1,12 @@
 """Run scenarios against servers, print a table per scenario, write results JSON.
 
 One run of one scenario on one server: start a fresh server (own ports, own temp dir),
-start the receivers and wait until they are subscribed, start the senders, send "go" with
-one clock for all, sample the server's CPU time over the measurement window from
-/proc/PID/stat, collect every worker's result, stop the workers and the server. Any
-failure is recorded for that (scenario, server) and the suite goes on; every process is
-killed by PID in ``finally`` blocks and again by ``atexit`` hooks.
+then either ``measure.measure_flow`` (rate scenarios: receivers, senders, one clock, the
+server's CPU from /proc/PID/stat over the window) or the scenario's own phased runner
+(``scale``), then stop the workers and the server. Any failure is recorded for that
+(scenario, server) and the suite goes on; every process is killed by PID in ``finally``
+blocks and again by ``atexit`` hooks. ``--report`` / ``--from-json`` hand the results to
+``report``, which writes BENCHMARKS.md and the chart.
 """
 
 from __future__ import annotations
@@ -21,131 +22,37 @@ from pathlib import Path
 from typing import Any
 
 from . import selfcheck, servers
+from .measure import measure_flow
+from .procstat import system_busy
+from .scale import idle_count
 from .scenarios import SCENARIOS, Options, Scenario
-from .workers import Fleet, WorkerError
+from .workers import WorkerError
 
 DEFAULT_SERVERS = ["hybridbus", "nats-server", "mosquitto", "amqtt"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 OTHER_CPU_WARN = 0.25  # cores used by unrelated processes that make a run suspect
-PUB_TAIL = 0.5  # senders keep going this long past the window, so its end is under load
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float | None:
-    """utime + stime of ``pid`` in seconds, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    # Field 2 (comm) may contain spaces; the fields after the last ')' are fixed.
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def _system_busy() -> float:
-    """CPU seconds the whole machine spent busy so far (all cores; /proc/stat)."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()[1:]
-    vals = [int(x) for x in parts]
-    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
-    busy = vals[0] + vals[1] + vals[2] + vals[5] + vals[6] + (vals[7] if len(vals) > 7 else 0)
-    return busy / _CLK_TCK
-
-
-def _proc_rss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _sleep_until(t: float) -> None:
-    while True:
-        left = t - time.monotonic()
-        if left <= 0:
-            return
-        time.sleep(min(left, 0.2))
 
 
 def run_one(scn: Scenario, server_name: str, opts: Options) -> dict[str, Any]:
-    srv = servers.start(server_name, scn.mode)
+    """One scenario on one fresh server; the server is stopped whatever happens."""
+    if scn.runner is not None:
+        return scn.runner(scn, server_name, opts)
+    assert scn.build is not None
+    srv = servers.start(server_name, scn.mode, persistent=scn.persistent)
     try:
-        with Fleet() as fleet:
-            specs = scn.build(srv, opts)
-            recv = [
-                fleet.spawn(s.name, s.kind, s.role_cls, **s.params) for s in specs if s.receiver
-            ]
-            fleet.wait_ready(recv)
-            send = [
-                fleet.spawn(s.name, s.kind, s.role_cls, **s.params) for s in specs if not s.receiver
-            ]
-            fleet.wait_ready(send)
-            t0, t1, t_stop = fleet.go(opts.warmup, opts.duration, PUB_TAIL)
-            _sleep_until(t0)
-            cpu0, sys0, c0 = _proc_cpu(srv.pid), _system_busy(), time.monotonic()
-            _sleep_until(t1)
-            cpu1, sys1, c1 = _proc_cpu(srv.pid), _system_busy(), time.monotonic()
-            rss = _proc_rss_kb(srv.pid)
-            try:
-                fleet.collect(t_stop + 30.0)
-            except WorkerError as e:
-                if not srv.alive():
-                    raise WorkerError(
-                        f"{e}\n{server_name} died (code {srv.proc.returncode}); log tail:\n"
-                        f"{srv.log_tail()}"
-                    ) from None
-                raise
-            workers = [(w.name, w.kind, w.result or {}) for w in fleet.workers]
-        if not srv.alive():
-            raise RuntimeError(f"{server_name} exited during the run; log tail:\n{srv.log_tail()}")
+        return measure_flow(srv, scn.metric, scn.build(srv, opts), opts.warmup, opts.duration)
     finally:
         srv.stop()
-    out = _aggregate(scn, workers, cpu0, cpu1, c1 - c0, rss)
-    # What the rest of the machine used meanwhile: busy CPU minus the server and the
-    # generators. Other work on a 2-core box takes CPU from the server under test.
-    ours = (out["server_cpu"] or 0.0) + sum(r.get("cpu", 0.0) for _, _, r in workers)
-    out["other_cpu"] = max(0.0, (sys1 - sys0) / (c1 - c0) - ours)
-    return out
 
 
-def _aggregate(
-    scn: Scenario,
-    workers: list[tuple[str, str, dict[str, Any]]],
-    cpu0: float | None,
-    cpu1: float | None,
-    wall: float,
-    rss_kb: int | None,
-) -> dict[str, Any]:
-    subs = [r for _, k, r in workers if k == "sub"]
-    pubs = [r for _, k, r in workers if k == "pub"]
-    out: dict[str, Any] = {
-        "server_cpu": (cpu1 - cpu0) / wall if cpu0 is not None and cpu1 is not None else None,
-        "server_rss_kb": rss_kb,
-        "workers": {name: r for name, _, r in workers},
-    }
-    if scn.metric == "latency":
-        req = next(r for _, k, r in workers if k == "req")
-        out["rate"] = req["rate"]
-        for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples"):
-            out[key] = req.get(key)
-        out["gen_cpu"] = max(r["cpu"] for _, _, r in workers)
-        return out
-    out["rate"] = sum(r["rate"] for r in subs)
-    out["sent_rate"] = sum(r["rate"] for r in pubs)
-    out["pub_cpu"] = max(r["cpu"] for r in pubs)
-    out["sub_cpu"] = max(r["cpu"] for r in subs)
-    acks = [r["ack_rate"] for r in pubs if "ack_rate" in r]
-    if acks:
-        # QoS 1: what the publisher got acknowledged is its rate; what it merely handed
-        # to the kernel (up to the in-flight window ahead) is kept as sent_raw_rate.
-        out["sent_raw_rate"] = out["sent_rate"]
-        out["sent_rate"] = sum(acks)
-    return out
+def scenario_title(scn: Scenario, opts: Options) -> str:
+    fmt = dict(vars(opts))
+    # The idle scenario opens fewer connections than asked when the fd limit says so.
+    fmt["idle_conns"] = idle_count(opts.idle_conns)[0]
+    title = scn.title.format(**fmt)
+    if scn.metric in ("throughput", "latency", "subscriptions", "replay"):
+        title += f", {opts.payload} B payload"
+    return title
 
 
 def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
@@ -153,9 +60,9 @@ def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
     ``threshold`` cores; return the last busy figure."""
     deadline = time.monotonic() + max_wait
     while True:
-        b0, c0 = _system_busy(), time.monotonic()
+        b0, c0 = system_busy(), time.monotonic()
         time.sleep(0.5)
-        busy = (_system_busy() - b0) / (time.monotonic() - c0)
+        busy = (system_busy() - b0) / (time.monotonic() - c0)
         if busy < threshold or time.monotonic() >= deadline:
             return busy
 
@@ -171,44 +78,139 @@ def _fmt_pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """hybridbus / peer on the scenario's rate (msgs/s, or round trips/s for latency)."""
+def _fmt_num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def ratios(results: dict[str, dict[str, Any]], key: str = "rate") -> dict[str, float | None]:
+    """hybridbus / peer on ``key`` (msgs/s, round trips/s, connections/s, bytes ...)."""
     hb = results.get("hybridbus", {})
     out: dict[str, float | None] = {}
     for name, r in results.items():
         if name == "hybridbus":
             continue
-        a, b = hb.get("rate"), r.get("rate")
+        a, b = hb.get(key), r.get(key)
         out[name] = a / b if a and b else None
     return out
 
 
+_ratios = ratios  # the name the first version of the harness used
+
+
+def _rtxt(name: str, ratio: float | None) -> str:
+    return "-" if name == "hybridbus" else ("n/a" if ratio is None else f"{ratio:.2f}x")
+
+
+# Per metric: header cells and a function from a result dict to row cells (ratio appended).
+_MB = 1024.0
+_COLUMNS: dict[str, tuple[list[tuple[str, int]], Any]] = {
+    "throughput": (
+        [("recv msgs/s", 12), ("sent msgs/s", 12), ("srv cpu", 8), ("pub cpu", 8), ("sub cpu", 8)],
+        lambda r: [
+            _fmt_rate(r["rate"]),
+            _fmt_rate(r.get("sent_rate")),
+            _fmt_pct(r.get("server_cpu")),
+            _fmt_pct(r.get("pub_cpu")),
+            _fmt_pct(r.get("sub_cpu")),
+        ],
+    ),
+    "latency": (
+        [("round trips/s", 13), ("p50 us", 8), ("p99 us", 8), ("p99.9 us", 9), ("srv cpu", 8)],
+        lambda r: [
+            _fmt_rate(r["rate"]),
+            f"{r.get('p50_us') or 0:.1f}",
+            f"{r.get('p99_us') or 0:.1f}",
+            f"{r.get('p999_us') or 0:.1f}",
+            _fmt_pct(r.get("server_cpu")),
+        ],
+    ),
+    "connections": (
+        [
+            ("conns", 7),
+            ("conns/s", 8),
+            ("connect s", 9),
+            ("RSS0 MB", 8),
+            ("RSS1 MB", 8),
+            ("B/conn", 7),
+            ("srv cpu", 8),
+            ("gen cpu", 8),
+        ],
+        lambda r: [
+            f"{r['connections']:,}",
+            _fmt_rate(r["rate"]),
+            f"{r['connect_s']:.2f}",
+            _fmt_num((r.get("rss_before_kb") or 0) / _MB, ".1f"),
+            _fmt_num((r.get("rss_after_kb") or 0) / _MB, ".1f"),
+            _fmt_num(r.get("rss_per_conn_bytes"), ",.0f"),
+            _fmt_pct(r.get("server_cpu")),
+            _fmt_pct(r.get("gen_cpu")),
+        ],
+    ),
+    "subscriptions": (
+        [
+            ("base msgs/s", 12),
+            ("w/subs msgs/s", 13),
+            ("with/w-o", 8),
+            ("sub s", 6),
+            ("subs/s", 8),
+            ("B/sub", 6),
+            ("srv cpu", 8),
+        ],
+        lambda r: [
+            _fmt_rate(r["baseline_rate"]),
+            _fmt_rate(r["rate"]),
+            _fmt_num(r.get("loaded_over_baseline"), ".2f"),
+            f"{r['subscribe_s']:.2f}",
+            _fmt_rate(r.get("subscribe_rate")),
+            _fmt_num(r.get("rss_per_sub_bytes"), ",.0f"),
+            _fmt_pct(r.get("server_cpu")),
+        ],
+    ),
+    "replay": (
+        [
+            ("store msgs/s", 12),
+            ("replay msgs/s", 13),
+            ("replay s", 8),
+            ("1st ms", 7),
+            ("srv cpu", 8),
+            ("sub cpu", 8),
+        ],
+        lambda r: [
+            _fmt_rate(r.get("store_rate")),
+            _fmt_rate(r["rate"]),
+            f"{r['replay_s']:.2f}",
+            _fmt_num((r["first_s"] * 1000) if r.get("first_s") is not None else None, ".0f"),
+            _fmt_pct(r.get("server_cpu")),
+            _fmt_pct(r.get("sub_cpu")),
+        ],
+    ),
+}
+
+
 def print_table(scn: Scenario, title: str, results: dict[str, dict[str, Any]]) -> None:
-    ratios = _ratios(results)
+    ratio = ratios(results)
+    mem_ratio = ratios(results, "rss_per_conn_bytes") if scn.metric == "connections" else {}
+    cols, row = _COLUMNS[scn.metric]
     print(f"\n== {scn.name}: {title}")
-    if scn.metric == "latency":
-        head = f"  {'server':<12} {'round trips/s':>13} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'srv cpu':>8} {'hybridbus/x':>12}"
-    else:
-        head = f"  {'server':<12} {'recv msgs/s':>12} {'sent msgs/s':>12} {'srv cpu':>8} {'pub cpu':>8} {'sub cpu':>8} {'hybridbus/x':>12}"
+    head = f"  {'server':<12} " + " ".join(f"{h:>{w}}" for h, w in cols) + f" {'hybridbus/x':>12}"
+    if scn.metric == "connections":
+        head += f" {'mem hb/x':>9}"
     print(head)
     for name, r in results.items():
         if "error" in r:
             first = r["error"].strip().splitlines()[0] if r["error"].strip() else "error"
             print(f"  {name:<12} {'FAILED':>12}  {first[:90]}")
             continue
-        ratio = ratios.get(name)
-        rtxt = "-" if name == "hybridbus" else ("n/a" if ratio is None else f"{ratio:.2f}x")
-        if scn.metric == "latency":
-            print(
-                f"  {name:<12} {_fmt_rate(r['rate']):>13} {r['p50_us'] or 0:>8.1f} "
-                f"{r['p99_us'] or 0:>8.1f} {r['p999_us'] or 0:>9.1f} {_fmt_pct(r['server_cpu']):>8} {rtxt:>12}"
-            )
-        else:
-            print(
-                f"  {name:<12} {_fmt_rate(r['rate']):>12} {_fmt_rate(r['sent_rate']):>12} "
-                f"{_fmt_pct(r['server_cpu']):>8} {_fmt_pct(r['pub_cpu']):>8} "
-                f"{_fmt_pct(r['sub_cpu']):>8} {rtxt:>12}"
-            )
+        cells = row(r)
+        line = f"  {name:<12} " + " ".join(
+            f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)
+        )
+        line += f" {_rtxt(name, ratio.get(name)):>12}"
+        if scn.metric == "connections":
+            line += f" {_rtxt(name, mem_ratio.get(name)):>9}"
+        print(line)
+        if r.get("note"):
+            print(f"  {'':<12} note: {r['note']}")
     sys.stdout.flush()
 
 
@@ -251,6 +253,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SO_RCVLOWAT bytes for QoS 0 / NATS subscribers; 0 = wake per segment (16384)",
     )
     p.add_argument(
+        "--idle-conns",
+        type=int,
+        default=20000,
+        help="connections in idle_connections (20000; capped by the fd limit)",
+    )
+    p.add_argument(
+        "--idle-procs", type=int, default=4, help="generator processes for idle_connections (4)"
+    )
+    p.add_argument(
+        "--subs", type=int, default=100000, help="subscriptions in many_subscriptions (100000)"
+    )
+    p.add_argument(
+        "--retained", type=int, default=100000, help="messages in retained_replay (100000)"
+    )
+    p.add_argument(
+        "--scale-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="bound on each phase of the scale scenarios (120)",
+    )
+    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -263,6 +287,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="skip the generator capacity check (each generator against a stand-in server)",
     )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="after the run, regenerate BENCHMARKS.md and docs/benchmarks.png from its results",
+    )
+    p.add_argument(
+        "--from-json",
+        nargs="+",
+        metavar="PATH",
+        help="regenerate BENCHMARKS.md and the chart from saved results without running; "
+        "with several files a later file's scenarios replace an earlier file's",
+    )
+    p.add_argument("--markdown", help="report file (default: BENCHMARKS.md at the repo root)")
+    p.add_argument("--chart", help="chart file (default: docs/benchmarks.png)")
     p.add_argument("--list", action="store_true", help="list scenarios and exit")
     return p.parse_args(argv)
 
@@ -272,12 +310,23 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _write_report(args: argparse.Namespace, paths: list[str]) -> int:
+    from . import report
+
+    md, png = report.generate(paths, md_out=args.markdown, png_out=args.chart)
+    print(f"report: {md}")
+    print(f"chart:  {png}" if png else "chart:  not written (matplotlib is not installed)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.list:
         for s in SCENARIOS.values():
-            print(f"{s.name:<14} [{s.mode}] {s.title}")
+            print(f"{s.name:<20} [{s.mode}] {s.title.format(**vars(Options()))}")
         return 0
+    if args.from_json:
+        return _write_report(args, args.from_json)
     signal.signal(signal.SIGTERM, _on_sigterm)
     names = _split(args.scenarios) or list(SCENARIOS)
     bad = [n for n in names if n not in SCENARIOS]
@@ -296,6 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         fanout=args.fanout,
         fanin=args.fanin,
         lowat=args.lowat,
+        idle_conns=args.idle_conns,
+        idle_procs=args.idle_procs,
+        subs=args.subs,
+        retained=args.retained,
+        scale_timeout=args.scale_timeout,
     )
 
     skipped: dict[str, str] = {}
@@ -308,6 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             skipped[name] = str(e)
             print(f"note: skipping {name}: {e}")
 
+    from .report import machine_info
+
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        print(text)
+        warnings.append(text.strip())
+
     doc: dict[str, Any] = {
         "meta": {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -315,14 +377,19 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "machine": machine_info(),
             "options": vars(opts),
             "servers": usable,
+            "versions": {name: servers.version_of(name) for name in usable},
             "skipped_servers": skipped,
+            "fd_limit": servers.fd_limit(),
         },
         "scenarios": {},
+        "warnings": warnings,
     }
     t_start = time.monotonic()
     ceilings: dict[str, dict[str, Any]] = {}
+    path = Path(args.json)
     try:
         if not args.no_check:
             ceilings = selfcheck.run_checks(opts)
@@ -330,20 +397,21 @@ def main(argv: list[str] | None = None) -> int:
             selfcheck.print_checks(ceilings)
         for sname in names:
             scn = SCENARIOS[sname]
-            title = scn.title.format(**vars(opts)) + f", {opts.payload} B payload"
+            title = scenario_title(scn, opts)
             results: dict[str, dict[str, Any]] = {}
+            started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             for server in usable:
                 if scn.mode not in servers.CAPABILITIES[server]:
                     continue
                 if args.wait_quiet > 0:
                     busy = wait_quiet(args.wait_quiet)
                     if busy >= 0.25:
-                        print(f"  [{sname}/{server}] machine still busy ({busy:.2f} cores)")
+                        warn(f"  [{sname}/{server}] machine still busy ({busy:.2f} cores)")
                 try:
                     results[server] = run_one(scn, server, opts)
                     other = results[server].get("other_cpu") or 0.0
                     if other > OTHER_CPU_WARN:
-                        print(
+                        warn(
                             f"  [{sname}/{server}] warning: other processes used "
                             f"{other:.2f} cores during the window; this figure is low"
                         )
@@ -351,23 +419,29 @@ def main(argv: list[str] | None = None) -> int:
                     results[server] = {"error": str(e)}
                     print(f"  [{sname}/{server}] failed:\n{_indent(str(e))}")
             print_table(scn, title, results)
-            _warn_near_ceiling(sname, results, ceilings)
-            doc["scenarios"][sname] = {
+            for w in _near_ceiling(sname, results, ceilings):
+                warn(w)
+            entry: dict[str, Any] = {
                 "title": title,
                 "metric": scn.metric,
+                "started": started,
                 "results": results,
-                "hybridbus_ratio": _ratios(results),
+                "hybridbus_ratio": ratios(results),
             }
+            if scn.metric == "connections":
+                entry["hybridbus_mem_ratio"] = ratios(results, "rss_per_conn_bytes")
+            doc["scenarios"][sname] = entry
     except KeyboardInterrupt:
         print("\ninterrupted: stopping servers and workers")
         return 130
     finally:
         servers.stop_all()
         doc["meta"]["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         print(f"\nresults: {path}  ({doc['meta']['elapsed_s']} s)")
+    if args.report:
+        return _write_report(args, [str(path)])
     return 0
 
 
@@ -378,22 +452,32 @@ _CEILINGS = {
     "mqtt_fanin": ("mqtt_sub", None),
     "mqtt_to_nats": ("nats_sub", "mqtt_pub"),
     "nats_to_mqtt": ("mqtt_sub", "nats_pub"),
+    "many_subscriptions": ("mqtt_sub", "mqtt_pub"),
 }
 NEAR_CEILING = 0.7
 
 
-def _warn_near_ceiling(
+def _near_ceiling(
     sname: str, results: dict[str, dict[str, Any]], ceilings: dict[str, dict[str, Any]]
-) -> None:
+) -> list[str]:
+    out = []
     recv_key, send_key = _CEILINGS.get(sname, (None, None))
     for server, r in results.items():
         for key, rate in ((recv_key, r.get("rate")), (send_key, r.get("sent_rate"))):
             cap = ceilings.get(key or "", {}).get("rate")
             if cap and rate and rate > NEAR_CEILING * cap:
-                print(
+                out.append(
                     f"  warning: {server} reached {rate / cap:.0%} of the {key} generator's "
                     f"ceiling ({cap:,.0f} msgs/s): the generator may be the limit"
                 )
+    return out
+
+
+def _warn_near_ceiling(
+    sname: str, results: dict[str, dict[str, Any]], ceilings: dict[str, dict[str, Any]]
+) -> None:
+    for w in _near_ceiling(sname, results, ceilings):
+        print(w)
 
 
 def _indent(text: str) -> str:

@@ -5,6 +5,9 @@ A scenario's ``build`` returns ``RoleSpec``s; the runner starts every receiver f
 starts them all on one clock. ``kind`` says how the runner aggregates a role's result:
 "sub" rates are summed into msgs/s received, "pub" rates into msgs/s sent, "req" carries
 the latency figures, "resp" is only reported.
+
+The scale scenarios (idle_connections, many_subscriptions, retained_replay) run in phases
+instead: their ``runner`` (in ``scale``) takes over the whole run on one server.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
 from .loadgen_nats import NatsPublisher, NatsRequester, NatsResponder, NatsSubscriber
+from .scale import run_idle_connections, run_many_subscriptions, run_retained_replay
 from .servers import RunningServer
 
 
@@ -37,6 +41,20 @@ class Options:
     qos1_batch: int = 100
     # SO_RCVLOWAT for QoS 0 / NATS subscribers (bytes); 0 = wake on every segment.
     lowat: int = 16384
+    # idle_connections: how many, over how many generator processes, handshakes under way
+    # per process (Mosquitto's listen backlog is 100, so 4 x 24 stays below it).
+    idle_conns: int = 20000
+    idle_procs: int = 4
+    idle_inflight: int = 24
+    # many_subscriptions: filters, connections holding them, processes, filters per SUBSCRIBE.
+    subs: int = 100000
+    subs_conns: int = 10
+    subs_procs: int = 2
+    subs_per_packet: int = 100
+    # retained_replay: retained messages stored, then replayed to one `#` subscriber.
+    retained: int = 100000
+    # Bound on each phase of a scale scenario (seconds).
+    scale_timeout: float = 120.0
 
 
 @dataclass
@@ -56,8 +74,12 @@ class Scenario:
     name: str
     title: str
     mode: str  # the server capability needed: "nats", "mqtt" or "bridge"
-    metric: str  # "throughput" or "latency"
-    build: Callable[[RunningServer, Options], list[RoleSpec]]
+    metric: str  # "throughput", "latency", "connections", "subscriptions" or "replay"
+    build: Callable[[RunningServer, Options], list[RoleSpec]] | None = None
+    # A scale scenario's own runner: (scenario, server name, options) -> result dict.
+    runner: Callable[[Scenario, str, Options], dict[str, Any]] | None = None
+    # Ask the server for message persistence where that is a setting (Mosquitto).
+    persistent: bool = False
 
 
 def _nats_pub(srv: RunningServer, o: Options, subject: str, name: str = "pub") -> RoleSpec:
@@ -98,22 +120,27 @@ def _mqtt_pub(
 
 
 def _mqtt_sub(
-    srv: RunningServer, o: Options, topic: str, qos: int = 0, conns: int = 1, name: str = "sub"
+    srv: RunningServer,
+    o: Options,
+    topic: str,
+    qos: int = 0,
+    conns: int = 1,
+    name: str = "sub",
+    persistent: bool = False,
 ) -> RoleSpec:
-    return RoleSpec(
-        "sub",
-        name,
-        MqttSubscriber,
-        dict(
-            host=srv.host,
-            port=srv.mqtt_port,
-            topic=topic,
-            qos=qos,
-            conns=conns,
-            client_prefix=f"bench-{name}",
-            lowat=o.lowat if qos == 0 else 0,
-        ),
+    params: dict[str, Any] = dict(
+        host=srv.host,
+        port=srv.mqtt_port,
+        topic=topic,
+        qos=qos,
+        conns=conns,
+        client_prefix=f"bench-{name}",
+        lowat=o.lowat if qos == 0 else 0,
     )
+    if persistent:
+        # Clean session 0 and a fixed client id: a persistent session [MQTT-3.1.2-4].
+        params.update(clean=False, client_id=f"bench-persistent-{name}")
+    return RoleSpec("sub", name, MqttSubscriber, params)
 
 
 def _nats_sub(srv: RunningServer, o: Options, subject: str, name: str = "sub") -> RoleSpec:
@@ -155,6 +182,17 @@ def build_mqtt_qos1(srv: RunningServer, o: Options) -> list[RoleSpec]:
     return [_mqtt_sub(srv, o, "bench/q1", qos=1), _mqtt_pub(srv, o, "bench/q1", qos=1)]
 
 
+def build_mqtt_qos2(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [_mqtt_sub(srv, o, "bench/q2", qos=2), _mqtt_pub(srv, o, "bench/q2", qos=2)]
+
+
+def build_mqtt_qos1_persistent(srv: RunningServer, o: Options) -> list[RoleSpec]:
+    return [
+        _mqtt_sub(srv, o, "bench/q1p", qos=1, persistent=True),
+        _mqtt_pub(srv, o, "bench/q1p", qos=1),
+    ]
+
+
 def build_mqtt_to_nats(srv: RunningServer, o: Options) -> list[RoleSpec]:
     # MQTT topic bench/bridge is NATS subject bench.bridge on both bridging servers.
     return [_nats_sub(srv, o, "bench.bridge"), _mqtt_pub(srv, o, "bench/bridge")]
@@ -192,6 +230,17 @@ SCENARIOS: dict[str, Scenario] = {
             "mqtt_qos1", "MQTT QoS 1 both legs, 1 -> 1", "mqtt", "throughput", build_mqtt_qos1
         ),
         Scenario(
+            "mqtt_qos2", "MQTT QoS 2 both legs, 1 -> 1", "mqtt", "throughput", build_mqtt_qos2
+        ),
+        Scenario(
+            "mqtt_qos1_persistent",
+            "MQTT QoS 1 both legs, 1 -> 1, subscriber a persistent session (messages persisted)",
+            "mqtt",
+            "throughput",
+            build_mqtt_qos1_persistent,
+            persistent=True,
+        ),
+        Scenario(
             "mqtt_to_nats",
             "MQTT QoS 0 publisher -> NATS subscriber",
             "bridge",
@@ -204,6 +253,28 @@ SCENARIOS: dict[str, Scenario] = {
             "bridge",
             "throughput",
             build_nats_to_mqtt,
+        ),
+        Scenario(
+            "idle_connections",
+            "{idle_conns:,} idle MQTT connections: connect rate and RSS per connection",
+            "mqtt",
+            "connections",
+            runner=run_idle_connections,
+        ),
+        Scenario(
+            "many_subscriptions",
+            "MQTT QoS 0 1 -> 1 publish rate without and with {subs:,} subscriptions "
+            "(distinct topics, {subs_conns} clients)",
+            "mqtt",
+            "subscriptions",
+            runner=run_many_subscriptions,
+        ),
+        Scenario(
+            "retained_replay",
+            "{retained:,} retained messages (distinct topics) replayed to one `#` subscriber",
+            "mqtt",
+            "replay",
+            runner=run_retained_replay,
         ),
     ]
 }

@@ -9,6 +9,9 @@ SIGTERM to that PID, waits, then SIGKILLs, and removes the temp dir. Every start
 sits in a registry that an ``atexit`` hook empties, so nothing outlives the harness even
 when a scenario raises.
 
+Every server starts with its soft RLIMIT_NOFILE raised to the hard limit (``fd_limit()``),
+so the idle-connection scenario is bounded by the machine's limit, not a shell default.
+
 A server whose program is not there raises ``ServerUnavailable``: the runner prints the
 note and goes on with the other servers.
 """
@@ -19,6 +22,8 @@ import atexit
 import contextlib
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -112,6 +117,24 @@ def _stop_pid(proc: subprocess.Popen) -> int | None:
             return None
 
 
+def fd_limit() -> int:
+    """The most file descriptors a server started here can open: the hard RLIMIT_NOFILE
+    (raising the hard limit itself needs CAP_SYS_RESOURCE, which the harness does not ask
+    for)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(soft, hard)
+
+
+def _raise_nofile() -> None:
+    # Runs in the child between fork and exec (preexec_fn): soft limit := hard limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _tail(path: str, lines: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -173,6 +196,7 @@ def _launch(
                 # Own session: a Ctrl-C at the terminal reaches the harness, which stops
                 # the server itself, instead of racing it.
                 start_new_session=True,
+                preexec_fn=_raise_nofile,
             )
         except OSError as e:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -285,31 +309,41 @@ def find_mosquitto(install: bool = True) -> str:
     raise ServerUnavailable("mosquitto still not found after apt-get install")
 
 
-def start_mosquitto() -> RunningServer:
-    """Mosquitto 2.x with one anonymous listener and no persistence.
+def start_mosquitto(persistent: bool = False) -> RunningServer:
+    """Mosquitto 2.x with one anonymous listener; persistence off unless ``persistent``.
 
     ``max_queued_messages`` is raised from its default of 1000 so a QoS 1 run measures
     the broker, not the drop policy; ``max_inflight_messages`` stays at the packaged
-    default (20), which is what a user gets.
+    default (20), which is what a user gets. ``max_connections -1`` (no limit, also the
+    default) is spelled out for the idle-connection scenario.
+
+    With ``persistent`` Mosquitto gets ``persistence true`` and a ``persistence_location``
+    in the temp dir, with the default ``autosave_interval`` (1800 s): Mosquitto keeps
+    messages in memory and writes its whole database to disk at that interval and at
+    shutdown, never per message, so nothing is written during a benchmark window.
     """
     binary = find_mosquitto()
     tmpdir = tempfile.mkdtemp(prefix="bench-mosq-")
     (mqtt_port,) = free_ports(1)
     conf = os.path.join(tmpdir, "mosquitto.conf")
-    Path(conf).write_text(
-        "\n".join(
-            [
-                f"listener {mqtt_port} {HOST}",
-                "allow_anonymous true",
-                "persistence false",
-                "max_queued_messages 1000000",
-                "log_dest stderr",
-                "log_type error",
-                "log_type warning",
-            ]
-        )
-        + "\n"
-    )
+    lines = [
+        f"listener {mqtt_port} {HOST}",
+        "allow_anonymous true",
+        "max_connections -1",
+        "max_queued_messages 1000000",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+    ]
+    if persistent:
+        data = os.path.join(tmpdir, "data")
+        os.mkdir(data)
+        # Mosquitto drops root to its own user, which must be able to write here.
+        os.chmod(data, 0o777)
+        lines += ["persistence true", f"persistence_location {data}/"]
+    else:
+        lines.append("persistence false")
+    Path(conf).write_text("\n".join(lines) + "\n")
     # tmpdir must be readable after Mosquitto drops root to its own user.
     os.chmod(tmpdir, 0o755)
     os.chmod(conf, 0o644)
@@ -341,6 +375,8 @@ def start_hybridbus() -> RunningServer:
     nats_port, mqtt_port, http_port = free_ports(3)
     argv = argv + [
         "serve",
+        "-a",
+        HOST,
         "-p",
         str(nats_port),
         "--mqtt-port",
@@ -392,12 +428,17 @@ def start_amqtt() -> RunningServer:
     return _launch("amqtt", [binary, "-c", conf], tmpdir, {"mqtt_port": mqtt_port})
 
 
-def start(name: str, mode: str) -> RunningServer:
-    """Start server ``name`` for a scenario of kind ``mode`` ("nats", "mqtt" or "bridge")."""
+def start(name: str, mode: str, persistent: bool = False) -> RunningServer:
+    """Start server ``name`` for a scenario of kind ``mode`` ("nats", "mqtt" or "bridge").
+
+    ``persistent`` asks for message persistence where it is a setting (Mosquitto); hybridbus
+    persists QoS 1/2 messages for persistent sessions under its default sync policy, and
+    nats-server's MQTT always keeps QoS 1/2 messages in JetStream.
+    """
     if name == "nats-server":
         return start_nats_server(mqtt=mode != "nats")
     if name == "mosquitto":
-        return start_mosquitto()
+        return start_mosquitto(persistent=persistent)
     if name == "hybridbus":
         return start_hybridbus()
     if name == "amqtt":
@@ -417,3 +458,46 @@ def check_available(name: str) -> None:
         find_amqtt()
     else:
         raise ValueError(f"unknown server {name!r}; known: {', '.join(CAPABILITIES)}")
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _run_text(argv: list[str], timeout: float = 10.0) -> str:
+    try:
+        res = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (res.stdout + res.stderr).decode(errors="replace")
+
+
+def version_of(name: str) -> str:
+    """A short version string for the report ("" when it cannot be found)."""
+    try:
+        if name == "nats-server":
+            out = _run_text([find_nats_server(), "--version"])
+            m = re.search(r"v?(\d+\.\d+\.\d+\S*)", out)
+            return m.group(1) if m else out.strip()
+        if name == "mosquitto":
+            # `mosquitto -h` prints "mosquitto version X" and exits non-zero.
+            out = _run_text([find_mosquitto(install=False), "-h"])
+            m = re.search(r"version (\S+)", out)
+            return m.group(1) if m else ""
+        if name == "hybridbus":
+            argv = hybridbus_argv()
+            out = _run_text([*argv, "--version"])
+            m = re.search(r"(\d+\.\d+\.\d+\S*)", out)
+            ver = m.group(1) if m else ""
+            rev = _run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).strip()
+            if rev and re.fullmatch(r"[0-9a-f]{4,40}", rev):
+                ver = f"{ver} (git {rev})" if ver else f"git {rev}"
+            return ver
+        if name == "amqtt":
+            binary = find_amqtt()
+            pip = Path(binary).with_name("pip")
+            out = _run_text([str(pip), "show", "amqtt"]) if pip.exists() else ""
+            m = re.search(r"^Version: (\S+)", out, re.M)
+            return m.group(1) if m else ""
+    except (ServerUnavailable, ServerStartError):
+        return ""
+    return ""

@@ -1,26 +1,37 @@
 """Tests of the harness's own wire code, and one short live run per peer server.
 
-Run: ``.venv/bin/pytest bench/harness/test_harness.py`` (about 10 s; not under tests/).
+Run: ``.venv/bin/pytest bench/harness/test_harness.py`` (about 15 s; not under tests/).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import struct
+from pathlib import Path
 
 import pytest
 
+from . import report, scale, servers
 from .loadgen_nats import EdgeCounter, _parse_msgs
 from .mqttwire import (
     PINGRESP_BYTES,
+    FixedPublishCounter,
     MqttStream,
     encode_publish,
+    encode_subscribe_many,
     encode_varint,
+    publish_cycle,
     publish_qos1_cycle,
+    publish_retained_run,
+    retained_topic,
 )
-from .run import run_one
+from .run import main, run_one
 from .scenarios import SCENARIOS, Options
 from .servers import find_nats_server, port_accepts
+
+HAVE_MOSQUITTO = shutil.which("mosquitto") is not None or Path("/usr/sbin/mosquitto").exists()
 
 
 def _chunks(data: bytes, rnd: random.Random) -> list[bytes]:
@@ -123,7 +134,7 @@ def test_live_reqrep_latency_against_nats_server() -> None:
     assert 0 < r["p50_us"] <= r["p99_us"] <= r["max_us"]
 
 
-@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="Debian mosquitto not installed")
+@pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Debian mosquitto not installed")
 def test_live_mqtt_qos1_against_mosquitto_gets_pubacks() -> None:
     r = run_one(SCENARIOS["mqtt_qos1"], "mosquitto", _short())
     assert r["rate"] > 1_000
@@ -141,3 +152,251 @@ def test_server_stop_frees_port() -> None:
     srv.stop()
     assert not srv.alive()
     assert not port_accepts(port)
+
+
+# ---------------------------------------------------------------- QoS 2, SUBACKs, retained
+
+
+def _ids(acks: bytes, first_byte: int) -> list[int]:
+    assert len(acks) % 4 == 0
+    out = []
+    for i in range(0, len(acks), 4):
+        assert acks[i] == first_byte and acks[i + 1] == 2
+        out.append(int.from_bytes(acks[i + 2 : i + 4], "big"))
+    return out
+
+
+def test_qos2_receiver_answers_pubrec_then_pubcomp_mqtt_4_3_3() -> None:
+    rnd = random.Random(3)
+    ids = [rnd.randint(1, 65535) for _ in range(300)]
+    data = b"".join(encode_publish("q/2", b"p" * rnd.randint(0, 200), 2, i) for i in ids)
+    for seed in range(3):
+        stream = MqttStream()
+        acks = b"".join(stream.feed(c) for c in _chunks(data, random.Random(seed)))
+        assert stream.publishes == len(ids)
+        assert _ids(acks, 0x50) == ids  # PUBREC, not PUBACK, for QoS 2
+    # PUBREL (flags 0b0010 [MQTT-3.6.1-1]) is answered with PUBCOMP for the same id.
+    rels = b"".join(b"\x62\x02" + struct.pack("!H", i) for i in ids)
+    stream = MqttStream()
+    acks = b"".join(stream.feed(c) for c in _chunks(rels, random.Random(9)))
+    assert stream.pubrels == len(ids)
+    assert _ids(acks, 0x70) == ids
+
+
+def test_qos2_sender_answers_pubrec_with_pubrel_and_counts_pubcomp() -> None:
+    ids = list(range(1, 501))
+    recs = b"".join(b"\x50\x02" + struct.pack("!H", i) for i in ids)
+    comps = b"".join(b"\x70\x02" + struct.pack("!H", i) for i in ids)
+    stream = MqttStream()
+    acks = b"".join(stream.feed(c) for c in _chunks(recs + comps, random.Random(1)))
+    assert _ids(acks, 0x62) == ids
+    assert (stream.pubrecs, stream.pubcomps, stream.pubacks) == (500, 500, 0)
+
+
+def test_qos1_still_gets_puback_and_qos2_cycle_has_every_id() -> None:
+    stream = MqttStream()
+    assert stream.feed(encode_publish("a", b"", 1, 7)) == b"\x40\x02\x00\x07"
+    cycle, size = publish_cycle("t", b"p", 2)
+    assert len(cycle) == 65535 * size
+    for pid in (1, 40000, 65535):
+        assert cycle[(pid - 1) * size : pid * size] == encode_publish("t", b"p", 2, pid)
+
+
+def test_subscribe_many_and_suback_return_codes_mqtt_3_9_3() -> None:
+    pkt = encode_subscribe_many(5, ["a/1", "b/22"], 1)
+    # 0x82, remaining length 2 + (2+3+1) + (2+4+1) = 15, packet id 5.
+    assert pkt == b"\x82\x0f\x00\x05\x00\x03a/1\x01\x00\x04b/22\x01"
+    stream = MqttStream()
+    stream.feed(b"\x90\x05\x00\x05\x00\x01\x80" + b"\x90\x04\x00\x06\x01\x01")
+    assert stream.subacks == 2
+    assert stream.suback_codes == 5
+    assert stream.suback_failures == 1
+
+
+def test_retained_run_packets_are_fixed_size_with_retain_flag() -> None:
+    run, size = publish_retained_run(70000, b"x" * 8)
+    assert len(run) == 70000 * size
+    for i in (0, 65534, 65535, 69999):
+        frame = run[i * size : (i + 1) * size]
+        # Packet ids wrap 65535 -> 1; RETAIN is bit 0 of the first byte [MQTT-3.3.1-5].
+        assert frame == encode_publish(retained_topic(i), b"x" * 8, 1, i % 65535 + 1, retain=True)
+        assert frame[0] == 0x33
+
+
+def test_fixed_publish_counter_exact_under_any_chunking() -> None:
+    rnd = random.Random(11)
+    payload = b"y" * 64
+    frame0 = encode_publish(retained_topic(0), payload, 0, retain=True)
+    head = frame0[: 1 + 1 + 2 + len("bench/r/")]
+    frames = [b"\x90\x03\x00\x01\x00"]  # the SUBACK first
+    expected = 0
+    for i in range(4000):
+        r = rnd.random()
+        if r < 0.9:
+            frames.append(encode_publish(retained_topic(i), payload, 0, retain=True))
+        elif r < 0.95:
+            # Same length, other head: must still count, through the generic path.
+            frames.append(encode_publish("other/t/" + "z" * 6, payload, 0, retain=True))
+        else:
+            frames.append(encode_publish("x", b"q" * rnd.randint(0, 300)))
+        expected += 1
+    frames.append(PINGRESP_BYTES)
+    data = b"".join(frames)
+    for seed in range(4):
+        c = FixedPublishCounter(head, len(frame0))
+        for chunk in _chunks(data, random.Random(seed)):
+            c.feed(chunk)
+        assert c.publishes == expected
+        assert c.subacks == 1 and c.other == 1
+        assert c.buf == b""
+
+
+# ---------------------------------------------------------------- scale scenarios, report
+
+
+def test_idle_count_respects_the_fd_limit() -> None:
+    limit = servers.fd_limit()
+    n, note = scale.idle_count(limit * 2)
+    assert n == limit - scale.FD_RESERVE
+    assert "RLIMIT_NOFILE" in note
+    assert scale.idle_count(10) == (10, "")
+
+
+def _tiny(**kw: object) -> Options:
+    o = Options(duration=0.5, warmup=0.2, scale_timeout=30.0)
+    for k, v in kw.items():
+        setattr(o, k, v)
+    return o
+
+
+@pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Debian mosquitto not installed")
+def test_live_idle_connections_against_mosquitto() -> None:
+    r = run_one(SCENARIOS["idle_connections"], "mosquitto", _tiny(idle_conns=300, idle_procs=3))
+    assert r["connections"] == 300 and r["failed"] == 0 and r["timed_out"] == 0
+    assert r["rate"] > 100
+    # Every connection holds a socket in the server while RSS is read.
+    assert r["fds_after"] - r["fds_before"] >= 300
+    assert r["rss_after_kb"] >= r["rss_before_kb"]
+
+
+@pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Debian mosquitto not installed")
+def test_live_qos2_against_mosquitto_completes_handshakes() -> None:
+    r = run_one(SCENARIOS["mqtt_qos2"], "mosquitto", _tiny())
+    pub = r["workers"]["pub"]
+    assert pub["pubcomps"] > 0 and pub["pubrecs"] >= pub["pubcomps"]
+    assert r["rate"] > 100
+    assert r["workers"]["sub"]["total"] <= pub["total"]
+
+
+def test_live_qos1_persistent_against_nats_server() -> None:
+    r = run_one(SCENARIOS["mqtt_qos1_persistent"], "nats-server", _tiny())
+    assert r["rate"] > 100
+    assert r["workers"]["pub"]["acked"] > 0
+
+
+@pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Debian mosquitto not installed")
+def test_live_many_subscriptions_and_retained_replay_against_mosquitto() -> None:
+    o = _tiny(subs=3000, subs_conns=3, retained=3000)
+    r = run_one(SCENARIOS["many_subscriptions"], "mosquitto", o)
+    assert r["subscriptions"] == 3000
+    assert r["baseline_rate"] > 1000 and r["rate"] > 1000
+    assert r["loaded_over_baseline"] == pytest.approx(r["rate"] / r["baseline_rate"])
+    r = run_one(SCENARIOS["retained_replay"], "mosquitto", o)
+    assert r["workers"]["sub"]["received"] == 3000
+    assert r["workers"]["pub"]["acked"] == 3000
+    assert r["replay_s"] > 0 and r["rate"] == pytest.approx(3000 / r["replay_s"])
+
+
+def _fake_results() -> dict:
+    def rate(x: float, **kw: object) -> dict:
+        return {"rate": x, "sent_rate": x, "other_cpu": 0.1, **kw}
+
+    return {
+        "meta": {
+            "started": "2026-01-02T03:04:05+0000",
+            "cpus": 2,
+            "python": "3.11.7",
+            "machine": {"nproc": 2, "cpu_model": "Test CPU", "mem_total_kb": 4 << 20},
+            "options": {"payload": 64, "duration": 5, "warmup": 1, "subs": 100000},
+            "servers": ["hybridbus", "nats-server", "mosquitto"],
+            "versions": {"hybridbus": "0.1.0", "nats-server": "2.15.1", "mosquitto": "2.0.11"},
+        },
+        "scenarios": {
+            "nats_pubsub": {
+                "title": "t",
+                "results": {"hybridbus": rate(600_000), "nats-server": rate(1_000_000)},
+            },
+            "mqtt_qos0": {
+                "title": "t",
+                "results": {
+                    "hybridbus": rate(300_000, other_cpu=0.5),
+                    "nats-server": rate(500_000),
+                    "mosquitto": rate(150_000),
+                },
+            },
+            "mqtt_qos1_persistent": {
+                "title": "t",
+                "results": {
+                    "hybridbus": rate(40_000),
+                    "nats-server": rate(50_000),
+                    "mosquitto": {"error": "boom\nmore"},
+                },
+            },
+            "idle_connections": {
+                "title": "t",
+                "results": {
+                    "hybridbus": rate(10_000, rss_per_conn_bytes=3000, connections=19900),
+                    "mosquitto": rate(20_000, rss_per_conn_bytes=700, connections=19900),
+                },
+            },
+            "many_subscriptions": {
+                "title": "t",
+                "results": {
+                    "hybridbus": rate(250_000, baseline_rate=260_000, loaded_over_baseline=0.96),
+                },
+            },
+        },
+        "warnings": ["  [mqtt_qos0/hybridbus] warning: other processes used 0.50 cores"],
+    }
+
+
+def test_report_targets_and_tables_from_saved_json(tmp_path: Path) -> None:
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(_fake_results()))
+    md, png = tmp_path / "B.md", tmp_path / "docs" / "b.png"
+    assert main(["--from-json", str(src), "--markdown", str(md), "--chart", str(png)]) == 0
+    text = md.read_text()
+    got = {t["target"]: t["ok"] for t in report.targets(report.load([str(src)]))}
+    assert got == {
+        "MQTT QoS 0 >= 1.5x Mosquitto": True,  # 2.0x
+        "MQTT QoS 1 persisted >= 1.5x nats-server's MQTT": False,  # 0.8x
+        "NATS core >= 0.5x nats-server": True,  # 0.6x
+        "<= 4 KB RSS per idle MQTT connection": True,
+        "100,000 subscriptions do not halve the publish rate": True,
+    }
+    assert "| `mqtt_qos0` | msgs/s | 300,000 † | 500,000 | 150,000 | 0.60x | 2.00x |" in text
+    assert "FAILED" in text and "boom" in text
+    assert "Test CPU" in text and "nats-server 2.15.1" in text
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert not png.exists()
+    else:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "](docs/b.png)" in text
+
+
+def test_report_merge_later_file_replaces_scenario(tmp_path: Path) -> None:
+    a, b = _fake_results(), _fake_results()
+    b["meta"]["started"] = "2026-01-03T00:00:00+0000"
+    b["scenarios"] = {"mqtt_qos0": {"title": "t", "results": {"hybridbus": {"rate": 1.0}}}}
+    b["warnings"] = []
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(a))
+    pb.write_text(json.dumps(b))
+    doc = report.load([str(pa), str(pb)])
+    assert report.value(doc, "mqtt_qos0", "hybridbus") == 1.0
+    assert report.value(doc, "nats_pubsub", "hybridbus") == 600_000
+    assert doc["scenarios"]["mqtt_qos0"]["source"] == str(pb)
+    # The re-run scenario's old warning is gone with its old figures.
+    assert not any("mqtt_qos0" in w for w in doc["warnings"])

@@ -8,6 +8,8 @@ that runs in its own forked process. The parent and the child talk over a Pipe:
     parent: <- ("go", t_go, t0, t1, t_stop)   absolute time.monotonic() values
     child:  role.run(t_go, t0, t1, t_stop)
     child:  -> ("result", dict)  or  ("error", traceback text)
+    child:  if role.hold: wait for ("release",) (or HOLD_MAX s), keeping its connections
+    child:  role.close()
 
 CLOCK_MONOTONIC is one clock for every process on the machine, so all roles measure the
 same window [t0, t1): publishers send from t_go to t_stop (a little past t1, so the
@@ -15,6 +17,10 @@ window's end is still under load), receivers snapshot their counters and CPU tim
 first time they see the clock pass t0 and t1, and rate = counted / elapsed between the two
 snapshots. ``Fleet`` owns the processes and kills every one by PID when it closes, on
 error too.
+
+A role with ``hold = True`` (idle connections, subscription holders) keeps its
+connections open after reporting, so the parent can measure the server with them in
+place; ``Fleet.release`` lets those roles close their connections themselves.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import traceback
 from typing import Any
 
 _CTX = mp.get_context("fork")
+HOLD_MAX = 600.0  # a holding role gives up waiting for "release" after this long
 
 
 class Window:
@@ -96,6 +103,8 @@ def _child(role_cls: type, params: dict[str, Any], conn: Any) -> None:
         res = role.run(t_go, t0, t1, t_stop)
         res["pid"] = os.getpid()
         conn.send(("result", res))
+        if getattr(role, "hold", False):
+            conn.poll(HOLD_MAX)
     except BaseException:
         with contextlib.suppress(Exception):
             conn.send(("error", traceback.format_exc()))
@@ -199,6 +208,16 @@ class Fleet:
     def collect(self, deadline: float) -> None:
         for w in self.workers:
             w.result = w.expect("result", deadline)
+
+    def release(self, timeout: float = 10.0) -> None:
+        """Let holding roles close their own connections and exit (bounded), then kill."""
+        for w in self.workers:
+            with contextlib.suppress(Exception):
+                w.conn.send(("release",))
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            w.proc.join(max(0.0, deadline - time.monotonic()))
+        self.close()
 
     def close(self) -> None:
         for w in self.workers:
