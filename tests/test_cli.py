@@ -128,3 +128,23 @@ def test_serve_default_store_dir_logs_and_sigint(tmp_path):
     assert b"[DBG]" in seen
     assert b"Trapped 'SIGINT' signal" in seen
     assert b"Server Exiting.." in seen
+
+
+async def test_connection_events_are_logged_with_address_id_and_protocol(nats_server, caplog):
+    import logging
+
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import eventually, mqtt_connect, nats_connect
+
+    caplog.set_level(logging.DEBUG, logger="hybridbus")
+    nats = await nats_connect(nats_server.nats_port)
+    mqtt = await mqtt_connect(nats_server.mqtt_port, "sensor-9")
+    await mqtt.send(mp.DISCONNECT)
+    await nats.close()
+    await eventually(lambda: "Client connection closed (nats)" in caplog.text)
+    assert re.search(r"127\.0\.0\.1:\d+ - cid:\d+ - Client connection created \(nats\)", caplog.text)
+    assert re.search(
+        r"127\.0\.0\.1:\d+ - mid:\d+ - 'sensor-9' - Client connection created \(mqtt, level 4\)",
+        caplog.text,
+    )
+    await eventually(lambda: "Client connection closed (mqtt): Client Closed" in caplog.text)

@@ -318,7 +318,7 @@ class MqttConnection(ClientBase):
         return props
 
     def on_connected(self) -> None:
-        log.debug("%s - MQTT client connected (level %d)", self.describe(), self.level)
+        log.debug("%s - Client connection created (mqtt, level %d)", self.describe(), self.level)
 
     def resolve_topic_alias(self, topic: str, props: dict) -> str | None:
         """Apply a 5.0 Topic Alias (3.3.2.3.4); None after a protocol error."""
@@ -524,7 +524,7 @@ class MqttConnection(ClientBase):
     def on_closed(self) -> None:
         # Network loss, keep-alive timeout, protocol error: the will is published [MQTT-3.1.2-8].
         self._finish_session()
-        log.debug("%s - MQTT connection closed: %s", self.describe(), self.close_reason)
+        log.debug("%s - Client connection closed (mqtt): %s", self.describe(), self.close_reason)
 
     def auth_revoked_notice(self) -> bytes:
         # 5.0 DISCONNECT 0x87 Not authorized; 3.1.1 has no way to say it.

@@ -137,7 +137,13 @@ class NatsConnection(ClientBase):
             return
         if server.auth_required:
             self.auth_deadline = time.monotonic() + server.options.auth.timeout
-        log.debug("%s:%d - cid:%d - Client connection created", self.ip, self.port, self.cid)
+        log.debug(
+            "%s:%d - cid:%d - Client connection created (%s)",
+            self.ip,
+            self.port,
+            self.cid,
+            self.conn_type,
+        )
         server.flush()
         if server.nats_tls is not None and self.tls_version is None and not self.ws:
             # INFO went out in clear text; now the client starts TLS (nats-server's order).
@@ -183,10 +189,11 @@ class NatsConnection(ClientBase):
             sublist.remove(sub)
         self.subs.clear()
         log.debug(
-            "%s:%d - cid:%d - Client connection closed: %s",
+            "%s:%d - cid:%d - Client connection closed (%s): %s",
             self.ip,
             self.port,
             self.cid,
+            self.conn_type,
             self.close_reason,
         )
 
