@@ -15,6 +15,7 @@ growing memory or slowing the publisher.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -45,6 +46,18 @@ HEADER_VIOLATION = "Message Header Violation"
 NO_RESPONDERS_REQUIRES_HEADERS = "No Responders Requires Headers"
 DUPLICATE_CLIENT_ID = "Duplicate Client ID"
 TLS_HANDSHAKE_FAILURE = "TLS Handshake Failure"
+
+
+_BCRYPT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _bcrypt_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """One thread for password checks: a flood of logins then waits its turn instead
+    of taking every core from the event loop (bcrypt releases the GIL)."""
+    global _BCRYPT_POOL
+    if _BCRYPT_POOL is None:
+        _BCRYPT_POOL = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bcrypt")
+    return _BCRYPT_POOL
 
 
 class ClientBase(asyncio.Protocol):
@@ -187,7 +200,7 @@ class ClientBase(asyncio.Protocol):
         from hybridbus.security.auth import run_bcrypt
 
         self.transport.pause_reading()
-        future = self.server.loop.run_in_executor(None, run_bcrypt, *work)
+        future = self.server.loop.run_in_executor(_bcrypt_executor(), run_bcrypt, *work)
 
         def done(_future) -> None:
             if self.closing:
