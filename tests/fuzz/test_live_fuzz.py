@@ -335,14 +335,17 @@ async def run_fuzz(server, ports: dict, creds: dict, seed: int, server_errors, r
     await nats_sink.close()
     await mqtt_sink.close()
     # Stalled fuzz connections are reclaimed by the server's own timeouts (auth,
-    # CONNECT, ping, websocket handshake), except an MQTT client that connected with
-    # keep alive 0: it may legitimately idle forever [MQTT-3.1.2-10].
+    # CONNECT, ping, websocket handshake), except an MQTT client whose keep alive has
+    # not run out: with keep alive 0 it may idle forever [MQTT-3.1.2-10], and a fuzzed
+    # CONNECT may well ask for 65535 s.
     for w in stalled:
         w.transport.pause_reading()
 
     def only_idle_mqtt() -> bool:
+        now = time.monotonic()
         return all(
-            getattr(c, "session", None) is not None and c.keep_alive == 0
+            getattr(c, "session", None) is not None
+            and (c.keep_alive == 0 or now - c.last_packet <= 1.5 * c.keep_alive)
             for c in server.clients.values()
         )
 
