@@ -12,8 +12,9 @@ do, so they show in monitoring and never collide with a user's streams):
 | `$MQTT_rmsgs`  | `$MQTT.rmsgs.<topic subject>` | retained topic (latest wins)        |
 
 `<key>` is a hash of the client id (ids may hold any character). Records are
-msgpack maps with short keys, written once and deleted when their job is done;
-the store compacts dead records away. At start, ``load`` replays the streams
+msgpack maps with short keys (the hot `.m` record is a fixed-order array),
+written once and deleted when their job is done; the store compacts dead
+records away. At start, ``load`` replays the streams
 into sessions (offline, subscribed, with their queues) and the retained index.
 
 A ``Ticket`` collects every append one inbound PUBLISH causes; it is done when
@@ -184,18 +185,24 @@ class Persistence:
 
     def add_outgoing(self, session: Session, out: Outgoing) -> None:
         msg = out.msg
-        record = {
-            "p": out.packet_id,
-            "q": out.qos,
-            "r": out.retain,
-            "t": msg.topic,
-            "d": msg.payload,
-            "x": msg.properties,
-            # wall-clock expiry, so that a restart keeps counting [MQTT-3.3.2-5]
-            "e": (msg.expires_at - time.monotonic() + time.time()) if msg.expires_at else 0,
-            "s": out.sub_ids,
-        }
-        out.seq = self._append(OUTGOING, f"$MQTT.out.{session.key}.m", record)
+        # One record per message owed: a msgpack array (packs at twice the speed of a
+        # map, and this is written for every QoS 1/2 message a persistent session gets):
+        # [packet id, qos, retain, topic, payload, properties, expiry (wall clock, so
+        # that a restart keeps counting [MQTT-3.3.2-5]; 0 = none), subscription ids]
+        record = [
+            out.packet_id,
+            out.qos,
+            out.retain,
+            msg.topic,
+            msg.payload,
+            msg.properties,
+            (msg.expires_at - time.monotonic() + time.time()) if msg.expires_at else 0,
+            out.sub_ids,
+        ]
+        subject = session.out_subject
+        if subject is None:
+            subject = session.out_subject = f"$MQTT.out.{session.key}.m"
+        out.seq = self._append(OUTGOING, subject, record)
 
     def remove_outgoing(self, session: Session, out: Outgoing) -> None:
         self._delete(OUTGOING, out.seq)
@@ -270,8 +277,8 @@ class Persistence:
             if session is None:
                 self._delete(OUTGOING, seq)
                 continue
-            pid = rec["p"]
             if parts[3] == "r":
+                pid = rec["p"]
                 out = session.inflight.get(pid) or next(
                     (o for o in session.queued if o.packet_id == pid), None
                 )
@@ -286,11 +293,11 @@ class Persistence:
                 out.seq = seq
                 session.pids.add(pid)
                 continue
-            msg = MqttMessage(rec["t"], rec["d"], rec["q"], False, rec.get("x"))
-            if rec.get("e"):
-                left = rec["e"] - now_wall
-                msg.expires_at = time.monotonic() + left
-            out = Outgoing(pid, msg, rec["q"], rec["r"], rec.get("s"))
+            pid, qos, retain, topic, payload, props, expires, sub_ids = rec
+            msg = MqttMessage(topic, payload, qos, False, props)
+            if expires:
+                msg.expires_at = time.monotonic() + (expires - now_wall)
+            out = Outgoing(pid, msg, qos, retain, sub_ids)
             out.seq = seq
             # It may have been sent before the restart: a re-send carries DUP=1.
             out.sent = True

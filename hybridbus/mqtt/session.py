@@ -138,6 +138,7 @@ class Session:
         "disconnected_at",
         "seq",
         "expiry_handle",
+        "out_subject",
     )
 
     # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
@@ -167,6 +168,7 @@ class Session:
         self.disconnected_at = 0.0
         self.seq = 0  # store sequence of this session's own record
         self.expiry_handle: Any = None  # timer ending an offline 5.0 session
+        self.out_subject: str | None = None  # store subject of its queued messages
 
     # -- router side ------------------------------------------------------------------
 
