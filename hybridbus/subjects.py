@@ -80,6 +80,7 @@ __all__ = [
     "is_valid_subject",
     "is_valid_topic_filter",
     "is_valid_topic_name",
+    "subject_matches",
     "subject_to_topic",
     "topic_to_subject",
 ]
@@ -115,6 +116,29 @@ def is_valid_publish_subject(subject: str) -> bool:
         return False
     toks = subject.split(".")
     return "" not in toks and "*" not in toks and ">" not in toks
+
+
+def subject_matches(filter_subject: str, subject: str) -> bool:
+    """Does a publish to the literal `subject` reach a subscription on `filter_subject`?
+
+    `*` matches one token, a last `>` one or more. A subject with an empty token
+    (`a..b`) matches nothing, as in the router's trie walk."""
+    stoks = subject.split(".")
+    if "" in stoks:
+        return False
+    ftoks = filter_subject.split(".")
+    n = len(ftoks)
+    if ftoks[-1] == ">":
+        n -= 1
+        if len(stoks) <= n:
+            return False
+    elif len(stoks) != n:
+        return False
+    for i in range(n):
+        t = ftoks[i]
+        if t != "*" and t != stoks[i]:
+            return False
+    return True
 
 
 def is_valid_queue_name(queue: str) -> bool:

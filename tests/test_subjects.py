@@ -382,3 +382,22 @@ def test_matching_examples():
         routed = bool(sl.match(topic_to_subject(topic)).plain)
         got = routed and not (topic.startswith("$") and filter_skips_dollar(topic_filter))
         assert got is want, (topic, topic_filter)
+
+
+@pytest.mark.parametrize(
+    ("filter_subject", "subject", "expected"),
+    [
+        ("a.b", "a.b", True),
+        ("a.*", "a.b", True),
+        ("a.*", "a.b.c", False),
+        ("a.>", "a.b.c", True),
+        ("a.>", "a", False),
+        (">", "x", True),
+        ("*.b", "a.c", False),
+        ("a.*", "a..b", False),  # an empty token matches nothing
+    ],
+)
+def test_subject_matches(filter_subject, subject, expected):
+    from hybridbus.subjects import subject_matches
+
+    assert subject_matches(filter_subject, subject) is expected

@@ -47,7 +47,7 @@ from hybridbus.monitor.gotypes import (
 )
 from hybridbus.store.api import parse_rfc3339
 from hybridbus.store.errors import ConsumerNotFound, StreamNotFound
-from hybridbus.subjects import is_valid_publish_subject
+from hybridbus.subjects import is_valid_publish_subject, subject_matches
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -711,25 +711,6 @@ class SubszOptions:
         o.test = q.get("test", "")
         o.acc = q.get("acc", "")
         return o
-
-
-def subject_matches(filter_subject: str, subject: str) -> bool:
-    """Does the subscription subject ``filter_subject`` receive a publish to the
-    literal ``subject``? (``*`` one token, a last ``>`` one or more.)"""
-    ftoks = filter_subject.split(".")
-    stoks = subject.split(".")
-    n = len(ftoks)
-    if ftoks[-1] == ">":
-        n -= 1
-        if len(stoks) <= n:
-            return False
-    elif len(stoks) != n:
-        return False
-    for i in range(n):
-        t = ftoks[i]
-        if t != "*" and t != stoks[i]:
-            return False
-    return True
 
 
 def subscription_cid(sub: Any) -> int:

@@ -77,7 +77,7 @@ import re
 from collections.abc import Iterator
 from itertools import islice
 
-from hybridbus.subjects import is_valid_queue_name, is_valid_subject
+from hybridbus.subjects import is_valid_queue_name, is_valid_subject, subject_matches
 
 __all__ = ["DEFAULT_CACHE_MAX", "DEFAULT_CACHE_SWEEP", "Sublist", "SublistResult", "Subscription"]
 
@@ -213,26 +213,6 @@ def _add_to_result(r: SublistResult, sub: Subscription) -> SublistResult:
     return SublistResult(r.plain, queues)
 
 
-def _filter_matches(ftoks: list[str], subject: str) -> bool:
-    """Does the wildcard filter ``ftoks`` match the literal ``subject``? (Walk semantics:
-    no empty tokens, ``*`` one token, a last ``>`` one or more.)"""
-    stoks = subject.split(".")
-    if "" in stoks:
-        return False
-    n = len(ftoks)
-    if ftoks[-1] == ">":
-        n -= 1
-        if len(stoks) <= n:
-            return False
-    elif len(stoks) != n:
-        return False
-    for i in range(n):
-        t = ftoks[i]
-        if t != "*" and t != stoks[i]:
-            return False
-    return True
-
-
 def _filter_regex(toks: list[str]) -> re.Pattern[str]:
     """A regex that fully matches exactly the literal subjects the filter ``toks`` matches.
 
@@ -286,7 +266,8 @@ def _cached_matches(cache: dict[str, SublistResult], toks: list[str]) -> list[st
     if keys is None:
         keys = list(cache)
     if len(keys) <= _FEW_CANDIDATES:
-        return [key for key in keys if _filter_matches(toks, key)]
+        filter_subject = ".".join(toks)
+        return [key for key in keys if subject_matches(filter_subject, key)]
     rx = _filter_regex(toks).fullmatch
     return [key for key in keys if rx(key) is not None]
 

@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 import secrets
-import socket
 import time
 from collections import deque
 from typing import Any
@@ -458,10 +457,3 @@ class Server:
                 log.exception("sweep failed for cid %d", client.cid)
         self.flush()
         self._schedule_sweep()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (tests and benchmarks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]

@@ -1,6 +1,7 @@
 """NATS subject filters for the store: validation, matching and overlap.
 
-The store cannot import the router (layering), and it needs only three questions answered:
+The store cannot import the router (layering), and it needs only three questions answered
+(matching itself is ``hybridbus.subjects.subject_matches``, shared with the router):
 is this a valid subject or filter, does a subject match a filter, and can two filters
 match a common subject. Tokens are separated by ``.``; ``*`` matches exactly one token and
 ``>`` (last token only) matches one or more trailing tokens.
@@ -11,6 +12,8 @@ Abbreviations: ``pwc`` the partial wildcard ``*``, ``fwc`` the full wildcard ``>
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from hybridbus.subjects import subject_matches  # stdlib-only leaf module: no layering cost
 
 _BAD_CHARS = (" ", "\t", "\r", "\n", "\x00")
 
@@ -35,24 +38,6 @@ def is_literal(subject: str) -> bool:
     if "*" not in subject and ">" not in subject:
         return True
     return not any(t == "*" or t == ">" for t in subject.split("."))
-
-
-def subject_matches(filt: str, subject: str) -> bool:
-    """Does the literal ``subject`` match ``filt`` (which may hold wildcards)?"""
-    if filt == subject or filt == ">":
-        return True
-    ft = filt.split(".")
-    st = subject.split(".")
-    n = len(ft)
-    for i in range(n):
-        f = ft[i]
-        if f == ">":
-            return len(st) > i
-        if i >= len(st):
-            return False
-        if f != "*" and f != st[i]:
-            return False
-    return n == len(st)
 
 
 def compile_filters(filters: list[str] | tuple[str, ...] | None) -> Callable[[str], bool] | None:
