@@ -511,16 +511,21 @@ class _Loader:
 
     # -- top level -----------------------------------------------------------
 
-    def top(self, nodes: dict[str, Node], opts: Options) -> None:
+    def dispatch(self, nodes: dict[str, Node], target: Any, table: dict, unsupported) -> None:
+        """Hand each key of a block to its handler (keys are case-insensitive); a key
+        nats-server knows but we do not implement is a warning, any other an error."""
         for key, node in nodes.items():
             name = key.lower()
-            handler = _TOP.get(name)
+            handler = table.get(name)
             if handler is not None:
-                handler(self, opts, node, key)
-            elif name in UNSUPPORTED_TOP_LEVEL:
+                handler(self, target, node, key)
+            elif name in unsupported:
                 self.unsupported(key, node)
             else:
                 self.unknown(key, node)
+
+    def top(self, nodes: dict[str, Node], opts: Options) -> None:
+        self.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL)
 
     def t_listen(self, opts: Options, node: Node, key: str) -> None:
         hp = self.listen(node)
@@ -1045,15 +1050,7 @@ class _Loader:
         if not isinstance(node.value, dict):
             self.err(node, f"Expected mqtt to be a map, got {go_type(node)}")
             return
-        for key, sub in node.value.items():
-            name = key.lower()
-            handler = _MQTT.get(name)
-            if handler is not None:
-                handler(self, mq, sub, key)
-            elif name in _UNSUPPORTED_MQTT:
-                self.unsupported(key, sub)
-            else:
-                self.unknown(key, sub)
+        self.dispatch(node.value, mq, _MQTT, _UNSUPPORTED_MQTT)
 
     def m_listen(self, mq: Any, node: Node, key: str) -> None:
         hp = self.listen(node)
@@ -1143,15 +1140,7 @@ class _Loader:
         if not isinstance(node.value, dict):
             self.err(node, f"Expected websocket to be a map, got {go_type(node)}")
             return
-        for key, sub in node.value.items():
-            name = key.lower()
-            handler = _WEBSOCKET.get(name)
-            if handler is not None:
-                handler(self, ws, sub, key)
-            elif name in _UNSUPPORTED_WEBSOCKET:
-                self.unsupported(key, sub)
-            else:
-                self.unknown(key, sub)
+        self.dispatch(node.value, ws, _WEBSOCKET, _UNSUPPORTED_WEBSOCKET)
         # Like nats-server, a websocket listener runs when it has a port.
         ws.enabled = ws.port != 0
 
