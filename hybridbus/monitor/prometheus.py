@@ -7,14 +7,9 @@ and the event counters, the MQTT broker knows its sessions, the store its usage;
 into metric families. Each monitor has its own ``CollectorRegistry``, so several
 servers in one process (the tests) do not collide.
 
-Traffic by protocol. ``server.stats`` sums closed connections without saying
-which protocol they spoke. If it offers ``closed_by_protocol``
-(``{"nats": [in_msgs, in_bytes, out_msgs, out_bytes], "mqtt": [...]}``) that is
-used as is. Otherwise ``ClosedTally`` rebuilds the split from the ring of closed
-connections (``server.closed``, each entry with its final counters and type),
-taking every entry once; connections that vanished while the ring is turned off
-(``max_closed_clients: 0``) are counted with the values seen at the previous
-scrape.
+Traffic by protocol: ``server.closed_by_protocol`` holds what closed connections
+carried (``{"nats": [in_msgs, in_bytes, out_msgs, out_bytes], "mqtt": [...]}``),
+and the live connections add their own counters at scrape time.
 
 Store fsync latency is exported as a histogram when ``store.stats()`` carries
 ``fsync_latency = {"buckets": [(upper_bound_seconds, cumulative_count), ...],
@@ -43,64 +38,12 @@ PROTOCOLS = ("nats", "mqtt")
 _IN_MSGS, _IN_BYTES, _OUT_MSGS, _OUT_BYTES = range(4)
 
 
-class ClosedTally:
-    """Per-protocol totals of closed connections, rebuilt from ``server.closed``."""
-
-    __slots__ = ("totals", "_last_entry", "_prev_live")
-
-    def __init__(self) -> None:
-        self.totals: dict[str, list[int]] = {}
-        self._last_entry: Any = None
-        self._prev_live: dict[int, tuple[str, int, int, int, int]] = {}
-
-    def _add(self, proto: str, a: int, b: int, c: int, d: int) -> None:
-        t = self.totals.get(proto)
-        if t is None:
-            t = self.totals[proto] = [0, 0, 0, 0]
-        t[0] += a
-        t[1] += b
-        t[2] += c
-        t[3] += d
-
-    def update(self, server: Server) -> dict[str, list[int]]:
-        ring = server.closed
-        fresh: list[Any] = []
-        # New entries are the ones after the last entry taken (the ring only appends).
-        for entry in reversed(ring):
-            if entry is self._last_entry:
-                break
-            fresh.append(entry)
-        if ring:
-            self._last_entry = ring[-1]
-        seen: set[int] = set()
-        for entry in fresh:
-            info = entry.info
-            seen.add(info.get("cid", 0))
-            self._add(
-                info.get("type", "nats"),
-                info.get("in_msgs", 0),
-                info.get("in_bytes", 0),
-                info.get("out_msgs", 0),
-                info.get("out_bytes", 0),
-            )
-        live = server.clients
-        for cid, prev in self._prev_live.items():
-            if cid not in live and cid not in seen:
-                self._add(*prev)
-        self._prev_live = {
-            cid: (c.conn_type, c.in_msgs, c.in_bytes, c.out_msgs, c.out_bytes)
-            for cid, c in live.items()
-        }
-        return self.totals
-
-
 class ServerCollector:
     """Every hybridbus metric, read from the server when collected."""
 
     def __init__(self, server: Server, http_req_stats: dict[str, int] | None = None) -> None:
         self.server = server
         self.http_req_stats = http_req_stats if http_req_stats is not None else {}
-        self.tally = ClosedTally()
 
     def describe(self) -> list:
         # An empty describe() keeps registration from running collect() early.
@@ -110,11 +53,7 @@ class ServerCollector:
 
     def _protocol_totals(self) -> dict[str, list[int]]:
         server = self.server
-        exact = getattr(server.stats, "closed_by_protocol", None)
-        if exact is not None:
-            base = {p: list(v) for p, v in exact.items()}
-        else:
-            base = {p: list(v) for p, v in self.tally.update(server).items()}
+        base = {p: list(v) for p, v in server.closed_by_protocol.items()}
         for c in server.clients.values():
             t = base.get(c.conn_type)
             if t is None:

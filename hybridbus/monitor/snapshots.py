@@ -293,7 +293,7 @@ def varz(server: Server, mon: MonitorContext) -> dict:
     v["stalled_clients"] = 0
     v["subscriptions"] = int(server.sublist.count())
     v["http_req_stats"] = dict(mon.http_req_stats)
-    v["config_load_time"] = rfc3339(getattr(server, "config_load_time", server.start_time))
+    v["config_load_time"] = rfc3339(server.config_load_time)
     digest = opts.config_digest or ""
     if digest and not digest.startswith("sha256:"):
         digest = "sha256:" + digest
@@ -343,7 +343,7 @@ def _varz_websocket(server: Server) -> dict:
         return {}
     d: dict[str, Any] = {}
     _opt(d, "host", w.host)
-    _opt(d, "port", int(getattr(server, "ws_port", 0) or w.port or 0))
+    _opt(d, "port", int(server.websocket_port or w.port or 0))
     _opt(d, "no_auth_user", w.no_auth_user or "")
     _opt(d, "handshake_timeout", _ns(w.handshake_timeout))
     _opt(d, "no_tls", bool(w.no_tls))
