@@ -141,12 +141,13 @@ def _usable_cores() -> int:
 
 def traffic_totals(server: Server) -> tuple[int, int, int, int]:
     """(in_msgs, in_bytes, out_msgs, out_bytes): the closed clients' share kept in
-    ``server.stats`` plus every live client's counters."""
-    st = server.stats
-    in_msgs = st.closed_in_msgs
-    in_bytes = st.closed_in_bytes
-    out_msgs = st.closed_out_msgs
-    out_bytes = st.closed_out_bytes
+    ``server.closed_by_protocol`` plus every live client's counters."""
+    in_msgs = in_bytes = out_msgs = out_bytes = 0
+    for t in server.closed_by_protocol.values():
+        in_msgs += t[0]
+        in_bytes += t[1]
+        out_msgs += t[2]
+        out_bytes += t[3]
     for c in server.clients.values():
         in_msgs += c.in_msgs
         in_bytes += c.in_bytes

@@ -54,7 +54,6 @@ from hybridbus.mqtt.handle_publish import (
 from hybridbus.mqtt.handle_subscribe import handle_subscribe, handle_unsubscribe
 from hybridbus.server import client as reasons
 from hybridbus.server.client import ClientBase
-from hybridbus.subjects import topic_to_subject
 
 if TYPE_CHECKING:
     from hybridbus.mqtt.message import MqttMessage
@@ -550,7 +549,3 @@ class MqttConnection(ClientBase):
             log.info("%s - keep alive timeout", self.describe())
             final = encode_disconnect(KEEP_ALIVE_TIMEOUT, None, 5) if self.level == 5 else b""
             self.close(reasons.STALE_CONNECTION, final)
-
-
-def will_subject(will: MqttMessage) -> str:
-    return topic_to_subject(will.topic)

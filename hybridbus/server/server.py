@@ -58,10 +58,6 @@ class ServerStats:
         "slow_consumers",
         "stale_connections",
         "auth_failures",
-        "closed_in_msgs",
-        "closed_in_bytes",
-        "closed_out_msgs",
-        "closed_out_bytes",
     )
 
     def __init__(self) -> None:
@@ -281,11 +277,6 @@ class Server:
     def unregister(self, client: ClientBase) -> None:
         if self.clients.pop(client.cid, None) is None:
             return
-        stats = self.stats
-        stats.closed_in_msgs += client.in_msgs
-        stats.closed_in_bytes += client.in_bytes
-        stats.closed_out_msgs += client.out_msgs
-        stats.closed_out_bytes += client.out_bytes
         totals = self.closed_by_protocol.setdefault(client.conn_type, [0] * 4)
         totals[0] += client.in_msgs
         totals[1] += client.in_bytes
