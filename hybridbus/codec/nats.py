@@ -183,6 +183,12 @@ def _dec(b: bytes) -> str:
 SUBJECT_CACHE_SIZE = 256
 
 
+# A busy publisher also repeats whole control lines (``PUB sensors.1 64\r``): a line
+# seen before is looked up instead of split and checked again. Lines are cached only
+# once they passed every check, under the limits in force then.
+PUB_LINE_CACHE_SIZE = 256
+
+
 def _remember_subject(cache: dict, raw: bytes) -> str:
     subject = raw.decode("utf-8", "surrogateescape")
     if len(cache) >= SUBJECT_CACHE_SIZE:
@@ -251,6 +257,8 @@ class Parser:
         "_need",
         "_dead",
         "_subjects",
+        "_pub_lines",
+        "_pub_limits",
     )
 
     def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD):
@@ -263,6 +271,9 @@ class Parser:
         self._need = 0  # payload size + 2 (the closing CRLF)
         self._dead = False
         self._subjects: dict[bytes, str] = {}  # raw subject -> decoded, see SUBJECT_CACHE_SIZE
+        # whole PUB control line -> (subject, None, size, raw subject, None), see PUB_LINE_CACHE_SIZE
+        self._pub_lines: dict[bytes, tuple] = {}
+        self._pub_limits = (max_control_line, max_payload)
 
     # -- public -------------------------------------------------------------------
 
@@ -369,22 +380,30 @@ class Parser:
         nxt = it.__next__
         join_more = self._join_more
         subjects = self._subjects
+        pub_lines = self._pub_lines
+        if self._pub_limits != (mcl, maxp):
+            pub_lines.clear()  # a reload changed the limits the cached lines passed
+            self._pub_limits = (mcl, maxp)
         for line in it:
-            parts = line.split()
-            # A line must start with the op itself: not empty, no leading blank.
-            if not parts or line[0] <= 32:
-                return self._fail(out, _E_UNKNOWN)
-            kind = fast.get(parts[0])
-            if kind is None:
-                kind = _classify(parts[0])
-                if kind == _K_UNKNOWN:
+            pub = pub_lines.get(line)
+            if pub is None:
+                parts = line.split()
+                # A line must start with the op itself: not empty, no leading blank.
+                if not parts or line[0] <= 32:
                     return self._fail(out, _E_UNKNOWN)
-            if len(line) > mcl:
-                err = self._long_line(line, kind)
-                if err is not None:
-                    return self._fail(out, err)
-
-            if kind == k_pub:
+                kind = fast.get(parts[0])
+                if kind is None:
+                    kind = _classify(parts[0])
+                    if kind == _K_UNKNOWN:
+                        return self._fail(out, _E_UNKNOWN)
+                if len(line) > mcl:
+                    err = self._long_line(line, kind)
+                    if err is not None:
+                        return self._fail(out, err)
+                if kind != k_pub:
+                    if self._control(kind, line, parts, it, tail, out) is None:
+                        continue
+                    return out  # failed, or an HPUB payload is still arriving
                 # PUB <subject> [reply-to] <#bytes>
                 np = len(parts)
                 if np == 3:
@@ -402,107 +421,46 @@ class Parser:
                         return self._fail(out, _E_VIOLATION)
                 if size > maxp:
                     return self._fail(out, _E_PAYLOAD)
-                try:
-                    p = nxt()
-                except StopIteration:
-                    return self._start_pending(out, (kind, parts[1], reply, -1), size, [tail])
-                n1 = len(p)
-                if n1 == size + 1 and p[size] == 13:
-                    payload = p[:size]  # the usual case: the next line is payload + CR
-                elif n1 >= size:
-                    return self._fail(out, _E_UNKNOWN)  # no CRLF where the count says
-                else:
-                    # The payload holds a b"\n" (or is unfinished): it spans lines.
-                    try:
-                        q = nxt()
-                    except StopIteration:
-                        pieces = [p, b"\n", tail]
-                        return self._start_pending(out, (kind, parts[1], reply, -1), size, pieces)
-                    if n1 + len(q) == size and q[-1:] == b"\r":
-                        payload = p + b"\n" + q[:-1]
-                    else:
-                        payload = join_more(p, q, it, size, tail)
-                        if type(payload) is not bytes:
-                            if payload is None:
-                                return self._fail(out, _E_UNKNOWN)
-                            pend = (kind, parts[1], reply, -1)
-                            return self._start_pending(out, pend, size, payload)
                 subject = subjects.get(parts[1])
                 if subject is None:
                     subject = _remember_subject(subjects, parts[1])
-                append(
-                    (
-                        k_pub,
-                        subject,
-                        None if reply is None else reply.decode("utf-8", "surrogateescape"),
-                        payload,
-                    )
-                )
-            elif kind == OP_PING:
-                append((OP_PING,))
-            elif kind == OP_PONG:
-                append((OP_PONG,))
-            elif kind == OP_HPUB:
-                # HPUB <subject> [reply-to] <#header bytes> <#total bytes>
-                np = len(parts)
-                if np == 4:
-                    reply = None
-                elif np == 5:
-                    reply = parts[2]
+                if reply is None:
+                    pub = (subject, None, size, parts[1], None)
+                    # Only reply-less lines are kept: a request's reply inbox is new
+                    # every time, so caching those would only churn the cache.
+                    if len(pub_lines) >= PUB_LINE_CACHE_SIZE:
+                        pub_lines.clear()
+                    pub_lines[line] = pub
                 else:
-                    return self._fail(out, self._cl_error(line, parts, kind))
-                hdr = _parse_size(parts[-2])
-                size = _parse_size(parts[-1])
-                if hdr < 0 or size < 0 or hdr > size:
-                    return self._fail(out, _E_VIOLATION)
-                if size > maxp:
-                    return self._fail(out, _E_PAYLOAD)
-                pend = (kind, parts[1], reply, hdr)
-                p = next(it, None)
-                if p is None:
-                    return self._start_pending(out, pend, size, [tail])
-                payload = self._join_payload(p, it, size, tail)
-                if type(payload) is not bytes:
-                    if payload is None:
-                        return self._fail(out, _E_UNKNOWN)
-                    return self._start_pending(out, pend, size, payload)
-                append(self._op(kind, parts[1], reply, hdr, payload))
-            elif kind == OP_SUB:
-                # SUB <subject> [queue group] <sid>
-                np = len(parts)
-                if np == 3:
-                    append((OP_SUB, _dec(parts[1]), None, _dec(parts[2])))
-                elif np == 4:
-                    append((OP_SUB, _dec(parts[1]), _dec(parts[2]), _dec(parts[3])))
-                else:
-                    return self._fail(out, self._cl_error(line, parts, kind))
-            elif kind == OP_UNSUB:
-                # UNSUB <sid> [max_msgs]. nats-server parses max with parseSize and
-                # treats -1 (absent or not digits) and 0 as "unsubscribe now".
-                np = len(parts)
-                if np == 2:
-                    append((OP_UNSUB, _dec(parts[1]), None))
-                elif np == 3:
-                    n = _parse_size(parts[2])
-                    append((OP_UNSUB, _dec(parts[1]), None if n < 0 else n))
-                else:
-                    return self._fail(out, self._cl_error(line, parts, kind))
-            elif kind == OP_CONNECT or kind == _K_INFO:
-                arg = line[_NAME_LEN[kind] :].strip()
+                    pub = (subject, reply.decode("utf-8", "surrogateescape"), size, parts[1], reply)
+            # A PUB control line (parsed or cached); its payload comes next.
+            size = pub[2]
+            try:
+                p = nxt()
+            except StopIteration:
+                return self._start_pending(out, (k_pub, pub[3], pub[4], -1), size, [tail])
+            n1 = len(p)
+            if n1 == size + 1 and p[size] == 13:
+                payload = p[:size]  # the usual case: the next line is payload + CR
+            elif n1 >= size:
+                return self._fail(out, _E_UNKNOWN)  # no CRLF where the count says
+            else:
+                # The payload holds a b"\n" (or is unfinished): it spans lines.
                 try:
-                    obj = json.loads(arg)
-                except (ValueError, RecursionError):
-                    obj = None
-                if type(obj) is not dict:
-                    # Malformed CONNECT (or client INFO): silent close (verified).
-                    return self._fail(out, _E_VIOLATION)
-                if kind == OP_CONNECT:
-                    append((OP_CONNECT, obj))
-            elif kind == _K_ERR:
-                if len(parts) == 1 and self._cl_error(line, parts, kind) is _E_UNKNOWN:
-                    return self._fail(out, _E_UNKNOWN)
-                return self._fail(out, _E_CLIENT_ERR)
-            # else _K_OK: a client's +OK is ignored, as by nats-server.
+                    q = nxt()
+                except StopIteration:
+                    pieces = [p, b"\n", tail]
+                    return self._start_pending(out, (k_pub, pub[3], pub[4], -1), size, pieces)
+                if n1 + len(q) == size and q[-1:] == b"\r":
+                    payload = p + b"\n" + q[:-1]
+                else:
+                    payload = join_more(p, q, it, size, tail)
+                    if type(payload) is not bytes:
+                        if payload is None:
+                            return self._fail(out, _E_UNKNOWN)
+                        pend = (k_pub, pub[3], pub[4], -1)
+                        return self._start_pending(out, pend, size, payload)
+            append((k_pub, pub[0], pub[1], payload))
 
         if tail:
             err = self._check_partial(tail)
@@ -510,6 +468,79 @@ class Parser:
                 return self._fail(out, err)
             self._partial = bytearray(tail)
         return out
+
+    def _control(self, kind: int, line: bytes, parts: list, it, tail: bytes, out: list):
+        """Parse one control line other than PUB into ``out``. Returns None to go on, or
+        ``out`` itself when the parse ends here (it failed, or an HPUB payload is still
+        arriving)."""
+        append = out.append
+        if kind == OP_PING:
+            append((OP_PING,))
+        elif kind == OP_PONG:
+            append((OP_PONG,))
+        elif kind == OP_HPUB:
+            # HPUB <subject> [reply-to] <#header bytes> <#total bytes>
+            np = len(parts)
+            if np == 4:
+                reply = None
+            elif np == 5:
+                reply = parts[2]
+            else:
+                return self._fail(out, self._cl_error(line, parts, kind))
+            hdr = _parse_size(parts[-2])
+            size = _parse_size(parts[-1])
+            if hdr < 0 or size < 0 or hdr > size:
+                return self._fail(out, _E_VIOLATION)
+            if size > self.max_payload:
+                return self._fail(out, _E_PAYLOAD)
+            pend = (kind, parts[1], reply, hdr)
+            p = next(it, None)
+            if p is None:
+                return self._start_pending(out, pend, size, [tail])
+            payload = self._join_payload(p, it, size, tail)
+            if type(payload) is not bytes:
+                if payload is None:
+                    return self._fail(out, _E_UNKNOWN)
+                return self._start_pending(out, pend, size, payload)
+            append(self._op(kind, parts[1], reply, hdr, payload))
+        elif kind == OP_SUB:
+            # SUB <subject> [queue group] <sid>
+            np = len(parts)
+            if np == 3:
+                append((OP_SUB, _dec(parts[1]), None, _dec(parts[2])))
+            elif np == 4:
+                append((OP_SUB, _dec(parts[1]), _dec(parts[2]), _dec(parts[3])))
+            else:
+                return self._fail(out, self._cl_error(line, parts, kind))
+        elif kind == OP_UNSUB:
+            # UNSUB <sid> [max_msgs]. nats-server parses max with parseSize and
+            # treats -1 (absent or not digits) and 0 as "unsubscribe now".
+            np = len(parts)
+            if np == 2:
+                append((OP_UNSUB, _dec(parts[1]), None))
+            elif np == 3:
+                n = _parse_size(parts[2])
+                append((OP_UNSUB, _dec(parts[1]), None if n < 0 else n))
+            else:
+                return self._fail(out, self._cl_error(line, parts, kind))
+        elif kind == OP_CONNECT or kind == _K_INFO:
+            arg = line[_NAME_LEN[kind] :].strip()
+            try:
+                obj = json.loads(arg)
+            except (ValueError, RecursionError):
+                obj = None
+            if type(obj) is not dict:
+                # Malformed CONNECT (or client INFO): silent close (verified).
+                return self._fail(out, _E_VIOLATION)
+            if kind == OP_CONNECT:
+                append((OP_CONNECT, obj))
+        elif kind == _K_ERR:
+            if len(parts) == 1 and self._cl_error(line, parts, kind) is _E_UNKNOWN:
+                return self._fail(out, _E_UNKNOWN)
+            return self._fail(out, _E_CLIENT_ERR)
+        # else _K_OK: a client's +OK is ignored, as by nats-server.
+
+        return None
 
     @staticmethod
     def _join_payload(p: bytes, it, size: int, tail: bytes):

@@ -99,6 +99,10 @@ class Subscription:
 
     __slots__ = ("subject", "queue", "client", "sid", "__weakref__")
 
+    # True when the client's deliver_batch() takes a run of messages at once (see
+    # SublistResult.batchable); a class attribute, set by the protocol's subclass.
+    batchable = False
+
     def __init__(self, subject: str, queue: str | None, client: object, sid: object):
         self.subject = subject
         self.queue = queue
@@ -116,11 +120,14 @@ class SublistResult:
     Read-only: one instance is shared by the cache, the trie and every caller.
     """
 
-    __slots__ = ("plain", "queues")
+    __slots__ = ("plain", "queues", "batchable")
 
     def __init__(self, plain: list[Subscription], queues: list[list[Subscription]]) -> None:
         self.plain = plain
         self.queues = queues
+        # No queue group to pick a member from per message, and every subscription
+        # batchable: a run of messages can go to each receiver in one call.
+        self.batchable = not queues and all(sub.batchable for sub in plain)
 
     def __len__(self) -> int:
         """Fanout: plain subscriptions plus queue groups (one delivery per group)."""

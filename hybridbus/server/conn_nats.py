@@ -61,6 +61,8 @@ class NatsSubscription(Subscription):
 
     __slots__ = ("sid_bytes", "msgs", "max_msgs", "last_subject", "last_size", "head")
 
+    batchable = True  # NatsConnection.deliver_batch
+
     def __init__(self, subject: str, queue: str | None, client: NatsConnection, sid: str) -> None:
         super().__init__(subject, queue, client, sid)
         self.sid_bytes = _wire(sid)
@@ -224,6 +226,7 @@ class NatsConnection(ClientBase):
         """Apply ops[start:]. A CONNECT whose password needs bcrypt stops here and
         resumes once the check has run off the loop (`checked` then skips it)."""
         route = self.server.route
+        route_batch = self.server.route_batch
         plain = self._plain_publisher()
         i = start
         n = len(ops)
@@ -236,6 +239,22 @@ class NatsConnection(ClientBase):
             if kind == OP_PUB:
                 if plain:
                     subject, reply, payload = op[1], op[2], op[3]
+                    if reply is None and i < n:
+                        # A run of PUBs to one subject goes to the router at once. The
+                        # parser hands out one str per subject, so `is` finds the run.
+                        j = i
+                        while j < n:
+                            nxt = ops[j]
+                            if nxt[0] != OP_PUB or nxt[1] is not subject or nxt[2] is not None:
+                                break
+                            j += 1
+                        if j > i:
+                            payloads = [pub[3] for pub in ops[i - 1 : j]]
+                            i = j
+                            self.in_msgs += len(payloads)
+                            self.in_bytes += sum(map(len, payloads))
+                            route_batch(self, subject, payloads)
+                            continue
                     self.in_msgs += 1
                     self.in_bytes += len(payload)
                     if not route(self, subject, reply, None, payload) and reply is not None:
@@ -417,6 +436,48 @@ class NatsConnection(ClientBase):
             self.server.sublist.remove(sub)
 
     # -- output -----------------------------------------------------------------------
+
+    def deliver_batch(self, sub: NatsSubscription, subject: str, payloads: list[bytes]) -> None:
+        """Append one MSG per payload for `sub` (no reply, no headers), as `deliver`
+        would one by one. Called by Server.route_batch."""
+        if self.closing:
+            return
+        perms = self.perms
+        if perms is not None and perms.filters_delivery and not perms.may_receive(subject):
+            return
+        if sub.max_msgs:
+            # The auto-unsubscribe count may end mid-run: one at a time.
+            for payload in payloads:
+                self.deliver(sub, subject, None, None, payload)
+            return
+        n = len(payloads)
+        sizes = list(map(len, payloads))
+        size = sizes[0]
+        if sub.last_size != size or sub.last_subject != subject:
+            sub.last_subject = subject
+            sub.last_size = size
+            sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
+        out = self.out
+        if sizes.count(size) == n:
+            # Every frame has the same MSG line: one join builds the whole run.
+            head = sub.head
+            out += head
+            out += (b"\r\n" + head).join(payloads)
+            out += b"\r\n"
+        else:
+            for payload in payloads:
+                size = len(payload)
+                if sub.last_size != size:
+                    sub.last_size = size
+                    sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
+                out += sub.head
+                out += payload
+                out += b"\r\n"
+        sub.msgs += n
+        self.out_msgs += n
+        self.out_bytes += sum(sizes)
+        if not self.dirty:
+            self.server.mark_dirty(self)
 
     def deliver(
         self,

@@ -281,6 +281,28 @@ def test_default_max_payload_is_one_mebibyte():
     assert whole(b"PUB a 999999999\r\n") == [PAYLOAD_ERR]
 
 
+def test_lowered_limits_apply_to_a_control_line_seen_before():
+    # A PUB line the parser has already accepted (and cached) is checked again
+    # under new limits, as after a config reload.
+    line = b"PUB a 20\r\n" + b"x" * 20 + b"\r\n"
+    p = Parser()
+    assert p.feed(line * 2) == [(OP_PUB, "a", None, b"x" * 20)] * 2
+    p.max_payload = 10
+    assert p.feed(line) == [PAYLOAD_ERR]
+    p = Parser()
+    long_line = b"PUB " + b"s" * 40 + b" 1\r\nx\r\n"
+    assert p.feed(long_line)[0][0] == OP_PUB
+    p.max_control_line = 16
+    assert p.feed(long_line) == [CONTROL_ERR]
+
+
+def test_repeated_control_lines_with_many_subjects_and_sizes():
+    # More distinct PUB lines than the line cache holds: every one still parses.
+    frames = [(f"s.{i % 300}", b"y" * (i % 7)) for i in range(1000)]
+    wire = b"".join(b"PUB %s %d\r\n%s\r\n" % (s.encode(), len(b), b) for s, b in frames)
+    assert Parser().feed(wire) == [(OP_PUB, s, None, b) for s, b in frames]
+
+
 def test_max_payload_attribute_change_applies_to_next_feed():
     p = Parser()
     assert p.feed(b"PUB a 20\r\n" + b"x" * 20 + b"\r\n")[0][0] == OP_PUB
