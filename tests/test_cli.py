@@ -142,7 +142,9 @@ async def test_connection_events_are_logged_with_address_id_and_protocol(nats_se
     await mqtt.send(mp.DISCONNECT)
     await nats.close()
     await eventually(lambda: "Client connection closed (nats)" in caplog.text)
-    assert re.search(r"127\.0\.0\.1:\d+ - cid:\d+ - Client connection created \(nats\)", caplog.text)
+    assert re.search(
+        r"127\.0\.0\.1:\d+ - cid:\d+ - Client connection created \(nats\)", caplog.text
+    )
     assert re.search(
         r"127\.0\.0\.1:\d+ - mid:\d+ - 'sensor-9' - Client connection created \(mqtt, level 4\)",
         caplog.text,
