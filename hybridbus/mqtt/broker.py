@@ -364,6 +364,21 @@ class MqttBroker:
             return persistence.end()
         return None
 
+    def publish_run(self, msgs: list[MqttMessage], subject: str) -> Any:
+        """`publish` for a run of messages from one session to one subject at one QoS
+        (0 or 1), none retained and none with properties (handle_publish_run): one
+        route for all, one Ticket (or None) for their acks."""
+        if msgs[0].qos == 0:
+            self.server.route_run(msgs[0].origin, subject, msgs)
+            return None
+        persistence = self.persistence
+        if persistence is None:
+            self.server.route_run(msgs[0].origin, subject, msgs)
+            return None
+        persistence.begin()
+        self.server.route_run(msgs[0].origin, subject, msgs)
+        return persistence.end()
+
     def set_retained(self, msg: MqttMessage) -> None:
         persistence = self.persistence
         if not msg.payload:
@@ -437,6 +452,8 @@ class MqttBroker:
 
     def shutdown(self) -> None:
         """Cancel timers; sessions and queued messages stay in the store."""
+        if self.persistence is not None:
+            self.persistence.end_of_read()  # acked records still to delete
         for _will, handle in self.pending_wills.values():
             handle.cancel()
         self.pending_wills.clear()

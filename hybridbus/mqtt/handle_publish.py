@@ -81,6 +81,40 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 
 
+def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> None:
+    """Consecutive PUBLISHes from one read, to one topic at one QoS (0 or 1), none
+    retained and none with properties: checked once, routed once (Server.route_run),
+    acknowledged in order. Anything that needs a per-message decision (a topic not
+    seen yet, publish permissions, a 5.0 Receive Maximum the run would exceed) takes
+    handle_publish one by one instead."""
+    topic = run[0].topic
+    subject = conn.topics.get(topic)
+    session = conn.session
+    qos = run[0].qos
+    if (
+        subject is None
+        or conn.perms is not None
+        or (
+            qos
+            and conn.level == 5
+            and len(conn.acks) + len(session.incoming) + len(run) > conn.receive_maximum
+        )
+    ):
+        for p in run:
+            if conn.closing:
+                return
+            handle_publish(conn, p)
+        return
+    conn.in_msgs += len(run)
+    conn.in_bytes += sum([len(p.payload) for p in run])
+    msgs = [MqttMessage(topic, p.payload, qos, False, None, session) for p in run]
+    ticket = conn.server.mqtt.publish_run(msgs, subject)
+    if qos:
+        ack = conn.ack_inbound
+        for p in run:
+            ack(p.packet_id, 1, ticket, 0)
+
+
 def handle_puback(conn: MqttConnection, p: Puback) -> None:
     if not conn.session.on_puback(p.packet_id):
         log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), p.packet_id)

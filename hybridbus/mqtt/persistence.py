@@ -60,7 +60,15 @@ def _unpack(data: bytes) -> Any:
 
 
 class Ticket:
-    """Durability of everything one inbound PUBLISH wrote; no Future, no task."""
+    """Durability of the appends made for the inbound PUBLISHes of one read; no
+    Future, no task.
+
+    One ticket is shared by every QoS 1/2 PUBLISH a connection's read brings (a busy
+    publisher sends hundreds per read): each append still reports its own durability
+    (`durable`), and the ticket is done when the last of them has. A failed append
+    fails the whole ticket, so a 5.0 publisher gets error acks (and a 3.1.1 publisher
+    is disconnected) for that read's messages and re-sends them: duplicates, which
+    QoS 1 allows, and never a lost message."""
 
     __slots__ = ("pending", "done", "failed", "callbacks")
 
@@ -75,10 +83,13 @@ class Ticket:
             self.failed = True
         self.pending -= 1
         if self.pending <= 0 and not self.done:
-            self.done = True
-            callbacks, self.callbacks = self.callbacks, None
-            for cb in callbacks or ():
-                cb()
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        callbacks, self.callbacks = self.callbacks, None
+        for cb in callbacks or ():
+            cb()
 
     def fail_now(self) -> None:
         self.failed = True
@@ -88,7 +99,7 @@ class Ticket:
             cb()
         elif self.callbacks is None:
             self.callbacks = [cb]
-        else:
+        elif self.callbacks[-1] != cb:  # one call per waiter, however many acks it holds
             self.callbacks.append(cb)
 
 
@@ -102,32 +113,52 @@ class Persistence:
             except StreamNotFound:
                 stream = store.add_stream(config)
             self.streams[config.name] = stream
+        self._outgoing = self.streams[OUTGOING]
         self._collecting = False
+        self._wrote = False  # the PUBLISH being handled appended something
         self._ticket: Ticket | None = None
+        self._acked: list[int] = []  # outbox records to delete at the end of the read
         self.write_errors = 0
 
     # -- tickets ----------------------------------------------------------------------
 
     def begin(self) -> None:
+        """An inbound PUBLISH starts: its appends go on the read's ticket."""
         self._collecting = True
-        self._ticket = None
+        self._wrote = False
 
     def end(self) -> Ticket | None:
+        """The PUBLISH is handled: the ticket its ack must wait for, or None."""
         self._collecting = False
-        ticket, self._ticket = self._ticket, None
+        if not self._wrote:
+            return None
+        ticket = self._ticket
         if ticket is not None and ticket.pending <= 0 and not ticket.done:
-            ticket.done = True
+            ticket._finish()  # every append failed at once: nothing left to wait for
         return ticket
 
-    def _append(self, stream_name: str, subject: str, record: dict) -> int:
-        """Append one record; the current ticket (if any) waits for it."""
+    def end_of_read(self) -> None:
+        """Called once the server has handled a read (Server.flush): the next
+        PUBLISH starts a new ticket, and the records acked meanwhile are deleted
+        in one go."""
+        self._ticket = None
+        if self._acked:
+            acked, self._acked = self._acked, []
+            try:
+                self._outgoing.delete_many(acked)
+            except StoreError as err:
+                log.debug("MQTT store delete of %d acked records: %s", len(acked), err)
+
+    def _append(self, stream_name: str, subject: str, record: Any) -> int:
+        """Append one record; the read's ticket (if a PUBLISH is being handled) waits for it."""
         on_durable = None
         ticket = None
         if self._collecting:
             ticket = self._ticket
-            if ticket is None:
+            if ticket is None or ticket.done:
                 ticket = self._ticket = Ticket()
             on_durable = ticket.durable
+            self._wrote = True
         try:
             seq = self.streams[stream_name].append(subject, _pack(record), on_durable=on_durable)
         except StoreError as err:
@@ -205,7 +236,9 @@ class Persistence:
         out.seq = self._append(OUTGOING, subject, record)
 
     def remove_outgoing(self, session: Session, out: Outgoing) -> None:
-        self._delete(OUTGOING, out.seq)
+        # Deleted with the rest of the read's acks (end_of_read): one store call.
+        if out.seq:
+            self._acked.append(out.seq)
 
     def mark_released(self, session: Session, out: Outgoing) -> None:
         old = out.seq

@@ -50,6 +50,27 @@ RELEASED = 1  # QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 MAX_PACKET_ID = 65535
 
 
+def _delivery(subs: list, msg: MqttMessage) -> tuple[int, bool, list[int] | None]:
+    """(QoS, RETAIN, subscription ids) for one message to one session whose
+    subscriptions `subs` all match it: the highest granted QoS, capped at the
+    published one [MQTT-3.8.4-8]; RETAIN kept if any asks Retain As Published."""
+    qos = 0
+    retain = False
+    sub_ids: list[int] | None = None
+    for s in subs:
+        if s.qos > qos:
+            qos = s.qos
+        if s.retain_as_published and msg.retain:
+            retain = True
+        if s.sub_id:
+            if sub_ids is None:
+                sub_ids = []
+            sub_ids.append(s.sub_id)
+    if msg.qos < qos:
+        qos = msg.qos
+    return qos, retain, sub_ids
+
+
 class MqttSubscription(Subscription):
     """One MQTT topic filter of one session, as the router holds it.
 
@@ -198,21 +219,24 @@ class Session:
                 return
         if mqtt_msg.expires_at and mqtt_msg.expired():
             return
-        qos = 0
-        retain = False
-        sub_ids: list[int] | None = None
-        for s in subs:
-            if s.qos > qos:
-                qos = s.qos
-            if s.retain_as_published and mqtt_msg.retain:
-                retain = True
-            if s.sub_id:
-                if sub_ids is None:
-                    sub_ids = []
-                sub_ids.append(s.sub_id)
-        if mqtt_msg.qos < qos:
-            qos = mqtt_msg.qos
+        qos, retain, sub_ids = _delivery(subs, mqtt_msg)
         self.send(mqtt_msg, qos, retain, sub_ids)
+
+    def deliver_matched_run(self, msgs: list[MqttMessage]) -> None:
+        """deliver_matched for a run of messages (Server.route_run): one publisher,
+        one subject, one QoS, none retained and none with properties, so the same
+        subscriptions match each and the delivery QoS is decided once."""
+        subs = self.matched
+        self.matched = []
+        first = msgs[0]
+        if first.origin is self:
+            subs = [s for s in subs if not s.no_local]  # [MQTT-3.8.3-3]
+            if not subs:
+                return
+        qos, retain, sub_ids = _delivery(subs, first)
+        send = self.send
+        for msg in msgs:
+            send(msg, qos, retain, sub_ids)
 
     # -- sending ----------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from hybridbus.mqtt.handle_publish import (
     handle_puback,
     handle_pubcomp,
     handle_publish,
+    handle_publish_run,
     handle_pubrec,
     handle_pubrel,
 )
@@ -233,16 +234,40 @@ class MqttConnection(ClientBase):
     def _process(self, packets: list, start: int) -> None:
         """Dispatch packets[start:]; a CONNECT whose password needs bcrypt waits for
         the check to run off the loop, then dispatching resumes with it."""
-        for i in range(start, len(packets)):
+        i = start
+        n = len(packets)
+        while i < n:
             if self.closing:
                 break
             p = packets[i]
-            if p.packet_type == CONNECT and i != self.checked_connect and self.session is None:
+            i += 1
+            kind = p.packet_type
+            if kind == PUBLISH and i < n and p.qos < 2 and not p.retain and not p.properties:
+                # A run of PUBLISHes to one topic at one QoS, none retained and none with
+                # properties, is routed as one (handle_publish_run).
+                j = i
+                topic, qos = p.topic, p.qos
+                while j < n:
+                    q = packets[j]
+                    if (
+                        q.packet_type != PUBLISH
+                        or q.qos != qos
+                        or q.topic != topic
+                        or q.retain
+                        or q.properties
+                    ):
+                        break
+                    j += 1
+                if j > i and self.session is not None:
+                    handle_publish_run(self, packets[i - 1 : j])
+                    i = j
+                    continue
+            if kind == CONNECT and i - 1 != self.checked_connect and self.session is None:
                 work = self._pending_bcrypt(p)
                 if work is not None:
-                    self.checked_connect = i
+                    self.checked_connect = i - 1
                     self.server.flush()
-                    self.verify_off_loop(work, lambda i=i: self._process(packets, i))
+                    self.verify_off_loop(work, lambda i=i - 1: self._process(packets, i))
                     return
             self._dispatch(p)
         self.checked_connect = -1

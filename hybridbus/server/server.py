@@ -115,6 +115,7 @@ class Server:
         # traffic of closed connections per protocol: [in_msgs, in_bytes, out_msgs, out_bytes]
         self.closed_by_protocol: dict[str, list[int]] = {"nats": [0] * 4, "mqtt": [0] * 4}
         self.mqtt: MqttBroker | None = None
+        self._persistence: Any = None  # the MQTT broker's, once the store is open
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -252,6 +253,7 @@ class Server:
             )
         log.debug("Store recovery: %s", getattr(self.store, "recovery", {}))
         self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
+        self._persistence = self.mqtt.persistence
         self.mqtt.restore()
 
     @property
@@ -425,6 +427,40 @@ class Server:
         if self._expired:
             self._remove_expired()
 
+    def route_run(self, origin: Any, subject: str, msgs: list) -> None:
+        """Deliver a run of MQTT messages one session published to one subject at one
+        QoS, none retained and none with properties (MqttBroker.publish_run), in
+        order: as `route` for each, with one match. NATS receivers take the run in one
+        call; each MQTT session collects its matching subscriptions once and sends
+        every message (Session.deliver_matched_run). Queue groups pick a member per
+        message, so a result with any takes the per-message path."""
+        result = self.sublist.match(subject)
+        if result.queues:
+            route = self.route
+            for msg in msgs:
+                route(origin, subject, None, None, msg.payload, msg)
+            return
+        self.route_seq += 1
+        first = msgs[0]
+        payloads = None
+        for sub in result.plain:
+            client = sub.client
+            if client is origin and not origin.echo:
+                continue
+            if sub.batchable:
+                if payloads is None:
+                    payloads = [msg.payload for msg in msgs]
+                client.deliver_batch(sub, subject, payloads)
+            else:
+                # An MQTT session: this only notes the subscription (Session.deliver).
+                client.deliver(sub, subject, None, None, first.payload, first)
+        if self.route_sessions:
+            sessions, self.route_sessions = self.route_sessions, []
+            for session in sessions:
+                session.deliver_matched_run(msgs)
+        if self._expired:
+            self._remove_expired()
+
     def expire(self, sub: Any) -> None:
         """A subscription reached its auto-unsubscribe limit; removed after the route loop."""
         self._expired.append(sub)
@@ -444,8 +480,11 @@ class Server:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Write every client with queued bytes, once each."""
+        """Write every client with queued bytes, once each. Called at the end of
+        every read, so it also closes the MQTT store's per-read batch."""
         self._flush_scheduled = False
+        if self._persistence is not None:
+            self._persistence.end_of_read()
         dirty = self._dirty
         if not dirty:
             return

@@ -558,6 +558,10 @@ class Stream(Protocol):
     def delete(self, seq: int) -> None:
         """Raises SeqNotFound / DeleteNotPermitted."""
 
+    def delete_many(self, seqs: list[int]) -> int:
+        """Delete the live ones among ``seqs`` (gone ones are skipped); returns the count.
+        Raises DeleteNotPermitted."""
+
     def purge(
         self, subject: str | None = None, seq: int | None = None, keep: int | None = None
     ) -> int:

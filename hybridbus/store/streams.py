@@ -665,6 +665,15 @@ class BaseStream:
         self._retention_wq = config.retention == "workqueue"
         self._dup_window_ns = int(config.duplicate_window * 1e9)
         self._max_age_ns = int(config.max_age * 1e9)
+        # No policy or limit for an append to consult (checked again per call: no
+        # headers, options or consumers): `_append_plain` takes it.
+        self._plain = not (
+            self._checks
+            or self._retention_interest
+            or self._max_age_ns
+            or config.max_msgs_per_subject > 0
+            or (config.discard == "old" and (config.max_msgs > 0 or config.max_bytes > 0))
+        )
 
     # ---- backend hooks -------------------------------------------------------
 
@@ -965,6 +974,18 @@ class BaseStream:
         rollup: str | None = None,
         on_durable: OnDurable | None = None,
     ) -> int:
+        if (
+            self._plain
+            and headers is None
+            and msg_id is None
+            and rollup is None
+            and expected_last_seq is None
+            and expected_last_subject_seq is None
+            and expected_last_msg_id is None
+            and not self._consumers
+            and self._store._limits[self.storage_kind] < 0
+        ):
+            return self._append_plain(subject, payload, on_durable)
         if self._closed:
             raise E.StoreClosed()
         if headers is not None and headers.__class__ is not bytes:
@@ -1025,25 +1046,7 @@ class BaseStream:
             self._check_writable()
         cfg = self.config
 
-        # ---- commit
-        seq = self._last_seq + 1
-        ts = now_ns if now_ns > self._last_ts else self._last_ts
-        if sid is None:
-            sid = self._intern(subject)
-            st = self._sstate[sid] = [1, seq, seq, True]
-        else:
-            st = self._sstate[sid]
-            st[0] += 1
-            st[2] = seq
-            st[3] = True
-        self._last_seq = seq
-        self._last_ts = ts
-        self._put(seq, ts, sid, subject, headers, payload, msg_id, size)
-        self._msgs += 1
-        self._bytes += size
-        self._store._used[self.storage_kind] += size
-        if self._msgs == 1:
-            self._first = seq
+        seq, ts, sid, st = self._commit(subject, sid, headers, payload, msg_id, size, now_ns)
         if msg_id:
             ids = self._ids
             ids.pop(msg_id, None)  # keep the map in time order
@@ -1092,6 +1095,54 @@ class BaseStream:
             self._remove_seq(seq)
         self._touch()
         return seq
+
+    def _append_plain(self, subject: str, payload: bytes, on_durable: OnDurable | None) -> int:
+        """`append` for the common case (see `_plain`): no headers, options, limits,
+        consumers or store-wide quota to consult, so none of their checks run. The MQTT
+        outbox appends every QoS 1/2 message owed to a persistent session this way."""
+        if self._closed:
+            raise E.StoreClosed()
+        if payload.__class__ is not bytes:
+            payload = bytes(payload)
+        sid = self._sids.get(subject)
+        if sid is None and (
+            not valid_subject(subject, wildcards=False)
+            or (self._accept is not None and not self._accept(subject))
+        ):
+            raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
+        if self._guarded:
+            self._check_writable()
+        self.was_duplicate = False
+        seq = self._commit(
+            subject, sid, None, payload, None, len(subject) + len(payload) + 16, _time_ns()
+        )[0]
+        if on_durable is not None:
+            self._durable(on_durable, seq)
+        self._touch()
+        return seq
+
+    def _commit(self, subject, sid, headers, payload, msg_id, size, now_ns) -> tuple:
+        """Give the message the next sequence and hand it to the backend; returns
+        (seq, ts, sid, per-subject state)."""
+        seq = self._last_seq + 1
+        ts = now_ns if now_ns > self._last_ts else self._last_ts
+        if sid is None:
+            sid = self._intern(subject)
+            st = self._sstate[sid] = [1, seq, seq, True]
+        else:
+            st = self._sstate[sid]
+            st[0] += 1
+            st[2] = seq
+            st[3] = True
+        self._last_seq = seq
+        self._last_ts = ts
+        self._put(seq, ts, sid, subject, headers, payload, msg_id, size)
+        self._msgs += 1
+        self._bytes += size
+        self._store._used[self.storage_kind] += size
+        if self._msgs == 1:
+            self._first = seq
+        return seq, ts, sid, st
 
     def _check_append(
         self,
@@ -1425,6 +1476,25 @@ class BaseStream:
         if not self._remove_seq(seq):
             raise E.SeqNotFound(seq)
         self._touch()
+
+    def delete_many(self, seqs: list[int]) -> int:
+        """Delete each live message among `seqs`; a seq already gone is skipped (no
+        error, unlike `delete`). Returns how many were deleted. One call for a batch
+        of acknowledged messages."""
+        if self._closed:
+            raise E.StoreClosed()
+        if self.config.deny_delete:
+            raise E.DeleteNotPermitted()
+        if self.config.sealed:
+            raise E.StreamSealed()
+        remove = self._remove_seq
+        deleted = 0
+        for seq in seqs:
+            if remove(seq):
+                deleted += 1
+        if deleted:
+            self._touch()
+        return deleted
 
     def purge(
         self, subject: str | None = None, seq: int | None = None, keep: int | None = None

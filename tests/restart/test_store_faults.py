@@ -84,3 +84,52 @@ async def test_full_store_refuses_acks_but_keeps_serving_qos0(tmp_path):
         await dev.close()
     finally:
         proc.kill()
+
+
+async def test_full_store_fails_a_whole_run_for_a_v5_publisher(tmp_path):
+    # PUBLISHes that arrive in one read share one durability ticket: when the store
+    # cannot write, every one of them gets 0x80, and every 0x00 one survives a restart.
+    from tests.helpers.wire import mqtt5_connect, mqtt_packets
+
+    ports = {"nats": free_port(), "mqtt": free_port(), "http": free_port()}
+    args = ["serve", "-a", "127.0.0.1", "-p", str(ports["nats"]), "--mqtt-port", str(ports["mqtt"])]
+    args += ["--http-port", str(ports["http"]), "--store-dir", str(tmp_path / "store")]
+    proc = ServerProcess(args, tmp_path, ports, preexec_fn=_limit_file_size).start()
+    try:
+        port = ports["mqtt"]
+        dev = await mqtt_connect(port, "dev", clean=False)
+        await dev.send(mp.subscribe(1, ("big", 1)))
+        await dev.expect(mp.suback(1, 1))
+        await dev.send(mp.DISCONNECT)
+        await dev.expect_closed()
+        pub, _ = await mqtt5_connect(port, "pub")
+        payload = b"y" * 4096
+        ok: list[int] = []
+        failed: list[int] = []
+        mid = 0
+        for _ in range(40):
+            mids = list(range(mid + 1, mid + 11))
+            mid += 10
+            await pub.send(
+                b"".join(mp.publish("big", payload, qos=1, mid=m, level=5) for m in mids)
+            )
+            acks = await mqtt_packets(pub, 10, timeout=5)
+            assert [a.packet_id for a in acks] == mids  # in order, one each
+            for a in acks:
+                (ok if a.reason_code == 0 else failed).append(a.packet_id)
+            if failed:
+                break
+        assert ok and failed and len(ok) % 10 == 0  # whole runs succeed or fail together
+        assert set(failed) >= set(range(len(ok) + 1, len(ok) + 11))
+        await pub.close()
+        assert proc.stop() == 0
+        proc = ServerProcess(args, tmp_path, ports).start()
+        dev = await mqtt_connect(port, "dev", clean=False, expect_present=1)
+        frame = len(mp.publish("big", payload, qos=1, dup=True, mid=1))
+        received = b""
+        while len(received) < len(ok) * frame:
+            received += (await dev.expect_re(rb".+", timeout=5)).group(0)
+        assert received.count(payload) >= len(ok)
+        await dev.close()
+    finally:
+        proc.kill()

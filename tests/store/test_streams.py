@@ -111,6 +111,37 @@ def test_last_next_and_filtered_iteration(store):
     assert st.subjects("s.b.*") == {"s.b.1": 1, "s.b.2": 1}
 
 
+def test_delete_many_skips_gone_seqs(store):
+    st = store.add_stream(cfg())
+    for i in range(8):
+        st.append("s.x" if i % 2 else "s.y", b"%d" % i)
+    st.delete(2)
+    assert st.delete_many([1, 2, 3, 3, 8, 99]) == 3  # 2 was gone, 3 repeated, 99 never was
+    s = st.state()
+    assert (s.messages, s.first_seq, s.last_seq) == (4, 4, 8)
+    assert [m.seq for m in st.iter()] == [4, 5, 6, 7]
+    assert st.subjects() == {"s.x": 2, "s.y": 2}
+    assert st.delete_many([]) == 0
+    dd = store.add_stream(cfg("KV", ["kv.>"], deny_delete=True))
+    dd.append("kv.a", b"1")
+    with pytest.raises(E.DeleteNotPermitted):
+        dd.delete_many([1])
+
+
+def test_plain_and_checked_appends_agree(store):
+    # A stream with no limits takes the plain append path; one with limits the
+    # checked path. Both must store the same thing.
+    plain = store.add_stream(cfg("P", ["p.>"]))
+    checked = store.add_stream(cfg("C", ["c.>"], max_msgs=100))
+    for i in range(5):
+        assert plain.append("p.x", b"%d" % i) == checked.append("c.x", b"%d" % i) == i + 1
+    assert [m.payload for m in plain.iter()] == [m.payload for m in checked.iter()]
+    with pytest.raises(E.InvalidConfig):
+        plain.append("other", b"x")  # not one of the stream's subjects
+    with pytest.raises(E.InvalidConfig):
+        plain.append("p.*", b"x")  # wildcards are never a message subject
+
+
 def test_delete_one(store):
     st = store.add_stream(cfg())
     for i in range(5):
