@@ -437,6 +437,10 @@ class MqttBroker:
         if self.persistence is not None:
             self.persistence.add_outgoing(session, out)
 
+    def persist_outgoing_many(self, session: Session, outs: list) -> None:
+        if self.persistence is not None:
+            self.persistence.add_outgoing_many(session, outs)
+
     def forget_outgoing(self, session: Session, out) -> None:
         if self.persistence is not None and out.seq:
             self.persistence.remove_outgoing(session, out)

@@ -234,6 +234,14 @@ class Session:
             if not subs:
                 return
         qos, retain, sub_ids = _delivery(subs, first)
+        if qos and self.persistent and len(self.pids) + len(msgs) <= MAX_PACKET_ID:
+            # Owed to a persistent session: stored in one call, then sent or queued.
+            outs = [Outgoing(self._alloc_pid(), msg, qos, retain, sub_ids) for msg in msgs]
+            self.broker.persist_outgoing_many(self, outs)
+            place = self._place
+            for out in outs:
+                place(out)
+            return
         send = self.send
         for msg in msgs:
             send(msg, qos, retain, sub_ids)
@@ -254,8 +262,12 @@ class Session:
         out = Outgoing(pid, msg, qos, retain, sub_ids)
         if self.persistent:
             self.broker.persist_outgoing(self, out)
-        if conn is not None and len(self.inflight) < self.window and not self.queued:
-            self.inflight[pid] = out
+        self._place(out)
+
+    def _place(self, out: Outgoing) -> None:
+        """Send a new QoS 1/2 message now if the window allows, else queue it."""
+        if self.conn is not None and len(self.inflight) < self.window and not self.queued:
+            self.inflight[out.packet_id] = out
             self._transmit(out)
             return
         self.enqueue(out)

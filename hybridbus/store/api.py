@@ -544,6 +544,12 @@ class Stream(Protocol):
         sync policy (``err`` is a StoreWriteError when the write failed).
         """
 
+    def append_many(
+        self, subject: str, payloads: list[bytes], *, on_durable: OnDurable | None = None
+    ) -> list[int]:
+        """``append(subject, p, on_durable=on_durable)`` for each payload, in order, in
+        one call; returns the sequences."""
+
     def get(self, seq: int) -> StoredMsg:
         """Raises MsgNotFound."""
 

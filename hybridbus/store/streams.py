@@ -1096,6 +1096,45 @@ class BaseStream:
         self._touch()
         return seq
 
+    def append_many(
+        self, subject: str, payloads: list[bytes], *, on_durable: OnDurable | None = None
+    ) -> list[int]:
+        """Append each payload to `subject` (no headers, no options), in order; returns
+        their sequences. `on_durable` is registered for each. As `append` for each,
+        with the subject checked once; a stream with limits or consumers takes
+        `append` one by one. If an append fails, the ones before it stay appended and
+        the error is raised."""
+        if not (self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0):
+            return [self.append(subject, p, on_durable=on_durable) for p in payloads]
+        if self._closed:
+            raise E.StoreClosed()
+        sid = self._sids.get(subject)
+        if sid is None and (
+            not valid_subject(subject, wildcards=False)
+            or (self._accept is not None and not self._accept(subject))
+        ):
+            raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
+        self.was_duplicate = False
+        seqs = []
+        commit = self._commit
+        guarded = self._guarded
+        try:
+            for payload in payloads:
+                if payload.__class__ is not bytes:
+                    payload = bytes(payload)
+                if guarded:
+                    self._check_writable()  # may roll to a new segment mid-run
+                seq, _, sid, _ = commit(
+                    subject, sid, None, payload, None, len(subject) + len(payload) + 16, _time_ns()
+                )
+                seqs.append(seq)
+                if on_durable is not None:
+                    self._durable(on_durable, seq)
+        finally:
+            if seqs:
+                self._touch()
+        return seqs
+
     def _append_plain(self, subject: str, payload: bytes, on_durable: OnDurable | None) -> int:
         """`append` for the common case (see `_plain`): no headers, options, limits,
         consumers or store-wide quota to consult, so none of their checks run. The MQTT
@@ -1211,7 +1250,8 @@ class BaseStream:
         self._remove_at(loc[0], loc[1], seq)
         return True
 
-    def _remove_at(self, blk: Block, i: int, seq: int) -> None:
+    def _remove_at(self, blk: Block, i: int, seq: int, advance: bool = True) -> None:
+        """Kill one live slot. `advance=False`: the caller moves `_first` itself."""
         sid = blk.subj[i]
         size = blk.size[i]
         blk.subj[i] = DEAD
@@ -1240,7 +1280,7 @@ class BaseStream:
         if interested:
             for c in interested:
                 c._removed(seq)
-        if seq == self._first:
+        if advance and seq == self._first:
             self._advance_first()
         if blk.live == 0:
             self._block_emptied(blk)
@@ -1487,12 +1527,20 @@ class BaseStream:
             raise E.DeleteNotPermitted()
         if self.config.sealed:
             raise E.StreamSealed()
-        remove = self._remove_seq
+        locate = self._locate
+        remove_at = self._remove_at
         deleted = 0
         for seq in seqs:
-            if remove(seq):
-                deleted += 1
+            loc = locate(seq)
+            if loc is None or loc[0].subj[loc[1]] == DEAD:
+                continue
+            # acks mostly come in order, each removing the first message: moving
+            # `_first` past the dead ones is done once, after the loop
+            remove_at(loc[0], loc[1], seq, False)
+            deleted += 1
         if deleted:
+            if not self._is_live(self._first):
+                self._advance_first()
             self._touch()
         return deleted
 

@@ -128,6 +128,26 @@ def test_delete_many_skips_gone_seqs(store):
         dd.delete_many([1])
 
 
+def test_append_many_plain_and_checked(store):
+    plain = store.add_stream(cfg("P", ["p.>"]))
+    checked = store.add_stream(cfg("C", ["c.>"], max_msgs=3))  # limits: one by one
+    seen = []
+    assert plain.append_many("p.x", [b"a", b"b", b"c"], on_durable=lambda s, e: seen.append(s))
+    assert plain.append("p.y", b"d") == 4
+    assert seen == [1, 2, 3]  # each one reported durable (no loop here: at once)
+    assert [(m.seq, m.subject, m.payload) for m in plain.iter()] == [
+        (1, "p.x", b"a"),
+        (2, "p.x", b"b"),
+        (3, "p.x", b"c"),
+        (4, "p.y", b"d"),
+    ]
+    assert checked.append_many("c.x", [b"1", b"2", b"3", b"4"]) == [1, 2, 3, 4]
+    assert [m.payload for m in checked.iter()] == [b"2", b"3", b"4"]  # max_msgs held
+    with pytest.raises(E.InvalidConfig):
+        plain.append_many("q.x", [b"no"])
+    assert plain.state().messages == 4
+
+
 def test_plain_and_checked_appends_agree(store):
     # A stream with no limits takes the plain append path; one with limits the
     # checked path. Both must store the same thing.
