@@ -120,6 +120,13 @@ def handle_puback(conn: MqttConnection, p: Puback) -> None:
         log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), p.packet_id)
 
 
+def handle_puback_run(conn: MqttConnection, run: list[Puback]) -> None:
+    """Several PUBACKs in one read (a subscriber working through its window)."""
+    unknown = conn.session.on_puback_many([p.packet_id for p in run])
+    for packet_id in unknown:
+        log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), packet_id)
+
+
 def handle_pubrec(conn: MqttConnection, p: Pubrec) -> None:
     failed = p.reason_code >= 0x80
     if conn.session.on_pubrec(p.packet_id, failed):

@@ -361,6 +361,22 @@ class Session:
         self.pump()
         return True
 
+    def on_puback_many(self, packet_ids: list[int]) -> list[int]:
+        """on_puback for each id, then one pump; returns the ids that matched no QoS 1
+        message in flight."""
+        inflight = self.inflight
+        finish = self._finish
+        unknown = []
+        for packet_id in packet_ids:
+            out = inflight.get(packet_id)
+            if out is None or out.qos != 1:
+                unknown.append(packet_id)
+                continue
+            del inflight[packet_id]
+            finish(out)
+        self.pump()
+        return unknown
+
     def on_pubrec(self, packet_id: int, failed: bool = False) -> bool:
         out = self.inflight.get(packet_id)
         if out is None or out.qos != 2 or out.state != SENT:

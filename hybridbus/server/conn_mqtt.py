@@ -46,6 +46,7 @@ from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
     handle_puback,
+    handle_puback_run,
     handle_pubcomp,
     handle_publish,
     handle_publish_run,
@@ -262,6 +263,14 @@ class MqttConnection(ClientBase):
                     handle_publish_run(self, packets[i - 1 : j])
                     i = j
                     continue
+            if kind == PUBACK and i < n and packets[i].packet_type == PUBACK and self.session:
+                # A subscriber acknowledging a window of QoS 1 messages: one call.
+                j = i + 1
+                while j < n and packets[j].packet_type == PUBACK:
+                    j += 1
+                handle_puback_run(self, packets[i - 1 : j])
+                i = j
+                continue
             if kind == CONNECT and i - 1 != self.checked_connect and self.session is None:
                 work = self._pending_bcrypt(p)
                 if work is not None:
@@ -474,12 +483,20 @@ class MqttConnection(ClientBase):
 
     def _flush_acks(self) -> None:
         acks = self.acks
+        plain: list[int] = []  # ids of plain PUBACKs (QoS 1, success), queued together
         while acks:
             packet_id, qos, ticket, reason = acks[0]
             if ticket is not None and not ticket.done:
                 break
             acks.popleft()
-            if ticket is not None and ticket.failed:
+            failed = ticket is not None and ticket.failed
+            if qos == 1 and not reason and not failed:
+                plain.append(packet_id)
+                continue
+            if plain:
+                self._queue_pubacks(plain)
+                plain = []
+            if failed:
                 if self.level == 5:
                     reason = UNSPECIFIED_ERROR
                 else:
@@ -490,7 +507,14 @@ class MqttConnection(ClientBase):
                     self.close(reasons.WRITE_ERROR)
                     return
             self._send_ack(packet_id, qos, reason)
+        if plain:
+            self._queue_pubacks(plain)
         self.server.schedule_flush()
+
+    def _queue_pubacks(self, packet_ids: list[int]) -> None:
+        """Successful PUBACKs: the 2-byte form at every level (3.4.2.1), as
+        encode_puback writes it."""
+        self.queue(b"".join([b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids]))
 
     def _send_ack(self, packet_id: int, qos: int, reason: int) -> None:
         level = self.level

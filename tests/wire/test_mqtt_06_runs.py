@@ -160,3 +160,24 @@ async def test_offline_persistent_session_keeps_a_run_across_restart(server_proc
     assert [p.payload for p in got] == payloads
     assert all(p.qos == 1 for p in got)
     proc.stop()
+
+
+async def test_puback_run_with_unknown_and_repeated_ids(server_factory):
+    server = await server_factory()
+    sub = await subscriber(server.mqtt_port, "s", ("a/1", 1))
+    pub = await mqtt_connect(server.mqtt_port, "p")
+    await pub.send(mp.publish("a/1", b"x", qos=1, mid=1))
+    await pub.expect(mp.puback(1))
+    await pub.send(run("a/1", [b"y", b"z"], first_mid=2))
+    await pub.expect(mp.puback(2) + mp.puback(3))
+    await sub.expect(
+        b"".join(mp.publish("a/1", p, qos=1, mid=i + 1) for i, p in enumerate([b"x", b"y", b"z"]))
+    )
+    session = server.mqtt.sessions["s"]
+    # 7 was never sent, 2 is acknowledged twice: both ignored, the rest take effect
+    await sub.send(mp.puback(7) + mp.puback(2) + mp.puback(2) + mp.puback(1) + mp.PINGREQ)
+    await sub.expect(mp.PINGRESP)
+    assert sorted(session.inflight) == [3] and session.pids == {3}
+    await sub.send(mp.puback(3) + mp.puback(3) + mp.PINGREQ)
+    await sub.expect(mp.PINGRESP)
+    assert not session.inflight and not session.pids

@@ -651,6 +651,13 @@ class MQTTParser:
                     else:
                         props = {}
                     out.append(Publish(topic, buf[p:end], qos, retain, dup, packet_id, props))
+                elif b0 == 0x40 and rl == 2 and level:
+                    # A plain PUBACK (flags 0, just the packet id; any level), inline:
+                    # a QoS 1 subscriber sends one per message.
+                    packet_id = (buf[start] << 8) | buf[start + 1]
+                    if not packet_id:
+                        raise _zero_packet_id(PUBACK)
+                    out.append(Puback(packet_id, 0, {}))
                 else:
                     out.append(table[b0 >> 4](self, b0 & 0x0F, buf[start:end]))
                     if b0 >> 4 == CONNECT:
