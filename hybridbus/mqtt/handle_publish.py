@@ -110,9 +110,7 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> None:
     msgs = [MqttMessage(topic, p.payload, qos, False, None, session) for p in run]
     ticket = conn.server.mqtt.publish_run(msgs, subject)
     if qos:
-        ack = conn.ack_inbound
-        for p in run:
-            ack(p.packet_id, 1, ticket, 0)
+        conn.ack_inbound_run([p.packet_id for p in run], ticket)
 
 
 def handle_puback(conn: MqttConnection, p: Puback) -> None:

@@ -263,7 +263,7 @@ class Persistence:
                 ticket.fail_now()
             return
         if ticket is not None:
-            ticket.pending += len(seqs)
+            ticket.pending += 1  # one durability report for the whole batch
         for out, seq in zip(outs, seqs, strict=True):
             out.seq = seq
 

@@ -481,6 +481,17 @@ class MqttConnection(ClientBase):
         if ticket is not None:
             ticket.on_done(self._flush_acks)
 
+    def ack_inbound_run(self, packet_ids: list[int], ticket: Any) -> None:
+        """ack_inbound(pid, 1, ticket, 0) for each of a run of QoS 1 PUBLISHes."""
+        if ticket is None and not self.acks:
+            self._queue_pubacks(packet_ids)
+            return
+        if not self.acks:
+            self.acks = deque()
+        self.acks.extend([[packet_id, 1, ticket, 0] for packet_id in packet_ids])
+        if ticket is not None:
+            ticket.on_done(self._flush_acks)
+
     def _flush_acks(self) -> None:
         acks = self.acks
         plain: list[int] = []  # ids of plain PUBACKs (QoS 1, success), queued together

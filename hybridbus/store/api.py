@@ -547,8 +547,8 @@ class Stream(Protocol):
     def append_many(
         self, subject: str, payloads: list[bytes], *, on_durable: OnDurable | None = None
     ) -> list[int]:
-        """``append(subject, p, on_durable=on_durable)`` for each payload, in order, in
-        one call; returns the sequences."""
+        """``append(subject, p)`` for each payload, in order, in one call; returns the
+        sequences. ``on_durable(last_seq, err)`` runs once, when all are durable."""
 
     def get(self, seq: int) -> StoredMsg:
         """Raises MsgNotFound."""

@@ -424,7 +424,9 @@ class FileStream(BaseStream):
         self._unsynced_dels: list[int] = []  # tombstones in bytes not yet fsynced
         self._jobs: set[concurrent.futures.Future] = set()
         self._dir_dirty = False
-        self._cache: dict[int, StoredMsg] = {}
+        # recent messages, kept until written (and a while after): seq -> (subject,
+        # headers, payload, ts), a tuple being far cheaper to make than a StoredMsg
+        self._cache: dict[int, tuple] = {}
         self._written_seq = 0
         self._fail_until = 0.0
         self._fail_err: E.StoreWriteError | None = None
@@ -536,7 +538,7 @@ class FileStream(BaseStream):
         if msg_id:
             seg.mids += (seq, ts, msg_id)
         cache = self._cache
-        cache[seq] = StoredMsg(seq, subject, hdr, payload, ts)
+        cache[seq] = (subject, hdr, payload, ts)
         if len(cache) > CACHE_TRIM_AT:
             self._trim_cache()
 
@@ -856,7 +858,7 @@ class FileStream(BaseStream):
     def _load_slot(self, blk, i, seq):
         m = self._cache.get(seq)
         if m is not None:
-            return m
+            return StoredMsg(seq, m[0], m[1], m[2], m[3])
         seg: Seg = blk
         off = seg.offs[i]
         if off == NONE32:

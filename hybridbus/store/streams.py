@@ -1100,12 +1100,25 @@ class BaseStream:
         self, subject: str, payloads: list[bytes], *, on_durable: OnDurable | None = None
     ) -> list[int]:
         """Append each payload to `subject` (no headers, no options), in order; returns
-        their sequences. `on_durable` is registered for each. As `append` for each,
+        their sequences. `on_durable(seq, err)` is called once, with the last seq, when
+        all of them are durable (they are written together). As `append` for each,
         with the subject checked once; a stream with limits or consumers takes
-        `append` one by one. If an append fails, the ones before it stay appended and
-        the error is raised."""
+        `append` one by one. If an append fails, the ones before it stay appended (and
+        on_durable is not called); the error is raised."""
+        if not payloads:
+            return []
         if not (self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0):
-            return [self.append(subject, p, on_durable=on_durable) for p in payloads]
+            seqs = [self.append(subject, p) for p in payloads]
+        else:
+            seqs = self._append_many_plain(subject, payloads)
+        if on_durable is not None:
+            # One registration covers them all: nothing is flushed between the appends
+            # of one call, so every record is in the same write (and fsync) as the last.
+            self._durable(on_durable, seqs[-1])
+            self._touch()
+        return seqs
+
+    def _append_many_plain(self, subject: str, payloads: list[bytes]) -> list[int]:
         if self._closed:
             raise E.StoreClosed()
         sid = self._sids.get(subject)
@@ -1118,6 +1131,7 @@ class BaseStream:
         seqs = []
         commit = self._commit
         guarded = self._guarded
+        overhead = len(subject) + 16
         try:
             for payload in payloads:
                 if payload.__class__ is not bytes:
@@ -1125,11 +1139,9 @@ class BaseStream:
                 if guarded:
                     self._check_writable()  # may roll to a new segment mid-run
                 seq, _, sid, _ = commit(
-                    subject, sid, None, payload, None, len(subject) + len(payload) + 16, _time_ns()
+                    subject, sid, None, payload, None, overhead + len(payload), _time_ns()
                 )
                 seqs.append(seq)
-                if on_durable is not None:
-                    self._durable(on_durable, seq)
         finally:
             if seqs:
                 self._touch()
