@@ -441,6 +441,13 @@ class MqttBroker:
         if self.persistence is not None:
             self.persistence.add_outgoing_many(session, outs)
 
+    def forget_outgoing_many(self, session: Session, outs: list) -> None:
+        """forget_outgoing for each (all persisted)."""
+        if self.persistence is not None:
+            self.persistence.remove_outgoing_many(outs)
+        for out in outs:
+            out.seq = 0
+
     def forget_outgoing(self, session: Session, out) -> None:
         if self.persistence is not None and out.seq:
             self.persistence.remove_outgoing(session, out)

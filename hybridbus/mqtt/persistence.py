@@ -272,6 +272,9 @@ class Persistence:
         if out.seq:
             self._acked.append(out.seq)
 
+    def remove_outgoing_many(self, outs: list[Outgoing]) -> None:
+        self._acked += [out.seq for out in outs]
+
     def mark_released(self, session: Session, out: Outgoing) -> None:
         old = out.seq
         out.seq = self._append(OUTGOING, f"$MQTT.out.{session.key}.r", {"p": out.packet_id})

@@ -365,15 +365,20 @@ class Session:
         """on_puback for each id, then one pump; returns the ids that matched no QoS 1
         message in flight."""
         inflight = self.inflight
-        finish = self._finish
+        pids = self.pids
         unknown = []
+        stored = []  # finished outbox records, forgotten in one call
         for packet_id in packet_ids:
             out = inflight.get(packet_id)
             if out is None or out.qos != 1:
                 unknown.append(packet_id)
                 continue
             del inflight[packet_id]
-            finish(out)
+            pids.discard(packet_id)  # as _finish, for a run
+            if out.seq:
+                stored.append(out)
+        if stored:
+            self.broker.forget_outgoing_many(self, stored)
         self.pump()
         return unknown
 
