@@ -1119,33 +1119,56 @@ class BaseStream:
         return seqs
 
     def _append_many_plain(self, subject: str, payloads: list[bytes]) -> list[int]:
+        """The loop of `_commit` for one subject, with the per-subject state and the
+        counters brought up to date once, after it (nothing in between reads them)."""
         if self._closed:
             raise E.StoreClosed()
         sid = self._sids.get(subject)
-        if sid is None and (
-            not valid_subject(subject, wildcards=False)
-            or (self._accept is not None and not self._accept(subject))
-        ):
-            raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
+        if sid is None:
+            if not valid_subject(subject, wildcards=False) or (
+                self._accept is not None and not self._accept(subject)
+            ):
+                raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
+            sid = self._intern(subject)
+            st = self._sstate[sid] = [0, self._last_seq + 1, 0, True]
+        else:
+            st = self._sstate[sid]
         self.was_duplicate = False
-        seqs = []
-        commit = self._commit
+        put = self._put
         guarded = self._guarded
         overhead = len(subject) + 16
+        first = seq = self._last_seq + 1
+        total = 0
         try:
             for payload in payloads:
                 if payload.__class__ is not bytes:
                     payload = bytes(payload)
                 if guarded:
-                    self._check_writable()  # may roll to a new segment mid-run
-                seq, _, sid, _ = commit(
-                    subject, sid, None, payload, None, overhead + len(payload), _time_ns()
-                )
-                seqs.append(seq)
+                    self._check_writable()  # may roll to a new segment (reads _last_seq)
+                now_ns = _time_ns()
+                ts = now_ns if now_ns > self._last_ts else self._last_ts
+                size = overhead + len(payload)
+                put(seq, ts, sid, subject, None, payload, None, size)
+                self._last_seq = seq
+                self._last_ts = ts
+                total += size
+                seq += 1
         finally:
-            if seqs:
+            n = seq - first
+            if n:
+                st[0] += n
+                st[2] = seq - 1
+                st[3] = True
+                if not self._msgs:
+                    self._first = first
+                self._msgs += n
+                self._bytes += total
+                self._store._used[self.storage_kind] += total
                 self._touch()
-        return seqs
+            elif not st[0]:
+                del self._sstate[sid]  # a new subject, and nothing was appended
+                self._forget(sid)
+        return list(range(first, seq))
 
     def _append_plain(self, subject: str, payload: bytes, on_durable: OnDurable | None) -> int:
         """`append` for the common case (see `_plain`): no headers, options, limits,
