@@ -897,6 +897,18 @@ class FileStream(BaseStream):
             seg.dead_phys += 1
             seg.clean = False
 
+    def _slots_removed(self, blk, i, k, first_seq):
+        add_range(self._dels, first_seq, first_seq + (k - i) - 1)
+        cache = self._cache
+        if cache:
+            for seq in range(first_seq, first_seq + (k - i)):
+                cache.pop(seq, None)
+        seg: Seg = blk
+        written = (k - i) - seg.offs[i:k].count(NONE32)
+        if written:
+            seg.dead_phys += written
+            seg.clean = False
+
     def _bulk_kill(self, blk):
         seg: Seg = blk
         seg.dead_phys += len(seg.offs) - seg.offs.count(NONE32)

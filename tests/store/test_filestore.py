@@ -518,3 +518,16 @@ async def test_fsync_failure_under_sync_always_rolls_back(store_dir, monkeypatch
         assert seq > seqs[-1]  # the failed sequences are never handed out again
     finally:
         s.close_sync()
+
+
+def test_delete_many_runs_survive_reopen(reopen):
+    st = reopen()
+    s = st.add_stream(StreamConfig(name="R", subjects=["r.>"]))
+    seqs = s.append_many("r.a", [b"%d" % i for i in range(1000)])
+    assert s.delete_many(seqs[100:900]) == 800  # one run
+    assert s.delete_many(seqs[50:120]) == 50  # overlaps what is gone: one by one
+    st = reopen()
+    s = st.stream("R")
+    assert [m.seq for m in s.iter()] == seqs[:50] + seqs[900:]
+    state = s.state()
+    assert (state.messages, state.first_seq, state.last_seq) == (150, 1, 1000)
