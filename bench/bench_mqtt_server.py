@@ -23,38 +23,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench.harness.memory_transport import MemoryTransport  # noqa: E402
 from hybridbus.options import Options  # noqa: E402
 from hybridbus.server.conn_mqtt import MqttConnection  # noqa: E402
 from hybridbus.server.server import Server  # noqa: E402
-
-
-class _Transport:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.data = bytearray()
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", self.port) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        pass
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def write(self, data):
-        self.data += data
-
-    def pause_reading(self):
-        pass
-
-    def resume_reading(self):
-        pass
-
-    def close(self):
-        pass
-
-    abort = close
 
 
 def _s(text: bytes) -> bytes:
@@ -109,7 +81,7 @@ async def run(args) -> None:
     server = Server(opts)
     await server.start()
     try:
-        sub_t, pub_t = _Transport(2), _Transport(1)
+        sub_t, pub_t = MemoryTransport(2), MemoryTransport(1)
         sub = MqttConnection(server)
         sub.connection_made(sub_t)
         sub.data_received(_connect(b"bench-sub", clean=not args.persistent))

@@ -18,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench.harness.memory_transport import MemoryTransport  # noqa: E402
 from hybridbus.options import Options  # noqa: E402
 from hybridbus.server.conn_nats import NatsConnection  # noqa: E402
 from hybridbus.server.server import Server  # noqa: E402
@@ -28,35 +29,9 @@ class _Loop:
         return None
 
 
-class _Transport:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.written = 0
-
-    def get_extra_info(self, name, default=None):
-        return ("127.0.0.1", self.port) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        pass
-
-    def get_write_buffer_size(self):
-        return 0
-
-    def write(self, data):
-        self.written += len(data)
-
-    def pause_reading(self):
-        pass
-
-    def close(self):
-        pass
-
-    abort = close
-
-
 def _connect(server: Server, port: int) -> NatsConnection:
     conn = NatsConnection(server)
-    conn.connection_made(_Transport(port))
+    conn.connection_made(MemoryTransport(port, keep=False))
     conn.data_received(b'CONNECT {"verbose":false,"pedantic":false}\r\n')
     return conn
 

@@ -167,16 +167,21 @@ class Persistence:
             except StoreError as err:
                 log.debug("MQTT store delete of %d acked records: %s", len(acked), err)
 
+    def _writing(self) -> Ticket | None:
+        """The ticket an append made now must report to: the read's (opened here if
+        need be) while a PUBLISH is handled, else None."""
+        if not self._collecting:
+            return None
+        ticket = self._ticket
+        if ticket is None or ticket.done:
+            ticket = self._ticket = Ticket()
+        self._wrote = True
+        return ticket
+
     def _append(self, stream_name: str, subject: str, record: Any) -> int:
         """Append one record; the read's ticket (if a PUBLISH is being handled) waits for it."""
-        on_durable = None
-        ticket = None
-        if self._collecting:
-            ticket = self._ticket
-            if ticket is None or ticket.done:
-                ticket = self._ticket = Ticket()
-            on_durable = ticket.durable
-            self._wrote = True
+        ticket = self._writing()
+        on_durable = None if ticket is None else ticket.durable
         try:
             seq = self.streams[stream_name].append(subject, _pack(record), on_durable=on_durable)
         except StoreError as err:
@@ -243,14 +248,8 @@ class Persistence:
         subject = session.out_subject
         if subject is None:
             subject = session.out_subject = f"$MQTT.out.{session.key}.m"
-        on_durable = None
-        ticket = None
-        if self._collecting:
-            ticket = self._ticket
-            if ticket is None or ticket.done:
-                ticket = self._ticket = Ticket()
-            on_durable = ticket.durable
-            self._wrote = True
+        ticket = self._writing()
+        on_durable = None if ticket is None else ticket.durable
         records = [_pack(_outgoing_record(out)) for out in outs]
         try:
             seqs = self._outgoing.append_many(subject, records, on_durable=on_durable)

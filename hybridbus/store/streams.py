@@ -1587,13 +1587,16 @@ class BaseStream:
 
     # ---- public write API ----------------------------------------------------
 
-    def delete(self, seq: int) -> None:
+    def _check_deletable(self) -> None:
         if self._closed:
             raise E.StoreClosed()
         if self.config.deny_delete:
             raise E.DeleteNotPermitted()
         if self.config.sealed:
             raise E.StreamSealed()
+
+    def delete(self, seq: int) -> None:
+        self._check_deletable()
         if not self._remove_seq(seq):
             raise E.SeqNotFound(seq)
         self._touch()
@@ -1602,12 +1605,7 @@ class BaseStream:
         """Delete each live message among `seqs`; a seq already gone is skipped (no
         error, unlike `delete`). Returns how many were deleted. One call for a batch
         of acknowledged messages."""
-        if self._closed:
-            raise E.StoreClosed()
-        if self.config.deny_delete:
-            raise E.DeleteNotPermitted()
-        if self.config.sealed:
-            raise E.StreamSealed()
+        self._check_deletable()
         locate = self._locate
         remove_at = self._remove_at
         deleted = 0

@@ -29,18 +29,29 @@ def healthz(port: int) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
-async def test_full_store_refuses_acks_but_keeps_serving_qos0(tmp_path):
+def _serve_args(tmp_path) -> tuple[list[str], dict[str, int]]:
     ports = {"nats": free_port(), "mqtt": free_port(), "http": free_port()}
     args = ["serve", "-a", "127.0.0.1", "-p", str(ports["nats"]), "--mqtt-port", str(ports["mqtt"])]
     args += ["--http-port", str(ports["http"]), "--store-dir", str(tmp_path / "store")]
+    return args, ports
+
+
+async def _offline_subscriber(port: int) -> None:
+    """A persistent session subscribed to `big` at QoS 1, then gone: every message
+    published there must be stored for it."""
+    dev = await mqtt_connect(port, "dev", clean=False)
+    await dev.send(mp.subscribe(1, ("big", 1)))
+    await dev.expect(mp.suback(1, 1))
+    await dev.send(mp.DISCONNECT)
+    await dev.expect_closed()
+
+
+async def test_full_store_refuses_acks_but_keeps_serving_qos0(tmp_path):
+    args, ports = _serve_args(tmp_path)
     proc = ServerProcess(args, tmp_path, ports, preexec_fn=_limit_file_size).start()
     try:
         port = ports["mqtt"]
-        dev = await mqtt_connect(port, "dev", clean=False)
-        await dev.send(mp.subscribe(1, ("big", 1)))
-        await dev.expect(mp.suback(1, 1))
-        await dev.send(mp.DISCONNECT)
-        await dev.expect_closed()
+        await _offline_subscriber(port)
         pub = await mqtt_connect(port, "pub")
         payload = b"x" * 8192
         acked = 0
@@ -91,17 +102,11 @@ async def test_full_store_fails_a_whole_run_for_a_v5_publisher(tmp_path):
     # cannot write, every one of them gets 0x80, and every 0x00 one survives a restart.
     from tests.helpers.wire import mqtt5_connect, mqtt_packets
 
-    ports = {"nats": free_port(), "mqtt": free_port(), "http": free_port()}
-    args = ["serve", "-a", "127.0.0.1", "-p", str(ports["nats"]), "--mqtt-port", str(ports["mqtt"])]
-    args += ["--http-port", str(ports["http"]), "--store-dir", str(tmp_path / "store")]
+    args, ports = _serve_args(tmp_path)
     proc = ServerProcess(args, tmp_path, ports, preexec_fn=_limit_file_size).start()
     try:
         port = ports["mqtt"]
-        dev = await mqtt_connect(port, "dev", clean=False)
-        await dev.send(mp.subscribe(1, ("big", 1)))
-        await dev.expect(mp.suback(1, 1))
-        await dev.send(mp.DISCONNECT)
-        await dev.expect_closed()
+        await _offline_subscriber(port)
         pub, _ = await mqtt5_connect(port, "pub")
         payload = b"y" * 4096
         ok: list[int] = []
