@@ -148,3 +148,39 @@ async def test_sync_always_config_and_sigkill(server_process, tmp_path):
     await dev.expect(expected, timeout=10)
     await dev.close()
     assert proc.stop() == 0
+
+
+async def test_sigkill_after_runs_keeps_exactly_the_unacked(server_process):
+    # One write of 200 QoS 1 PUBLISHes (a run: one store call, one ticket), then the
+    # subscriber acknowledges the first 120 in one write (a run of deletes). After
+    # SIGKILL nothing acknowledged to the publisher is lost, and what the subscriber
+    # acknowledged (once the server had a loop turn to write it) is not sent again.
+    from tests.helpers.wire import mqtt_packets
+
+    proc = server_process().start()
+    port = proc.ports["mqtt"]
+    dev = await mqtt_connect(port, "dev", clean=False)
+    await dev.send(mp.subscribe(1, ("k/#", 1)))
+    await dev.expect(mp.suback(1, 1))
+    pub = await mqtt_connect(port, "pub")
+    payloads = [b"m%03d" % i for i in range(200)]
+    await pub.send(mp.publish("k/t", b"first", qos=1, mid=500))  # the topic is now known
+    await pub.expect(mp.puback(500))
+    await dev.expect(mp.publish("k/t", b"first", qos=1, mid=1))
+    await pub.send(b"".join(mp.publish("k/t", p, qos=1, mid=i + 1) for i, p in enumerate(payloads)))
+    await pub.expect(b"".join(mp.puback(i + 1) for i in range(200)))
+    got = await mqtt_packets(dev, 200, level=4)
+    assert [(p.packet_id, p.payload) for p in got] == [(i + 2, p) for i, p in enumerate(payloads)]
+    await dev.send(b"".join(mp.puback(i) for i in range(1, 122)) + mp.PINGREQ)
+    await dev.expect(mp.PINGRESP)
+    await dev.send(mp.PINGREQ)  # a second turn: the deletes are written by now
+    await dev.expect(mp.PINGRESP)
+    proc = restart(server_process, proc, signal.SIGKILL)
+    dev = await mqtt_connect(port, "dev", clean=False, expect_present=1)
+    again = await mqtt_packets(dev, 80, level=4)
+    assert [p.payload for p in again] == payloads[120:]
+    assert all(p.dup for p in again)
+    await dev.expect_nothing(0.2)
+    assert not dev.mqtt_backlog  # nor parsed already, beyond the 80
+    await dev.close()
+    assert proc.stop() == 0
