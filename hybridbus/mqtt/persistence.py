@@ -83,10 +83,11 @@ class Ticket:
 
     One ticket is shared by every QoS 1/2 PUBLISH a connection's read brings (a busy
     publisher sends hundreds per read): each append still reports its own durability
-    (`durable`), and the ticket is done when the last of them has. A failed append
-    fails the whole ticket, so a 5.0 publisher gets error acks (and a 3.1.1 publisher
-    is disconnected) for that read's messages and re-sends them: duplicates, which
-    QoS 1 allows, and never a lost message."""
+    (`durable`), and the ticket is done when the last of them has. A failed write
+    fails the whole ticket: the read's records were all in it, so none is stored, and
+    a 5.0 publisher gets error acks (a 3.1.1 publisher is disconnected) and sends them
+    again. An append the store refuses at once fails only its own PUBLISH (see
+    Persistence.end)."""
 
     __slots__ = ("pending", "done", "failed", "callbacks")
 
@@ -108,9 +109,6 @@ class Ticket:
         callbacks, self.callbacks = self.callbacks, None
         for cb in callbacks or ():
             cb()
-
-    def fail_now(self) -> None:
-        self.failed = True
 
     def on_done(self, cb) -> None:
         if self.done:
@@ -134,6 +132,7 @@ class Persistence:
         self._outgoing = self.streams[OUTGOING]
         self._collecting = False
         self._wrote = False  # the PUBLISH being handled appended something
+        self._refused = False  # ... or the store refused one of its appends
         self._ticket: Ticket | None = None
         self._acked: list[int] = []  # outbox records to delete at the end of the read
         self.write_errors = 0
@@ -141,19 +140,24 @@ class Persistence:
     # -- tickets ----------------------------------------------------------------------
 
     def begin(self) -> None:
-        """An inbound PUBLISH starts: its appends go on the read's ticket."""
+        """An inbound PUBLISH (or a run of them) starts: its appends go on the read's
+        ticket."""
         self._collecting = True
         self._wrote = False
+        self._refused = False
 
     def end(self) -> Ticket | None:
-        """The PUBLISH is handled: the ticket its ack must wait for, or None."""
+        """The PUBLISH is handled: the ticket its ack must wait for, or None. One whose
+        own append was refused gets a failed ticket of its own: the others of the read
+        are acknowledged as usual."""
         self._collecting = False
+        if self._refused:
+            failed = Ticket()
+            failed.failed = failed.done = True
+            return failed
         if not self._wrote:
             return None
-        ticket = self._ticket
-        if ticket is not None and ticket.pending <= 0 and not ticket.done:
-            ticket._finish()  # every append failed at once: nothing left to wait for
-        return ticket
+        return self._ticket
 
     def end_of_read(self) -> None:
         """Called once the server has handled a read (Server.flush): the next
@@ -188,7 +192,7 @@ class Persistence:
             self.write_errors += 1
             log.error("MQTT store append to %s failed: %s", stream_name, err)
             if ticket is not None:
-                ticket.fail_now()
+                self._refused = True
             return 0
         if ticket is not None:
             ticket.pending += 1
@@ -254,12 +258,11 @@ class Persistence:
         try:
             seqs = self._outgoing.append_many(subject, records, on_durable=on_durable)
         except StoreError as err:
-            # Records appended before the failure stay unknown to their Outgoing (seq
-            # 0): a restart re-sends them, a duplicate QoS 1 allows.
+            # append_many took back what it had appended: none of these is stored.
             self.write_errors += 1
             log.error("MQTT store append to %s failed: %s", OUTGOING, err)
             if ticket is not None:
-                ticket.fail_now()
+                self._refused = True
             return
         if ticket is not None:
             ticket.pending += 1  # one durability report for the whole batch

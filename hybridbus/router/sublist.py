@@ -120,14 +120,19 @@ class SublistResult:
     Read-only: one instance is shared by the cache, the trie and every caller.
     """
 
-    __slots__ = ("plain", "queues", "batchable")
+    __slots__ = ("plain", "queues", "runs", "batchable")
 
     def __init__(self, plain: list[Subscription], queues: list[list[Subscription]]) -> None:
         self.plain = plain
         self.queues = queues
-        # No queue group to pick a member from per message, and every subscription
-        # batchable: a run of messages can go to each receiver in one call.
-        self.batchable = not queues and all(sub.batchable for sub in plain)
+        # A run of messages may go to each batchable subscription in one call when no
+        # queue group must pick a member per message and no client holds two of them
+        # (its two subscriptions' copies would come out grouped, not interleaved per
+        # message as the router, and nats-server, send them).
+        clients = [id(sub.client) for sub in plain if sub.batchable]
+        self.runs = not queues and len(set(clients)) == len(clients)
+        # ... and every receiver takes runs (none needs a per-message step).
+        self.batchable = self.runs and len(clients) == len(plain)
 
     def __len__(self) -> int:
         """Fanout: plain subscriptions plus queue groups (one delivery per group)."""

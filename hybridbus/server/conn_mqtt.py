@@ -531,6 +531,12 @@ class MqttConnection(ClientBase):
         level = self.level
         if level != 5:
             reason = 0
+        elif qos == 2 and reason >= 0x80 and self.session is not None:
+            # A failing PUBREC ends the flow (5.0 section 4.3.3): the client may reuse
+            # the id for a new message at once, so it is no longer awaiting PUBREL.
+            seq = self.session.incoming.pop(packet_id, None)
+            if seq:
+                self.server.mqtt.persistence_release_incoming(self.session, seq)
         if qos == 1:
             self.queue(encode_puback(packet_id, reason, None, level))
         else:

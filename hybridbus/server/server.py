@@ -410,8 +410,8 @@ class Server:
         no reply and no headers, in the order given: the same result as calling
         `route` for each, in one match and one call per receiver. A busy publisher
         sends such runs (a read holds hundreds of PUBs to one subject); a result
-        with queue groups or non-batchable receivers (MQTT sessions) takes the
-        per-message path."""
+        with queue groups, non-batchable receivers (MQTT sessions) or a client with
+        two matching subscriptions takes the per-message path."""
         result = self.sublist.match(subject)
         if not result.batchable:
             route = self.route
@@ -432,10 +432,11 @@ class Server:
         QoS, none retained and none with properties (MqttBroker.publish_run), in
         order: as `route` for each, with one match. NATS receivers take the run in one
         call; each MQTT session collects its matching subscriptions once and sends
-        every message (Session.deliver_matched_run). Queue groups pick a member per
-        message, so a result with any takes the per-message path."""
+        every message (Session.deliver_matched_run). A result with queue groups
+        (a member is picked per message) or a NATS client with two matching
+        subscriptions takes the per-message path (SublistResult.runs)."""
         result = self.sublist.match(subject)
-        if result.queues:
+        if not result.runs:
             route = self.route
             for msg in msgs:
                 route(origin, subject, None, None, msg.payload, msg)

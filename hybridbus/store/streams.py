@@ -1103,14 +1103,23 @@ class BaseStream:
         their sequences. `on_durable(seq, err)` is called once, with the last seq, when
         all of them are durable (they are written together). As `append` for each,
         with the subject checked once; a stream with limits or consumers takes
-        `append` one by one. If an append fails, the ones before it stay appended (and
-        on_durable is not called); the error is raised."""
+        `append` one by one. All or none: if an append fails, the ones this call made
+        are removed again and the error is raised."""
         if not payloads:
             return []
-        if not (self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0):
-            seqs = [self.append(subject, p) for p in payloads]
-        else:
-            seqs = self._append_many_plain(subject, payloads)
+        seqs: list[int] = []
+        try:
+            if self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0:
+                self._append_many_plain(subject, payloads, seqs)
+            else:
+                for payload in payloads:
+                    seqs.append(self.append(subject, payload))
+        except E.StoreError:
+            for seq in seqs:  # no caller will ever know these seqs: take them back
+                self._remove_seq(seq)
+            if seqs:
+                self._touch()
+            raise
         if on_durable is not None:
             # One registration covers them all: nothing is flushed between the appends
             # of one call, so every record is in the same write (and fsync) as the last.
@@ -1118,9 +1127,10 @@ class BaseStream:
             self._touch()
         return seqs
 
-    def _append_many_plain(self, subject: str, payloads: list[bytes]) -> list[int]:
+    def _append_many_plain(self, subject: str, payloads: list[bytes], seqs: list[int]) -> None:
         """The loop of `_commit` for one subject, with the per-subject state and the
-        counters brought up to date once, after it (nothing in between reads them)."""
+        counters brought up to date once, after it (nothing in between reads them).
+        Each seq goes into `seqs` as soon as its record is in."""
         if self._closed:
             raise E.StoreClosed()
         sid = self._sids.get(subject)
@@ -1149,6 +1159,7 @@ class BaseStream:
                 ts = now_ns if now_ns > self._last_ts else self._last_ts
                 size = overhead + len(payload)
                 put(seq, ts, sid, subject, None, payload, None, size)
+                seqs.append(seq)
                 self._last_seq = seq
                 self._last_ts = ts
                 total += size
@@ -1168,7 +1179,6 @@ class BaseStream:
             elif not st[0]:
                 del self._sstate[sid]  # a new subject, and nothing was appended
                 self._forget(sid)
-        return list(range(first, seq))
 
     def _append_plain(self, subject: str, payload: bytes, on_durable: OnDurable | None) -> int:
         """`append` for the common case (see `_plain`): no headers, options, limits,
@@ -1621,10 +1631,16 @@ class BaseStream:
                 while j < n and seqs[j] == seqs[j - 1] + 1:
                     j += 1
                 removed = self._remove_run(seq, seqs[j - 1])
-                if removed >= 0:
-                    deleted += removed
-                    i = j
-                    continue
+                if removed < 0:  # not one slice: one by one, then past the run
+                    removed = 0
+                    for one in range(seq, seqs[j - 1] + 1):
+                        loc = locate(one)
+                        if loc is not None and loc[0].subj[loc[1]] != DEAD:
+                            remove_at(loc[0], loc[1], one, False)
+                            removed += 1
+                deleted += removed
+                i = j
+                continue
             loc = locate(seq)
             if loc is None or loc[0].subj[loc[1]] == DEAD:
                 continue

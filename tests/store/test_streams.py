@@ -197,6 +197,39 @@ def test_append_many_plain_and_checked(store):
     assert plain.state().messages == 4
 
 
+def test_append_many_is_all_or_none_under_a_store_quota(make_store):
+    store = make_store(max_memory=2000, max_file=2000)
+    st = store.add_stream(cfg())
+    st.append("s.a", b"x" * 100)
+    before = st.state()
+    with pytest.raises(E.StoreFull):
+        st.append_many("s.b", [b"y" * 300 for _ in range(10)])  # the 6th does not fit
+    after = st.state()
+    assert (after.messages, after.bytes) == (before.messages, before.bytes)
+    assert st.subjects() == {"s.a": 1}
+    assert st.append_many("s.b", [b"z" * 300]) == [st.state().last_seq]  # room is back
+
+
+def test_delete_many_tries_each_run_once(store, monkeypatch):
+    # A run of consecutive seqs that cannot be removed as one slice (here it crosses
+    # a block edge) is removed one by one, and then passed: it is not tried again
+    # from each of its seqs (which made 10,000 acks take seconds).
+    st = store.add_stream(cfg())
+    seqs = st.append_many("s.x", [b"p"] * 10000)
+    tries = 0
+    real = type(st)._remove_run
+
+    def counting(self, a, b):
+        nonlocal tries
+        tries += 1
+        return real(self, a, b)
+
+    monkeypatch.setattr(type(st), "_remove_run", counting)
+    assert st.delete_many(seqs) == 10000
+    assert tries == 1
+    assert st.state().messages == 0
+
+
 def test_plain_and_checked_appends_agree(store):
     # A stream with no limits takes the plain append path; one with limits the
     # checked path. Both must store the same thing.

@@ -181,3 +181,33 @@ async def test_puback_run_with_unknown_and_repeated_ids(server_factory):
     await sub.send(mp.puback(3) + mp.puback(3) + mp.PINGREQ)
     await sub.expect(mp.PINGRESP)
     assert not session.inflight and not session.pids
+
+
+async def test_store_refusing_one_publish_fails_only_its_ack(server_factory):
+    # A QoS 2 message and a QoS 1 message too big for the store's quota arrive in one
+    # read: the first is stored and acknowledged, only the second is refused (0x80).
+    # A refused QoS 2 id is released at once [5.0 section 4.3.3]: reused for a new
+    # message, it is routed, not taken for a re-send.
+    from hybridbus.codec.mqtt import Pubrec
+
+    server = await server_factory(jetstream__max_file_store=20000)
+    await subscriber(server.mqtt_port, "keep", ("q/#", 2), clean=False)
+    live = await subscriber(server.mqtt_port, "live", ("q/#", 0))
+    pub, _ = await mqtt5_connect(server.mqtt_port, "p", clean=False)
+    await pub.send(
+        mp.publish("q/a", b"small", qos=2, mid=7, level=5)
+        + mp.publish("q/b", b"x" * 30000, qos=1, mid=8, level=5)
+        + mp.publish("q/c", b"y" * 30000, qos=2, mid=9, level=5)
+    )
+    acks = await mqtt_packets(pub, 3)
+    assert [(type(a).__name__, a.packet_id, a.reason_code) for a in acks] == [
+        ("Pubrec", 7, 0),
+        ("Puback", 8, 0x80),
+        ("Pubrec", 9, 0x80),
+    ]
+    assert 9 not in server.mqtt.sessions["p"].incoming
+    await pub.send(mp.publish("q/d", b"again", qos=2, mid=9, level=5))
+    (rec,) = await mqtt_packets(pub, 1)
+    assert isinstance(rec, Pubrec) and (rec.packet_id, rec.reason_code) == (9, 0)
+    got = await mqtt_packets(live, 4, level=4)
+    assert [p.topic for p in got] == ["q/a", "q/b", "q/c", "q/d"]

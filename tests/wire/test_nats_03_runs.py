@@ -156,3 +156,27 @@ async def test_denied_delivery_filter_applies_to_a_run(server_factory):
     await pub.expect(b"PONG\r\n")
     await dev.expect(msgs(b"cmd.ok", b"1", [b"o1", b"o2"]))
     await dev.expect_nothing(0.1)
+
+
+async def test_two_subscriptions_of_one_connection_interleave_per_message(nats_server):
+    # nats-server (and the per-message router) write each message to every matching
+    # subscription before the next message: a run keeps that order.
+    sub = await subscribed(nats_server.nats_port, b"SUB foo 1\r\nSUB > 2\r\n")
+    pub = await nats_connect(nats_server.nats_port)
+    await pub.send(pubs(b"foo", [b"a", b"b", b"c"]) + b"PING\r\n")
+    await pub.expect(b"PONG\r\n")
+    frames = [msgs(b"foo", sid, [p]) for p in (b"a", b"b", b"c") for sid in (b"1", b"2")]
+    await sub.expect(b"".join(frames))
+
+
+async def test_mqtt_run_to_a_nats_connection_with_two_subscriptions(server_factory):
+    server = await server_factory()
+    sub = await subscribed(server.nats_port, b"SUB t.x 1\r\nSUB t.* 2\r\n")
+    pub = await mqtt_connect(server.mqtt_port, "p")
+    await pub.send(mp.publish("t/x", b"0") + mp.PINGREQ)  # the topic is known from now on
+    await pub.expect(mp.PINGRESP)
+    payloads = [b"a", b"b", b"c"]
+    await pub.send(b"".join(mp.publish("t/x", p) for p in payloads) + mp.PINGREQ)
+    await pub.expect(mp.PINGRESP)
+    frames = [msgs(b"t.x", sid, [p]) for p in [b"0", *payloads] for sid in (b"1", b"2")]
+    await sub.expect(b"".join(frames))
