@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from hybridbus.store import StreamConfig, open_store  # noqa: E402
+from hybridbus.store import Stream, StreamConfig, open_store  # noqa: E402
 
 PAYLOAD = b"x" * 64
 SUBJECT = "bench.records"
@@ -52,9 +52,9 @@ def _policy_kw(policy: str) -> dict:
     return {"sync_interval": float(policy.rstrip("s"))}
 
 
-async def pipelined(directory: str, policy: str, n: int, burst: int = 256) -> tuple[float, int]:
-    store = open_store(directory, **_policy_kw(policy))
-    st = store.add_stream(StreamConfig(name="B", subjects=["bench.>"]))
+async def _append_durable(st: Stream, n: int, burst: int) -> None:
+    """Append ``n`` records, yielding to the loop after every ``burst``; return once the
+    last ``on_durable`` has fired."""
     done = asyncio.get_running_loop().create_future()
     count = 0
 
@@ -65,12 +65,18 @@ async def pipelined(directory: str, policy: str, n: int, burst: int = 256) -> tu
             done.set_result(None)
 
     append = st.append
-    t0 = time.perf_counter()
     for i in range(n):
         append(SUBJECT, PAYLOAD, on_durable=durable)
         if i % burst == burst - 1:
             await asyncio.sleep(0)
     await done
+
+
+async def pipelined(directory: str, policy: str, n: int, burst: int = 256) -> tuple[float, int]:
+    store = open_store(directory, **_policy_kw(policy))
+    st = store.add_stream(StreamConfig(name="B", subjects=["bench.>"]))
+    t0 = time.perf_counter()
+    await _append_durable(st, n, burst)
     elapsed = time.perf_counter() - t0
     fsyncs = store.stats()["fsyncs"]
     await store.close()
@@ -118,20 +124,7 @@ async def closed_loop(
 async def fill(directory: str, n: int) -> None:
     store = open_store(directory)
     st = store.add_stream(StreamConfig(name="R", subjects=["bench.>"]))
-    done = asyncio.get_running_loop().create_future()
-    count = 0
-
-    def durable(seq: int, err: BaseException | None) -> None:
-        nonlocal count
-        count += 1
-        if count == n:
-            done.set_result(None)
-
-    for i in range(n):
-        st.append(SUBJECT, PAYLOAD, on_durable=durable)
-        if i % 1024 == 1023:
-            await asyncio.sleep(0)
-    await done
+    await _append_durable(st, n, 1024)
     await store.close()
 
 

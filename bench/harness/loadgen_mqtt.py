@@ -21,6 +21,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import socket
@@ -40,6 +41,15 @@ from .workers import Window
 
 # recv_into one preallocated buffer: sock.recv(1 MiB) allocates 1 MiB per call.
 RECV_SIZE = 1 << 20
+
+
+def send_disconnect(sock: socket.socket, timeout: float | None = None) -> None:
+    """DISCONNECT, so a clean session ends without a will or a warning; a connection that
+    is already gone is no error. ``timeout`` bounds the send (as a socket timeout)."""
+    with contextlib.suppress(OSError):
+        if timeout is not None:
+            sock.settimeout(timeout)
+        sock.sendall(b"\xe0\x00")
 
 
 def mqtt_connect(
@@ -175,34 +185,28 @@ class MqttPublisher:
             if now >= t_stop:
                 break
             if sent - done + batch > inflight:
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    raise ConnectionError("server closed the publisher connection")
-                rels = stream.feed(data)
-                if rels:
-                    sock.sendall(rels)
-                continue
-            end = nxt + batch
-            if end <= ids:
-                sock.sendall(view[nxt * size : end * size])
+                flags = 0  # window full: wait for acknowledgements (SO_RCVTIMEO bounds it)
             else:
-                sock.sendall(view[nxt * size :])
-                sock.sendall(view[: (end - ids) * size])
-            nxt = end % ids
-            sent += batch
-            if qos2:
-                try:
-                    data = sock.recv(65536, socket.MSG_DONTWAIT)
-                except BlockingIOError:
+                end = nxt + batch
+                if end <= ids:
+                    sock.sendall(view[nxt * size : end * size])
+                else:
+                    sock.sendall(view[nxt * size :])
+                    sock.sendall(view[: (end - ids) * size])
+                nxt = end % ids
+                sent += batch
+                if not qos2:
                     continue
-                if not data:
-                    raise ConnectionError("server closed the publisher connection")
-                rels = stream.feed(data)
-                if rels:
-                    sock.sendall(rels)
+                flags = socket.MSG_DONTWAIT  # QoS 2: drain what came back, without waiting
+            try:
+                data = sock.recv(65536, flags)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise ConnectionError("server closed the publisher connection")
+            rels = stream.feed(data)
+            if rels:
+                sock.sendall(rels)
         done = getattr(stream, done_attr)
         w.finish(sent)
         wa.finish(done)
@@ -220,11 +224,7 @@ class MqttPublisher:
 
     def close(self) -> None:
         if self.sock:
-            # DISCONNECT, so a clean session ends without a will or a warning.
-            try:
-                self.sock.sendall(b"\xe0\x00")
-            except OSError:
-                pass
+            send_disconnect(self.sock)
             self.sock.close()
 
 
@@ -362,10 +362,5 @@ class MqttSubscriber:
 
     def close(self) -> None:
         for sock, _ in self.conns:
-            try:
-                sock.setblocking(True)
-                sock.settimeout(0.5)
-                sock.sendall(b"\xe0\x00")
-            except OSError:
-                pass
+            send_disconnect(sock, 0.5)
             sock.close()

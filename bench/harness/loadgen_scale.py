@@ -40,7 +40,7 @@ import struct
 import time
 from typing import Any
 
-from .loadgen_mqtt import RECV_SIZE, mqtt_connect
+from .loadgen_mqtt import RECV_SIZE, mqtt_connect, send_disconnect
 from .mqttwire import (
     FixedPublishCounter,
     MqttStream,
@@ -78,6 +78,14 @@ def _wait_until(t: float) -> None:
         if left <= 0:
             return
         time.sleep(min(left, 0.001))
+
+
+def _rates(count: int, cpu: float, elapsed: float) -> dict[str, float]:
+    """A phase's ``rate`` (``count`` per second) and ``cpu`` (CPU-seconds per second)."""
+    return {
+        "rate": count / elapsed if elapsed > 0 else 0.0,
+        "cpu": cpu / elapsed if elapsed > 0 else 0.0,
+    }
 
 
 def _close_rst(sock: socket.socket) -> None:
@@ -231,8 +239,7 @@ class IdleConnector:
             "timed_out": self.count - done - failed,
             "t_done": end,
             "elapsed": elapsed,
-            "rate": done / elapsed if elapsed > 0 else 0.0,
-            "cpu": cpu / elapsed if elapsed > 0 else 0.0,
+            **_rates(done, cpu, elapsed),
             "errors": errors,
         }
 
@@ -323,17 +330,12 @@ class SubscriptionHolder:
             "conns": self.n,
             "t_done": t_done,
             "elapsed": elapsed,
-            "rate": self.count / elapsed if elapsed > 0 else 0.0,
-            "cpu": cpu / elapsed if elapsed > 0 else 0.0,
+            **_rates(self.count, cpu, elapsed),
         }
 
     def close(self) -> None:
         for sock, _, _, _ in self.conns:
-            try:
-                sock.settimeout(0.5)
-                sock.sendall(b"\xe0\x00")  # DISCONNECT
-            except OSError:
-                pass
+            send_disconnect(sock, 0.5)
             _close_rst(sock)
         self.conns.clear()
 
@@ -401,14 +403,12 @@ class RetainedPublisher:
             "acked": stream.pubacks,
             "t_done": t_done,
             "elapsed": elapsed,
-            "rate": count / elapsed if elapsed > 0 else 0.0,
-            "cpu": cpu / elapsed if elapsed > 0 else 0.0,
+            **_rates(count, cpu, elapsed),
         }
 
     def close(self) -> None:
         if self.sock:
-            with contextlib.suppress(OSError):
-                self.sock.sendall(b"\xe0\x00")
+            send_disconnect(self.sock)
             self.sock.close()
 
 
@@ -483,12 +483,10 @@ class RetainedReplayer:
             "t_done": t_done,
             "elapsed": elapsed,
             "first_s": (t_first - t_sub) if t_first else None,
-            "rate": got / elapsed if elapsed > 0 else 0.0,
-            "cpu": cpu / elapsed if elapsed > 0 else 0.0,
+            **_rates(got, cpu, elapsed),
         }
 
     def close(self) -> None:
         if self.sock:
-            with contextlib.suppress(OSError):
-                self.sock.sendall(b"\xe0\x00")
+            send_disconnect(self.sock)
             self.sock.close()

@@ -19,6 +19,23 @@ from .workers import Fleet, WorkerError
 PUB_TAIL = 0.5  # senders keep going this long past the window, so its end is under load
 
 
+def collect(fleet: Fleet, srv: RunningServer, deadline: float) -> None:
+    """``fleet.collect``; a worker's failure names the server's death if that caused it."""
+    try:
+        fleet.collect(deadline)
+    except WorkerError as e:
+        if not srv.alive():
+            raise WorkerError(
+                f"{e}\n{srv.name} died (code {srv.proc.returncode}); log tail:\n{srv.log_tail()}"
+            ) from None
+        raise
+
+
+def check_alive(srv: RunningServer) -> None:
+    if not srv.alive():
+        raise RuntimeError(f"{srv.name} exited during the run; log tail:\n{srv.log_tail()}")
+
+
 def measure_flow(
     srv: RunningServer, metric: str, specs: list[Any], warmup: float, duration: float
 ) -> dict[str, Any]:
@@ -38,18 +55,9 @@ def measure_flow(
         cpu1, sys1, c1 = proc_cpu(srv.pid), system_busy(), time.monotonic()
         wb1 = proc_write_bytes(srv.pid)
         rss = proc_rss_kb(srv.pid)
-        try:
-            fleet.collect(t_stop + 30.0)
-        except WorkerError as e:
-            if not srv.alive():
-                raise WorkerError(
-                    f"{e}\n{srv.name} died (code {srv.proc.returncode}); log tail:\n"
-                    f"{srv.log_tail()}"
-                ) from None
-            raise
+        collect(fleet, srv, t_stop + 30.0)
         workers = [(w.name, w.kind, w.result or {}) for w in fleet.workers]
-    if not srv.alive():
-        raise RuntimeError(f"{srv.name} exited during the run; log tail:\n{srv.log_tail()}")
+    check_alive(srv)
     out = aggregate(metric, workers, cpu0, cpu1, c1 - c0, rss)
     # What the rest of the machine used meanwhile: busy CPU minus the server and the
     # generators. Other work on a 2-core box takes CPU from the server under test.

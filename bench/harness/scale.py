@@ -26,7 +26,7 @@ from typing import Any
 from . import servers
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
 from .loadgen_scale import IdleConnector, RetainedPublisher, RetainedReplayer, SubscriptionHolder
-from .measure import measure_flow
+from .measure import check_alive, collect, measure_flow
 from .procstat import (
     proc_cpu,
     proc_fds,
@@ -36,7 +36,7 @@ from .procstat import (
     system_busy,
     varz_mem,
 )
-from .workers import Fleet, WorkerError
+from .workers import Fleet
 
 MIN_SPAN = 1.0  # seconds: shortest phase whose other_cpu is reported
 FD_RESERVE = 100  # descriptors a server needs besides client connections (listeners, store, ...)
@@ -62,14 +62,7 @@ def _phase(fleet: Fleet, srv: servers.RunningServer, timeout: float) -> dict[str
     t_go, _, t_stop = fleet.go(0.0, timeout, 0.0)
     sleep_until(t_go)
     cpu0, sys0 = proc_cpu(srv.pid), system_busy()
-    try:
-        fleet.collect(t_stop + 30.0)
-    except WorkerError as e:
-        if not srv.alive():
-            raise WorkerError(
-                f"{e}\n{srv.name} died (code {srv.proc.returncode}); log tail:\n{srv.log_tail()}"
-            ) from None
-        raise
+    collect(fleet, srv, t_stop + 30.0)
     cpu1, sys1, c1 = proc_cpu(srv.pid), system_busy(), time.monotonic()
     results = {w.name: dict(w.result or {}) for w in fleet.workers}
     t_done = max(r["t_done"] for r in results.values())
@@ -94,11 +87,6 @@ def _phase(fleet: Fleet, srv: servers.RunningServer, timeout: float) -> dict[str
 def _max_known(*values: float | None) -> float | None:
     known = [v for v in values if v is not None]
     return max(known) if known else None
-
-
-def _check_alive(srv: servers.RunningServer) -> None:
-    if not srv.alive():
-        raise RuntimeError(f"{srv.name} exited during the run; log tail:\n{srv.log_tail()}")
 
 
 # ---------------------------------------------------------------- idle_connections
@@ -133,12 +121,12 @@ def run_idle_connections(scn: Any, server_name: str, opts: Any) -> dict[str, Any
                     source=f"127.0.{101 + i}.1",
                 )
             ph = _phase(fleet, srv, opts.scale_timeout)
-            _check_alive(srv)
+            check_alive(srv)
             rss1 = settled_rss_kb(srv.pid)
             varz1 = varz_mem(srv.http_port)
             fds1 = proc_fds(srv.pid)
             fleet.release()
-        _check_alive(srv)
+        check_alive(srv)
     finally:
         srv.stop()
     res = ph["results"]
@@ -241,13 +229,13 @@ def run_many_subscriptions(scn: Any, server_name: str, opts: Any) -> dict[str, A
                 )
                 first += count
             ph = _phase(holders, srv, opts.scale_timeout)
-            _check_alive(srv)
+            check_alive(srv)
             rss1 = settled_rss_kb(srv.pid)
             loaded = measure_flow(
                 srv, "throughput", _hot_specs(srv, opts, "b"), opts.warmup, opts.duration
             )
             holders.release()
-        _check_alive(srv)
+        check_alive(srv)
     finally:
         srv.stop()
     b, lo = baseline["rate"], loaded["rate"]
@@ -298,7 +286,7 @@ def run_retained_replay(scn: Any, server_name: str, opts: Any) -> dict[str, Any]
                 batch=opts.qos1_batch,
             )
             store = _phase(fleet, srv, opts.scale_timeout)
-        _check_alive(srv)
+        check_alive(srv)
         rss_stored = proc_rss_kb(srv.pid)
         with Fleet() as fleet:
             fleet.spawn(
@@ -311,7 +299,7 @@ def run_retained_replay(scn: Any, server_name: str, opts: Any) -> dict[str, Any]
                 payload_size=opts.payload,
             )
             replay = _phase(fleet, srv, opts.scale_timeout)
-        _check_alive(srv)
+        check_alive(srv)
     finally:
         srv.stop()
     sub = replay["results"]["sub"]
