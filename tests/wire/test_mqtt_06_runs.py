@@ -211,3 +211,30 @@ async def test_store_refusing_one_publish_fails_only_its_ack(server_factory):
     assert isinstance(rec, Pubrec) and (rec.packet_id, rec.reason_code) == (9, 0)
     got = await mqtt_packets(live, 4, level=4)
     assert [p.topic for p in got] == ["q/a", "q/b", "q/c", "q/d"]
+
+
+async def test_run_then_malformed_or_oversized_packet(server_factory):
+    # The PUBLISHes before the bad packet are routed (and stored for the persistent
+    # subscriber); the offender is closed (5.0: DISCONNECT with the reason); the
+    # subscriber and other publishers keep working, and nothing routed is lost.
+    server = await server_factory(mqtt__max_packet_size=256)
+    keep = await subscriber(server.mqtt_port, "keep", ("bad/t", 1), clean=False)
+    pub = await mqtt_connect(server.mqtt_port, "p")
+    await pub.send(mp.publish("bad/t", b"0", qos=1, mid=9))  # the topic is known
+    await pub.expect(mp.puback(9))
+    malformed = b"\x32\x03\x00\x05b"  # topic length 5, only 1 byte of it
+    await pub.send(run("bad/t", [b"1", b"2", b"3"]) + malformed)
+    await pub.expect_closed()
+    v5, _ = await mqtt5_connect(server.mqtt_port, "big")
+    await v5.send(run("bad/t", [b"4"], level=5) + mp.publish("bad/t", b"x" * 300, level=5))
+    # "4" was still waiting for the store when the connection closed: no PUBACK
+    (disconnect,) = await mqtt_packets(v5, 1)
+    assert isinstance(disconnect, Disconnect) and disconnect.reason_code == 0x95
+    await v5.expect_closed()
+    got = await mqtt_packets(keep, 5, level=4)
+    assert [p.payload for p in got] == [b"0", b"1", b"2", b"3", b"4"]
+    other = await mqtt_connect(server.mqtt_port, "other")
+    await other.send(mp.publish("bad/t", b"5", qos=1, mid=1))
+    await other.expect(mp.puback(1))
+    (last,) = await mqtt_packets(keep, 1, level=4)
+    assert last.payload == b"5"

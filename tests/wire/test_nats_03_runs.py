@@ -180,3 +180,22 @@ async def test_mqtt_run_to_a_nats_connection_with_two_subscriptions(server_facto
     await pub.expect(mp.PINGRESP)
     frames = [msgs(b"t.x", sid, [p]) for p in [b"0", *payloads] for sid in (b"1", b"2")]
     await sub.expect(b"".join(frames))
+
+
+async def test_run_then_bad_size_and_oversized_payload(server_factory):
+    # The PUBs before the bad one are delivered; the offender gets nats-server's
+    # answer (a bad size: silent close; too big: -ERR 'Maximum Payload Violation');
+    # the subscriber and another publisher keep working.
+    server = await server_factory(max_payload=64)
+    sub = await subscribed(server.nats_port, b"SUB run 1\r\n")
+    bad = await nats_connect(server.nats_port)
+    await bad.send(pubs(b"run", [b"a", b"b", b"c"]) + b"PUB run x\r\n")
+    assert await bad.expect_closed() == b""
+    big = await nats_connect(server.nats_port)
+    await big.send(pubs(b"run", [b"d", b"e"]) + b"PUB run 65\r\n" + b"z" * 65 + b"\r\n")
+    assert await big.expect_closed() == b"-ERR 'Maximum Payload Violation'\r\n"
+    await sub.expect(msgs(b"run", b"1", [b"a", b"b", b"c", b"d", b"e"]))
+    good = await nats_connect(server.nats_port)
+    await good.send(pubs(b"run", [b"f", b"g"]) + b"PING\r\n")
+    await good.expect(b"PONG\r\n")
+    await sub.expect(msgs(b"run", b"1", [b"f", b"g"]))
