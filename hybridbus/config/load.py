@@ -442,6 +442,15 @@ class _Loader:
     def map_(self, node: Node) -> Any:
         return self._typed(node, isinstance(node.value, dict), "map[string]interface {}")
 
+    def int_in(self, node: Node, lo: int, hi: int) -> Any:
+        """An integer in [lo, hi], with nats-server's message for MQTT limits."""
+        if (v := self.int_(node)) is _BAD:
+            return _BAD
+        if not lo <= v <= hi:
+            self.err(node, f"invalid value {v}, should in [{lo}..{hi}] range")
+            return _BAD
+        return v
+
     def duration(self, field: str, node: Node) -> float | None:
         """A Go duration string in seconds; a bare integer is seconds with a warning."""
         v = node.value
@@ -527,20 +536,6 @@ class _Loader:
     def top(self, nodes: dict[str, Node], opts: Options) -> None:
         self.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL)
 
-    def t_listen(self, opts: Options, node: Node, key: str) -> None:
-        hp = self.listen(node)
-        if hp is not None:
-            opts.host = hp[0] or "0.0.0.0"
-            opts.port = hp[1]
-
-    def t_port(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.port = v
-
-    def t_host(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            opts.host = v
-
     def t_server_name(self, opts: Options, node: Node, key: str) -> None:
         if (v := self.str_(node)) is _BAD:
             return
@@ -548,30 +543,6 @@ class _Loader:
             self.err(node, "server name cannot contain spaces")
             return
         opts.server_name = v or None
-
-    def t_http(self, opts: Options, node: Node, key: str) -> None:
-        hp = self.listen(node)
-        if hp is not None:
-            opts.http_host = hp[0] or "0.0.0.0"
-            opts.http_port = hp[1]
-
-    def t_https(self, opts: Options, node: Node, key: str) -> None:
-        hp = self.listen(node)
-        if hp is not None:
-            opts.http_host = hp[0] or "0.0.0.0"
-            opts.https_port = hp[1]
-
-    def t_http_port(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.http_port = v
-
-    def t_https_port(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.https_port = v
-
-    def t_http_base_path(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            opts.http_base_path = v
 
     def _int32_option(self, node: Node, key: str) -> Any:
         v = self.int_(node)
@@ -588,57 +559,13 @@ class _Loader:
         if (v := self._int32_option(node, key)) is not _BAD:
             opts.max_control_line = v
 
-    def t_max_pending(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.max_pending = v
-
-    def t_max_connections(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.max_connections = v
-
-    def t_max_subscriptions(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.max_subscriptions = v
-
-    def t_max_closed_clients(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.max_closed_clients = v
-
     def t_ping_interval(self, opts: Options, node: Node, key: str) -> None:
         if (v := self.duration("ping_interval", node)) is not None:
             opts.ping_interval = v
 
-    def t_ping_max(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            opts.ping_max = v
-
     def t_write_deadline(self, opts: Options, node: Node, key: str) -> None:
         if (v := self.duration("write_deadline", node)) is not None:
             opts.write_deadline = v
-
-    def t_debug(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            opts.debug = v
-
-    def t_trace(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            opts.trace = v
-
-    def t_logtime(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            opts.logtime = v
-
-    def t_log_file(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            opts.log_file = v
-
-    def t_pid_file(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            opts.pid_file = v
-
-    def t_no_auth_user(self, opts: Options, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            opts.no_auth_user = v
 
     def t_server_tags(self, opts: Options, node: Node, key: str) -> None:
         tags = self.string_list(node, "tags")
@@ -689,17 +616,8 @@ class _Loader:
         users: list[User] | None = None
         for key, sub in block.items():
             name = key.lower()
-            if name in ("user", "username"):
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.user = v
-            elif name in ("pass", "password"):
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.password = v
-            elif name == "token":
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.token = v
-            elif name == "timeout":
-                auth.timeout = self.auth_timeout(key, sub, auth.timeout)
+            if (handler := _CREDENTIALS.get(name)) is not None:
+                handler(self, auth, sub, key)
             elif name == "users":
                 users = self.users(sub)
             elif name in ("default_permission", "default_permissions", "permissions"):
@@ -727,10 +645,10 @@ class _Loader:
             auth.users = users
         return auth
 
-    def auth_timeout(self, key: str, node: Node, default: float) -> float:
+    def a_timeout(self, auth: AuthOptions, node: Node, key: str) -> None:
         secs = self.seconds(node, "authorization config")
         if secs is None:
-            return default
+            return  # the error is recorded; the default stays
         if secs > 60:
             self.warn_field(
                 node,
@@ -739,28 +657,14 @@ class _Loader:
                 "under 60 seconds. possibly caused by unquoted duration; use '1m' instead of 1m, "
                 "for example",
             )
-        return secs
+        auth.timeout = secs
 
     def simple_auth(self, node: Node) -> AuthOptions | None:
         """The ``authorization`` block of ``mqtt`` and ``websocket``: one user or a token."""
         if (block := self.map_(node)) is _BAD:
             return None
         auth = AuthOptions()
-        for key, sub in block.items():
-            name = key.lower()
-            if name in ("user", "username"):
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.user = v
-            elif name in ("pass", "password"):
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.password = v
-            elif name == "token":
-                if (v := self.str_(sub)) is not _BAD:
-                    auth.token = v
-            elif name == "timeout":
-                auth.timeout = self.auth_timeout(key, sub, auth.timeout)
-            else:
-                self.unknown(key, sub)
+        self.dispatch(block, auth, _CREDENTIALS, frozenset())
         return auth
 
     def users(self, node: Node) -> list[User]:
@@ -1052,70 +956,17 @@ class _Loader:
             return
         self.dispatch(node.value, mq, _MQTT, _UNSUPPORTED_MQTT)
 
-    def m_listen(self, mq: Any, node: Node, key: str) -> None:
-        hp = self.listen(node)
-        if hp is not None:
-            mq.host = hp[0] or "0.0.0.0"
-            mq.port = hp[1]
-
-    def m_port(self, mq: Any, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is not _BAD:
-            mq.port = v
-
-    def m_host(self, mq: Any, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            mq.host = v
-
     def m_tls(self, mq: Any, node: Node, key: str) -> None:
         mq.tls = self.tls(node)
 
     def m_auth(self, mq: Any, node: Node, key: str) -> None:
         mq.auth = self.simple_auth(node)
 
-    def m_no_auth_user(self, mq: Any, node: Node, key: str) -> None:
-        if (v := self.str_(node)) is not _BAD:
-            mq.no_auth_user = v
-
     def m_ack_wait(self, mq: MQTTOptions, node: Node, key: str) -> None:
         secs = self.duration("ack_wait", node)
         if secs is not None:
             # 0 means "the default" to nats-server; negative fails at startup.
             mq.ack_wait = secs if secs != 0 else MQTTOptions.ack_wait
-
-    def m_max_ack_pending(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        if (v := self.int_(node)) is _BAD:
-            return
-        if not 0 <= v <= 0xFFFF:
-            self.err(node, f"invalid value {v}, should in [0..65535] range")
-            return
-        mq.max_ack_pending = v
-
-    def _mqtt_range(self, node: Node, lo: int, hi: int) -> Any:
-        if (v := self.int_(node)) is _BAD:
-            return _BAD
-        if not lo <= v <= hi:
-            self.err(node, f"invalid value {v}, should in [{lo}..{hi}] range")
-            return _BAD
-        return v
-
-    def m_receive_maximum(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        # MQTT 5 Receive Maximum is 1..65535; 0 is a protocol error [MQTT-3.2.2.3.3].
-        if (v := self._mqtt_range(node, 1, 0xFFFF)) is not _BAD:
-            mq.receive_maximum = v
-
-    def m_max_keepalive(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        # Server Keep Alive is a two byte integer; 0 means "no cap".
-        if (v := self._mqtt_range(node, 0, 0xFFFF)) is not _BAD:
-            mq.max_keepalive = v
-
-    def m_max_packet_size(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        # 0 means the protocol maximum (a 268,435,455 byte body plus its header).
-        if (v := self._mqtt_range(node, 0, _MQTT_MAX_PACKET)) is not _BAD:
-            mq.max_packet_size = v
-
-    def m_max_session_messages(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        if (v := self._mqtt_range(node, 0, (1 << 63) - 1)) is not _BAD:
-            mq.max_session_messages = v
 
     def m_connect_timeout(self, mq: MQTTOptions, node: Node, key: str) -> None:
         secs = self.duration("connect_timeout", node)
@@ -1126,14 +977,6 @@ class _Loader:
             return
         mq.connect_timeout = secs
 
-    def m_reject_qos2_publish(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            mq.reject_qos2_publish = v
-
-    def m_downgrade_qos2_subscribe(self, mq: MQTTOptions, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            mq.downgrade_qos2_subscribe = v
-
     # -- websocket ---------------------------------------------------------------------
 
     def websocket(self, node: Node, ws: WebSocketOptions) -> None:
@@ -1143,14 +986,6 @@ class _Loader:
         self.dispatch(node.value, ws, _WEBSOCKET, _UNSUPPORTED_WEBSOCKET)
         # Like nats-server, a websocket listener runs when it has a port.
         ws.enabled = ws.port != 0
-
-    def w_no_tls(self, ws: WebSocketOptions, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            ws.no_tls = v
-
-    def w_same_origin(self, ws: WebSocketOptions, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            ws.same_origin = v
 
     def w_allowed_origins(self, ws: WebSocketOptions, node: Node, key: str) -> None:
         origins = self.string_list(node, "allowed origins")
@@ -1169,44 +1004,64 @@ class _Loader:
         else:
             self.err(node, f"error parsing handshake timeout: unsupported type {go_type(v)}")
 
-    def w_compression(self, ws: WebSocketOptions, node: Node, key: str) -> None:
-        if (v := self.bool_(node)) is not _BAD:
-            ws.compression = v
-
 
 _Handler = Callable[[_Loader, Any, Node, str], None]
 
+
+def _store(attr: str, read: Callable[..., Any], *args: Any) -> _Handler:
+    """The handler of an option that only needs its type (and range) checked: it
+    sets ``attr`` to ``read(loader, node, *args)`` unless ``read`` recorded an error."""
+
+    def handler(loader: _Loader, target: Any, node: Node, key: str) -> None:
+        if (v := read(loader, node, *args)) is not _BAD:
+            setattr(target, attr, v)
+
+    return handler
+
+
+def _store_listen(host_attr: str, port_attr: str) -> _Handler:
+    """The handler of a ``listen``-style option; no host means every interface."""
+
+    def handler(loader: _Loader, target: Any, node: Node, key: str) -> None:
+        hp = loader.listen(node)
+        if hp is not None:
+            setattr(target, host_attr, hp[0] or "0.0.0.0")
+            setattr(target, port_attr, hp[1])
+
+    return handler
+
+
 _TOP: dict[str, _Handler] = {
-    "listen": _Loader.t_listen,
-    "port": _Loader.t_port,
-    "host": _Loader.t_host,
-    "net": _Loader.t_host,
+    "listen": _store_listen("host", "port"),
+    "port": _store("port", _Loader.int_),
+    "host": _store("host", _Loader.str_),
+    "net": _store("host", _Loader.str_),
     "server_name": _Loader.t_server_name,
-    "http": _Loader.t_http,
-    "https": _Loader.t_https,
-    "http_port": _Loader.t_http_port,
-    "monitor_port": _Loader.t_http_port,
-    "https_port": _Loader.t_https_port,
-    "http_base_path": _Loader.t_http_base_path,
+    "http": _store_listen("http_host", "http_port"),
+    "https": _store_listen("http_host", "https_port"),
+    "http_port": _store("http_port", _Loader.int_),
+    "monitor_port": _store("http_port", _Loader.int_),
+    "https_port": _store("https_port", _Loader.int_),
+    "http_base_path": _store("http_base_path", _Loader.str_),
     "max_payload": _Loader.t_max_payload,
     "max_control_line": _Loader.t_max_control_line,
-    "max_pending": _Loader.t_max_pending,
-    "max_connections": _Loader.t_max_connections,
-    "max_conn": _Loader.t_max_connections,
-    "max_subscriptions": _Loader.t_max_subscriptions,
-    "max_subs": _Loader.t_max_subscriptions,
-    "max_closed_clients": _Loader.t_max_closed_clients,
+    "max_pending": _store("max_pending", _Loader.int_),
+    "max_connections": _store("max_connections", _Loader.int_),
+    "max_conn": _store("max_connections", _Loader.int_),
+    "max_subscriptions": _store("max_subscriptions", _Loader.int_),
+    "max_subs": _store("max_subscriptions", _Loader.int_),
+    "max_closed_clients": _store("max_closed_clients", _Loader.int_),
     "ping_interval": _Loader.t_ping_interval,
-    "ping_max": _Loader.t_ping_max,
+    "ping_max": _store("ping_max", _Loader.int_),
     "write_deadline": _Loader.t_write_deadline,
-    "debug": _Loader.t_debug,
-    "trace": _Loader.t_trace,
-    "logtime": _Loader.t_logtime,
-    "log_file": _Loader.t_log_file,
-    "logfile": _Loader.t_log_file,
-    "pid_file": _Loader.t_pid_file,
-    "pidfile": _Loader.t_pid_file,
-    "no_auth_user": _Loader.t_no_auth_user,
+    "debug": _store("debug", _Loader.bool_),
+    "trace": _store("trace", _Loader.bool_),
+    "logtime": _store("logtime", _Loader.bool_),
+    "log_file": _store("log_file", _Loader.str_),
+    "logfile": _store("log_file", _Loader.str_),
+    "pid_file": _store("pid_file", _Loader.str_),
+    "pidfile": _store("pid_file", _Loader.str_),
+    "no_auth_user": _store("no_auth_user", _Loader.str_),
     "server_tags": _Loader.t_server_tags,
     "server_metadata": _Loader.t_server_metadata,
     "store_dir": _Loader.t_store_dir,
@@ -1219,41 +1074,52 @@ _TOP: dict[str, _Handler] = {
     "ws": _Loader.t_websocket,
 }
 
-_MQTT: dict[str, _Handler] = {
-    "listen": _Loader.m_listen,
-    "port": _Loader.m_port,
-    "host": _Loader.m_host,
-    "net": _Loader.m_host,
+# The user, password, token and timeout of an ``authorization`` block.
+_CREDENTIALS: dict[str, _Handler] = {
+    "user": _store("user", _Loader.str_),
+    "username": _store("user", _Loader.str_),
+    "pass": _store("password", _Loader.str_),
+    "password": _store("password", _Loader.str_),
+    "token": _store("token", _Loader.str_),
+    "timeout": _Loader.a_timeout,
+}
+
+# What the ``mqtt`` and ``websocket`` blocks share: a listener and its own auth.
+_LISTENER: dict[str, _Handler] = {
+    "listen": _store_listen("host", "port"),
+    "port": _store("port", _Loader.int_),
+    "host": _store("host", _Loader.str_),
+    "net": _store("host", _Loader.str_),
     "tls": _Loader.m_tls,
     "authorization": _Loader.m_auth,
     "authentication": _Loader.m_auth,
-    "no_auth_user": _Loader.m_no_auth_user,
+    "no_auth_user": _store("no_auth_user", _Loader.str_),
+}
+
+_MQTT: dict[str, _Handler] = {
+    **_LISTENER,
     "ack_wait": _Loader.m_ack_wait,
     "ackwait": _Loader.m_ack_wait,
-    "max_ack_pending": _Loader.m_max_ack_pending,
-    "max_pending": _Loader.m_max_ack_pending,
-    "max_inflight": _Loader.m_max_ack_pending,
-    "reject_qos2_publish": _Loader.m_reject_qos2_publish,
-    "downgrade_qos2_subscribe": _Loader.m_downgrade_qos2_subscribe,
+    "max_ack_pending": _store("max_ack_pending", _Loader.int_in, 0, 0xFFFF),
+    "max_pending": _store("max_ack_pending", _Loader.int_in, 0, 0xFFFF),
+    "max_inflight": _store("max_ack_pending", _Loader.int_in, 0, 0xFFFF),
+    "reject_qos2_publish": _store("reject_qos2_publish", _Loader.bool_),
+    "downgrade_qos2_subscribe": _store("downgrade_qos2_subscribe", _Loader.bool_),
     # hybridbus extensions (see conf/server.conf)
-    "receive_maximum": _Loader.m_receive_maximum,
-    "max_keepalive": _Loader.m_max_keepalive,
-    "max_packet_size": _Loader.m_max_packet_size,
-    "max_session_messages": _Loader.m_max_session_messages,
+    # MQTT 5 Receive Maximum is 1..65535; 0 is a protocol error [MQTT-3.2.2.3.3].
+    "receive_maximum": _store("receive_maximum", _Loader.int_in, 1, 0xFFFF),
+    # Server Keep Alive is a two byte integer; 0 means "no cap".
+    "max_keepalive": _store("max_keepalive", _Loader.int_in, 0, 0xFFFF),
+    # 0 means the protocol maximum (a 268,435,455 byte body plus its header).
+    "max_packet_size": _store("max_packet_size", _Loader.int_in, 0, _MQTT_MAX_PACKET),
+    "max_session_messages": _store("max_session_messages", _Loader.int_in, 0, (1 << 63) - 1),
     "connect_timeout": _Loader.m_connect_timeout,
 }
 
 _WEBSOCKET: dict[str, _Handler] = {
-    "listen": _Loader.m_listen,
-    "port": _Loader.m_port,
-    "host": _Loader.m_host,
-    "net": _Loader.m_host,
-    "tls": _Loader.m_tls,
-    "authorization": _Loader.m_auth,
-    "authentication": _Loader.m_auth,
-    "no_auth_user": _Loader.m_no_auth_user,
-    "no_tls": _Loader.w_no_tls,
-    "same_origin": _Loader.w_same_origin,
+    **_LISTENER,
+    "no_tls": _store("no_tls", _Loader.bool_),
+    "same_origin": _store("same_origin", _Loader.bool_),
     "allowed_origins": _Loader.w_allowed_origins,
     "allowed_origin": _Loader.w_allowed_origins,
     "allow_origins": _Loader.w_allowed_origins,
@@ -1261,8 +1127,8 @@ _WEBSOCKET: dict[str, _Handler] = {
     "origins": _Loader.w_allowed_origins,
     "origin": _Loader.w_allowed_origins,
     "handshake_timeout": _Loader.w_handshake_timeout,
-    "compression": _Loader.w_compression,
-    "compress": _Loader.w_compression,
+    "compression": _store("compression", _Loader.bool_),
+    "compress": _store("compression", _Loader.bool_),
 }
 
 

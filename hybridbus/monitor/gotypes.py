@@ -27,6 +27,9 @@ import re
 import time
 from decimal import Decimal
 
+# Go's strconv.Quote: the config loader's messages and the 400 texts share one copy.
+from hybridbus.config.load import go_quote
+
 __all__ = [
     "ZERO_TIME",
     "BadRequest",
@@ -291,40 +294,6 @@ def dumps_compact(v: object) -> str:
 
 
 # --------------------------------------------------------------------------- query values
-
-
-_QUOTE_SPECIAL = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def go_quote(s: str) -> str:
-    """Go's ``strconv.Quote``: printable runes as they are, the rest escaped."""
-    parts = ['"']
-    for ch in s:
-        special = _QUOTE_SPECIAL.get(ch)
-        if special is not None:
-            parts.append(special)
-        elif ch.isprintable():
-            parts.append(ch)
-        else:
-            o = ord(ch)
-            if o < 0x80:
-                parts.append(f"\\x{o:02x}")
-            elif o < 0x10000:
-                parts.append(f"\\u{o:04x}")
-            else:
-                parts.append(f"\\U{o:08x}")
-    parts.append('"')
-    return "".join(parts)
 
 
 _TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))

@@ -266,7 +266,7 @@ def varz(server: Server, mon: MonitorContext) -> dict:
         }
     else:
         v["jetstream"] = {}
-    v["tls_timeout"] = float(opts.tls.timeout if opts.tls is not None else 2.0)
+    v["tls_timeout"] = _tls_timeout(opts.tls)
     v["write_deadline"] = _ns(opts.write_deadline)
     v["start"] = rfc3339(server.start_time)
     v["now"] = rfc3339(now)
@@ -302,36 +302,40 @@ def varz(server: Server, mon: MonitorContext) -> dict:
     _opt(v, "tags", list(opts.tags or []))
     _opt(v, "metadata", {str(k): str(val) for k, val in (opts.metadata or {}).items()})
     v["system_account"] = SYSTEM_ACCOUNT
-    v["slow_consumer_stats"] = {
-        "clients": int(st.slow_consumers),
-        "routes": 0,
-        "gateways": 0,
-        "leafs": 0,
-    }
-    v["stale_connection_stats"] = {
-        "clients": int(st.stale_connections),
-        "routes": 0,
-        "gateways": 0,
-        "leafs": 0,
-    }
+    v["slow_consumer_stats"] = _clients_only(int(st.slow_consumers))
+    v["stale_connection_stats"] = _clients_only(int(st.stale_connections))
     v["disk_io_wait_stats"] = {"waiters": 0, "waits": 0, "wait_time": 0, "max_wait_time": 0}
     return v
+
+
+def _tls_timeout(tls: Any) -> float:
+    """A listener's TLS handshake timeout; nats-server reports its default without TLS."""
+    return float(tls.timeout) if tls is not None else 2.0
+
+
+def _clients_only(count: int) -> dict[str, int]:
+    """A count by connection kind (SlowConsumersStats, StaleConnectionStats): a
+    standalone server has only clients."""
+    return {"clients": count, "routes": 0, "gateways": 0, "leafs": 0}
+
+
+def _varz_listener(block: Any, bound_port: int) -> dict[str, Any]:
+    """The fields the ``mqtt`` and ``websocket`` blocks of ``/varz`` share."""
+    d: dict[str, Any] = {}
+    _opt(d, "host", block.host)
+    _opt(d, "port", int(bound_port or block.port or 0))
+    _opt(d, "no_auth_user", block.no_auth_user or "")
+    return d
 
 
 def _varz_mqtt(server: Server) -> dict:
     m = server.options.mqtt
     if not m.enabled:
         return {}
-    d: dict[str, Any] = {}
-    _opt(d, "host", m.host)
-    _opt(d, "port", int(server.mqtt_port or m.port or 0))
-    _opt(d, "no_auth_user", m.no_auth_user or "")
+    d = _varz_listener(m, server.mqtt_port)
     if m.auth is not None:
         _opt(d, "auth_timeout", float(m.auth.timeout))
-    if m.tls is not None:
-        d["tls_timeout"] = float(m.tls.timeout)
-    else:
-        d["tls_timeout"] = 2.0
+    d["tls_timeout"] = _tls_timeout(m.tls)
     _opt(d, "ack_wait", _ns(m.ack_wait))
     # Go's field is a uint16: a larger number would break every Go-strict decoder.
     _opt(d, "max_ack_pending", min(max(int(m.max_ack_pending or 0), 0), 65535))
@@ -342,10 +346,7 @@ def _varz_websocket(server: Server) -> dict:
     w = server.options.websocket
     if not w.enabled:
         return {}
-    d: dict[str, Any] = {}
-    _opt(d, "host", w.host)
-    _opt(d, "port", int(server.websocket_port or w.port or 0))
-    _opt(d, "no_auth_user", w.no_auth_user or "")
+    d = _varz_listener(w, server.websocket_port)
     _opt(d, "handshake_timeout", _ns(w.handshake_timeout))
     _opt(d, "no_tls", bool(w.no_tls))
     _opt(d, "same_origin", bool(w.same_origin))
@@ -714,6 +715,19 @@ class SubszOptions:
         return o
 
 
+# SublistStats: each field and its Go type (a float64 or an integer).
+_SUBLIST_STATS: dict[str, type] = {
+    "num_subscriptions": int,
+    "num_cache": int,
+    "num_inserts": int,
+    "num_removes": int,
+    "num_matches": int,
+    "cache_hit_rate": float,
+    "max_fanout": int,
+    "avg_fanout": float,
+}
+
+
 def subscription_cid(sub: Any) -> int:
     """The connection holding a subscription; 0 for an offline MQTT session's."""
     owner = sub.client
@@ -732,32 +746,11 @@ def subsz(server: Server, o: SubszOptions) -> dict:
     offset = max(o.offset, 0)
     limit = o.limit if o.limit > 0 else DEFAULT_LIST_SIZE
     global_acc = o.acc in ("", GLOBAL_ACCOUNT)
-    if global_acc:
-        stats = server.sublist.stats()
-    else:
-        stats = {
-            "num_subscriptions": 0,
-            "num_cache": 0,
-            "num_inserts": 0,
-            "num_removes": 0,
-            "num_matches": 0,
-            "cache_hit_rate": 0.0,
-            "max_fanout": 0,
-            "avg_fanout": 0.0,
-        }
+    # Every other account has no subscriptions here: its statistics are all zero.
+    stats = server.sublist.stats() if global_acc else {}
     out: dict[str, Any] = {"server_id": server.server_id, "now": rfc3339(time.time())}
-    for key in (
-        "num_subscriptions",
-        "num_cache",
-        "num_inserts",
-        "num_removes",
-        "num_matches",
-        "cache_hit_rate",
-        "max_fanout",
-        "avg_fanout",
-    ):
-        value = stats.get(key, 0)
-        out[key] = float(value) if key in ("cache_hit_rate", "avg_fanout") else int(value)
+    for key, go_type in _SUBLIST_STATS.items():
+        out[key] = go_type(stats.get(key, 0))
     total = 0
     listing: list[dict] | None = None
     if o.subs:
