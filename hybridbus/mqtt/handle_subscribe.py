@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Subscribe, Unsubscribe, encode_suback, encode_unsuback
-from hybridbus.subjects import filter_to_subjects, is_valid_topic_filter
+from hybridbus.subjects import filter_to_subjects, is_valid_queue_name, is_valid_topic_filter
 
 if TYPE_CHECKING:
     from hybridbus.server.conn_mqtt import MqttConnection
@@ -25,12 +25,14 @@ SHARE_PREFIX = "$share/"
 def parse_shared(topic_filter: str) -> tuple[str | None, str]:
     """`$share/{group}/{filter}` -> (group, filter); (None, filter) for a plain filter.
 
-    Returns ("", "") for a malformed shared filter [MQTT-4.8.2-1] [MQTT-4.8.2-2]."""
+    Returns ("", "") for a malformed shared filter [MQTT-4.8.2-1] [MQTT-4.8.2-2], and
+    for a share name that cannot be a NATS queue group name (it holds whitespace):
+    the group is the same group NATS queue subscribers join, so it must be one."""
     if not topic_filter.startswith(SHARE_PREFIX):
         return None, topic_filter
     rest = topic_filter[len(SHARE_PREFIX) :]
     group, sep, inner = rest.partition("/")
-    if not sep or not group or "+" in group or "#" in group or not inner:
+    if not sep or "+" in group or "#" in group or not inner or not is_valid_queue_name(group):
         return "", ""
     return group, inner
 

@@ -186,3 +186,20 @@ async def test_max_subscriptions_applies_to_mqtt_filters(server_factory):
     await sub.send(mp.subscribe(2, ("a", 1)))
     await sub.expect(mp.suback(2, 1))
     await sub.close()
+
+
+async def test_share_name_that_is_no_queue_name_is_refused(nats_server):
+    # The share name is the NATS queue group too, and a queue name has no whitespace:
+    # refused in the SUBACK (found by the live fuzzer, which once took the connection
+    # down with it); the connection and the other filters are fine.
+    from tests.helpers.wire import mqtt5_connect, mqtt_packets
+
+    sub = await mqtt_connect(nats_server.mqtt_port, "s")
+    await sub.send(mp.subscribe(1, ("$share/g /t", 1), ("$share/g/t", 1), ("$share/a\tb/t", 0)))
+    await sub.expect(mp.suback(1, 0x80, 1, 0x80))
+    await sub.send(mp.PINGREQ)
+    await sub.expect(mp.PINGRESP)
+    v5, _ = await mqtt5_connect(nats_server.mqtt_port, "s5")
+    await v5.send(mp.subscribe(2, ("$share/g h/t", 1), level=5))
+    (suback,) = await mqtt_packets(v5, 1)
+    assert suback.reason_codes == [0x8F]
