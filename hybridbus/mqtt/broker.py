@@ -368,15 +368,14 @@ class MqttBroker:
         """`publish` for a run of messages from one session to one subject at one QoS
         (0 or 1), none retained and none with properties (handle_publish_run): one
         route for all, one Ticket (or None) for their acks."""
-        if msgs[0].qos == 0:
-            self.server.route_run(msgs[0].origin, subject, msgs)
-            return None
-        persistence = self.persistence
+        payloads = [msg.payload for msg in msgs]
+        # Delivered QoS is min(published, granted): a QoS 0 run is never stored.
+        persistence = self.persistence if msgs[0].qos else None
         if persistence is None:
-            self.server.route_run(msgs[0].origin, subject, msgs)
+            self.server.route_run(msgs[0].origin, subject, payloads, msgs)
             return None
         persistence.begin()
-        self.server.route_run(msgs[0].origin, subject, msgs)
+        self.server.route_run(msgs[0].origin, subject, payloads, msgs)
         return persistence.end()
 
     def set_retained(self, msg: MqttMessage) -> None:

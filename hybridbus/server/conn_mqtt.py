@@ -23,6 +23,7 @@ from hybridbus.codec.mqtt import (
     encode_disconnect,
     encode_properties,
     encode_puback,
+    encode_pubacks,
     encode_pubcomp,
     encode_publish,
     encode_pubrec,
@@ -263,7 +264,12 @@ class MqttConnection(ClientBase):
                     handle_publish_run(self, packets[i - 1 : j])
                     i = j
                     continue
-            if kind == PUBACK and i < n and packets[i].packet_type == PUBACK and self.session:
+            if (
+                kind == PUBACK
+                and i < n
+                and packets[i].packet_type == PUBACK
+                and self.session is not None
+            ):
                 # A subscriber acknowledging a window of QoS 1 messages: one call.
                 j = i + 1
                 while j < n and packets[j].packet_type == PUBACK:
@@ -484,7 +490,7 @@ class MqttConnection(ClientBase):
     def ack_inbound_run(self, packet_ids: list[int], ticket: Any) -> None:
         """ack_inbound(pid, 1, ticket, 0) for each of a run of QoS 1 PUBLISHes."""
         if ticket is None and not self.acks:
-            self._queue_pubacks(packet_ids)
+            self.queue(encode_pubacks(packet_ids))
             return
         if not self.acks:
             self.acks = deque()
@@ -505,7 +511,7 @@ class MqttConnection(ClientBase):
                 plain.append(packet_id)
                 continue
             if plain:
-                self._queue_pubacks(plain)
+                self.queue(encode_pubacks(plain))
                 plain = []
             if failed:
                 if self.level == 5:
@@ -519,13 +525,8 @@ class MqttConnection(ClientBase):
                     return
             self._send_ack(packet_id, qos, reason)
         if plain:
-            self._queue_pubacks(plain)
+            self.queue(encode_pubacks(plain))
         self.server.schedule_flush()
-
-    def _queue_pubacks(self, packet_ids: list[int]) -> None:
-        """Successful PUBACKs: the 2-byte form at every level (3.4.2.1), as
-        encode_puback writes it."""
-        self.queue(b"".join([b"\x40\x02" + pid.to_bytes(2, "big") for pid in packet_ids]))
 
     def _send_ack(self, packet_id: int, qos: int, reason: int) -> None:
         level = self.level

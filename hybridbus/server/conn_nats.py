@@ -72,6 +72,13 @@ class NatsSubscription(Subscription):
         self.last_size = -1
         self.head = b""
 
+    def set_head(self, subject: str, size: int) -> None:
+        """Cache the MSG line for `subject` and payload `size` (the hot case: one
+        subject, often one size, per subscription)."""
+        self.last_subject = subject
+        self.last_size = size
+        self.head = b"MSG %s %s %d\r\n" % (_wire(subject), self.sid_bytes, size)
+
 
 class NatsConnection(ClientBase):
     """One NATS client connection."""
@@ -226,7 +233,7 @@ class NatsConnection(ClientBase):
         """Apply ops[start:]. A CONNECT whose password needs bcrypt stops here and
         resumes once the check has run off the loop (`checked` then skips it)."""
         route = self.server.route
-        route_batch = self.server.route_batch
+        route_run = self.server.route_run
         plain = self._plain_publisher()
         i = start
         n = len(ops)
@@ -253,7 +260,7 @@ class NatsConnection(ClientBase):
                             i = j
                             self.in_msgs += len(payloads)
                             self.in_bytes += sum(map(len, payloads))
-                            route_batch(self, subject, payloads)
+                            route_run(self, subject, payloads)
                             continue
                     self.in_msgs += 1
                     self.in_bytes += len(payload)
@@ -439,7 +446,7 @@ class NatsConnection(ClientBase):
 
     def deliver_batch(self, sub: NatsSubscription, subject: str, payloads: list[bytes]) -> None:
         """Append one MSG per payload for `sub` (no reply, no headers), as `deliver`
-        would one by one. Called by Server.route_batch."""
+        would one by one. Called by Server.route_run."""
         if self.closing:
             return
         perms = self.perms
@@ -454,9 +461,7 @@ class NatsConnection(ClientBase):
         sizes = list(map(len, payloads))
         size = sizes[0]
         if sub.last_size != size or sub.last_subject != subject:
-            sub.last_subject = subject
-            sub.last_size = size
-            sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
+            sub.set_head(subject, size)
         out = self.out
         if sizes.count(size) == n:
             # Every frame has the same MSG line: one join builds the whole run.
@@ -468,8 +473,7 @@ class NatsConnection(ClientBase):
             for payload in payloads:
                 size = len(payload)
                 if sub.last_size != size:
-                    sub.last_size = size
-                    sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
+                    sub.set_head(subject, size)
                 out += sub.head
                 out += payload
                 out += b"\r\n"
@@ -509,9 +513,7 @@ class NatsConnection(ClientBase):
             # The hot case: `MSG <subject> <sid> <size>`. The whole line is cached per
             # subscription, which mostly sees one subject and often one payload size.
             if sub.last_size != size or sub.last_subject != subject:
-                sub.last_subject = subject
-                sub.last_size = size
-                sub.head = b"MSG %s %s %d\r\n" % (_wire(subject), sub.sid_bytes, size)
+                sub.set_head(subject, size)
             out = self.out
             out += sub.head
             out += payload

@@ -405,56 +405,42 @@ class Server:
             self._remove_expired()
         return count
 
-    def route_batch(self, origin: ClientBase, subject: str, payloads: list[bytes]) -> None:
+    def route_run(
+        self, origin: Any, subject: str, payloads: list[bytes], msgs: list | None = None
+    ) -> None:
         """Deliver a run of messages that one client published to one subject, with
-        no reply and no headers, in the order given: the same result as calling
-        `route` for each, in one match and one call per receiver. A busy publisher
-        sends such runs (a read holds hundreds of PUBs to one subject); a result
-        with queue groups, non-batchable receivers (MQTT sessions) or a client with
-        two matching subscriptions takes the per-message path."""
-        result = self.sublist.match(subject)
-        if not result.batchable:
-            route = self.route
-            for payload in payloads:
-                route(origin, subject, None, None, payload)
-            return
-        self.route_seq += len(payloads)
-        for sub in result.plain:
-            client = sub.client
-            if client is origin and not origin.echo:
-                continue
-            client.deliver_batch(sub, subject, payloads)
-        if self._expired:
-            self._remove_expired()
+        no reply and no headers, in order: the same result as `route` for each, with
+        one match and one call per receiver. A busy publisher sends such runs (a read
+        holds hundreds of messages to one subject).
 
-    def route_run(self, origin: Any, subject: str, msgs: list) -> None:
-        """Deliver a run of MQTT messages one session published to one subject at one
-        QoS, none retained and none with properties (MqttBroker.publish_run), in
-        order: as `route` for each, with one match. NATS receivers take the run in one
-        call; each MQTT session collects its matching subscriptions once and sends
-        every message (Session.deliver_matched_run). A result with queue groups
-        (a member is picked per message) or a NATS client with two matching
-        subscriptions takes the per-message path (SublistResult.runs)."""
+        `msgs` are the MqttMessages when an MQTT session published the run (at one
+        QoS, none retained, none with properties: MqttBroker.publish_run); each MQTT
+        session then collects its matching subscriptions once and sends every
+        message (Session.deliver_matched_run). A NATS run reaches MQTT sessions one
+        message at a time (each needs its own MqttMessage). A result with queue
+        groups (a member is picked per message) or a NATS client with two matching
+        subscriptions (its copies interleave per message) also takes the
+        per-message path (SublistResult.runs)."""
         result = self.sublist.match(subject)
-        if not result.runs:
+        if not (result.runs if msgs is not None else result.batchable):
             route = self.route
-            for msg in msgs:
-                route(origin, subject, None, None, msg.payload, msg)
+            if msgs is None:
+                for payload in payloads:
+                    route(origin, subject, None, None, payload)
+            else:
+                for msg in msgs:
+                    route(origin, subject, None, None, msg.payload, msg)
             return
         self.route_seq += 1
-        first = msgs[0]
-        payloads = None
         for sub in result.plain:
             client = sub.client
             if client is origin and not origin.echo:
                 continue
             if sub.batchable:
-                if payloads is None:
-                    payloads = [msg.payload for msg in msgs]
                 client.deliver_batch(sub, subject, payloads)
             else:
                 # An MQTT session: this only notes the subscription (Session.deliver).
-                client.deliver(sub, subject, None, None, first.payload, first)
+                client.deliver(sub, subject, None, None, payloads[0], msgs[0])
         if self.route_sessions:
             sessions, self.route_sessions = self.route_sessions, []
             for session in sessions:

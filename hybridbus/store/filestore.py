@@ -101,7 +101,17 @@ from .records import (
     unpack_array,
     valid_record_end,
 )
-from .streams import DEAD, BaseStore, BaseStream, Block, ConsumerImpl, MemStream, _call, log
+from .streams import (
+    DEAD,
+    BaseStore,
+    BaseStream,
+    Block,
+    ConsumerImpl,
+    MemStream,
+    _call,
+    log,
+    recovery_report,
+)
 
 DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
 CACHE_MAX = 4096  # recently appended messages kept for consumers that read right behind
@@ -1766,18 +1776,7 @@ class FileStore(BaseStore):
 
     def _recover(self) -> None:
         t0 = time.perf_counter()
-        rep = self.recovery = {
-            "streams": 0,
-            "consumers": 0,
-            "records": 0,
-            "msgs": 0,
-            "corrupt_records": 0,
-            "torn_tails": 0,
-            "bytes_cut": 0,
-            "index_rebuilt": 0,
-            "damaged_files": 0,
-            "time": 0.0,
-        }
+        rep = self.recovery = recovery_report()
         sdir = os.path.join(self.directory, "streams")
         for name in sorted(os.listdir(sdir)):
             path = os.path.join(sdir, name)

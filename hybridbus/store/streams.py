@@ -665,8 +665,7 @@ class BaseStream:
         self._retention_wq = config.retention == "workqueue"
         self._dup_window_ns = int(config.duplicate_window * 1e9)
         self._max_age_ns = int(config.max_age * 1e9)
-        # No policy or limit for an append to consult (checked again per call: no
-        # headers, options or consumers): `_append_plain` takes it.
+        # No policy or limit in the config for an append to consult (see _takes_plain).
         self._plain = not (
             self._checks
             or self._retention_interest
@@ -975,17 +974,17 @@ class BaseStream:
         on_durable: OnDurable | None = None,
     ) -> int:
         if (
-            self._plain
-            and headers is None
+            headers is None
             and msg_id is None
             and rollup is None
             and expected_last_seq is None
             and expected_last_subject_seq is None
             and expected_last_msg_id is None
-            and not self._consumers
-            and self._store._limits[self.storage_kind] < 0
+            and self._takes_plain()
         ):
-            return self._append_plain(subject, payload, on_durable)
+            # Nothing for the checks below to look at (the common case: the MQTT
+            # outbox, retained messages, sessions).
+            return self.append_many(subject, [payload], on_durable=on_durable)[0]
         if self._closed:
             raise E.StoreClosed()
         if headers is not None and headers.__class__ is not bytes:
@@ -1046,7 +1045,25 @@ class BaseStream:
             self._check_writable()
         cfg = self.config
 
-        seq, ts, sid, st = self._commit(subject, sid, headers, payload, msg_id, size, now_ns)
+        # ---- commit
+        seq = self._last_seq + 1
+        ts = now_ns if now_ns > self._last_ts else self._last_ts
+        if sid is None:
+            sid = self._intern(subject)
+            st = self._sstate[sid] = [1, seq, seq, True]
+        else:
+            st = self._sstate[sid]
+            st[0] += 1
+            st[2] = seq
+            st[3] = True
+        self._last_seq = seq
+        self._last_ts = ts
+        self._put(seq, ts, sid, subject, headers, payload, msg_id, size)
+        self._msgs += 1
+        self._bytes += size
+        self._store._used[self.storage_kind] += size
+        if self._msgs == 1:
+            self._first = seq
         if msg_id:
             ids = self._ids
             ids.pop(msg_id, None)  # keep the map in time order
@@ -1109,7 +1126,7 @@ class BaseStream:
             return []
         seqs: list[int] = []
         try:
-            if self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0:
+            if self._takes_plain():
                 self._append_many_plain(subject, payloads, seqs)
             else:
                 for payload in payloads:
@@ -1127,10 +1144,15 @@ class BaseStream:
             self._touch()
         return seqs
 
+    def _takes_plain(self) -> bool:
+        """No policy, limit, consumer or store-wide quota for an append to consult."""
+        return self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0
+
     def _append_many_plain(self, subject: str, payloads: list[bytes], seqs: list[int]) -> None:
-        """The loop of `_commit` for one subject, with the per-subject state and the
-        counters brought up to date once, after it (nothing in between reads them).
-        Each seq goes into `seqs` as soon as its record is in."""
+        """The commit step of `append`, for several messages on one subject: the
+        per-subject state and the counters are brought up to date once, after the loop
+        (nothing in between reads them). Each seq goes into `seqs` as soon as its record
+        is in."""
         if self._closed:
             raise E.StoreClosed()
         sid = self._sids.get(subject)
@@ -1179,54 +1201,6 @@ class BaseStream:
             elif not st[0]:
                 del self._sstate[sid]  # a new subject, and nothing was appended
                 self._forget(sid)
-
-    def _append_plain(self, subject: str, payload: bytes, on_durable: OnDurable | None) -> int:
-        """`append` for the common case (see `_plain`): no headers, options, limits,
-        consumers or store-wide quota to consult, so none of their checks run. The MQTT
-        outbox appends every QoS 1/2 message owed to a persistent session this way."""
-        if self._closed:
-            raise E.StoreClosed()
-        if payload.__class__ is not bytes:
-            payload = bytes(payload)
-        sid = self._sids.get(subject)
-        if sid is None and (
-            not valid_subject(subject, wildcards=False)
-            or (self._accept is not None and not self._accept(subject))
-        ):
-            raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
-        if self._guarded:
-            self._check_writable()
-        self.was_duplicate = False
-        seq = self._commit(
-            subject, sid, None, payload, None, len(subject) + len(payload) + 16, _time_ns()
-        )[0]
-        if on_durable is not None:
-            self._durable(on_durable, seq)
-        self._touch()
-        return seq
-
-    def _commit(self, subject, sid, headers, payload, msg_id, size, now_ns) -> tuple:
-        """Give the message the next sequence and hand it to the backend; returns
-        (seq, ts, sid, per-subject state)."""
-        seq = self._last_seq + 1
-        ts = now_ns if now_ns > self._last_ts else self._last_ts
-        if sid is None:
-            sid = self._intern(subject)
-            st = self._sstate[sid] = [1, seq, seq, True]
-        else:
-            st = self._sstate[sid]
-            st[0] += 1
-            st[2] = seq
-            st[3] = True
-        self._last_seq = seq
-        self._last_ts = ts
-        self._put(seq, ts, sid, subject, headers, payload, msg_id, size)
-        self._msgs += 1
-        self._bytes += size
-        self._store._used[self.storage_kind] += size
-        if self._msgs == 1:
-            self._first = seq
-        return seq, ts, sid, st
 
     def _check_append(
         self,
@@ -2069,23 +2043,29 @@ def _call(cb: OnDurable, seq: int, err: BaseException | None) -> None:
         log.exception("on_durable callback for seq %d raised", seq)
 
 
+def recovery_report() -> dict:
+    """The store's recovery report (``store.recovery``, shown in /jsz), all zero: what
+    a memory store always says, and what a file store's recovery counts up from."""
+    return {
+        "streams": 0,
+        "consumers": 0,
+        "records": 0,
+        "msgs": 0,
+        "corrupt_records": 0,
+        "torn_tails": 0,
+        "bytes_cut": 0,
+        "index_rebuilt": 0,
+        "damaged_files": 0,
+        "time": 0.0,
+    }
+
+
 class MemStore(BaseStore):
     """Every stream in memory (``open_store(None)``), whatever its ``storage`` says."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self.recovery = {
-            "streams": 0,
-            "consumers": 0,
-            "records": 0,
-            "msgs": 0,
-            "corrupt_records": 0,
-            "torn_tails": 0,
-            "bytes_cut": 0,
-            "index_rebuilt": 0,
-            "damaged_files": 0,
-            "time": 0.0,
-        }
+        self.recovery = recovery_report()
 
     def _new_stream(self, cfg, created_ns):
         return MemStream(self, cfg, created_ns)

@@ -250,6 +250,12 @@ def encode_puback(
     return _ack(0x40, PUBACK, packet_id, reason_code, properties, level)
 
 
+def encode_pubacks(packet_ids: list[int]) -> bytes:
+    """Successful PUBACKs for several packet ids, back to back: each the 2-byte form
+    that encode_puback writes for success without properties, at every level (3.4.2.1)."""
+    return b"".join([b"\x40\x02" + packet_id.to_bytes(2, "big") for packet_id in packet_ids])
+
+
 def encode_pubrec(
     packet_id: int, reason_code: int = 0, properties: dict | None = None, level: int = 4
 ) -> bytes:
