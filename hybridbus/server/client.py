@@ -84,6 +84,7 @@ class ClientBase(asyncio.Protocol):
         "perms",
         "tls_version",
         "tls_cipher",
+        "verifying",
     )
 
     conn_type = "nats"
@@ -113,6 +114,9 @@ class ClientBase(asyncio.Protocol):
         self.perms = None  # set by authentication when the user has permissions
         self.tls_version: str | None = None
         self.tls_cipher: str | None = None
+        # A CONNECT's password is being checked off the loop: the login has arrived in
+        # time, so the sweep's CONNECT/authentication deadline no longer applies.
+        self.verifying = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -200,9 +204,11 @@ class ClientBase(asyncio.Protocol):
         from hybridbus.security.auth import run_bcrypt
 
         self.transport.pause_reading()
+        self.verifying = True
         future = self.server.loop.run_in_executor(_bcrypt_executor(), run_bcrypt, *work)
 
         def done(_future) -> None:
+            self.verifying = False
             if self.closing:
                 return
             resume()

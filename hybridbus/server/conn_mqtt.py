@@ -606,7 +606,7 @@ class MqttConnection(ClientBase):
         if self.closing:
             return
         if self.session is None:
-            if not self.flap_delayed and now >= self.connect_deadline:
+            if not self.flap_delayed and not self.verifying and now >= self.connect_deadline:
                 log.info("%s - no CONNECT in time; closing", self.describe())
                 self.close(reasons.AUTH_TIMEOUT)
             return

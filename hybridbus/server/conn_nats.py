@@ -572,7 +572,12 @@ class NatsConnection(ClientBase):
     def sweep(self, now: float) -> None:
         if self.closing:
             return
-        if self.auth_deadline and not self.connected and now >= self.auth_deadline:
+        if (
+            self.auth_deadline
+            and not self.connected
+            and not self.verifying
+            and now >= self.auth_deadline
+        ):
             log.warning("%s:%d - cid:%d - Authentication Timeout", self.ip, self.port, self.cid)
             self.close(reasons.AUTH_TIMEOUT, encode_err("Authentication Timeout"))
             return

@@ -57,3 +57,28 @@ async def test_bcrypt_logins_do_not_stall_other_clients(server_factory):
     # six bcrypt checks ran (several seconds of CPU in all), yet the loop kept answering
     assert cost > 0.2
     assert worst < cost / 2, (worst, cost)
+
+
+async def test_login_waiting_for_its_bcrypt_check_is_not_timed_out(server_factory):
+    # Logins whose CONNECT arrived in time but whose password check waits behind
+    # others' (one bcrypt thread) get their answer, not an authentication timeout.
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(12)).decode()
+    auth = AuthOptions(users=[User(user="slow", password=hashed)], timeout=0.3)
+    server = await server_factory(auth=auth)
+    nats_logins, mqtt_logins = [], []
+    for i in range(3):
+        nats = await Wire.open(server.nats_port)
+        await nats.expect_re(rb"INFO .*? \r\n")
+        await nats.send(b'CONNECT {"verbose":false,"user":"slow","pass":"no%d"}\r\n' % i)
+        nats_logins.append(nats)
+        mqtt = await Wire.open(server.mqtt_port)
+        await mqtt.send(mp.connect(f"m{i}", username="slow", password=b"no"))
+        mqtt_logins.append(mqtt)
+    # six checks, each longer than the 0.3 s timeout, queue on one thread
+    for nats in nats_logins:
+        assert await nats.expect_closed(timeout=30) == b"-ERR 'Authorization Violation'\r\n"
+    for mqtt in mqtt_logins:
+        assert await mqtt.expect_closed(timeout=30) == mp.connack(0, 4)
+    # a client that never sends CONNECT is still timed out
+    idle = await Wire.open(server.nats_port)
+    assert b"Authentication Timeout" in await idle.expect_closed(timeout=5)
