@@ -24,8 +24,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench.harness.memory_transport import MemoryTransport  # noqa: E402
+from hybridbus.mqtt.connection import MqttConnection  # noqa: E402
 from hybridbus.options import Options  # noqa: E402
-from hybridbus.server.conn_mqtt import MqttConnection  # noqa: E402
 from hybridbus.server.server import Server  # noqa: E402
 
 

@@ -19,8 +19,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from bench.harness.memory_transport import MemoryTransport  # noqa: E402
+from hybridbus.nats.connection import NatsConnection  # noqa: E402
 from hybridbus.options import Options  # noqa: E402
-from hybridbus.server.conn_nats import NatsConnection  # noqa: E402
 from hybridbus.server.server import Server  # noqa: E402
 
 

@@ -368,6 +368,8 @@ class Parser:
         return None
 
     def _parse(self, buf: bytes, out: list) -> list:
+        # hot path: one call per read parses every op in it with locals bound once;
+        # a helper per op would cost a call per message (bench/bench_nats_server.py).
         lines = buf.split(b"\n")
         tail = lines.pop()  # bytes after the last b"\n": unfinished, maybe empty
         it = iter(lines)

@@ -35,9 +35,9 @@ from hybridbus.subjects import (
 )
 
 if TYPE_CHECKING:
+    from hybridbus.core.hub import Hub
     from hybridbus.mqtt.persistence import Persistence
     from hybridbus.options import MQTTOptions
-    from hybridbus.server.server import Server
 
 log = logging.getLogger("hybridbus.mqtt")
 
@@ -98,7 +98,7 @@ def session_key(client_id: str) -> str:
 
 
 class MqttBroker:
-    def __init__(self, server: Server, options: MQTTOptions, persistence: Persistence | None):
+    def __init__(self, server: Hub, options: MQTTOptions, persistence: Persistence | None):
         self.server = server
         self.options = options
         self.persistence = persistence

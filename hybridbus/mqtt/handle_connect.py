@@ -10,7 +10,7 @@ from hybridbus.mqtt.message import MqttMessage
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
-    from hybridbus.server.conn_mqtt import MqttConnection
+    from hybridbus.mqtt.connection import MqttConnection
 
 log = logging.getLogger("hybridbus.mqtt")
 
@@ -31,66 +31,84 @@ MQTT31_MAX_CLIENT_ID = 23
 
 
 def handle_connect(conn: MqttConnection, p: Connect) -> None:
+    """CONNECT in three steps: identify the client, authenticate it, open its session.
+    Each step refuses (CONNACK with a reason, then close) and returns False to stop."""
     if conn.session is not None:
         # A second CONNECT is a protocol violation: close [MQTT-3.1.0-2].
         conn.protocol_error("second CONNECT [MQTT-3.1.0-2]", PROTOCOL_ERROR)
         return
+    conn.level = p.protocol_level
+    assigned = _identify(conn, p)
+    if assigned is None or not _authenticate(conn, p):
+        return
+    if conn.server.mqtt.is_flapping(conn.client_id) and not conn.flap_delayed:
+        # Two devices sharing one id would take the session from each other in a
+        # tight loop; slow the newcomer down instead of letting them storm.
+        conn.delay_connect(p)
+        return
+    _open_session(conn, p, assigned)
+
+
+def _identify(conn: MqttConnection, p: Connect) -> bool | None:
+    """Check the connection limit, the client id and the will topic; set
+    conn.client_id. Returns whether the id was assigned, or None when refused."""
     level = p.protocol_level
-    conn.level = level
     if conn.over_limit:
         # max_connections: 3.1.1 "Server unavailable" (0x03), 5.0 "Quota exceeded" (0x97).
         log.warning("%s - maximum connections exceeded", conn.describe())
         code = QUOTA_EXCEEDED if level == 5 else SERVER_UNAVAILABLE
         conn.refuse(code, "maximum connections exceeded", "Maximum Connections Exceeded")
-        return
-    broker = conn.server.mqtt
+        return None
     client_id = p.client_id
     assigned = False
     if not client_id:
         if level == 5 or p.clean_start:
             # [MQTT-3.1.3-6] the server assigns a unique id to a clean session.
-            client_id = broker.assign_client_id()
+            client_id = conn.server.mqtt.assign_client_id()
             assigned = True
         else:
             # [MQTT-3.1.3-8] an empty id without CleanSession is rejected with 0x02.
             conn.refuse(CLIENT_ID_NOT_VALID, "empty client id without clean session")
-            return
+            return None
     elif level == 3 and len(client_id) > MQTT31_MAX_CLIENT_ID:
         conn.refuse(CLIENT_ID_NOT_VALID, "3.1 client id longer than 23 characters")
-        return
+        return None
     conn.client_id = client_id
 
     if p.will_topic is not None and not is_valid_topic_name(p.will_topic):
         conn.protocol_error(
             "will topic is not a valid topic name [MQTT-3.1.3-11]", TOPIC_NAME_INVALID
         )
-        return
+        return None
+    return assigned
 
-    if level == 5 and "authentication_method" in p.properties:
+
+def _authenticate(conn: MqttConnection, p: Connect) -> bool:
+    """Credentials and the will's publish permission; False when refused."""
+    if p.protocol_level == 5 and "authentication_method" in p.properties:
         # No enhanced authentication method is configured (4.12): refuse, never hang.
         conn.refuse(BAD_AUTHENTICATION_METHOD, "unsupported authentication method")
-        return
-
+        return False
     server = conn.server
     user = server.authenticate_mqtt(conn, p.username, p.password)
     if user is None:
         server.stats.auth_failures += 1
         code = BAD_USER_OR_PASSWORD if p.username is not None else NOT_AUTHORIZED
         conn.refuse(code, "authentication failed")
-        return
+        return False
     conn.user = user or None
     if p.will_topic is not None and conn.perms is not None:
         # nats-server refuses a CONNECT whose will it could not publish.
         if not server.may_publish(conn, topic_to_subject(p.will_topic), None):
             conn.refuse(NOT_AUTHORIZED, "will topic not authorized")
-            return
+            return False
+    return True
 
-    if broker.is_flapping(client_id) and not conn.flap_delayed:
-        # Two devices sharing one id would take the session from each other in a
-        # tight loop; slow the newcomer down instead of letting them storm.
-        conn.delay_connect(p)
-        return
 
+def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
+    """Keep-alive, will and client limits; open or resume the session; CONNACK."""
+    broker = conn.server.mqtt
+    level = p.protocol_level
     props = p.properties
     if level == 5:
         expiry = props.get("session_expiry_interval", 0)
@@ -117,7 +135,7 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
     if level == 5:
         conn.apply_client_limits(props)
 
-    session, present = broker.open_session(conn, client_id, p.clean_start, persistent)
+    session, present = broker.open_session(conn, conn.client_id, p.clean_start, persistent)
     if level == 5:
         session.expiry_interval = expiry
     elif persistent:

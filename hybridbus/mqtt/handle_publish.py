@@ -16,7 +16,7 @@ from hybridbus.mqtt.message import MqttMessage
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
-    from hybridbus.server.conn_mqtt import MqttConnection
+    from hybridbus.mqtt.connection import MqttConnection
 
 log = logging.getLogger("hybridbus.mqtt")
 

@@ -9,7 +9,7 @@ from hybridbus.codec.mqtt import Subscribe, Unsubscribe, encode_suback, encode_u
 from hybridbus.subjects import filter_to_subjects, is_valid_queue_name, is_valid_topic_filter
 
 if TYPE_CHECKING:
-    from hybridbus.server.conn_mqtt import MqttConnection
+    from hybridbus.mqtt.connection import MqttConnection
 
 log = logging.getLogger("hybridbus.mqtt")
 

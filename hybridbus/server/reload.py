@@ -15,8 +15,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hybridbus import log as hblog
+from hybridbus.core import client as reasons
 from hybridbus.security import Security
-from hybridbus.server import client as reasons
 
 if TYPE_CHECKING:
     from hybridbus.options import Options

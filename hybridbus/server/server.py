@@ -25,16 +25,16 @@ from collections import deque
 from typing import Any
 
 from hybridbus import __version__
+from hybridbus.core import client as reasons
+from hybridbus.core.client import ClientBase
 from hybridbus.monitor.http import start_monitor
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
+from hybridbus.mqtt.connection import MqttConnection
 from hybridbus.mqtt.persistence import Persistence
+from hybridbus.nats.connection import NatsConnection, pick_member
 from hybridbus.options import Options
 from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
-from hybridbus.server import client as reasons
-from hybridbus.server.client import ClientBase
-from hybridbus.server.conn_mqtt import MqttConnection
-from hybridbus.server.conn_nats import NatsConnection, pick_member
 from hybridbus.store import open_store
 
 log = logging.getLogger("hybridbus.server")

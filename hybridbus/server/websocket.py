@@ -51,9 +51,9 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError
 
-from hybridbus.server import client as reasons
-from hybridbus.server.conn_mqtt import MqttConnection
-from hybridbus.server.conn_nats import NatsConnection
+from hybridbus.core import client as reasons
+from hybridbus.mqtt.connection import MqttConnection
+from hybridbus.nats.connection import NatsConnection
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -318,6 +318,18 @@ class WebSocketConnection(asyncio.Protocol):
         headers: dict[bytes, list[bytes]] = {}
         for name, value in req.headers:
             headers.setdefault(name, []).append(value)
+        checked = self._check_upgrade(req, headers)
+        if checked is None:
+            return
+        key, subprotocol = checked
+        extensions, accept_ext = self._negotiate_compression(headers)
+        self._switch_protocols(key, subprotocol, extensions, accept_ext)
+
+    def _check_upgrade(
+        self, req: h11.Request, headers: dict[bytes, list[bytes]]
+    ) -> tuple[bytes, str | None] | None:
+        """RFC 6455 §4.2.1 checks, origin and subprotocol; rejects and returns None
+        on the first failure, else (Sec-WebSocket-Key, chosen subprotocol)."""
 
         def one(name: bytes) -> bytes:
             values = headers.get(name)
@@ -328,19 +340,19 @@ class WebSocketConnection(asyncio.Protocol):
 
         if req.method != b"GET":
             self._reject(405, "request method must be GET")
-            return
+            return None
         if b"content-length" in headers or b"transfer-encoding" in headers:
             self._reject(400, "websocket: an upgrade request has no body")
-            return
+            return None
         if not one(b"host"):
             self._reject(400, "'Host' missing in request")
-            return
+            return None
         if "websocket" not in tokens(b"upgrade"):
             self._reject(400, "invalid value for header 'Upgrade'")
-            return
+            return None
         if "upgrade" not in tokens(b"connection"):
             self._reject(400, "invalid value for header 'Connection'")
-            return
+            return None
         key = one(b"sec-websocket-key")
         try:
             valid_key = len(base64.b64decode(key, validate=True)) == 16
@@ -348,17 +360,17 @@ class WebSocketConnection(asyncio.Protocol):
             valid_key = False
         if not valid_key:
             self._reject(400, "key missing")
-            return
+            return None
         if one(b"sec-websocket-version") != b"13":
             self._reject(400, "invalid version", b"Sec-WebSocket-Version: 13\r\n")
-            return
+            return None
         secure = self.transport.get_extra_info("ssl_object") is not None
         problem = self._origin_problem(
             one(b"origin") or one(b"sec-websocket-origin"), one(b"host"), secure
         )
         if problem:
             self._reject(403, f"origin not allowed: {problem}")
-            return
+            return None
         path = req.target.split(b"?", 1)[0].decode("latin-1")
         subprotocol = None
         if path == MQTT_PATH:
@@ -366,9 +378,12 @@ class WebSocketConnection(asyncio.Protocol):
             subprotocol = next((p for p in offered if p in MQTT_SUBPROTOCOLS), None)
             if subprotocol is None:
                 self._reject(400, "invalid value for header 'Sec-Websocket-Protocol'")
-                return
+                return None
             self.is_mqtt = True
+        return key, subprotocol
 
+    def _negotiate_compression(self, headers: dict[bytes, list[bytes]]) -> tuple[list, Any]:
+        """permessage-deflate when configured and offered: (extensions, accept header)."""
         extensions: list = []
         accept_ext = None
         opts = self.server.options
@@ -384,7 +399,12 @@ class WebSocketConnection(asyncio.Protocol):
             accept_ext = server_extensions_handshake(offers, [ext])
             if accept_ext:
                 extensions = [ext]
+        return extensions, accept_ext
 
+    def _switch_protocols(
+        self, key: bytes, subprotocol: str | None, extensions: list, accept_ext: Any
+    ) -> None:
+        """Answer 101, then hand the connection to the protocol it carries."""
         # The request is complete (no body): what h11 holds past it are the first frames.
         while True:
             try:

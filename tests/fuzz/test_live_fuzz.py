@@ -30,8 +30,8 @@ import time
 import nats
 import pytest
 
+from hybridbus.core.client import ClientBase
 from hybridbus.options import AuthOptions, Permissions, User
-from hybridbus.server.client import ClientBase
 from tests.fuzz import corpus as C
 from tests.helpers import mqtt_packets as mp
 from tests.helpers.wire import Wire, eventually, mqtt_packets, nats_connect

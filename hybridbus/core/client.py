@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hybridbus.server.server import Server
+    from hybridbus.core.hub import Hub
 
 log = logging.getLogger("hybridbus.server")
 
@@ -93,7 +93,7 @@ class ClientBase(asyncio.Protocol):
     # Whether a client's own publishes come back to it; NATS CONNECT may turn it off.
     echo = True
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Hub) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.cid = 0

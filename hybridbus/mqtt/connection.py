@@ -44,6 +44,8 @@ from hybridbus.codec.mqtt.packets import (
     UNSUBSCRIBE,
 )
 from hybridbus.codec.mqtt.wire import encode_varint
+from hybridbus.core import client as reasons
+from hybridbus.core.client import ClientBase
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
     handle_puback,
@@ -55,13 +57,11 @@ from hybridbus.mqtt.handle_publish import (
     handle_pubrel,
 )
 from hybridbus.mqtt.handle_subscribe import handle_subscribe, handle_unsubscribe
-from hybridbus.server import client as reasons
-from hybridbus.server.client import ClientBase
 
 if TYPE_CHECKING:
+    from hybridbus.core.hub import Hub
     from hybridbus.mqtt.message import MqttMessage
     from hybridbus.mqtt.session import Session
-    from hybridbus.server.server import Server
 
 log = logging.getLogger("hybridbus.mqtt")
 
@@ -153,7 +153,7 @@ class MqttConnection(ClientBase):
 
     conn_type = "mqtt"
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Hub) -> None:
         super().__init__(server)
         mopts = server.options.mqtt
         # Without a configured limit, a packet may carry max_payload plus room for
@@ -391,6 +391,8 @@ class MqttConnection(ClientBase):
         self, msg: MqttMessage, qos: int, retain: bool, dup: bool, packet_id: int, sub_ids
     ) -> bool:
         """Queue one PUBLISH; False when the client's Maximum Packet Size forbids it."""
+        # hot path: called once per delivered message; kept whole to avoid a call per
+        # message for the property and size checks (bench/bench_mqtt_server.py).
         if self.closing:
             return True
         level = self.level

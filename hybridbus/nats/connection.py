@@ -31,13 +31,13 @@ from hybridbus.codec.nats import (
     Parser,
     encode_err,
 )
+from hybridbus.core import client as reasons
+from hybridbus.core.client import ClientBase
 from hybridbus.router.sublist import Subscription
-from hybridbus.server import client as reasons
-from hybridbus.server.client import ClientBase
 from hybridbus.subjects import is_valid_publish_subject, is_valid_queue_name, is_valid_subject
 
 if TYPE_CHECKING:
-    from hybridbus.server.server import Server
+    from hybridbus.core.hub import Hub
 
 log = logging.getLogger("hybridbus.nats")
 
@@ -107,7 +107,7 @@ class NatsConnection(ClientBase):
 
     conn_type = "nats"
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Hub) -> None:
         super().__init__(server)
         opts = server.options
         self.parser = Parser(opts.max_control_line, opts.max_payload)

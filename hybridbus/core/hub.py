@@ -1,0 +1,76 @@
+"""The server as the protocols see it: the one named interface they may use.
+
+The protocol packages (``hybridbus.mqtt``, ``hybridbus.nats``) never import
+``hybridbus.server``; ``Server`` builds their connections and hands itself in
+as a ``Hub``. Everything a connection or the MQTT broker asks of the server is
+listed here, so a change to the server's internals that keeps this list keeps
+the protocols working, and a new protocol (the leaf-node link, the JetStream
+API) knows exactly what it can lean on.
+
+It is a ``typing.Protocol``: nothing inherits from it and it costs nothing at
+run time; it exists for readers and type checkers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hybridbus.core.client import ClientBase
+    from hybridbus.options import Options
+    from hybridbus.router.sublist import Sublist
+    from hybridbus.security import Security
+
+
+class Hub(Protocol):
+    # -- what the server owns, read by the protocols ---------------------------------
+    options: Options
+    sublist: Sublist  # the shared subject router (insert/remove/match)
+    security: Security  # authentication and permissions for both protocols
+    stats: Any  # ServerStats: server-wide counters the protocols bump
+    auth_required: bool
+    nats_tls: ssl.SSLContext | None  # TLS a NATS client upgrades to after INFO
+    mqtt: Any  # the MqttBroker (sessions, retained, wills), owned by the server
+    mqtt_flap_delay: float  # how long a refused MQTT CONNECT waits before its answer
+
+    # Delivery rounds: Server.route bumps route_seq once per message; an MQTT
+    # session that matched appends itself to route_sessions once per round.
+    route_seq: int
+    route_sessions: list
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    # -- connections -----------------------------------------------------------------
+    def register(self, client: ClientBase) -> None: ...
+    def unregister(self, client: ClientBase) -> None: ...
+    def over_connection_limit(self) -> bool: ...
+    def client_info(self, client: ClientBase) -> dict: ...
+
+    # -- security --------------------------------------------------------------------
+    def authenticate(self, client: ClientBase, connect: dict) -> str | None: ...
+    def authenticate_mqtt(
+        self, client: ClientBase, username: str | None, password: bytes | None
+    ) -> str | None: ...
+    def may_publish(self, client: ClientBase, subject: str, reply: str | None) -> bool: ...
+    def may_subscribe(self, client: ClientBase, subject: str, queue: str | None) -> bool: ...
+
+    # -- routing and output ----------------------------------------------------------
+    def route(
+        self,
+        origin: ClientBase | None,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        mqtt_msg: Any = None,
+    ) -> int: ...
+    def route_run(
+        self, origin: Any, subject: str, payloads: list[bytes], msgs: list | None = None
+    ) -> None: ...
+    def expire(self, sub: Any) -> None: ...
+    def mark_dirty(self, client: ClientBase) -> None: ...
+    def flush(self) -> None: ...
+    def schedule_flush(self) -> None: ...
