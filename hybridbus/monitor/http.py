@@ -8,7 +8,7 @@ bound port and ``await monitor.close()`` stops it.
 
 Each TCP connection is an ``HttpConnection``: bytes go into an
 ``h11.Connection``, events come out. A complete request (``EndOfMessage``) is
-answered at once, synchronously: the reports in ``snapshots.py`` only read the
+answered at once, synchronously: the reports (``varz.py``, ``connz.py`` ...) only read the
 server's state on the loop thread, so one request sees one consistent state and
 nothing needs a task or a lock. Keep-alive and pipelining follow from h11's
 cycle (``start_next_cycle``); a client that sends nothing for ``IDLE_TIMEOUT``
@@ -38,10 +38,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from hybridbus.monitor import snapshots
+from hybridbus.monitor.accountz import accountz, routez
+from hybridbus.monitor.connz import ConnzOptions, connz
 from hybridbus.monitor.dashboard import render_dashboard
 from hybridbus.monitor.gotypes import BadRequest, dumps, dumps_compact
+from hybridbus.monitor.healthz import HealthzOptions, WriteErrorWatch, healthz
+from hybridbus.monitor.jsz import JszOptions, jsz
 from hybridbus.monitor.prometheus import Metrics
+from hybridbus.monitor.subsz import SubszOptions, subsz
+from hybridbus.monitor.varz import CpuMeter, varz
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -116,8 +121,8 @@ class Monitor:
         self.http_req_stats: dict[str, int] = {}
         self.metrics = Metrics(server, self.http_req_stats)
         self.base_path = normalize_base_path(server.options.http_base_path)
-        self._cpu = snapshots.CpuMeter()
-        self._health = snapshots.WriteErrorWatch()
+        self._cpu = CpuMeter()
+        self._health = WriteErrorWatch()
         self._conns: set[HttpConnection] = set()
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -218,27 +223,27 @@ class Monitor:
         return Response(200, HTML, self._dashboard)
 
     def _varz(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.varz(self.server, self))
+        return _json(varz(self.server, self))
 
     def _connz(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.connz(self.server, snapshots.ConnzOptions.from_query(q)))
+        return _json(connz(self.server, ConnzOptions.from_query(q)))
 
     def _subsz(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.subsz(self.server, snapshots.SubszOptions.from_query(q)))
+        return _json(subsz(self.server, SubszOptions.from_query(q)))
 
     def _jsz(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.jsz(self.server, snapshots.JszOptions.from_query(q)))
+        return _json(jsz(self.server, JszOptions.from_query(q)))
 
     def _healthz(self, q: dict, headers: dict) -> Response:
-        opts = snapshots.HealthzOptions.from_query(q)
-        status, body = snapshots.healthz(self.server, opts, self._health)
+        opts = HealthzOptions.from_query(q)
+        status, body = healthz(self.server, opts, self._health)
         return Response(status, JSON, dumps_compact(body).encode())
 
     def _accountz(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.accountz(self.server, q))
+        return _json(accountz(self.server, q))
 
     def _routez(self, q: dict, headers: dict) -> Response:
-        return _json(snapshots.routez(self.server, q))
+        return _json(routez(self.server, q))
 
     def _metrics(self, q: dict, headers: dict) -> Response:
         accept = headers.get(b"accept", b"").decode("latin-1")

@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from hybridbus import __version__
-from hybridbus.monitor.snapshots import rss_bytes, traffic_totals
+from hybridbus.monitor.common import rss_bytes, traffic_totals
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -69,9 +69,17 @@ class ServerCollector:
     # -- the scrape ---------------------------------------------------------------------
 
     def collect(self):
-        server = self.server
-        st = server.stats
+        yield from self._identity()
+        yield from self._connections()
+        yield from self._traffic()
+        yield from self._events()
+        yield from self._mqtt()
+        yield from self._store()
+        yield from self._http()
 
+    def _identity(self):
+        """Who is serving, since when, with how much memory."""
+        server = self.server
         info = GaugeMetricFamily(
             "hybridbus_info",
             "Server identity; the value is always 1.",
@@ -90,7 +98,9 @@ class ServerCollector:
             value=rss_bytes(),
         )
 
-        # Connections.
+    def _connections(self):
+        """Open connections by protocol, accepted ones, and queued output."""
+        server = self.server
         by_proto = dict.fromkeys(PROTOCOLS, 0)
         pending = 0
         for c in server.clients.values():
@@ -105,7 +115,7 @@ class ServerCollector:
         yield CounterMetricFamily(
             "hybridbus_accepted_connections",
             "Client connections accepted since start, all protocols.",
-            value=st.total_connections,
+            value=server.stats.total_connections,
         )
         yield GaugeMetricFamily(
             "hybridbus_pending_bytes",
@@ -113,6 +123,7 @@ class ServerCollector:
             value=pending,
         )
 
+    def _traffic(self):
         # Traffic by protocol (client point of view: received = published by clients).
         totals = self._protocol_totals()
         families = (
@@ -127,7 +138,7 @@ class ServerCollector:
                 fam.add_metric([proto], totals[proto][idx])
             yield fam
         # The exact server-wide sums, whatever the per-protocol split could recover.
-        in_msgs, in_bytes, out_msgs, out_bytes = traffic_totals(server)
+        in_msgs, in_bytes, out_msgs, out_bytes = traffic_totals(self.server)
         for name, doc, value in (
             ("hybridbus_server_received_messages", "Messages published, all clients.", in_msgs),
             ("hybridbus_server_received_bytes", "Bytes published, all clients.", in_bytes),
@@ -136,7 +147,10 @@ class ServerCollector:
         ):
             yield CounterMetricFamily(name, doc, value=value)
 
-        # Event counters.
+    def _events(self):
+        """Event counters, and the router's subscription count."""
+        server = self.server
+        st = server.stats
         yield CounterMetricFamily(
             "hybridbus_slow_consumers",
             "Connections cut because their outbound data piled up.",
@@ -158,9 +172,8 @@ class ServerCollector:
             value=server.sublist.count(),
         )
 
-        yield from self._mqtt()
-        yield from self._store()
-
+    def _http(self):
+        """This monitor's own requests, by path."""
         http = CounterMetricFamily(
             "hybridbus_http_requests", "Monitoring HTTP requests served, by path.", labels=["path"]
         )

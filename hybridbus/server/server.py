@@ -24,7 +24,7 @@ import time
 from collections import deque
 from typing import Any
 
-from hybridbus import __version__
+from hybridbus import NATS_COMPAT_VERSION, __version__
 from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
 from hybridbus.monitor.http import start_monitor
@@ -38,10 +38,6 @@ from hybridbus.security import Security
 from hybridbus.store import open_store
 
 log = logging.getLogger("hybridbus.server")
-
-# nats-py gates features on `minor >= 9` and nats.go on >= 2.9.0, so INFO must
-# advertise a 2.x (x >= 9) version; our own version goes in the `go` field.
-NATS_COMPAT_VERSION = "2.11.0"
 
 
 def make_server_id() -> str:
