@@ -1,7 +1,8 @@
 """The crash-safe stream store (JetStream's model, no MQTT in it).
 
-``open_store(dir)`` returns a file-backed store (``filestore.py``), ``open_store(None)`` a
-memory-only one; both implement the protocols in ``api.py``. The format on disk is
+``open_store(dir)`` returns a file-backed store (``file/``), ``open_store(None)`` a
+memory-only one (``memstore.py``); both implement the protocols in ``api.py`` and share
+the stream and consumer logic (``stream.py``, ``consumer.py``). The format on disk is
 defined in ``records.py``.
 
 Durability, with nats-server's option names (``jetstream { store_dir, max_memory_store,
@@ -74,9 +75,9 @@ def open_store(
         max_file=int(max_file),
     )
     if store_dir is None:
-        from .streams import MemStore
+        from .memstore import MemStore
 
         return MemStore(**kw)  # type: ignore[return-value]
-    from .filestore import DEFAULT_SEGMENT_SIZE, FileStore
+    from .file.store import DEFAULT_SEGMENT_SIZE, FileStore
 
     return FileStore(store_dir, segment_size=segment_size or DEFAULT_SEGMENT_SIZE, **kw)  # type: ignore[return-value]

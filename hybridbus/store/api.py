@@ -9,10 +9,10 @@ store knows nothing of MQTT; the MQTT layer keeps its sessions, QoS 1/2 messages
 dedup state and retained messages in streams of its own.
 
 Two implementations exist, chosen by :func:`hybridbus.store.open_store`: memory only
-(``store_dir=None``) and file backed (``filestore.py``). Both share the stream and consumer
-logic in ``streams.py`` and differ only in where message bodies live. A third backend (a
-real NATS JetStream cluster) can implement the same three protocols below; nothing in them
-assumes a local log.
+(``store_dir=None``, ``memstore.py``) and file backed (``file/``). Both share the stream and
+consumer logic in ``stream.py`` and ``consumer.py`` and differ only in where message bodies
+live. A third backend (a real NATS JetStream cluster) can implement the same three protocols
+below; nothing in them assumes a local log.
 
 Threading and the event loop: every method is synchronous and must be called from the
 thread that runs the asyncio loop (or from a program with no loop at all). Nothing in the

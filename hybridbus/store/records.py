@@ -1,6 +1,6 @@
 """The on-disk format of the file store (format version 1).
 
-This module is the single definition of the bytes; ``filestore.py`` only calls it.
+This module is the single definition of the bytes; the file store (``file/``) only calls it.
 docs/store-format.md repeats the layout for readers who do not read code.
 
 Directory layout

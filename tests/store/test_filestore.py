@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from hybridbus.store import ConsumerConfig, StoreWriteError, StreamConfig, filestore, open_store
+from hybridbus.store import ConsumerConfig, StoreWriteError, StreamConfig, open_store
 from hybridbus.store import errors as E
+from hybridbus.store.file import writer
 
 
 def sdir(store_dir, name="S"):
@@ -325,12 +326,12 @@ async def test_write_error_is_reported_and_the_stream_recovers(store_dir, monkey
     await asyncio.wait_for(ok.wait(), 5)
     c = st.add_consumer(ConsumerConfig(durable_name="d"))
 
-    real = filestore._pwrite_all
+    real = writer._pwrite_all
 
     def full(fd, data, pos):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(filestore, "_pwrite_all", full)
+    monkeypatch.setattr(writer, "_pwrite_all", full)
     results = []
     failed = asyncio.Event()
 
@@ -354,8 +355,8 @@ async def test_write_error_is_reported_and_the_stream_recovers(store_dir, monkey
         st.get(seq)  # the lost message is not served
     assert c.num_pending == 1
 
-    monkeypatch.setattr(filestore, "_pwrite_all", real)
-    monkeypatch.setattr(filestore, "WRITE_RETRY_BACKOFF", 0.0)
+    monkeypatch.setattr(writer, "_pwrite_all", real)
+    monkeypatch.setattr(writer, "WRITE_RETRY_BACKOFF", 0.0)
     st._fail_until = time.monotonic()  # end the back-off now
     done = asyncio.Event()
     seq2 = st.append("s.a", b"after", on_durable=lambda q, e: done.set())
@@ -489,7 +490,7 @@ async def test_fsync_failure_under_sync_always_rolls_back(store_dir, monkeypatch
     def eio(fd):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(filestore, "_fdatasync", eio)
+    monkeypatch.setattr(writer, "_fdatasync", eio)
     results = []
     done = asyncio.Event()
 

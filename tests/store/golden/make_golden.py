@@ -29,8 +29,9 @@ from array import array
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "..")))
 
-from hybridbus.store import filestore, records  # noqa: E402
-from hybridbus.store.streams import OP_ACK, OP_DELIVER  # noqa: E402
+from hybridbus.store import records  # noqa: E402
+from hybridbus.store.consumer import OP_ACK, OP_DELIVER  # noqa: E402
+from hybridbus.store.file import segment  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000  # fixed timestamps: the files must be reproducible
 MS0 = T0 // 1_000_000
@@ -69,7 +70,7 @@ def build() -> dict[str, bytes]:
 
     sids = {0: "g.a", 1: "g.b", 2: "g.c"}
     msg_offs = [offsets[0], offsets[1], offsets[2], offsets[6]]
-    out["v1-basic.idx"] = filestore._index_body(
+    out["v1-basic.idx"] = segment._index_body(
         zlib.crc32(basic),
         len(basic),
         1,  # base
