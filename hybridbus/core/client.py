@@ -10,6 +10,16 @@ connection dirty; ``Server.flush`` hands each dirty connection's buffer to
 when the kernel cannot take the bytes and they pile past it, asyncio calls
 ``pause_writing`` and we cut the connection as a slow consumer instead of
 growing memory or slowing the publisher.
+
+Closing with last words (an MQTT DISCONNECT with a reason code, a CONNACK
+refusal, a NATS ``-ERR``): closing a socket that still has unread input makes
+the kernel answer with a reset, which throws away whatever of our output the
+client has not received yet, so a client that is still sending might never
+read why it was cut. ``close`` therefore hands the transport to a ``_Linger``:
+our write side is shut (FIN after the last words), input is read and dropped
+until the client closes its side or ``LINGER`` seconds pass, then the socket
+goes. The connection itself is released at once (session, will, /connz); the
+linger costs one timer handle and no task.
 """
 
 from __future__ import annotations
@@ -48,6 +58,9 @@ DUPLICATE_CLIENT_ID = "Duplicate Client ID"
 TLS_HANDSHAKE_FAILURE = "TLS Handshake Failure"
 
 
+# How long a connection closed with last words keeps draining input (see _Linger).
+LINGER = 2.0
+
 _BCRYPT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
@@ -58,6 +71,42 @@ def _bcrypt_executor() -> concurrent.futures.ThreadPoolExecutor:
     if _BCRYPT_POOL is None:
         _BCRYPT_POOL = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bcrypt")
     return _BCRYPT_POOL
+
+
+class _Linger(asyncio.Protocol):
+    """The protocol of a transport whose client is closed but whose last words are
+    still on their way: our side is shut for writing, input is discarded, and the
+    socket closes when the peer closes its side or after LINGER seconds."""
+
+    __slots__ = ("transport", "timer", "lingering")
+
+    def __init__(self, transport: asyncio.Transport, server: Hub) -> None:
+        self.transport = transport
+        self.lingering = server.lingering
+        self.lingering.add(self)
+        self.timer = server.loop.call_later(LINGER, self.give_up)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # read so the kernel never resets the connection over unread input
+
+    def eof_received(self) -> bool:
+        return False  # the client has closed its side: close ours
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.timer.cancel()
+        self.lingering.discard(self)
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    def unsent(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def give_up(self) -> None:
+        self.transport.abort()
 
 
 class ClientBase(asyncio.Protocol):
@@ -154,9 +203,21 @@ class ClientBase(asyncio.Protocol):
         if self.close_reason is None:
             self.close_reason = READ_ERROR if exc is not None else CLIENT_CLOSED
         self.closing = True
+        self._release()
+
+    def _release(self) -> None:
+        """Release protocol state and unregister. Whatever on_closed raises (a will,
+        a subscriber, an encoder), the connection is unregistered and counted closed:
+        a connection left registered is a ghost in /connz that also holds shutdown."""
         self.out = bytearray()
-        self.on_closed()
-        self.server.unregister(self)
+        try:
+            self.on_closed()
+        except Exception:
+            log.exception(
+                "%s:%d - cid:%d - releasing the connection failed", self.ip, self.port, self.cid
+            )
+        finally:
+            self.server.unregister(self)
 
     # -- output -----------------------------------------------------------------------
 
@@ -186,7 +247,9 @@ class ClientBase(asyncio.Protocol):
     # -- closing ----------------------------------------------------------------------
 
     def close(self, reason: str, final: bytes = b"") -> None:
-        """Send `final` (e.g. an -ERR) after what is queued, then close gracefully."""
+        """Send `final` (e.g. an -ERR) after what is queued, then close gracefully:
+        with last words, the transport lingers (see _Linger) and the connection is
+        released now; without, the transport closes once its buffer is written."""
         if self.closing:
             return
         if final:
@@ -194,8 +257,22 @@ class ClientBase(asyncio.Protocol):
         self.write_now()
         self.close_reason = reason
         self.closing = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if not final or transport.is_closing() or not transport.can_write_eof():
+            # TLS and websocket transports say goodbye in their own close.
+            transport.close()
+            return
+        try:
+            transport.write_eof()  # FIN once the buffer is written
+        except (OSError, RuntimeError):
+            transport.close()
+            return
+        linger = _Linger(transport, self.server)
+        transport.set_protocol(linger)
+        transport.resume_reading()  # drained even if reading was paused
+        self._release()
 
     def verify_off_loop(self, work: tuple, resume) -> None:
         """Run a bcrypt check on an executor thread with reading paused, then call

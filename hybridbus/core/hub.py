@@ -34,6 +34,9 @@ class Hub(Protocol):
     nats_tls: ssl.SSLContext | None  # TLS a NATS client upgrades to after INFO
     mqtt: Any  # the MqttBroker (sessions, retained, wills), owned by the server
     mqtt_flap_delay: float  # how long a refused MQTT CONNECT waits before its answer
+    # Transports of closed connections still draining after their last words
+    # (ClientBase.close, _Linger); shutdown waits for their output, then drops them.
+    lingering: set
 
     # Delivery rounds: Server.route bumps route_seq once per message; an MQTT
     # session that matched appends itself to route_sessions once per round.

@@ -79,6 +79,7 @@ class Server:
         self.server_name = options.server_name or self.server_id
         self.sublist = Sublist()
         self.clients: dict[int, ClientBase] = {}
+        self.lingering: set = set()  # closed with last words, still draining (core.client)
         self.stats = ServerStats()
         self.closed: deque[ClosedClient] = deque(maxlen=max(options.max_closed_clients, 0) or None)
         self.start_time = time.time()
@@ -199,12 +200,17 @@ class Server:
             self._sweeper.cancel()
         for client in list(self.clients.values()):
             client.shutdown()
-        # Give transports a moment to drain what was queued.
+        # Give transports a moment to drain what was queued; a lingering one only
+        # until its last words are with the kernel (not until its peer closes).
         deadline = time.monotonic() + 2.0
-        while self.clients and time.monotonic() < deadline:
+        while (self.clients or any(t.unsent() for t in self.lingering)) and (
+            time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.01)
         for client in list(self.clients.values()):
             client.abort(reasons.SERVER_SHUTDOWN)
+        for linger in list(self.lingering):
+            linger.give_up()
         for listener in self._listeners:
             try:
                 await asyncio.wait_for(listener.wait_closed(), 1.0)
