@@ -585,9 +585,13 @@ class MqttConnection(ClientBase):
         broker = self.server.mqtt
         will = self.will
         self.will = None
-        if will is not None:
-            broker.send_will(session, will, self.will_delay)
-        broker.detach(session, self)
+        try:
+            if will is not None:
+                broker.send_will(session, will, self.will_delay)
+        finally:
+            # Even if publishing the will failed, the session is let go (else it stays
+            # "online" on a dead connection); ClientBase._release logs the error.
+            broker.detach(session, self)
 
     def on_closed(self) -> None:
         # Network loss, keep-alive timeout, protocol error: the will is published [MQTT-3.1.2-8].

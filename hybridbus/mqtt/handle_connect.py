@@ -125,12 +125,15 @@ def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
     conn.keep_alive = keep_alive
 
     if p.will_topic is not None:
+        will_props = p.will_properties
         conn.will = MqttMessage(
-            p.will_topic, p.will_payload, p.will_qos, p.will_retain, p.will_properties or None
+            p.will_topic,
+            p.will_payload,
+            p.will_qos,
+            p.will_retain,
+            will_publish_properties(will_props),
         )
-        conn.will_delay = (
-            int(p.will_properties.get("will_delay_interval", 0)) if p.will_properties else 0
-        )
+        conn.will_delay = int(will_props.get("will_delay_interval", 0)) if will_props else 0
 
     if level == 5:
         conn.apply_client_limits(props)
@@ -151,6 +154,17 @@ def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
     conn.queue(encode_connack(present, 0, ack_props, level))
     conn.on_connected()
     session.resume()
+
+
+def will_publish_properties(will_props: dict | None) -> dict | None:
+    """The PUBLISH properties of a will (5.0 section 3.1.3.2): Payload Format
+    Indicator, Message Expiry Interval, Content Type, Response Topic, Correlation
+    Data and User Properties, kept in order [MQTT-3.1.3-10]. The Will Delay Interval
+    is CONNECT-only: a PUBLISH may not carry it."""
+    if not will_props:
+        return None
+    props = {k: v for k, v in will_props.items() if k != "will_delay_interval"}
+    return props or None
 
 
 def handle_disconnect(conn: MqttConnection, p: Disconnect) -> None:
