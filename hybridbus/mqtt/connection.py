@@ -400,8 +400,11 @@ class MqttConnection(ClientBase):
         if level == 5 and (msg.properties or sub_ids or self.client_alias_max):
             props = dict(msg.properties) if msg.properties else {}
             if msg.expires_at:
-                # Forward the time that is left, not the original interval [MQTT-3.3.2-6].
-                props["message_expiry_interval"] = max(0, int(msg.expires_at - time.monotonic()))
+                # [MQTT-3.3.2-6] the received interval minus the whole seconds the
+                # message waited: what is left, rounded up (4 sent at once stays 4).
+                left = msg.expires_at - time.monotonic()
+                whole = int(left)
+                props["message_expiry_interval"] = whole + 1 if whole < left else max(whole, 1)
             if sub_ids:
                 props["subscription_identifier"] = sub_ids
             topic_bytes = msg.topic_bytes()
@@ -552,8 +555,14 @@ class MqttConnection(ClientBase):
         log.info("%s - closing: %s", self.describe(), why)
         final = b""
         if self.level == 5 and self.session is not None:
-            # DISCONNECT may always carry a Reason String (3.14.2.2.3).
+            # DISCONNECT may always carry a Reason String (3.14.2.2.3), unless it would
+            # exceed the client's Maximum Packet Size [MQTT-3.14.2-3] [MQTT-3.1.2-24].
             final = encode_disconnect(reason_code, {"reason_string": why}, 5)
+            limit = self.client_max_packet
+            if limit and len(final) > limit:
+                final = encode_disconnect(reason_code, None, 5)
+                if len(final) > limit:
+                    final = b""
         self.close(reasons.PROTOCOL_VIOLATION, final)
 
     def shutdown(self) -> None:

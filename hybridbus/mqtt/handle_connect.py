@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
+from hybridbus.core import client as reasons
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
@@ -135,8 +136,12 @@ def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
         )
         conn.will_delay = int(will_props.get("will_delay_interval", 0)) if will_props else 0
 
+    ack_props = None
     if level == 5:
         conn.apply_client_limits(props)
+        ack_props = conn.connack_properties(assigned, server_keep_alive)
+        if not _connack_fits(conn, ack_props):
+            return
 
     session, present = broker.open_session(conn, conn.client_id, p.clean_start, persistent)
     if level == 5:
@@ -147,13 +152,47 @@ def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
     session.perms = conn.perms
     session.window = min(broker.options.max_ack_pending or 65535, conn.client_receive_max)
 
-    ack_props = None
-    if level == 5:
-        ack_props = conn.connack_properties(assigned, server_keep_alive)
     # [MQTT-3.2.2-1..3] Session Present says whether a stored session was resumed.
     conn.queue(encode_connack(present, 0, ack_props, level))
     conn.on_connected()
     session.resume()
+
+
+# CONNACK properties a client can go without, dropped in this order when the CONNACK
+# would exceed its Maximum Packet Size: absent, the first four mean what we say
+# (3.2.2.3.5, .12, .13, .14), no Topic Alias Maximum means no aliases from the client
+# (stricter, harmless), and Response Information is a MAY (4.10.2).
+OPTIONAL_CONNACK_PROPERTIES = (
+    "retain_available",
+    "wildcard_subscription_available",
+    "subscription_identifier_available",
+    "shared_subscription_available",
+    "response_information",
+    "topic_alias_maximum",
+)
+PACKET_TOO_LARGE = 0x95
+SMALLEST_CONNACK = 5  # fixed header, flags, reason code, empty properties
+
+
+def _connack_fits(conn: MqttConnection, ack_props: dict) -> bool:
+    """Never send a packet larger than the client's Maximum Packet Size
+    [MQTT-3.1.2-24]: trim the CONNACK's optional properties; when it still does not
+    fit, refuse with the 5-byte CONNACK 0x95 (Packet too large) if that fits, or
+    just close. False when refused."""
+    limit = conn.client_max_packet
+    if not limit or len(encode_connack(False, 0, ack_props, 5)) <= limit:
+        return True
+    for name in OPTIONAL_CONNACK_PROPERTIES:
+        if ack_props.pop(name, None) is not None:
+            if len(encode_connack(False, 0, ack_props, 5)) <= limit:
+                return True
+    why = f"the CONNACK exceeds the client's Maximum Packet Size {limit} [MQTT-3.1.2-24]"
+    if limit >= SMALLEST_CONNACK:
+        conn.refuse(PACKET_TOO_LARGE, why)
+    else:
+        log.info("%s - connection refused: %s", conn.describe(), why)
+        conn.close(reasons.PROTOCOL_VIOLATION)
+    return False
 
 
 def will_publish_properties(will_props: dict | None) -> dict | None:

@@ -113,8 +113,25 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> None:
         conn.ack_inbound_run([p.packet_id for p in run], ticket)
 
 
+def wrong_ack(conn: MqttConnection, packet_id: int, qos: int, name: str) -> bool:
+    """True (and the connection closed) when `name`, an acknowledgement of the QoS
+    `qos` flow, names a message in flight at the other QoS: PUBACK for QoS 2, PUBREC
+    or PUBCOMP for QoS 1. A protocol violation closes the connection [MQTT-4.8.0-1]
+    (5.0: DISCONNECT 0x82, section 4.13), as Mosquitto does; an id not in flight at
+    all is only logged (a late ack after a re-send)."""
+    out = conn.session.inflight.get(packet_id)
+    if out is None or out.qos == qos:
+        return False
+    conn.protocol_error(
+        f"{name} for QoS {out.qos} message {packet_id} [MQTT-4.8.0-1]", PROTOCOL_ERROR
+    )
+    return True
+
+
 def handle_puback(conn: MqttConnection, p: Puback) -> None:
     if not conn.session.on_puback(p.packet_id):
+        if wrong_ack(conn, p.packet_id, 1, "PUBACK"):
+            return
         log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), p.packet_id)
 
 
@@ -122,10 +139,14 @@ def handle_puback_run(conn: MqttConnection, run: list[Puback]) -> None:
     """Several PUBACKs in one read (a subscriber working through its window)."""
     unknown = conn.session.on_puback_many([p.packet_id for p in run])
     for packet_id in unknown:
+        if wrong_ack(conn, packet_id, 1, "PUBACK"):
+            return
         log.debug("%s - PUBACK for unknown packet id %d", conn.describe(), packet_id)
 
 
 def handle_pubrec(conn: MqttConnection, p: Pubrec) -> None:
+    if wrong_ack(conn, p.packet_id, 2, "PUBREC"):
+        return
     failed = p.reason_code >= 0x80
     if conn.session.on_pubrec(p.packet_id, failed):
         conn.send_pubrel(p.packet_id)
@@ -147,4 +168,6 @@ def handle_pubrel(conn: MqttConnection, p: Pubrel) -> None:
 
 def handle_pubcomp(conn: MqttConnection, p: Pubcomp) -> None:
     if not conn.session.on_pubcomp(p.packet_id):
+        if wrong_ack(conn, p.packet_id, 2, "PUBCOMP"):
+            return
         log.debug("%s - PUBCOMP for unknown packet id %d", conn.describe(), p.packet_id)

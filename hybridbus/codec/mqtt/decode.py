@@ -335,6 +335,11 @@ def _make_ack(ptype: int, cls: type, want_flags: int) -> Callable:
 # --------------------------------------------------------------- SUBSCRIBE / SUBACK
 
 
+# A topic filter is at least one character long [MQTT-4.7.3-1]; an empty one makes
+# the packet malformed (5.0 section 4.13: the connection is closed, DISCONNECT 0x81).
+_EMPTY_FILTER = "zero-length Topic Filter [MQTT-4.7.3-1]"
+
+
 def _subscribe(parser: MQTTParser, flags: int, body: bytes) -> Subscribe:
     level = parser._level
     if flags != 2 and level >= 4:
@@ -347,6 +352,8 @@ def _subscribe(parser: MQTTParser, flags: int, body: bytes) -> Subscribe:
     subs = []
     while not r.at_end():
         topic_filter = r.utf8()  # [MQTT-3.8.3-1]
+        if not topic_filter:
+            raise _malformed(_EMPTY_FILTER)
         opts = r.u8()
         qos = opts & 3
         if level == 5:
@@ -407,7 +414,10 @@ def _unsubscribe(parser: MQTTParser, flags: int, body: bytes) -> Unsubscribe:
     props = decode_properties(r, UNSUBSCRIBE) if level == 5 else {}
     filters = []
     while not r.at_end():
-        filters.append(r.utf8())  # [MQTT-3.10.3-1]
+        topic_filter = r.utf8()  # [MQTT-3.10.3-1]
+        if not topic_filter:
+            raise _malformed(_EMPTY_FILTER)
+        filters.append(topic_filter)
     if not filters:
         raise _protocol("UNSUBSCRIBE without a Topic Filter [MQTT-3.10.3-2]")
     return Unsubscribe(packet_id, filters, props)

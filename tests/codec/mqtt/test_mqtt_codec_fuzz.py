@@ -144,6 +144,8 @@ text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
     max_size=12,
 )
+# A topic filter is never empty: the decoder refuses one [MQTT-4.7.3-1].
+topic_filter = text.filter(bool)
 blob = st.binary(max_size=24)
 packet_id = st.integers(1, 0xFFFF)
 
@@ -231,9 +233,9 @@ def publish(draw, level):
 @st.composite
 def subscription(draw, level):
     if level != 5:
-        return Subscription(draw(text), draw(st.integers(0, 2)))
+        return Subscription(draw(topic_filter), draw(st.integers(0, 2)))
     return Subscription(
-        draw(text),
+        draw(topic_filter),
         draw(st.integers(0, 2)),
         draw(st.booleans()),
         draw(st.booleans()),
@@ -279,7 +281,7 @@ def packet_strategy(level: int):
         st.builds(
             Unsubscribe,
             packet_id,
-            st.lists(text, min_size=1, max_size=3),
+            st.lists(topic_filter, min_size=1, max_size=3),
             properties_for(PacketType.UNSUBSCRIBE, level),
         ),
         st.builds(
