@@ -89,6 +89,8 @@ class MQTTOptions:
     connect_timeout: float = 10.0
     reject_qos2_publish: bool = False
     downgrade_qos2_subscribe: bool = False
+    # seconds between $SYS/broker/... rounds; 0 turns them off (hybridbus.mqtt.systopics)
+    sys_interval: float = 10.0
 
 
 @dataclass

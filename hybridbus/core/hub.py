@@ -37,6 +37,10 @@ class Hub(Protocol):
     # Transports of closed connections still draining after their last words
     # (ClientBase.close, _Linger); shutdown waits for their output, then drops them.
     lingering: set
+    start_time: float  # time.time() at start ($SYS/broker/uptime)
+    # Traffic of closed connections per conn_type: [in_msgs, in_bytes, out_msgs,
+    # out_bytes] ($SYS/broker/messages/..., bytes/...).
+    closed_by_protocol: dict[str, list[int]]
 
     # Delivery rounds: Server.route bumps route_seq once per message; an MQTT
     # session that matched appends itself to route_sessions once per round.

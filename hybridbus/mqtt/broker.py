@@ -27,6 +27,7 @@ from hybridbus.codec.nats import encode_headers, parse_headers
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.retained import RetainedIndex
 from hybridbus.mqtt.session import MqttSubscription, Session
+from hybridbus.mqtt.systopics import SysTopics
 from hybridbus.subjects import (
     filter_skips_dollar,
     filter_to_subjects,
@@ -111,6 +112,7 @@ class MqttBroker:
         self.pending_wills: dict[str, tuple[MqttMessage, Any]] = {}
         # reply subject -> (correlation data, monotonic expiry) of MQTT 5 requests
         self.correlations: dict[str, tuple[bytes, float]] = {}
+        self.sys_topics = SysTopics(self)  # $SYS/broker/..., see systopics.py
 
     # -- startup ----------------------------------------------------------------------
 
@@ -130,6 +132,11 @@ class MqttBroker:
             log.info(
                 "Restored %d MQTT sessions and %d retained messages", len(sessions), len(retained)
             )
+
+    def start(self) -> None:
+        """The broker's own timer: $SYS topics every mqtt.sys_interval (0: none)."""
+        if self.options.enabled:
+            self.sys_topics.start()
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -462,6 +469,7 @@ class MqttBroker:
 
     def shutdown(self) -> None:
         """Cancel timers; sessions and queued messages stay in the store."""
+        self.sys_topics.stop()
         if self.persistence is not None:
             self.persistence.end_of_read()  # acked records still to delete
         for _will, handle in self.pending_wills.values():

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
 from hybridbus.core import client as reasons
 from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.systopics import is_sys_topic
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ def _authenticate(conn: MqttConnection, p: Connect) -> bool:
         conn.refuse(code, "authentication failed")
         return False
     conn.user = user or None
+    if p.will_topic is not None and is_sys_topic(p.will_topic):
+        # A will is a publish: not into the broker's own $SYS tree (handle_publish).
+        conn.refuse(NOT_AUTHORIZED, "will topic in $SYS")
+        return False
     if p.will_topic is not None and conn.perms is not None:
         # nats-server refuses a CONNECT whose will it could not publish.
         if not server.may_publish(conn, topic_to_subject(p.will_topic), None):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Puback, Pubcomp, Publish, Pubrec, Pubrel
 from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.systopics import is_sys_topic
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         if not is_valid_topic_name(topic):
             # [MQTT-3.3.2-2] no wildcards in a topic name; [MQTT-4.7.3-1] not empty.
             conn.protocol_error(f"invalid topic name {topic!r} [MQTT-3.3.2-2]", TOPIC_NAME_INVALID)
+            return
+        if is_sys_topic(topic):
+            # The broker's own $SYS tree (never cached, so checked on every PUBLISH to
+            # it): refused like a denied publish, 5.0 0x87, 3.1.1 acked and dropped
+            # [MQTT-3.3.5-2].
+            log.info("%s - publish to %r refused: $SYS is the broker's", conn.describe(), topic)
+            if p.qos:
+                conn.ack_inbound(p.packet_id, p.qos, None, NOT_AUTHORIZED)
             return
         subject = topic_to_subject(topic)
         if len(topics) >= TOPIC_CACHE_SIZE:

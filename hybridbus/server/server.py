@@ -257,6 +257,7 @@ class Server:
         self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
+        self.mqtt.start()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

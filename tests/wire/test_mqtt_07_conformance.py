@@ -139,6 +139,10 @@ async def test_MQTT_4_8_0_1_ack_of_the_wrong_qos_flow_closes(nats_server, qos, w
     await mqtt_packets(sub, 1, level=level)
     pub = await mqtt_connect(nats_server.mqtt_port, "pub")
     await pub.send(mp.publish("acks/x", b"m", qos=qos, mid=9))
+    if qos == 2:  # the whole inbound flow: routed on PUBLISH or on PUBREL (4.3.3)
+        await pub.expect(mp.pubrec(9))
+        await pub.send(mp.pubrel(9))
+        await pub.expect(mp.pubcomp(9))
     (msg,) = await mqtt_packets(sub, 1, level=level)
     assert isinstance(msg, Publish) and msg.qos == qos
     await sub.send(wrong(msg.packet_id))
