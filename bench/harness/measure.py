@@ -10,9 +10,10 @@ does).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from .procstat import proc_cpu, proc_rss_kb, proc_write_bytes, sleep_until, system_busy
+from .procstat import proc_cpu, proc_rss_kb, proc_write_bytes, system_busy
 from .servers import RunningServer
 from .workers import Fleet, WorkerError
 
@@ -36,29 +37,70 @@ def check_alive(srv: RunningServer) -> None:
         raise RuntimeError(f"{srv.name} exited during the run; log tail:\n{srv.log_tail()}")
 
 
+class RssPeak:
+    """The highest VmRSS of ``pid`` seen, reading /proc every ``step`` seconds."""
+
+    def __init__(self, pid: int, step: float = 0.2) -> None:
+        self.pid = pid
+        self.step = step
+        self.kb: int | None = None
+        self.sample()
+
+    def sample(self) -> None:
+        v = proc_rss_kb(self.pid)
+        if v is not None and (self.kb is None or v > self.kb):
+            self.kb = v
+
+    def until(self, t: float) -> None:
+        """Sample until time.monotonic() reaches ``t``; returns at ``t`` exactly."""
+        while True:
+            left = t - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, self.step))
+            self.sample()
+
+
 def measure_flow(
-    srv: RunningServer, metric: str, specs: list[Any], warmup: float, duration: float
+    srv: RunningServer,
+    metric: str,
+    specs: list[Any],
+    warmup: float,
+    duration: float,
+    ready_timeout: float = 20.0,
+    after: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run ``specs`` (RoleSpecs) against ``srv``; return the aggregated result dict."""
+    """Run ``specs`` (RoleSpecs) against ``srv``; return the aggregated result dict. The
+    server's RSS is sampled every 0.2 s from the start to the end of the run
+    (``server_rss_peak_kb``); roles of kinds other than pub/sub (a ping probe, say) are
+    only reported under ``workers``. ``after`` runs once every result is in but before the
+    workers are stopped (to stop the server with its clients still connected, say); what it
+    returns is ``out["after"]``."""
     with Fleet() as fleet:
         recv = [fleet.spawn(s.name, s.kind, s.role_cls, **s.params) for s in specs if s.receiver]
-        fleet.wait_ready(recv)
+        fleet.wait_ready(recv, ready_timeout)
         send = [
             fleet.spawn(s.name, s.kind, s.role_cls, **s.params) for s in specs if not s.receiver
         ]
-        fleet.wait_ready(send)
+        fleet.wait_ready(send, ready_timeout)
         t0, t1, t_stop = fleet.go(warmup, duration, PUB_TAIL)
-        sleep_until(t0)
+        peak = RssPeak(srv.pid)
+        peak.until(t0)
         cpu0, sys0, c0 = proc_cpu(srv.pid), system_busy(), time.monotonic()
         wb0 = proc_write_bytes(srv.pid)
-        sleep_until(t1)
+        peak.until(t1)
         cpu1, sys1, c1 = proc_cpu(srv.pid), system_busy(), time.monotonic()
         wb1 = proc_write_bytes(srv.pid)
         rss = proc_rss_kb(srv.pid)
+        peak.until(t_stop)
         collect(fleet, srv, t_stop + 30.0)
         workers = [(w.name, w.kind, w.result or {}) for w in fleet.workers]
-    check_alive(srv)
+        check_alive(srv)
+        extra = after() if after is not None else None
     out = aggregate(metric, workers, cpu0, cpu1, c1 - c0, rss)
+    out["server_rss_peak_kb"] = peak.kb
+    if extra is not None:
+        out["after"] = extra
     # What the rest of the machine used meanwhile: busy CPU minus the server and the
     # generators. Other work on a 2-core box takes CPU from the server under test.
     ours = (out["server_cpu"] or 0.0) + sum(r.get("cpu", 0.0) for _, _, r in workers)

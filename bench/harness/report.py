@@ -5,7 +5,7 @@ replace an earlier file's (so one scenario can be re-run on its own and merged),
 scenario remembers which file and run it came from. From that it writes one Markdown page:
 the machine (from the run's own metadata), the server versions, the targets with pass or
 miss, one table with every scenario's figure per server and hybridbus's ratio to each
-peer, the extra figures of the scale scenarios, and the noise the harness saw. The chart
+peer, the extra figures of the scale and fleet scenarios, and the noise the harness saw. The chart
 (matplotlib, Agg backend, imported only here) has four panels: msgs/s per rate scenario,
 hybridbus/peer ratios, memory per idle connection, and the publish rate without and with
 100,000 subscriptions. Without matplotlib the page is written and the chart is skipped.
@@ -42,7 +42,15 @@ UNITS = {
     "idle_connections": "connections/s",
     "many_subscriptions": "msgs/s",
     "retained_replay": "msgs/s",
+    "fleet_sessions": "sessions/s",
+    "fleet_commands": "msgs/s",
+    "big_qos1": "msgs/s",
+    "fanout_10k": "deliveries/s",
+    "fanout_10k_slow": "deliveries/s",
 }
+
+# The fleet scenarios that run the ping probe (loop latency target).
+PROBED = ["fleet_sessions", "fleet_broadcast", "fleet_commands", "fanout_10k", "fanout_10k_slow"]
 
 # (label, scenario, result key, unit, lower is better)
 EXTRA_ROWS = [
@@ -79,6 +87,26 @@ EXTRA_ROWS = [
     ),
     ("retained_replay seconds for all", "retained_replay", "replay_s", "s", True),
     ("retained_replay store rate (QoS 1, acked)", "retained_replay", "store_rate", "msgs/s", False),
+    (
+        "fleet_sessions RSS per offline session",
+        "fleet_sessions",
+        "rss_per_session_bytes",
+        "bytes",
+        True,
+    ),
+    ("fleet_sessions restart to session present", "fleet_sessions", "restart_s", "s", True),
+    ("fleet_sessions SIGTERM to exit", "fleet_sessions", "stop_s", "s", True),
+    ("fleet_sessions ping p99 while creating", "fleet_sessions", "ping_p99_ms", "ms", True),
+    ("fleet_broadcast send to PUBACK", "fleet_broadcast", "ack_s", "s", True),
+    ("fleet_broadcast ping p99", "fleet_broadcast", "ping_p99_ms", "ms", True),
+    ("fleet_commands ping p99", "fleet_commands", "ping_p99_ms", "ms", True),
+    ("big_qos1 disconnects", "big_qos1", "disconnects", "count", True),
+    ("big_qos1 server RSS peak", "big_qos1", "rss_peak_mb", "MB", True),
+    ("fanout_10k server RSS peak", "fanout_10k", "rss_peak_mb", "MB", True),
+    ("fanout_10k ping p99", "fanout_10k", "ping_p99_ms", "ms", True),
+    ("fanout_10k SIGTERM to exit", "fanout_10k", "stop_s", "s", True),
+    ("fanout_10k_slow lag p50", "fanout_10k_slow", "lag_p50_ms", "ms", True),
+    ("fanout_10k_slow lag p99", "fanout_10k_slow", "lag_p99_ms", "ms", True),
 ]
 
 
@@ -170,7 +198,8 @@ def ratio(doc: dict[str, Any], scn: str, peer: str, key: str = "rate") -> float 
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The mission's five targets: what was measured and whether it is met."""
+    """The targets (the mission's five, then issue 18's fleet targets): what was measured
+    and whether it is met (None: not measured, or not at the scale the target is for)."""
     out = []
 
     def rate_target(label: str, scn: str, peer: str, need: float) -> None:
@@ -216,6 +245,80 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             ok=None if lo is None else lo >= 0.5,
         )
     )
+    out += fleet_targets(doc)
+    return out
+
+
+BROADCAST_SESSIONS = 100_000
+
+
+def fleet_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 18's targets for the fleet scenarios."""
+    out = []
+    r = _res(doc, "fleet_broadcast", "hybridbus")
+    if r is None:
+        measured, ok = "n/a (`fleet_broadcast`)", None
+    else:
+        n = r.get("sessions") or 0
+        ack = r.get("ack_s")
+        measured = (
+            f"{ack:.2f} s with {n:,} sessions" if ack is not None else f"no PUBACK ({n:,} sessions)"
+        )
+        ok = ack is not None and ack <= 3.0
+        if n < BROADCAST_SESSIONS:
+            measured += f" (the target is for {BROADCAST_SESSIONS:,})"
+            ok = None if ok else ok
+    out.append(
+        dict(
+            target="Broadcast to 100,000 offline sessions acknowledged in <= 3 s",
+            measured=measured,
+            ok=ok,
+        )
+    )
+
+    def vs(scn: str, peer: str, need: float, unit: str) -> tuple[str, bool | None]:
+        x = ratio(doc, scn, peer)
+        a, b = value(doc, scn, "hybridbus"), value(doc, scn, peer)
+        if x is None:
+            return f"n/a vs {peer}", None
+        return f"{x:.2f}x {peer} ({_n(a)} vs {_n(b)} {unit})", x >= need
+
+    m, ok = vs("fleet_commands", "mosquitto", 1.0, "msgs/s")
+    out.append(dict(target="fleet_commands >= 1.0x Mosquitto", measured=m, ok=ok))
+
+    m1, ok1 = vs("big_qos1", "mosquitto", 0.5, "msgs/s")
+    m2, ok2 = vs("big_qos1", "nats-server", 1.0, "msgs/s")
+    disc = value(doc, "big_qos1", "hybridbus", "disconnects")
+    parts = [m1, m2, "disconnects n/a" if disc is None else f"{disc:.0f} disconnects"]
+    oks = [ok1, ok2, None if disc is None else disc == 0]
+    out.append(
+        dict(
+            target="big_qos1 >= 0.5x Mosquitto and >= 1.0x nats-server, no disconnect",
+            measured="; ".join(parts),
+            ok=False if False in oks else (None if None in oks else True),
+        )
+    )
+
+    m, ok = vs("fanout_10k", "nats-server", 1.0, "deliveries/s")
+    rss = value(doc, "fanout_10k", "hybridbus", "rss_peak_mb")
+    oks = [ok, None if rss is None else rss < 700]
+    out.append(
+        dict(
+            target="fanout_10k >= 1.0x nats-server's deliveries/s, hybridbus RSS < 700 MB",
+            measured=f"{m}; RSS peak " + ("n/a" if rss is None else f"{rss:,.0f} MB"),
+            ok=False if False in oks else (None if None in oks else True),
+        )
+    )
+
+    lat = [(scn, value(doc, scn, "hybridbus", "ping_p99_ms")) for scn in PROBED]
+    seen = [(scn, v) for scn, v in lat if v is not None]
+    out.append(
+        dict(
+            target="Loop latency (PINGREQ -> PINGRESP) p99 < 100 ms in every fleet scenario",
+            measured=(", ".join(f"`{scn}` {v:,.1f} ms" for scn, v in seen) if seen else "n/a"),
+            ok=None if not seen else all(v < 100.0 for _, v in seen),
+        )
+    )
     return out
 
 
@@ -230,7 +333,7 @@ def _fmt(x: float | None, unit: str) -> str:
         return f"{x:.2f}"
     if unit == "s":
         return f"{x:.2f}"
-    if unit == "us":
+    if unit in ("us", "ms"):
         return f"{x:,.1f}"
     return f"{x:,.0f}"
 
@@ -442,6 +545,22 @@ def _scenario_notes(doc: dict[str, Any]) -> list[str]:
         "message.",
         "",
     ]
+    if any(scn in doc["scenarios"] for scn in (*PROBED, "big_qos1")):
+        L += [
+            "Fleet scenarios: `fleet_sessions`, `fleet_broadcast` and `fleet_commands` share "
+            "one server run per server: N persistent sessions (clean session 0, `dev-<i>`, "
+            "`fleet/all` and `fleet/dev/<i>` at QoS 1) created in waves and left offline "
+            "(RSS per session = settled RSS after - before, over N), then one QoS 1 PUBLISH "
+            "to `fleet/all` (send to PUBACK), then one QoS 1 PUBLISH to each "
+            "`fleet/dev/<i>` (window 1000), then SIGTERM and a restart on the same store: "
+            "restart time is process start to the first CONNACK with session present 1 for "
+            "a reconnecting device. Ping latency: a probe connection sends PINGREQ every "
+            "10 ms during each phase and times the PINGRESPs (unanswered pings count with "
+            "their age). `big_qos1`: RSS peak sampled every 0.2 s. `fanout_10k`: "
+            "deliveries counted from bytes received (every PUBLISH has one length); "
+            "`fanout_10k_slow` timestamps each payload and times 1 subscriber in 100.",
+            "",
+        ]
     return L
 
 
@@ -570,7 +689,8 @@ def chart(doc: dict[str, Any], path: Path) -> bool:
         ax.axvline(x, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("hybridbus / peer on the main figure (log; > 1 = hybridbus higher)")
     ax.set_title("hybridbus / peer (dashed: the 0.5x and 1.5x targets)", pad=26)
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(peers), fontsize=8)
+    if peers:  # a run of hybridbus alone has no ratios (and no legend entries)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(peers), fontsize=8)
     ax.grid(axis="x", alpha=0.3)
 
     # (c) memory per idle connection.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import selfcheck, servers
+from .fleet import FLEET_GROUP
 from .measure import measure_flow
 from .procstat import system_busy
 from .scale import idle_count
@@ -49,8 +50,9 @@ def scenario_title(scn: Scenario, opts: Options) -> str:
     fmt = dict(vars(opts))
     # The idle scenario opens fewer connections than asked when the fd limit says so.
     fmt["idle_conns"] = idle_count(opts.idle_conns)[0]
+    fmt["fanout_subs"] = min(opts.fanout_subs, servers.fd_limit() - 100)
     title = scn.title.format(**fmt)
-    if scn.metric in ("throughput", "latency", "subscriptions", "replay"):
+    if scn.metric in ("throughput", "latency", "subscriptions", "replay", "commands", "fanout"):
         title += f", {opts.payload} B payload"
     return title
 
@@ -187,14 +189,178 @@ _COLUMNS: dict[str, tuple[list[tuple[str, int]], Any]] = {
 }
 
 
+def _ms(x: float | None) -> str:
+    return _fmt_num(x, ",.1f")
+
+
+def _secs(x: float | None, timed_out: bool = False, bound: str = "") -> str:
+    if x is None:
+        return f">{bound}" if timed_out and bound else ("TIMEOUT" if timed_out else "-")
+    return f"{x:.2f}"
+
+
+def _present(r: dict[str, Any]) -> str:
+    p = r.get("restart_session_present")
+    if p is None:
+        return "-"
+    if not p:
+        return "LOST"
+    if r.get("sample_size"):
+        return f"{r['sample_present'] + 1}/{r['sample_size'] + 1}"
+    return "yes"
+
+
+_COLUMNS.update(
+    {
+        "sessions": (
+            [
+                ("sessions", 9),
+                ("lost", 6),
+                ("create s", 8),
+                ("sess/s", 7),
+                ("RSS0 MB", 8),
+                ("RSS1 MB", 8),
+                ("B/sess", 7),
+                ("p99 ms", 7),
+                ("stop s", 7),
+                ("restart s", 9),
+                ("present", 7),
+                ("msgs", 5),
+            ],
+            lambda r: [
+                f"{r['sessions']:,}",
+                f"{r['requested'] - r['sessions']:,}",
+                f"{r['create_s']:.2f}",
+                _fmt_rate(r["rate"]),
+                _fmt_num((r.get("rss_before_kb") or 0) / _MB, ".1f"),
+                _fmt_num((r.get("rss_after_kb") or 0) / _MB, ".1f"),
+                _fmt_num(r.get("rss_per_session_bytes"), ",.0f"),
+                _ms(r.get("ping_p99_ms")),
+                _fmt_num(r.get("stop_s"), ".2f"),
+                _secs(r.get("restart_s"), "restart_attempts" in r),
+                _present(r),
+                _fmt_num(r.get("sample_msgs"), "d"),
+            ],
+        ),
+        "broadcast": (
+            [
+                ("sessions", 9),
+                ("PUBACK s", 9),
+                ("settle s", 8),
+                ("p50 ms", 7),
+                ("p99 ms", 8),
+                ("max ms", 8),
+                ("unansw", 6),
+                ("srv cpu", 8),
+            ],
+            lambda r: [
+                f"{r['sessions']:,}",
+                _secs(r.get("ack_s"), r.get("timed_out", False)),
+                _fmt_num(r.get("settle_s"), ".2f") + ("" if r.get("quiet", True) else "+"),
+                _ms(r.get("ping_p50_ms")),
+                _ms(r.get("ping_p99_ms")),
+                _ms(r.get("ping_max_ms")),
+                _fmt_num(r.get("pings_unanswered"), "d"),
+                _fmt_pct(r.get("server_cpu")),
+            ],
+        ),
+        "commands": (
+            [
+                ("acked", 15),
+                ("s", 7),
+                ("msgs/s", 8),
+                ("settle s", 8),
+                ("p50 ms", 7),
+                ("p99 ms", 8),
+                ("max ms", 8),
+                ("srv cpu", 8),
+                ("pub cpu", 8),
+            ],
+            lambda r: [
+                f"{r['acked']:,}/{r['commands']:,}",
+                f"{r['commands_s']:.2f}",
+                _fmt_rate(r["rate"]),
+                _fmt_num(r.get("settle_s"), ".2f") + ("" if r.get("quiet", True) else "+"),
+                _ms(r.get("ping_p50_ms")),
+                _ms(r.get("ping_p99_ms")),
+                _ms(r.get("ping_max_ms")),
+                _fmt_pct(r.get("server_cpu")),
+                _fmt_pct(r.get("pub_cpu")),
+            ],
+        ),
+        "big": (
+            [
+                ("recv msgs/s", 11),
+                ("acked/s", 8),
+                ("MB/s", 7),
+                ("recv/acked", 11),
+                ("disconn", 7),
+                ("RSS pk MB", 9),
+                ("srv cpu", 8),
+                ("pub cpu", 8),
+                ("sub cpu", 8),
+            ],
+            lambda r: [
+                _fmt_num(r["rate"], ",.1f"),
+                _fmt_num(r.get("sent_rate"), ",.1f"),
+                _fmt_num(r.get("mbytes_per_s"), ",.1f"),
+                f"{r.get('received', 0)}/{r.get('pubacks', 0)}",
+                f"{r.get('disconnects', 0)}",
+                _fmt_num((r.get("server_rss_peak_kb") or 0) / _MB, ",.0f"),
+                _fmt_pct(r.get("server_cpu")),
+                _fmt_pct(r.get("pub_cpu")),
+                _fmt_pct(r.get("sub_cpu")),
+            ],
+        ),
+        "fanout": (
+            [
+                ("subs", 6),
+                ("deliv/s", 10),
+                ("pub msgs/s", 10),
+                ("deliv %", 7),
+                ("RSS pk MB", 9),
+                ("p50 ms", 7),
+                ("p99 ms", 8),
+                ("lag p50", 7),
+                ("lag p99", 7),
+                ("stop s", 6),
+                ("srv cpu", 8),
+                ("sub cpu", 8),
+            ],
+            lambda r: [
+                f"{r['subscribers']:,}",
+                _fmt_rate(r["rate"]),
+                _fmt_rate(r.get("sent_rate")),
+                _fmt_pct(r.get("delivered_fraction")),
+                _fmt_num((r.get("server_rss_peak_kb") or 0) / _MB, ",.0f"),
+                _ms(r.get("ping_p50_ms")),
+                _ms(r.get("ping_p99_ms")),
+                _ms(r.get("lag_p50_ms")),
+                _ms(r.get("lag_p99_ms")),
+                _fmt_num(r.get("stop_s"), ".2f") + ("+" if r.get("stop_killed") else ""),
+                _fmt_pct(r.get("server_cpu")),
+                _fmt_pct(r.get("sub_cpu")),
+            ],
+        ),
+    }
+)
+
+# Ratio columns per metric: (header, result key); hybridbus's figure over the peer's.
+# Lower is better for bytes and seconds (the "mem" and "s" columns).
+RATIO_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "connections": [("hybridbus/x", "rate"), ("mem hb/x", "rss_per_conn_bytes")],
+    "sessions": [("hybridbus/x", "rate"), ("mem hb/x", "rss_per_session_bytes")],
+    "broadcast": [("PUBACK s hb/x", "ack_s")],
+}
+
+
 def print_table(scn: Scenario, title: str, results: dict[str, dict[str, Any]]) -> None:
-    ratio = ratios(results)
-    mem_ratio = ratios(results, "rss_per_conn_bytes") if scn.metric == "connections" else {}
+    rcols = RATIO_COLUMNS.get(scn.metric, [("hybridbus/x", "rate")])
+    rats = [ratios(results, key) for _, key in rcols]
     cols, row = _COLUMNS[scn.metric]
     print(f"\n== {scn.name}: {title}")
-    head = f"  {'server':<12} " + " ".join(f"{h:>{w}}" for h, w in cols) + f" {'hybridbus/x':>12}"
-    if scn.metric == "connections":
-        head += f" {'mem hb/x':>9}"
+    head = f"  {'server':<12} " + " ".join(f"{h:>{w}}" for h, w in cols)
+    head += "".join(f" {h:>{max(9, len(h))}}" for h, _ in rcols)
     print(head)
     for name, r in results.items():
         if "error" in r:
@@ -205,9 +371,8 @@ def print_table(scn: Scenario, title: str, results: dict[str, dict[str, Any]]) -
         line = f"  {name:<12} " + " ".join(
             f"{c:>{w}}" for c, (_, w) in zip(cells, cols, strict=True)
         )
-        line += f" {_rtxt(name, ratio.get(name)):>12}"
-        if scn.metric == "connections":
-            line += f" {_rtxt(name, mem_ratio.get(name)):>9}"
+        for (h, _), rat in zip(rcols, rats, strict=True):
+            line += f" {_rtxt(name, rat.get(name)):>{max(9, len(h))}}"
         print(line)
         if r.get("note"):
             print(f"  {'':<12} note: {r['note']}")
@@ -273,6 +438,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         metavar="S",
         help="bound on each phase of the scale scenarios (120)",
+    )
+    p.add_argument(
+        "--fleet-sessions",
+        type=int,
+        default=100000,
+        metavar="N",
+        help="persistent sessions in fleet_sessions/broadcast/commands (100000)",
+    )
+    p.add_argument(
+        "--fleet-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="bound on each phase of the fleet scenarios (300)",
+    )
+    p.add_argument(
+        "--fanout-subs",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="subscribers in fanout_10k and fanout_10k_slow (10000; capped by the fd limit)",
+    )
+    p.add_argument(
+        "--big-payload",
+        type=int,
+        default=1_000_000,
+        metavar="B",
+        help="payload bytes in big_qos1 (1000000)",
     )
     p.add_argument(
         "--wait-quiet",
@@ -350,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
         subs=args.subs,
         retained=args.retained,
         scale_timeout=args.scale_timeout,
+        fleet_sessions=args.fleet_sessions,
+        fleet_timeout=args.fleet_timeout,
+        fanout_subs=args.fanout_subs,
+        big_payload=args.big_payload,
+        # The selected fleet session scenarios share one server run per server.
+        fleet_group=tuple(n for n in names if n in FLEET_GROUP),
     )
 
     skipped: dict[str, str] = {}
@@ -430,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
             }
             if scn.metric == "connections":
                 entry["hybridbus_mem_ratio"] = ratios(results, "rss_per_conn_bytes")
+            for _, key in RATIO_COLUMNS.get(scn.metric, []):
+                if key != "rate":
+                    entry.setdefault("hybridbus_ratios", {})[key] = ratios(results, key)
             doc["scenarios"][sname] = entry
     except KeyboardInterrupt:
         print("\ninterrupted: stopping servers and workers")

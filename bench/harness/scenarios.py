@@ -7,7 +7,9 @@ starts them all on one clock. ``kind`` says how the runner aggregates a role's r
 the latency figures, "resp" is only reported.
 
 The scale scenarios (idle_connections, many_subscriptions, retained_replay) run in phases
-instead: their ``runner`` (in ``scale``) takes over the whole run on one server.
+instead: their ``runner`` (in ``scale``) takes over the whole run on one server. So do the
+fleet scenarios (``fleet``: fleet_sessions, fleet_broadcast, fleet_commands, big_qos1,
+fanout_10k, fanout_10k_slow).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fleet import run_big_qos1, run_fanout, run_fleet_scenario
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
 from .loadgen_nats import NatsPublisher, NatsRequester, NatsResponder, NatsSubscriber
 from .scale import run_idle_connections, run_many_subscriptions, run_retained_replay
@@ -55,6 +58,29 @@ class Options:
     retained: int = 100000
     # Bound on each phase of a scale scenario (seconds).
     scale_timeout: float = 120.0
+    # Fleet scenarios (``fleet``): persistent sessions, generator processes creating them,
+    # handshakes under way per process, the commands' window of unacknowledged PUBLISHes,
+    # the bound on every phase (seconds), and which fleet session scenarios this run
+    # selected (they share one server run; set by the runner).
+    fleet_sessions: int = 100000
+    fleet_procs: int = 4
+    fleet_inflight: int = 24
+    fleet_window: int = 1000
+    fleet_timeout: float = 300.0
+    fleet_group: tuple[str, ...] = ()
+    # big_qos1: payload bytes and the publisher's window.
+    big_payload: int = 1_000_000
+    big_window: int = 8
+    # fanout_10k: subscribers, their processes, how often each process reads its sockets
+    # (seconds), the flat-out publisher's PUBLISHes per PINGREQ and PINGREQs outstanding;
+    # fanout_10k_slow: the publish rate and every how many subscribers one is timed.
+    fanout_subs: int = 10000
+    fanout_subs_procs: int = 4
+    fanout_sweep: float = 0.25
+    fanout_batch: int = 1
+    fanout_window: int = 2
+    slow_rate: float = 10.0
+    lag_every: int = 100
 
 
 @dataclass
@@ -74,7 +100,9 @@ class Scenario:
     name: str
     title: str
     mode: str  # the server capability needed: "nats", "mqtt" or "bridge"
-    metric: str  # "throughput", "latency", "connections", "subscriptions" or "replay"
+    # "throughput", "latency", "connections", "subscriptions", "replay", or for the fleet
+    # scenarios "sessions", "broadcast", "commands", "big", "fanout"
+    metric: str
     build: Callable[[RunningServer, Options], list[RoleSpec]] | None = None
     # A scale scenario's own runner: (scenario, server name, options) -> result dict.
     runner: Callable[[Scenario, str, Options], dict[str, Any]] | None = None
@@ -275,6 +303,53 @@ SCENARIOS: dict[str, Scenario] = {
             "mqtt",
             "replay",
             runner=run_retained_replay,
+        ),
+        Scenario(
+            "fleet_sessions",
+            "{fleet_sessions:,} persistent MQTT sessions (clean session 0, 2 QoS 1 filters "
+            "each) created and left offline: RSS per session, restart to session present",
+            "mqtt",
+            "sessions",
+            runner=run_fleet_scenario,
+        ),
+        Scenario(
+            "fleet_broadcast",
+            "one QoS 1 PUBLISH to `fleet/all` with {fleet_sessions:,} offline sessions "
+            "subscribed: send to PUBACK, ping latency",
+            "mqtt",
+            "broadcast",
+            runner=run_fleet_scenario,
+        ),
+        Scenario(
+            "fleet_commands",
+            "{fleet_sessions:,} QoS 1 PUBLISHes, one per offline device (`fleet/dev/<i>`), "
+            "window {fleet_window:,}: msgs/s to the last PUBACK, ping latency",
+            "mqtt",
+            "commands",
+            runner=run_fleet_scenario,
+        ),
+        Scenario(
+            "big_qos1",
+            "{big_payload:,} B payloads, QoS 1 both legs, 1 -> 1, publisher window {big_window}",
+            "mqtt",
+            "big",
+            runner=run_big_qos1,
+        ),
+        Scenario(
+            "fanout_10k",
+            "MQTT QoS 0 fan-out 1 -> {fanout_subs:,} subscribers, publisher flat out: "
+            "deliveries/s, RSS peak, ping latency, SIGTERM time",
+            "mqtt",
+            "fanout",
+            runner=run_fanout,
+        ),
+        Scenario(
+            "fanout_10k_slow",
+            "MQTT QoS 0 fan-out 1 -> {fanout_subs:,} subscribers, publisher at {slow_rate:g} "
+            "msgs/s: deliveries/s, lag (1 subscriber in {lag_every} timed)",
+            "mqtt",
+            "fanout",
+            runner=run_fanout,
         ),
     ]
 }

@@ -7,7 +7,9 @@ accepts a TCP connection. If the process exits first or the deadline passes, the
 stops it and raises ``ServerStartError`` with the log tail. ``RunningServer.stop`` sends
 SIGTERM to that PID, waits, then SIGKILLs, and removes the temp dir. Every started server
 sits in a registry that an ``atexit`` hook empties, so nothing outlives the harness even
-when a scenario raises.
+when a scenario raises. For restart measurements ``RunningServer.terminate`` stops the
+process (timing SIGTERM to exit) but keeps the temp dir, and ``relaunch`` starts the same
+command there again, on the same ports and the same store or persistence file.
 
 Every server starts with its soft RLIMIT_NOFILE raised to the hard limit (``fd_limit()``),
 so the idle-connection scenario is bounded by the machine's limit, not a shell default.
@@ -33,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +73,7 @@ class RunningServer:
     http_port: int | None = None
     argv: list[str] = field(default_factory=list)
     host: str = HOST
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -87,6 +91,36 @@ class RunningServer:
         _LIVE.pop(self.proc.pid, None)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return rc
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> dict[str, Any]:
+        """SIGTERM and time the exit (SIGKILL after ``timeout``); the temp dir, with the
+        server's store or persistence file, stays for ``relaunch``. Returns ``stop_s``
+        (SIGTERM to exit), ``killed`` and ``rc``."""
+        t = time.monotonic()
+        killed = False
+        rc = self.proc.poll()
+        if rc is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                killed = True
+        stop_s = time.monotonic() - t
+        if killed:
+            rc = _stop_pid(self.proc)
+        _LIVE.pop(self.proc.pid, None)
+        return {"stop_s": stop_s, "killed": killed, "rc": rc}
+
+    def relaunch(self) -> float:
+        """Start the same command again in the same temp dir (same ports, same store);
+        returns the time.monotonic() just before the process was started. The caller
+        waits for the ports itself (that wait is what a restart measurement times)."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is still running")
+        t, self.proc = _popen(self.name, self.argv, self.tmpdir, self.log_path, self.env, "ab")
+        _LIVE[self.proc.pid] = self
+        return t
 
 
 _LIVE: dict[int, RunningServer] = {}
@@ -175,17 +209,13 @@ def port_accepts(port: int, host: str = HOST, timeout: float = 0.2) -> bool:
         return False
 
 
-def _launch(
-    name: str,
-    argv: list[str],
-    tmpdir: str,
-    ports: dict[str, int | None],
-    env: dict[str, str] | None = None,
-    timeout: float = START_TIMEOUT,
-) -> RunningServer:
-    log_path = os.path.join(tmpdir, "server.log")
-    with open(log_path, "wb") as log:
+def _popen(
+    name: str, argv: list[str], tmpdir: str, log_path: str, env: dict[str, str] | None, mode: str
+) -> tuple[float, subprocess.Popen]:
+    """Start ``argv`` in ``tmpdir`` with its output to ``log_path``; (start time, process)."""
+    with open(log_path, mode) as log:
         try:
+            t = time.monotonic()
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -199,9 +229,25 @@ def _launch(
                 preexec_fn=_raise_nofile,
             )
         except OSError as e:
-            shutil.rmtree(tmpdir, ignore_errors=True)
             raise ServerStartError(f"{name}: cannot run {argv[0]}: {e}") from e
-    srv = RunningServer(name, proc, tmpdir, log_path, argv=argv, **ports)
+    return t, proc
+
+
+def _launch(
+    name: str,
+    argv: list[str],
+    tmpdir: str,
+    ports: dict[str, int | None],
+    env: dict[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> RunningServer:
+    log_path = os.path.join(tmpdir, "server.log")
+    try:
+        _, proc = _popen(name, argv, tmpdir, log_path, env, "wb")
+    except ServerStartError:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    srv = RunningServer(name, proc, tmpdir, log_path, argv=argv, env=env, **ports)
     _LIVE[proc.pid] = srv
     deadline = time.monotonic() + timeout
     # The monitoring port is not used by any scenario, so it is not waited for.

@@ -8,21 +8,27 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import socket
 import struct
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from . import report, scale, servers
+from .loadgen_fleet import Handshakes, PingProbe, pct_stats
 from .loadgen_nats import EdgeCounter, _parse_msgs
 from .mqttwire import (
     PINGRESP_BYTES,
+    BigFrameStream,
     FixedPublishCounter,
     MqttStream,
     encode_publish,
     encode_subscribe_many,
     encode_varint,
     publish_cycle,
+    publish_head,
     publish_qos1_cycle,
     publish_retained_run,
     retained_topic,
@@ -373,6 +379,12 @@ def test_report_targets_and_tables_from_saved_json(tmp_path: Path) -> None:
         "NATS core >= 0.5x nats-server": True,  # 0.6x
         "<= 4 KB RSS per idle MQTT connection": True,
         "100,000 subscriptions do not halve the publish rate": True,
+        # No fleet scenario in this file.
+        "Broadcast to 100,000 offline sessions acknowledged in <= 3 s": None,
+        "fleet_commands >= 1.0x Mosquitto": None,
+        "big_qos1 >= 0.5x Mosquitto and >= 1.0x nats-server, no disconnect": None,
+        "fanout_10k >= 1.0x nats-server's deliveries/s, hybridbus RSS < 700 MB": None,
+        "Loop latency (PINGREQ -> PINGRESP) p99 < 100 ms in every fleet scenario": None,
     }
     assert "| `mqtt_qos0` | msgs/s | 300,000 † | 500,000 | 150,000 | 0.60x | 2.00x |" in text
     assert "FAILED" in text and "boom" in text
@@ -400,3 +412,229 @@ def test_report_merge_later_file_replaces_scenario(tmp_path: Path) -> None:
     assert doc["scenarios"]["mqtt_qos0"]["source"] == str(pb)
     # The re-run scenario's old warning is gone with its old figures.
     assert not any("mqtt_qos0" in w for w in doc["warnings"])
+
+
+# ---------------------------------------------------------------- fleet scenarios
+
+
+def test_big_frame_stream_counts_and_acks_under_any_chunking() -> None:
+    rnd = random.Random(5)
+    frames, ids, publishes, pubacks, pings = [], [], 0, 0, 0
+    for _ in range(60):
+        r = rnd.random()
+        if r < 0.3:
+            pid = rnd.randint(1, 65535)
+            size = rnd.choice([1_000_000, 200_000, 70_000])
+            frames.append(publish_head("bench/big", size, 1, pid) + b"B" * size)
+            publishes += 1
+            ids.append(pid)
+        elif r < 0.5:
+            pid = rnd.randint(1, 65535)
+            frames.append(encode_publish("a/" + "t" * rnd.randint(0, 40), b"p" * 10, 1, pid))
+            publishes += 1
+            ids.append(pid)
+        elif r < 0.6:
+            frames.append(encode_publish("q0", b"z" * rnd.randint(0, 3000)))
+            publishes += 1
+        elif r < 0.8:
+            frames.append(b"\x40\x02" + struct.pack("!H", rnd.randint(1, 65535)))
+            pubacks += 1
+        else:
+            frames.append(PINGRESP_BYTES)
+            pings += 1
+    data = b"".join(frames)
+    for seed in range(3):
+        stream = BigFrameStream()
+        acks = b"".join(stream.feed(memoryview(c)) for c in _chunks(data, random.Random(seed)))
+        assert (stream.publishes, stream.pubacks, stream.pingresps) == (publishes, pubacks, pings)
+        assert _ids(acks, 0x40) == ids
+        assert stream.head == b"" and stream.skip == 0
+
+
+def test_publish_head_plus_payload_is_the_publish() -> None:
+    for qos, pid, size in ((0, 0, 64), (1, 7, 1_000_000), (1, 65535, 127)):
+        p = b"x" * size
+        assert publish_head("t/x", size, qos, pid) + p == encode_publish("t/x", p, qos, pid)
+
+
+def test_pct_stats() -> None:
+    st = pct_stats([i / 1000 for i in range(1, 101)], "ping")
+    assert st["ping_p50"] == pytest.approx(51.0)
+    assert st["ping_p99"] == pytest.approx(100.0) and st["ping_max"] == pytest.approx(100.0)
+    assert pct_stats([], "x") == {}
+
+
+class _SilentBroker:
+    """Accepts connections; answers CONNECT with CONNACK only while ``answer`` is set, and
+    never anything else: a server that stalls."""
+
+    def __init__(self) -> None:
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(128)
+        self.port = self.lsock.getsockname()[1]
+        self.answer = True
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            if self.answer:
+                c.recv(1024)
+                c.sendall(b"\x20\x02\x00\x00")
+
+    def close(self) -> None:
+        self.lsock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_probe_counts_a_stalled_server_as_latency_and_handshakes_are_bounded() -> None:
+    broker = _SilentBroker()
+    try:
+        probe = PingProbe("127.0.0.1", broker.port)
+        probe.setup()
+        t = time.monotonic()
+        r = probe.run(t, t, t + 0.3, t + 0.5)
+        probe.close()
+        # Every ping unanswered, each counted with its age, none dropped.
+        assert r["pings"] >= 20 and r["unanswered"] == r["pings"]
+        assert r["ping_max"] >= 250 and r["ping_p50"] > 50
+        broker.answer = False
+        hs = Handshakes("127.0.0.1", broker.port, inflight=4)
+        t = time.monotonic()
+        res = hs.run([(b"x", b"y")] * 10, t + 0.5, keep=False, qos=1)
+        assert time.monotonic() - t < 2.0
+        assert res["done"] == 0 and res["timed_out"] + res["failed"] == 10
+    finally:
+        broker.close()
+
+
+def _fleet_opts(**kw: object) -> Options:
+    o = Options(
+        duration=0.5,
+        warmup=0.2,
+        fleet_sessions=200,
+        fanout_subs=100,
+        fleet_timeout=30.0,
+        fleet_group=("fleet_sessions", "fleet_broadcast", "fleet_commands"),
+    )
+    for k, v in kw.items():
+        setattr(o, k, v)
+    return o
+
+
+def _run_fleet(server: str) -> dict[str, dict]:
+    o = _fleet_opts()
+    t = time.monotonic()
+    out = {name: run_one(SCENARIOS[name], server, o) for name in o.fleet_group}
+    assert time.monotonic() - t < 40
+    return out
+
+
+def _check_probe(r: dict) -> None:
+    assert r["pings"] > 0 and 0 < r["ping_p50_ms"] <= r["ping_p99_ms"] <= r["ping_max_ms"]
+
+
+@pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Debian mosquitto not installed")
+def test_live_fleet_sessions_broadcast_commands_against_mosquitto() -> None:
+    out = _run_fleet("mosquitto")
+    s, b, c = out["fleet_sessions"], out["fleet_broadcast"], out["fleet_commands"]
+    assert s["sessions"] == 200 and s["failed"] == s["refused"] == s["timed_out"] == 0
+    assert s["session_present"] == 0  # new sessions
+    assert s["rss_after_kb"] >= s["rss_before_kb"]
+    assert s["restart_session_present"] is True and 0 < s["restart_s"] < 30
+    assert s["sample_present"] == s["sample_size"] == 10
+    # Each sampled device got the broadcast and its own command, kept over the restart.
+    assert s["sample_msgs"] == 20
+    assert b["ack_s"] is not None and b["ack_s"] < 5 and b["sessions"] == 200
+    assert c["complete"] and c["acked"] == 200 and c["rate"] > 0
+    for r in (s, b, c):
+        _check_probe(r)
+
+
+def test_live_fleet_against_hybridbus() -> None:
+    servers.hybridbus_argv()
+    out = _run_fleet("hybridbus")
+    s = out["fleet_sessions"]
+    # However today's server does, the rows are there and add up.
+    assert s["sessions"] + s["failed"] + s["refused"] + s["sub_refused"] + s["timed_out"] == 200
+    assert "restart_s" in s and "stop_s" in s
+    for r in out.values():
+        _check_probe(r)
+    assert "ack_s" in out["fleet_broadcast"] and "acked" in out["fleet_commands"]
+
+
+@pytest.mark.parametrize("server", ["mosquitto", "hybridbus"])
+def test_live_big_qos1(server: str) -> None:
+    if server == "mosquitto" and not HAVE_MOSQUITTO:
+        pytest.skip("Debian mosquitto not installed")
+    r = run_one(SCENARIOS["big_qos1"], server, _fleet_opts(big_payload=300_000))
+    assert {"disconnects", "received", "pubacks", "server_rss_peak_kb"} <= set(r)
+    if server == "mosquitto":
+        assert r["rate"] > 10 and r["disconnects"] == 0
+        assert r["workers"]["sub"]["total"] <= r["workers"]["pub"]["total"]
+
+
+@pytest.mark.parametrize("server", ["mosquitto", "hybridbus"])
+def test_live_fanout_and_slow_variant(server: str) -> None:
+    if server == "mosquitto" and not HAVE_MOSQUITTO:
+        pytest.skip("Debian mosquitto not installed")
+    o = _fleet_opts(slow_rate=20.0, lag_every=10)
+    r = run_one(SCENARIOS["fanout_10k"], server, o)
+    assert r["subscribers"] == 100 and r["misframed"] == 0
+    assert r["stop_s"] is not None and r["server_rss_peak_kb"] >= r["server_rss_kb"] > 0
+    _check_probe(r)
+    if server == "mosquitto":
+        assert r["rate"] > 1000
+    r = run_one(SCENARIOS["fanout_10k_slow"], server, o)
+    assert r["subscribers"] == 100 and r["misframed"] == 0
+    if server == "mosquitto":
+        # 20 msgs/s to 100 subscribers; 10 of them timed.
+        assert r["rate"] == pytest.approx(2000, rel=0.3)
+        assert r["lag_samples"] > 0 and 0 < r["lag_p50_ms"] < 1000
+
+
+def test_fleet_targets_from_saved_json() -> None:
+    def res(**kw: object) -> dict:
+        return {"other_cpu": 0.0, **kw}
+
+    doc = {
+        "meta": {},
+        "scenarios": {
+            "fleet_broadcast": {"results": {"hybridbus": res(ack_s=1.2, sessions=100_000)}},
+            "fleet_commands": {
+                "results": {"hybridbus": res(rate=900.0), "mosquitto": res(rate=1000.0)}
+            },
+            "big_qos1": {
+                "results": {
+                    "hybridbus": res(rate=60.0, disconnects=0),
+                    "mosquitto": res(rate=100.0),
+                    "nats-server": res(rate=50.0),
+                }
+            },
+            "fanout_10k": {
+                "results": {
+                    "hybridbus": res(rate=2e6, rss_peak_mb=650.0, ping_p99_ms=120.0),
+                    "nats-server": res(rate=1e6),
+                }
+            },
+        },
+    }
+    doc["scenarios"]["fleet_commands"]["results"]["hybridbus"]["ping_p99_ms"] = 20.0
+    got = {t["target"]: t["ok"] for t in report.fleet_targets(doc)}
+    assert got == {
+        "Broadcast to 100,000 offline sessions acknowledged in <= 3 s": True,
+        "fleet_commands >= 1.0x Mosquitto": False,  # 0.9x
+        "big_qos1 >= 0.5x Mosquitto and >= 1.0x nats-server, no disconnect": True,
+        "fanout_10k >= 1.0x nats-server's deliveries/s, hybridbus RSS < 700 MB": True,
+        "Loop latency (PINGREQ -> PINGRESP) p99 < 100 ms in every fleet scenario": False,
+    }
+    # A small run passes no verdict on the 100,000-session target.
+    doc["scenarios"]["fleet_broadcast"]["results"]["hybridbus"]["sessions"] = 2000
+    assert report.fleet_targets(doc)[0]["ok"] is None
