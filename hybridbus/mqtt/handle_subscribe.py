@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from hybridbus.codec.mqtt import Subscribe, Unsubscribe, encode_suback, encode_unsuback
@@ -91,7 +92,7 @@ def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
     broker.save(session)
     conn.queue(encode_suback(p.packet_id, codes, None, level))
     for inner, qos in replays:
-        for msg in broker.retained.match(inner):
+        for msg in chain(broker.retained.match(inner), broker.sys_topics.match(inner)):
             if msg.expires_at and msg.expired():
                 continue
             # Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8].

@@ -16,8 +16,10 @@ changed or not (Mosquitto sends changes only), so a subscriber that gets no
 retained replay (a shared subscription, Retain Handling 2) still sees each value
 within one interval.
 
-Each message is retained, QoS 0 and kept in memory only: a round never writes to
-the store, and an offline persistent session is not sent QoS 0 messages, so $SYS
+Each message is retained, QoS 0 and kept in memory only, in this publisher's own
+map (``retained``, replayed on subscribe to filters that start with ``$SYS``): a
+round never writes to the store nor touches the retained index of the clients'
+messages, and an offline persistent session is not sent QoS 0 messages, so $SYS
 never grows anybody's queue. Filters starting with a wildcard (``#``, ``+/...``)
 never match them [MQTT-4.7.2-1]; a client may not publish under ``$SYS``
 (handle_publish).
@@ -42,7 +44,7 @@ payloads; Mosquitto counts every packet and every byte):
   per minute: each round's rate (per minute) folded into an exponentially weighted
   average over 1, 5 and 15 minutes.
 * ``subscriptions/count``: MQTT topic filters; ``retained messages/count``: retained
-  topics ($SYS ones included, as in Mosquitto).
+  topics of client messages (Mosquitto also counts its own $SYS ones).
 * ``store/messages/count|bytes`` (and the older alias ``messages/stored``): records
   and bytes of MQTT state in the store (retained messages, messages queued for
   persistent sessions, session records).
@@ -53,10 +55,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from hybridbus import __version__
 from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.retained import filter_matcher
 from hybridbus.subjects import topic_to_subject
 
 if TYPE_CHECKING:
@@ -80,7 +84,16 @@ def is_sys_topic(topic: str) -> bool:
 class SysTopics:
     """The $SYS publisher of one broker: start() at server start, stop() at shutdown."""
 
-    __slots__ = ("broker", "handle", "maximum", "last_counts", "last_time", "loads", "subjects")
+    __slots__ = (
+        "broker",
+        "handle",
+        "maximum",
+        "last_counts",
+        "last_time",
+        "loads",
+        "subjects",
+        "retained",
+    )
 
     def __init__(self, broker: MqttBroker) -> None:
         self.broker = broker
@@ -90,6 +103,7 @@ class SysTopics:
         self.last_time = 0.0
         self.loads = {(stem, window): 0.0 for stem in LOADS for window, _ in WINDOWS}
         self.subjects: dict[str, str] = {}
+        self.retained: dict[str, MqttMessage] = {}  # topic -> its latest value
 
     def start(self) -> None:
         if self.broker.options.sys_interval > 0:
@@ -183,14 +197,28 @@ class SysTopics:
 
     def publish(self, values: list[tuple[str, str]]) -> None:
         """Retain (in memory) and route each value, QoS 0, from no client."""
-        broker = self.broker
-        route = broker.server.route
+        route = self.broker.server.route
         subjects = self.subjects
         for topic, text in values:
             subject = subjects.get(topic)
             if subject is None:
                 subject = subjects[topic] = topic_to_subject(topic)
             payload = text.encode()
-            msg = MqttMessage(topic, payload, 0, True)
-            broker.retained.set(msg)  # never persisted: rebuilt by the first round
+            msg = self.retained[topic] = MqttMessage(topic, payload, 0, True)
             route(None, subject, None, None, payload, msg)
+
+    def match(self, topic_filter: str) -> Iterator[MqttMessage]:
+        """The retained $SYS values a new subscription to `topic_filter` replays: none
+        unless its first level is `$SYS` (a wildcard first level skips `$` topics
+        [MQTT-4.7.2-1])."""
+        if not self.retained or not topic_filter.startswith("$SYS"):
+            return
+        if "+" not in topic_filter and "#" not in topic_filter:
+            msg = self.retained.get(topic_filter)
+            if msg is not None:
+                yield msg
+            return
+        matches = filter_matcher(topic_filter)
+        for topic, msg in list(self.retained.items()):
+            if matches(topic):
+                yield msg
