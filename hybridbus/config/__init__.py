@@ -1,5 +1,6 @@
-"""NATS-format configuration: the file syntax (``lexer``, ``parser``) and the
-mapping onto hybridbus ``Options`` (``load``).
+"""NATS-format configuration: the file syntax (``lexer``, on ``scanner`` and
+``scalars``; then ``parser``) and the mapping onto hybridbus ``Options``
+(``load``, with one ``opts_*`` module per block on ``readers`` and ``gotext``).
 
 ``parse``/``parse_file`` give plain dicts; ``parse_nodes``/``parse_file_nodes``
 keep each value's file, line and column.  ``load_options`` builds ``Options``,
