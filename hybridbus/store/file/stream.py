@@ -30,7 +30,7 @@ from .compact import FileCompaction, _CompactPlan
 from .disk import _fsync_dir, _write_json_atomic
 from .recovery import FileRecovery
 from .segment import Seg, _write_index
-from .writer import FileWriter, _SyncJob
+from .writer import CACHE_TRIM_AT, FileWriter, _SyncJob
 
 if TYPE_CHECKING:
     from .store import FileStore
@@ -69,6 +69,7 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
         # recent messages, kept until written (and a while after): seq -> (subject,
         # headers, payload, ts), a tuple being far cheaper to make than a StoredMsg
         self._cache: dict[int, tuple] = {}
+        self._cache_trim_at = CACHE_TRIM_AT  # the cache size that triggers _trim_cache
         self._written_seq = 0
         self._fail_until = 0.0
         self._fail_err: E.StoreWriteError | None = None

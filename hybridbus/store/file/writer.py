@@ -224,7 +224,7 @@ class FileWriter:
             seg.mids += (seq, ts, msg_id)
         cache = self._cache
         cache[seq] = (subject, hdr, payload, ts)
-        if len(cache) > CACHE_TRIM_AT:
+        if len(cache) > self._cache_trim_at:
             self._trim_cache()
 
     def _pad(self, seg: Seg, seq: int) -> None:
@@ -242,7 +242,11 @@ class FileWriter:
         # Rebuild rather than pop from the front: deleting a dict's oldest keys one by one
         # leaves tombstones that every next(iter()) walks again. Unwritten entries stay.
         cutoff = min(self._written_seq, self._last_seq - CACHE_MAX)
-        self._cache = {k: v for k, v in self._cache.items() if k > cutoff}
+        self._cache = cache = {k: v for k, v in self._cache.items() if k > cutoff}
+        # Unwritten entries cannot go, and within one long synchronous burst (a fan-out
+        # to many sessions) nothing gets written: the next rebuild waits until the cache
+        # has doubled, so a burst costs amortised O(1) per append, not O(n).
+        self._cache_trim_at = max(CACHE_TRIM_AT, 2 * len(cache))
 
     def _durable(self, cb, seq) -> None:
         self._wcbs.append(cb)
