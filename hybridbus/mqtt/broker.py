@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.nats import encode_headers, parse_headers
 from hybridbus.mqtt.message import MqttMessage
+from hybridbus.mqtt.persistence import Ticket
 from hybridbus.mqtt.retained import RetainedIndex
 from hybridbus.mqtt.session import MqttSubscription, Session
 from hybridbus.mqtt.systopics import SysTopics
+from hybridbus.store.errors import StoreError
 from hybridbus.subjects import (
     filter_skips_dollar,
     filter_to_subjects,
@@ -113,6 +115,9 @@ class MqttBroker:
         # reply subject -> (correlation data, monotonic expiry) of MQTT 5 requests
         self.correlations: dict[str, tuple[bytes, float]] = {}
         self.sys_topics = SysTopics(self)  # $SYS/broker/..., see systopics.py
+        # After a restart: stored QoS 2 message seq -> the sessions that already hold a
+        # record of it (see release_qos2); emptied as their publishers send PUBREL.
+        self.routed: dict[int, list[Session]] = {}
 
     # -- startup ----------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class MqttBroker:
         """Rebuild persistent sessions and retained messages from the store."""
         if self.persistence is None:
             return
-        sessions, retained = self.persistence.load(self)
+        sessions, retained, self.routed = self.persistence.load(self)
         for msg, seq in retained:
             self.retained.set(msg, seq)
         for session in sessions:
@@ -333,11 +338,64 @@ class MqttBroker:
 
     # -- publishing -------------------------------------------------------------------
 
-    def publish(self, msg: MqttMessage, subject: str, qos2_packet_id: int = 0) -> Any:
-        """Retain (if asked), route, and return a Ticket for what must reach disk first.
+    def receive_qos2(self, msg: MqttMessage, subject: str, packet_id: int) -> Any:
+        """An inbound QoS 2 PUBLISH (not a re-send); returns the Ticket PUBREC waits for.
 
-        `qos2_packet_id`: an inbound QoS 2 PUBLISH from a persistent session; its id
-        is stored under the same ticket, so PUBREC never precedes the dedup record."""
+        From a persistent session it is stored and kept until its PUBREL, when it is
+        delivered (4.3.3 "Method A"): exactly once across a crash. Delivering on
+        PUBLISH cannot promise that, since the dedup record and the receivers'
+        records live in different streams and a crash may keep one without the
+        other (a loss or a duplicate once the publisher re-sends). From a clean
+        session, which a crash ends (it never re-sends), it is delivered at once
+        ("Method B"): a receiver's record the store refuses still fails the PUBREC."""
+        session = msg.origin
+        if not session.persistent or self.persistence is None:
+            session.incoming[packet_id] = (0, None)
+            return self.publish(msg, subject)
+        seq, ticket = self.persistence.add_incoming(session, packet_id, msg)
+        session.incoming[packet_id] = (seq, msg)
+        return ticket
+
+    def release_qos2(self, session: Session, entry: tuple) -> Any:
+        """PUBREL for a kept QoS 2 message: deliver it, then forget its stored copy once
+        the receivers' records are durable. Returns the Ticket PUBCOMP waits for; the
+        receivers' PUBLISHes wait for it too (msg.hold): until the copy is gone for
+        good, a crash makes the publisher re-send PUBREL and the message is routed
+        again, skipping the sessions that already have a record of it (self.routed).
+        A receiver whose record the store refuses now misses it (logged): PUBCOMP
+        has no failure code, and the others have theirs."""
+        seq, msg = entry
+        persistence = self.persistence
+        if msg is None or not seq or persistence is None:
+            # Delivered on arrival (a clean session's, or stored by an older version).
+            return self.release_incoming(session, seq)
+        done = Ticket()
+        done.pending = 1
+        msg.hold = done
+        msg.q2in_seq = seq
+        skip = self.routed.pop(seq, None)
+        if skip:
+            # Already holding a record of it (routed before a crash): marked as seen in
+            # the coming route, so Session.deliver never queues them for a second copy.
+            mark = self.server.route_seq + 1
+            for other in skip:
+                other.route_mark = mark
+        routed = self.publish(msg, topic_to_subject(msg.topic))
+
+        def forget() -> None:
+            if routed is not None and routed.failed:
+                log.error("QoS 2 message on %r: a receiver's record was refused", msg.topic)
+            gone = persistence.remove_incoming(session, seq)
+            gone.on_done(lambda: done.durable(0, None if not gone.failed else StoreError()))
+
+        if routed is None:
+            forget()
+        else:
+            routed.on_done(forget)
+        return done
+
+    def publish(self, msg: MqttMessage, subject: str) -> Any:
+        """Retain (if asked), route, and return a Ticket for what must reach disk first."""
         persistence = self.persistence
         if msg.qos == 0 and not msg.retain and not msg.properties:
             # Delivered QoS is min(published, granted): a QoS 0 message is never stored.
@@ -345,12 +403,6 @@ class MqttBroker:
             return None
         if persistence is not None:
             persistence.begin()
-        if qos2_packet_id:
-            session = msg.origin
-            seq = 0
-            if session.persistent and persistence is not None:
-                seq = persistence.add_incoming(session, qos2_packet_id)
-            session.incoming[qos2_packet_id] = seq
         if msg.retain:
             self.set_retained(msg)
         reply = None
@@ -459,9 +511,11 @@ class MqttBroker:
             self.persistence.remove_outgoing(session, out)
             out.seq = 0
 
-    def persistence_release_incoming(self, session: Session, seq: int) -> None:
-        if self.persistence is not None:
-            self.persistence.remove_incoming(session, seq)
+    def release_incoming(self, session: Session, seq: int) -> Any:
+        """Forget an inbound QoS 2 id's record; the Ticket PUBCOMP must wait for, or None."""
+        if self.persistence is not None and seq:
+            return self.persistence.remove_incoming(session, seq)
+        return None
 
     def persist_released(self, session: Session, out) -> None:
         if self.persistence is not None:

@@ -48,6 +48,7 @@ from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
+    PUBCOMP_ACK,
     handle_puback,
     handle_puback_run,
     handle_pubcomp,
@@ -482,7 +483,8 @@ class MqttConnection(ClientBase):
         self.queue(encode_pubcomp(packet_id, reason if self.level == 5 else 0, None, self.level))
 
     def ack_inbound(self, packet_id: int, qos: int, ticket: Any, reason: int) -> None:
-        """PUBACK/PUBREC, sent once the message is durable and in arrival order [MQTT-4.6.0-2]."""
+        """PUBACK/PUBREC (or PUBCOMP, qos PUBCOMP_ACK), sent once what it answers is
+        durable (`ticket` done) and in arrival order [MQTT-4.6.0-2]."""
         if ticket is None and not self.acks:
             self._send_ack(packet_id, qos, reason)
             return
@@ -519,10 +521,11 @@ class MqttConnection(ClientBase):
                 self.queue(encode_pubacks(plain))
                 plain = []
             if failed:
-                if self.level == 5:
+                if self.level == 5 and qos != PUBCOMP_ACK:
                     reason = UNSPECIFIED_ERROR
                 else:
-                    # 3.1.1 has no negative ack: close, so the client re-sends after reconnecting.
+                    # 3.1.1 has no negative ack, and PUBCOMP none in either version: close,
+                    # so the client re-sends after reconnecting.
                     log.error(
                         "%s - store write failed; closing so the client re-sends", self.describe()
                     )
@@ -540,13 +543,15 @@ class MqttConnection(ClientBase):
         elif qos == 2 and reason >= 0x80 and self.session is not None:
             # A failing PUBREC ends the flow (5.0 section 4.3.3): the client may reuse
             # the id for a new message at once, so it is no longer awaiting PUBREL.
-            seq = self.session.incoming.pop(packet_id, None)
-            if seq:
-                self.server.mqtt.persistence_release_incoming(self.session, seq)
+            entry = self.session.incoming.pop(packet_id, None)
+            if entry is not None and entry[0]:
+                self.server.mqtt.release_incoming(self.session, entry[0])
         if qos == 1:
             self.queue(encode_puback(packet_id, reason, None, level))
-        else:
+        elif qos == 2:
             self.queue(encode_pubrec(packet_id, reason, None, level))
+        else:
+            self.send_pubcomp(packet_id, reason)
 
     # -- closing ----------------------------------------------------------------------
 

@@ -27,6 +27,9 @@ NOT_AUTHORIZED = 0x87
 QOS_NOT_SUPPORTED = 0x9B
 TOPIC_ALIAS_INVALID = 0x94
 PACKET_ID_NOT_FOUND = 0x92
+# In a connection's queue of pending acks (MqttConnection.acks), the QoS field holds
+# 1 for PUBACK, 2 for PUBREC, and this for a PUBCOMP that waits on the store.
+PUBCOMP_ACK = 3
 NO_MATCHING_SUBSCRIBERS = 0x10
 RECEIVE_MAXIMUM_EXCEEDED = 0x93
 
@@ -67,7 +70,7 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
     conn.in_bytes += len(p.payload)
     if qos == 2:
         if p.packet_id in session.incoming:
-            # A re-sent QoS 2 PUBLISH before PUBREL: acknowledge, do not route again.
+            # A re-sent QoS 2 PUBLISH before PUBREL: acknowledge, do not keep it again.
             conn.ack_inbound(p.packet_id, 2, None, 0)
             return
     if qos and conn.level == 5 and len(conn.acks) + len(session.incoming) >= conn.receive_maximum:
@@ -85,7 +88,11 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
             conn.ack_inbound(p.packet_id, qos, None, NOT_AUTHORIZED)
         return
     msg = MqttMessage(topic, p.payload, qos, p.retain, conn.forwardable_properties(props), session)
-    ticket = server.mqtt.publish(msg, subject, p.packet_id if qos == 2 else 0)
+    if qos == 2:
+        ticket = server.mqtt.receive_qos2(msg, subject, p.packet_id)
+        conn.ack_inbound(p.packet_id, 2, ticket, 0)
+        return
+    ticket = server.mqtt.publish(msg, subject)
     if qos:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 
@@ -157,22 +164,19 @@ def handle_pubrec(conn: MqttConnection, p: Pubrec) -> None:
     if wrong_ack(conn, p.packet_id, 2, "PUBREC"):
         return
     failed = p.reason_code >= 0x80
-    if conn.session.on_pubrec(p.packet_id, failed):
-        conn.send_pubrel(p.packet_id)
-    elif not failed:
+    if not conn.session.on_pubrec(p.packet_id, failed) and not failed:
         # [MQTT-4.3.3-?] answer PUBREC for an unknown id with PUBREL (5.0: 0x92).
         conn.send_pubrel(p.packet_id, PACKET_ID_NOT_FOUND)
 
 
 def handle_pubrel(conn: MqttConnection, p: Pubrel) -> None:
     session = conn.session
-    known = p.packet_id in session.incoming
-    if known:
-        seq = session.incoming.pop(p.packet_id)
-        if seq:
-            conn.server.mqtt.persistence_release_incoming(session, seq)
-    # [MQTT-4.3.3-11] PUBCOMP answers every PUBREL, even a repeated one.
-    conn.send_pubcomp(p.packet_id, 0 if known else PACKET_ID_NOT_FOUND)
+    entry = session.incoming.pop(p.packet_id, None)
+    ticket = None if entry is None else conn.server.mqtt.release_qos2(session, entry)
+    # [MQTT-4.3.3-11] PUBCOMP answers every PUBREL, even a repeated one; it waits until
+    # the message is delivered and its stored copy gone for good (release_qos2).
+    reason = 0 if entry is not None else PACKET_ID_NOT_FOUND
+    conn.ack_inbound(p.packet_id, PUBCOMP_ACK, ticket, reason)
 
 
 def handle_pubcomp(conn: MqttConnection, p: Pubcomp) -> None:

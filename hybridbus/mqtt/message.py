@@ -22,6 +22,8 @@ class MqttMessage:
         "properties",
         "expires_at",
         "origin",
+        "hold",
+        "q2in_seq",
         "_topic_bytes",
     )
 
@@ -40,6 +42,12 @@ class MqttMessage:
         self.retain = retain
         self.properties = properties or None
         self.origin = origin
+        # A QoS 2 publish from a persistent session: the Ticket of its dedup record.
+        # Receivers get it only once that is durable (Session._transmit says why).
+        self.hold: Any = None
+        # Delivered on a persistent publisher's PUBREL: the store seq of its stored
+        # copy, written into receivers' records so a re-route after a crash skips them.
+        self.q2in_seq = 0
         self._topic_bytes: bytes | None = None
         expiry = properties.get("message_expiry_interval") if properties else None
         self.expires_at = time.monotonic() + expiry if expiry is not None else 0.0

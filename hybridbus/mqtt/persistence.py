@@ -63,18 +63,32 @@ def _outgoing_record(out: Outgoing) -> list:
     """One record per message owed: a msgpack array (packs at twice the speed of a
     map, and this is written for every QoS 1/2 message a persistent session gets):
     [packet id, qos, retain, topic, payload, properties, expiry (wall clock, so that
-    a restart keeps counting [MQTT-3.3.2-5]; 0 = none), subscription ids]."""
+    a restart keeps counting [MQTT-3.3.2-5]; 0 = none), subscription ids], and for a
+    QoS 2 message delivered on its publisher's PUBREL, the seq of the publisher's
+    stored copy (MqttBroker.release_qos2)."""
     msg = out.msg
-    return [
+    record = [
         out.packet_id,
         out.qos,
         out.retain,
         msg.topic,
         msg.payload,
         msg.properties,
-        (msg.expires_at - time.monotonic() + time.time()) if msg.expires_at else 0,
+        _wall_expiry(msg),
         out.sub_ids,
     ]
+    if msg.q2in_seq:
+        record.append(msg.q2in_seq)
+    return record
+
+
+def _wall_expiry(msg: MqttMessage) -> float:
+    return (msg.expires_at - time.monotonic() + time.time()) if msg.expires_at else 0
+
+
+def _restore_expiry(msg: MqttMessage, expires: float, now_wall: float) -> None:
+    if expires:
+        msg.expires_at = time.monotonic() + (expires - now_wall)
 
 
 class Ticket:
@@ -182,6 +196,10 @@ class Persistence:
         self._wrote = True
         return ticket
 
+    def current_ticket(self) -> Ticket | None:
+        """The ticket of the PUBLISH being handled, if it has appended anything."""
+        return self._ticket if self._collecting and self._wrote else None
+
     def _append(self, stream_name: str, subject: str, record: Any) -> int:
         """Append one record; the read's ticket (if a PUBLISH is being handled) waits for it."""
         ticket = self._writing()
@@ -278,17 +296,47 @@ class Persistence:
         self._acked += [out.seq for out in outs]
 
     def mark_released(self, session: Session, out: Outgoing) -> None:
+        """Write a release record for `out` (PUBREC received); once it is durable the
+        message record goes and the session sends PUBREL (Session.released). Until
+        then a crash leaves the message record alone, and the PUBLISH is re-sent."""
         old = out.seq
-        out.seq = self._append(OUTGOING, f"$MQTT.out.{session.key}.r", {"p": out.packet_id})
-        self._delete(OUTGOING, old)
+
+        def durable(seq: int, err: BaseException | None) -> None:
+            if err is None:
+                self._delete(OUTGOING, old)
+            session.released(out, seq, err)
+
+        subject = f"$MQTT.out.{session.key}.r"
+        try:
+            self._outgoing.append(subject, _pack({"p": out.packet_id}), on_durable=durable)
+        except StoreError as err:
+            self.write_errors += 1
+            log.error("MQTT store append to %s failed: %s", OUTGOING, err)
+            session.released(out, 0, err)
 
     # -- inbound QoS 2 ----------------------------------------------------------------
 
-    def add_incoming(self, session: Session, packet_id: int) -> int:
-        return self._append(QOS2_IN, f"$MQTT.q2in.{session.key}", {"p": packet_id})
+    def add_incoming(self, session: Session, packet_id: int, msg: MqttMessage) -> tuple:
+        """Store an inbound QoS 2 message until its PUBREL: (seq, the Ticket PUBREC
+        waits for)."""
+        record = {
+            "p": packet_id,
+            "m": [msg.topic, msg.payload, msg.retain, msg.properties, _wall_expiry(msg)],
+        }
+        self.begin()
+        seq = self._append(QOS2_IN, f"$MQTT.q2in.{session.key}", record)
+        return seq, self.end()
 
-    def remove_incoming(self, session: Session, seq: int) -> None:
+    def remove_incoming(self, session: Session, seq: int) -> Ticket:
+        """Delete an inbound QoS 2 record (PUBREL received, or a failing PUBREC); the
+        ticket is done once the deletion is durable. PUBCOMP waits for it: after
+        PUBCOMP the client may reuse the id at once, and a record that came back after a
+        crash would take that new message for a re-send and drop it."""
         self._delete(QOS2_IN, seq)
+        ticket = Ticket()
+        ticket.pending = 1
+        self.streams[QOS2_IN].when_durable(ticket.durable)
+        return ticket
 
     # -- retained ---------------------------------------------------------------------
 
@@ -308,12 +356,25 @@ class Persistence:
             except Exception:  # a record we cannot read must not stop the server
                 log.error("unreadable MQTT record %s/%d skipped", stream_name, msg.seq)
 
-    def load(self, broker: MqttBroker) -> tuple[list[Session], list[tuple[MqttMessage, int]]]:
+    def load(self, broker: MqttBroker) -> tuple[list[Session], list[tuple[MqttMessage, int]], dict]:
+        """Sessions (with their queues and kept QoS 2 messages), retained messages, and
+        which sessions already hold a record of each kept QoS 2 message."""
+        by_key = self._load_sessions(broker)
+        now_wall = time.time()
+        routed = self._load_outgoing(by_key, now_wall)
+        self._load_incoming(by_key, now_wall)
+        retained = []
+        for seq, _subject, rec in self._records(RETAINED):
+            msg = MqttMessage(rec["t"], rec["d"], rec["q"], True, rec.get("x"))
+            retained.append((msg, seq))
+        return list(by_key.values()), retained, routed
+
+    def _load_sessions(self, broker: MqttBroker) -> dict[str, Session]:
+        from hybridbus.mqtt.broker import session_key
+
         by_key: dict[str, Session] = {}
         for seq, _subject, rec in self._records(SESSIONS):
             client_id = rec["id"]
-            from hybridbus.mqtt.broker import session_key
-
             key = session_key(client_id)
             session = Session(broker, client_id, key, True)
             session.seq = seq
@@ -340,7 +401,11 @@ class Persistence:
                 ]
                 session.subs[topic_filter] = subs
             by_key[key] = session
-        now_wall = time.time()
+        return by_key
+
+    def _load_outgoing(self, by_key: dict[str, Session], now_wall: float) -> dict:
+        """Queue each session's owed messages; returns kept QoS 2 seq -> sessions."""
+        routed: dict[int, list[Session]] = {}
         for seq, subject, rec in self._records(OUTGOING):
             parts = subject.split(".")
             session = by_key.get(parts[2])
@@ -348,25 +413,13 @@ class Persistence:
                 self._delete(OUTGOING, seq)
                 continue
             if parts[3] == "r":
-                pid = rec["p"]
-                out = session.inflight.get(pid) or next(
-                    (o for o in session.queued if o.packet_id == pid), None
-                )
-                if out is None:
-                    msg = MqttMessage("", b"", 2)
-                    out = Outgoing(pid, msg, 2, False, None)
-                    session.inflight[pid] = out
-                else:
-                    self._delete(OUTGOING, out.seq)
-                out.state = RELEASED
-                out.sent = True
-                out.seq = seq
-                session.pids.add(pid)
+                self._load_released(session, seq, rec["p"])
                 continue
-            pid, qos, retain, topic, payload, props, expires, sub_ids = rec
+            pid, qos, retain, topic, payload, props, expires, sub_ids = rec[:8]
             msg = MqttMessage(topic, payload, qos, False, props)
-            if expires:
-                msg.expires_at = time.monotonic() + (expires - now_wall)
+            _restore_expiry(msg, expires, now_wall)
+            if len(rec) > 8:
+                routed.setdefault(rec[8], []).append(session)
             out = Outgoing(pid, msg, qos, retain, sub_ids)
             out.seq = seq
             # It may have been sent before the restart: a re-send carries DUP=1.
@@ -374,14 +427,38 @@ class Persistence:
             session.enqueue(out)
             session.pids.add(pid)
             session.next_pid = max(session.next_pid, pid)
+        return routed
+
+    def _load_released(self, session: Session, seq: int, pid: int) -> None:
+        """A release record: PUBREL is owed for `pid`."""
+        out = session.inflight.get(pid) or next(
+            (o for o in session.queued if o.packet_id == pid), None
+        )
+        if out is None:
+            out = Outgoing(pid, MqttMessage("", b"", 2), 2, False, None)
+        else:
+            # The message record outlived its release (its delete was not yet
+            # written): PUBREL is owed, never the PUBLISH again [MQTT-4.3.3-5].
+            self._delete(OUTGOING, out.seq)
+            if session.queued and out in session.queued:
+                session.queued.remove(out)
+        session.inflight[pid] = out
+        out.state = RELEASED
+        out.sent = True
+        out.seq = seq
+        session.pids.add(pid)
+
+    def _load_incoming(self, by_key: dict[str, Session], now_wall: float) -> None:
+        """Kept QoS 2 messages (and ids) awaiting their PUBREL."""
         for seq, subject, rec in self._records(QOS2_IN):
             session = by_key.get(subject.split(".")[2])
             if session is None:
                 self._delete(QOS2_IN, seq)
                 continue
-            session.incoming[rec["p"]] = seq
-        retained = []
-        for seq, _subject, rec in self._records(RETAINED):
-            msg = MqttMessage(rec["t"], rec["d"], rec["q"], True, rec.get("x"))
-            retained.append((msg, seq))
-        return list(by_key.values()), retained
+            kept = rec.get("m")
+            msg = None
+            if kept is not None:
+                topic, payload, retain, props, expires = kept
+                msg = MqttMessage(topic, payload, 2, retain, props, session)
+                _restore_expiry(msg, expires, now_wall)
+            session.incoming[rec["p"]] = (seq, msg)

@@ -35,6 +35,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.core.client import WRITE_ERROR
 from hybridbus.router.sublist import Subscription
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ log = logging.getLogger("hybridbus.mqtt")
 # Outgoing record states
 SENT = 0  # PUBLISH sent (or to be sent), waiting for PUBACK / PUBREC
 RELEASED = 1  # QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+# QoS 2, persistent session: PUBREC received, the release record is being written.
+# PUBREL waits for it: once PUBREL is sent the PUBLISH must never be re-sent
+# [MQTT-4.3.3-5 (3.1.1: 4.3.3)], and after a crash only that record says so.
+RELEASING = 2
 
 MAX_PACKET_ID = 65535
 
@@ -180,8 +185,10 @@ class Session:
         self.queued: deque[Outgoing] | tuple = ()
         self.pids: set[int] = set()
         self.next_pid = 0
-        # QoS 2 packet ids received and not yet released: id -> store seq of the record
-        self.incoming: dict[int, int] = {}
+        # QoS 2 messages received and not yet released: id -> (store seq of the kept
+        # copy or 0, the message, delivered on PUBREL; None if routed on arrival by an
+        # older version)
+        self.incoming: dict[int, tuple] = {}
         self.window = broker.options.max_ack_pending or MAX_PACKET_ID
         self.matched: list[MqttSubscription] = []
         self.route_mark = -1
@@ -329,12 +336,22 @@ class Session:
         for out in list(self.inflight.values()):
             if out.state == RELEASED:
                 conn.send_pubrel(out.packet_id)
-            else:
+            elif out.state == SENT:
                 self._transmit(out)
+            # RELEASING: its PUBREL goes out once the release record is durable (released)
         self.pump()
 
     def _transmit(self, out: Outgoing) -> None:
         """Send an in-flight record; a re-send carries DUP=1 [MQTT-3.3.1-1]."""
+        hold = out.msg.hold
+        if hold is not None:
+            if not hold.done:
+                # Exactly once across a crash: until the publisher's dedup record is
+                # durable, a crash would make its re-send a new message, and a receiver
+                # that already had this one would get it twice. It goes out once done.
+                hold.on_done(self._send_held)
+                return
+            out.msg.hold = None
         dup = out.sent
         out.sent = True
         if not self.conn.send_publish(
@@ -344,6 +361,14 @@ class Session:
             # [MQTT-3.1.2-25].
             self.inflight.pop(out.packet_id, None)
             self._finish(out)
+
+    def _send_held(self) -> None:
+        """The dedup record of held messages is durable: send those in the window."""
+        if self.conn is None or self.conn.closing:
+            return
+        for out in list(self.inflight.values()):
+            if out.state == SENT and not out.sent:
+                self._transmit(out)
 
     # -- acks from the client ---------------------------------------------------------
 
@@ -383,19 +408,46 @@ class Session:
         return unknown
 
     def on_pubrec(self, packet_id: int, failed: bool = False) -> bool:
+        """PUBREC for a QoS 2 message in flight: PUBREL now, or once its release record
+        is durable (persistent sessions). False when the id is no QoS 2 message of ours."""
         out = self.inflight.get(packet_id)
-        if out is None or out.qos != 2 or out.state != SENT:
-            return out is not None and out.state == RELEASED
+        if out is None or out.qos != 2:
+            return False
+        if out.state != SENT:
+            # A repeated PUBREC: PUBREL again (a RELEASING one gets it when durable).
+            if out.state == RELEASED:
+                self.conn.send_pubrel(packet_id)
+            return True
         if failed:
-            # A 5.0 PUBREC with a failure code ends the flow [MQTT-4.3.3-?]: no PUBREL.
+            # A 5.0 PUBREC with a failure code ends the flow (4.3.3): no PUBREL.
             del self.inflight[packet_id]
             self._finish(out)
             self.pump()
-            return False
-        out.state = RELEASED
+            return True
         if out.seq:
-            self.broker.persist_released(self, out)
+            out.state = RELEASING
+            self.broker.persist_released(self, out)  # then released()
+        else:
+            out.state = RELEASED
+            self.conn.send_pubrel(packet_id)
         return True
+
+    def released(self, out: Outgoing, seq: int, err: BaseException | None) -> None:
+        """The release record of `out` is durable (seq), or could not be written (err)."""
+        if out.state != RELEASING or self.inflight.get(out.packet_id) is not out:
+            return  # the session ended meanwhile; its records went with it
+        conn = self.conn
+        if err is not None:
+            # The PUBLISH is still owed: the client re-sends PUBREC when it gets the
+            # DUP re-send after reconnecting, so close the connection it waits on.
+            out.state = SENT
+            if conn is not None:
+                conn.close(WRITE_ERROR)
+            return
+        out.seq = seq
+        out.state = RELEASED
+        if conn is not None and not conn.closing:
+            conn.send_pubrel(out.packet_id)
 
     def on_pubcomp(self, packet_id: int) -> bool:
         out = self.inflight.get(packet_id)

@@ -561,6 +561,10 @@ class Stream(Protocol):
 
     def iter(self, start_seq: int = 0, subject: str | None = None) -> Iterator[StoredMsg]: ...
 
+    def when_durable(self, cb: OnDurable) -> None:
+        """``cb(last_seq, err)`` once everything written to the stream so far (appends,
+        deletes, purges) is durable under the sync policy."""
+
     def delete(self, seq: int) -> None:
         """Raises SeqNotFound / DeleteNotPermitted."""
 

@@ -110,6 +110,14 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
     def _durable(self, cb: OnDurable, seq: int) -> None:
         self._store._defer(cb, seq)
 
+    def when_durable(self, cb: OnDurable) -> None:
+        """A barrier: ``cb(last_seq, err)`` runs once every append, delete and purge made
+        on this stream so far is durable under the sync policy (deletes go out in the
+        same batch as the appends before them). For an answer that must not precede a
+        delete, such as MQTT's PUBCOMP after the QoS 2 dedup record is removed."""
+        self._durable(cb, self._last_seq)
+        self._touch()
+
     def _touch(self) -> None:
         """Called after each write-side operation (the file store schedules a flush)."""
 
