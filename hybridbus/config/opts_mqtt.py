@@ -56,6 +56,27 @@ def m_ack_wait(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None:
         mq.ack_wait = secs if secs != 0 else MQTTOptions.ack_wait
 
 
+def m_sys_interval(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None:
+    """Seconds between $SYS rounds: a duration, or bare seconds as in Mosquitto's
+    sys_interval; 0 turns $SYS off."""
+    v = node.value
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        secs = float(v)
+    elif isinstance(v, str):
+        try:
+            secs = parse_go_duration(v) / 1e9
+        except ValueError as exc:
+            ld.err(node, f"error parsing sys_interval: {exc}")
+            return
+    else:
+        ld.err(node, f"error parsing sys_interval: unsupported type {go_type(v)}")
+        return
+    if secs < 0:
+        ld.err(node, "sys_interval must be 0 (off) or positive")
+        return
+    mq.sys_interval = secs
+
+
 def m_connect_timeout(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None:
     secs = ld.duration("connect_timeout", node)
     if secs is None:
@@ -115,6 +136,7 @@ _MQTT: dict[str, Handler] = {
     "max_packet_size": store("max_packet_size", Loader.int_in, 0, _MQTT_MAX_PACKET),
     "max_session_messages": store("max_session_messages", Loader.int_in, 0, (1 << 63) - 1),
     "connect_timeout": m_connect_timeout,
+    "sys_interval": m_sys_interval,  # $SYS/broker/... (hybridbus.mqtt.systopics)
 }
 
 _WEBSOCKET: dict[str, Handler] = {

@@ -114,6 +114,16 @@ class SysTopics:
             self.handle.cancel()
             self.handle = None
 
+    def reconfigure(self) -> None:
+        """After a config reload changed sys_interval: the new interval starts now
+        (with a round), and 0 ends $SYS, its retained values included."""
+        self.stop()
+        options = self.broker.options
+        if options.enabled and options.sys_interval > 0:
+            self._round()
+        else:
+            self.retained.clear()
+
     def _round(self) -> None:
         self.handle = None
         try:

@@ -133,6 +133,8 @@ def reload(server: Server) -> bool:
     server.auth_required = security.auth_required
     if server.mqtt is not None:
         server.mqtt.options = new.mqtt
+        if new.mqtt.sys_interval != old.mqtt.sys_interval:
+            server.mqtt.sys_topics.reconfigure()
     hblog.configure(debug=new.debug, trace=new.trace, logtime=new.logtime, log_file=new.log_file)
     _apply_to_clients(server)
     server.config_load_time = time.time()

@@ -48,9 +48,21 @@ def test_mqtt_block(conf):
     assert conf.load('mqtt { ack_wait: "0s" }')[0].mqtt.ack_wait == 30.0  # 0 = the default
 
 
+def test_mqtt_sys_interval(conf):
+    assert conf.load("mqtt {}")[0].mqtt.sys_interval == 10.0  # the default
+    for value, seconds in (('"30s"', 30.0), ('"500ms"', 0.5), ("60", 60.0), ("0", 0.0)):
+        opts, warnings = conf.load(f"mqtt {{ sys_interval: {value} }}")
+        assert (opts.mqtt.sys_interval, warnings) == (seconds, [])
+
+
 @pytest.mark.parametrize(
     "body, msg",
     [
+        ("sys_interval: -1", "c.conf:1:7: sys_interval must be 0 (off) or positive"),
+        (
+            'sys_interval: "soon"',
+            'c.conf:1:7: error parsing sys_interval: time: invalid duration "soon"',
+        ),
         ("max_ack_pending: 70000", "c.conf:1:7: invalid value 70000, should in [0..65535] range"),
         ("max_ack_pending: -1", "c.conf:1:7: invalid value -1, should in [0..65535] range"),
         (

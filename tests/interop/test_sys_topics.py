@@ -176,3 +176,22 @@ async def test_sys_interval_zero_turns_sys_off(server_factory):
     await wire.expect_nothing(0.3)
     assert not server.mqtt.sys_topics.retained
     await wire.close()
+
+
+async def test_reload_turns_sys_on_and_off(server_factory, tmp_path):
+    server = await server_factory(mqtt__sys_interval=0)
+    conf = tmp_path / "reload.conf"
+    server.options.config_file = str(conf)
+    conf.write_text(f'mqtt {{ sys_interval: "{INTERVAL}s" }}\n')
+    assert server.reload()
+    wire = await mqtt_connect(server.mqtt_port, "reloaded")
+    await wire.send(mp.subscribe(1, ("$SYS/broker/uptime", 0)))
+    await wire.expect(mp.suback(1, 0))
+    # the retained value (RETAIN=1, 0x31), then a live one within the interval (0x30)
+    await wire.expect_re(rb"\x31.\x00\x12\$SYS/broker/uptime\d+ seconds")
+    await wire.expect_re(rb"\x30.\x00\x12\$SYS/broker/uptime\d+ seconds", timeout=INTERVAL * 5)
+    conf.write_text("mqtt { sys_interval: 0 }\n")
+    assert server.reload()
+    assert server.mqtt.sys_topics.handle is None and not server.mqtt.sys_topics.retained
+    await wire.expect_nothing(INTERVAL * 3)
+    await wire.close()
