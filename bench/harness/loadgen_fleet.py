@@ -13,10 +13,10 @@ server that stalls gives a result that says so, never a hung harness.
 - ``SessionMaker`` creates persistent sessions (clean session 0, ids ``dev-<i>``), each
   subscribed to two QoS 1 filters, and leaves them offline: DISCONNECT, then RST. Only
   ``inflight`` connections are open at any time, so 100,000 sessions need no more fds.
-- ``PingProbe`` sends a PINGREQ every 10 ms on its own connection and times each
-  PINGRESP (a server answers a connection's packets in order, so responses match the
-  oldest outstanding ping). Pings still unanswered when it stops count with their age,
-  so a server that stops answering shows as a long latency, not as missing samples.
+- ``PingProbe`` sends a PINGREQ on every 10 ms tick on its own connection, one at a time,
+  and times each PINGRESP; ticks that pass while a ping is outstanding count as pings
+  answered with it (no coordinated omission), and a ping unanswered at the end counts
+  with its age, so a server that stops answering shows as long latencies.
 - ``CommandPublisher`` sends one QoS 1 PUBLISH to each ``fleet/dev/<i>`` with a window
   of unacknowledged messages, from one pre-encoded buffer, until the last PUBACK.
 - ``BigPublisher`` / ``BigSubscriber``: 1 MB QoS 1 messages; the payload is one buffer
@@ -43,7 +43,6 @@ import select
 import socket
 import struct
 import time
-from collections import deque
 from typing import Any
 
 from .loadgen_mqtt import mqtt_connect, send_disconnect
@@ -311,9 +310,19 @@ class SessionMaker:
 
 
 class PingProbe:
-    """A PINGREQ every ``interval`` s from ``t0`` (``t_go`` with ``from_go``) until ``t1``,
-    ``t_stop`` or ``stop`` (a multiprocessing Event) is set; the PINGRESP latencies are the
-    server's responsiveness."""
+    """Loop latency: a PINGREQ on every ``interval`` s tick from ``t0`` (``t_go`` with
+    ``from_go``) until ``t1``, ``t_stop`` or ``stop`` (a multiprocessing Event) is set,
+    with at most one outstanding; each tick gets a latency sample.
+
+    One outstanding, because a server may read one packet per connection per turn of its
+    loop (Mosquitto does): pipelined pings would then queue behind each other and the
+    probe would measure its own backlog, growing without bound whenever the loop turns
+    slower than 100 times a second. Ticks that pass while a ping is outstanding are not
+    dropped (that would hide exactly the stalls to be seen): each counts as a ping sent on
+    its tick and answered with the outstanding one, latency = answer - tick. A ping still
+    unanswered at the end counts the same way up to now (a lower bound), so a server that
+    stops answering shows as long latencies, never as missing samples.
+    """
 
     def __init__(
         self,
@@ -349,74 +358,87 @@ class PingProbe:
         assert sock is not None
         stop = self.stop
         interval = self.interval
-        sent: deque[float] = deque()
         lat: list[float] = []
         late: list[float] = []  # how late each ping left: the probe's own scheduling
         pend = b""
         closed = False
+        pings = 0
+        covered = 0  # ticks that passed while a ping was outstanding
         mono = time.monotonic
         if self.from_go:
             t0 = t_go
         _wait_until(t0)
         cpu0 = time.process_time()
-        nxt = mono()
+        tick = mono()  # the next tick
+        out_sent: float | None = None  # when the outstanding ping left
         end = None
 
-        def read(now: float) -> bool:
-            nonlocal pend
-            try:
-                data = sock.recv(4096)
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            if not data:
-                return False
-            pend += data
-            k = len(pend) // 2
-            if pend[: 2 * k] != PINGRESP_BYTES * k:
-                raise ValueError(f"probe got something other than PINGRESPs: {pend[:16]!r}")
-            pend = pend[2 * k :]
-            for _ in range(min(k, len(sent))):
-                lat.append(now - sent.popleft())
-            return True
+        def answered(now: float) -> None:
+            """Samples for the outstanding ping and the ticks it covered; next tick."""
+            nonlocal out_sent, tick, covered
+            assert out_sent is not None
+            lat.append(now - out_sent)
+            while tick < now:
+                lat.append(now - tick)
+                covered += 1
+                tick += interval
+            out_sent = None
 
         while True:
             now = mono()
             if end is None and (now >= t1 or now >= t_stop or (stop is not None and stop.is_set())):
                 end = now
-            if end is not None and (not sent or now >= min(end + self.grace, t_stop)):
+            if end is not None and (out_sent is None or now >= min(end + self.grace, t_stop)):
                 break
-            if end is None and now >= nxt:
-                late.append(now - nxt)
+            if end is None and out_sent is None and now >= tick:
+                late.append(now - tick)
                 try:
                     sock.send(PINGREQ_BYTES)
-                    sent.append(now)
                 except BlockingIOError:
                     pass
                 except OSError:
                     closed = True
-                    end = now
                     break
-                nxt += interval
-                if nxt <= now:
-                    nxt = now + interval
-            wait = max(0.0, min(nxt - mono(), 0.01)) if end is None else 0.01
-            r, _, _ = select.select([sock], [], [], wait)
-            if r and not read(mono()):
+                else:
+                    out_sent = now
+                    pings += 1
+                    tick += interval
+                    if tick <= now:
+                        tick = now + interval
+            wait = 0.01 if out_sent is not None or end is not None else tick - mono()
+            r, _, _ = select.select([sock], [], [], max(0.0, min(wait, 0.01)))
+            if not r:
+                continue
+            try:
+                data = sock.recv(4096)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
                 closed = True
-                if end is None:
-                    end = mono()
                 break
+            pend += data
+            if len(pend) >= 2:
+                if pend[:2] != PINGRESP_BYTES or len(pend) > 2:
+                    raise ValueError(f"probe expected one PINGRESP, got {pend[:16]!r}")
+                pend = b""
+                if out_sent is not None:
+                    answered(mono())
         now = mono()
-        unanswered = len(sent)
-        # Censored: a ping still unanswered counts with its age now.
-        lat += [now - t for t in sent]
+        unanswered = out_sent is not None
+        if out_sent is not None:
+            # Censored: counted as answered now (they were not answered before).
+            if end is not None:
+                now = max(now, end)
+            answered(now)
         cpu = time.process_time() - cpu0
         elapsed = (end or now) - t0
         out: dict[str, Any] = {
-            "pings": len(lat),
-            "unanswered": unanswered,
+            "pings": pings,
+            "samples": len(lat),
+            "covered": covered,
+            "unanswered": int(unanswered),
             "closed": closed,
             "elapsed": elapsed,
             "cpu": cpu / elapsed if elapsed > 0 else 0.0,
