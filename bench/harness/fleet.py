@@ -108,6 +108,8 @@ def settle(pid: int, max_wait: float = SETTLE_MAX) -> tuple[float, bool]:
 
 
 def _probe_figures(r: dict[str, Any]) -> dict[str, Any]:
+    if r.get("error"):
+        return {"probe_error": r["error"]}
     return {
         "ping_p50_ms": r.get("ping_p50"),
         "ping_p99_ms": r.get("ping_p99"),
@@ -115,6 +117,11 @@ def _probe_figures(r: dict[str, Any]) -> dict[str, Any]:
         "pings": r.get("pings"),
         "pings_unanswered": r.get("unanswered"),
     }
+
+
+def _probe_note(out: dict[str, Any], pr: dict[str, Any]) -> None:
+    if pr.get("error"):
+        out["note"] = _join(out.get("note"), f"no loop latency: {pr['error']}")
 
 
 def _spawn_probe(fleet: Fleet, srv: servers.RunningServer) -> tuple[Worker, Any]:
@@ -266,6 +273,7 @@ def _sessions_phase(srv: servers.RunningServer, opts: Any) -> dict[str, Any]:
         out["note"] = _join(
             out.get("note"), f"{counts['downgraded']:,} SUBACKs granted less than QoS 1"
         )
+    _probe_note(out, pr)
     return out
 
 
@@ -274,7 +282,12 @@ def _broadcast_phase(srv: servers.RunningServer, opts: Any, base: dict[str, Any]
     with Fleet() as fleet:
         probe, stop = _spawn_probe(fleet, srv)
         fleet.wait_ready(fleet.workers, timeout=20.0)
-        sock, stream = mqtt_connect(srv.host, srv.mqtt_port, "bench-fleet-broadcast")
+        try:
+            sock, stream = mqtt_connect(srv.host, srv.mqtt_port, "bench-fleet-broadcast")
+        except OSError as e:
+            raise RuntimeError(
+                f"the broadcast publisher could not connect: {type(e).__name__}: {e}"
+            ) from None
         recv_timeout(sock, 0.05)
         frame = encode_publish("fleet/all", b"b" * opts.payload, 1, 1)
         try:
@@ -317,6 +330,7 @@ def _broadcast_phase(srv: servers.RunningServer, opts: Any, base: dict[str, Any]
         notes.append(f"server still busy {settle_s:.0f} s after the PUBACK")
     if notes:
         out["note"] = "; ".join(notes)
+    _probe_note(out, pr)
     return out
 
 
@@ -397,6 +411,7 @@ def _commands_phase(srv: servers.RunningServer, opts: Any, base: dict[str, Any])
         notes.append(f"server still busy {settle_s:.0f} s after the last PUBACK")
     if notes:
         out["note"] = "; ".join(notes)
+    _probe_note(out, pr)
     return out
 
 
@@ -713,4 +728,5 @@ def run_fanout(scn: Any, server_name: str, opts: Any) -> dict[str, Any]:
         notes.append(f"SIGTERM did not stop the server within {opts.fleet_timeout:.0f} s")
     if notes:
         out["note"] = "; ".join(notes)
+    _probe_note(out, pr)
     return out

@@ -342,6 +342,7 @@ class PingProbe:
         self.grace = grace
         self.client_id = client_id
         self.sock: socket.socket | None = None
+        self.error = ""
 
     def setup(self) -> None:
         # The probe measures the server, not its own wait for a core: on a machine whose
@@ -350,10 +351,18 @@ class PingProbe:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, -10)
         # Keep alive 0: a server that stalls must not also drop the probe [MQTT-3.1.2-22].
-        self.sock, _ = mqtt_connect(self.host, self.port, self.client_id, keepalive=0)
+        # A server that does not even accept the probe gets a result that says so (and
+        # the phase still runs), not a failed run.
+        try:
+            self.sock, _ = mqtt_connect(self.host, self.port, self.client_id, keepalive=0)
+        except OSError as e:
+            self.error = f"the probe could not connect: {type(e).__name__}: {e}"
+            return
         self.sock.setblocking(False)
 
     def run(self, t_go: float, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
+        if self.error:
+            return {"pings": 0, "samples": 0, "error": self.error, "cpu": 0.0, "elapsed": 0.0}
         sock = self.sock
         assert sock is not None
         stop = self.stop
@@ -495,7 +504,11 @@ class CommandPublisher:
             offsets.append(offsets[-1] + len(f))
         self.offsets = offsets
         self.buf = b"".join(frames)
-        self.sock, self.stream = mqtt_connect(self.host, self.port, self.client_id)
+        again = _reconnect(
+            self.host, self.port, self.client_id, time.monotonic() + 10.0, required=True
+        )
+        assert again is not None
+        self.sock, self.stream = again
         recv_timeout(self.sock, 0.05)
 
     def run(self, t_go: float, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
@@ -556,9 +569,18 @@ class CommandPublisher:
 
 
 def _reconnect(
-    host: str, port: int, client_id: str, t_stop: float, topic: str = "", qos: int = 1
+    host: str,
+    port: int,
+    client_id: str,
+    t_stop: float,
+    topic: str = "",
+    qos: int = 1,
+    required: bool = False,
 ) -> tuple[socket.socket, MqttStream] | None:
-    """Connect again (and subscribe to ``topic``) until it works or ``t_stop``."""
+    """Connect again (and subscribe to ``topic``) until it works or ``t_stop``; then None,
+    or with ``required`` a TimeoutError that says what went wrong last."""
+    t = time.monotonic()
+    last = "no attempt"
     while time.monotonic() < t_stop:
         try:
             sock, stream = mqtt_connect(
@@ -572,8 +594,14 @@ def _reconnect(
                         raise ConnectionError("closed before SUBACK")
                     stream.feed(data)
             return sock, stream
-        except OSError:
+        except OSError as e:
+            last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             time.sleep(0.05)
+    if required:
+        raise TimeoutError(
+            f"{client_id}: no connection{' and subscription' if topic else ''} within "
+            f"{time.monotonic() - t:.0f} s ({last})"
+        )
     return None
 
 
@@ -599,7 +627,11 @@ class BigPublisher:
         self.stream: MqttStream | None = None
 
     def setup(self) -> None:
-        self.sock, self.stream = mqtt_connect(self.host, self.port, self.client_id)
+        again = _reconnect(
+            self.host, self.port, self.client_id, time.monotonic() + 10.0, required=True
+        )
+        assert again is not None
+        self.sock, self.stream = again
         self.sock.setblocking(False)
 
     def run(self, t_go: float, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
@@ -707,10 +739,15 @@ class BigSubscriber:
 
     def setup(self) -> None:
         again = _reconnect(
-            self.host, self.port, self.client_id, time.monotonic() + 10.0, self.topic, self.qos
+            self.host,
+            self.port,
+            self.client_id,
+            time.monotonic() + 10.0,
+            self.topic,
+            self.qos,
+            required=True,
         )
-        if again is None:
-            raise ConnectionError("subscriber could not connect and subscribe")
+        assert again is not None
         self.sock, stream = again
         sa = stream.last_suback
         if len(sa) < 5 or sa[4] != self.qos:
@@ -875,7 +912,12 @@ class FanoutSubscribers:
         res["connect_s"] = res.pop("t_done") - t
         self.connect = res
         if not self.socks:
-            raise ConnectionError(f"no subscriber connected: {'; '.join(res['errors'][:3])}")
+            why = res["errors"][:3]
+            if res["timed_out"]:
+                why.append(
+                    f"{res['timed_out']} handshakes not done within {self.setup_timeout:.0f} s"
+                )
+            raise ConnectionError(f"no subscriber connected: {'; '.join(why)}")
 
     def run(self, t_go: float, t0: float, t1: float, t_stop: float) -> dict[str, Any]:
         flen, head = self.flen, self.head

@@ -25,6 +25,7 @@ from . import selfcheck, servers
 from .fleet import FLEET_GROUP
 from .measure import measure_flow
 from .procstat import system_busy
+from .report import error_summary
 from .scale import idle_count
 from .scenarios import SCENARIOS, Options, Scenario
 from .workers import WorkerError
@@ -364,8 +365,7 @@ def print_table(scn: Scenario, title: str, results: dict[str, dict[str, Any]]) -
     print(head)
     for name, r in results.items():
         if "error" in r:
-            first = r["error"].strip().splitlines()[0] if r["error"].strip() else "error"
-            print(f"  {name:<12} {'FAILED':>12}  {first[:90]}")
+            print(f"  {name:<12} {'FAILED':>12}  {error_summary(r['error'])[:160]}")
             continue
         cells = row(r)
         line = f"  {name:<12} " + " ".join(
