@@ -15,6 +15,11 @@ DEFAULT_PORT = 4222
 DEFAULT_MQTT_PORT = 1883
 DEFAULT_HTTP_PORT = 8222
 DEFAULT_STORE_DIR = "./hybridbus-data"
+# nats-server's DEFAULT_LAME_DUCK_DURATION and DEFAULT_LAME_DUCK_GRACE_PERIOD
+DEFAULT_LAME_DUCK_DURATION = 120.0
+DEFAULT_LAME_DUCK_GRACE_PERIOD = 10.0
+# Ports a listener may be given: 0..65535, and nats-server's -1 for "any free port".
+MIN_PORT, MAX_PORT = -1, 65535
 
 
 @dataclass
@@ -91,6 +96,9 @@ class MQTTOptions:
     downgrade_qos2_subscribe: bool = False
     # seconds between $SYS/broker/... rounds; 0 turns them off (hybridbus.mqtt.systopics)
     sys_interval: float = 10.0
+    # Where lame duck mode sends MQTT 5 clients: DISCONNECT 0x9C (Use another server)
+    # with this Server Reference instead of 0x8B (Server shutting down).
+    server_reference: str | None = None
 
 
 @dataclass
@@ -129,9 +137,17 @@ class Options:
     write_deadline: float = 10.0
     debug: bool = False
     trace: bool = False
+    # with trace: payloads too (NATS MSG_PAYLOAD lines, MQTT PUBLISH payloads), each
+    # cut at max_traced_msg_len bytes when that is > 0 (hybridbus.core.trace)
+    trace_verbose: bool = False
+    max_traced_msg_len: int = 0
     logtime: bool = True
     log_file: str | None = None
     pid_file: str | None = None
+    # SIGUSR2 / `hybridbus ldm` (hybridbus.server.lameduck): wait grace_period, then
+    # close the clients spread over what is left of duration
+    lame_duck_duration: float = DEFAULT_LAME_DUCK_DURATION
+    lame_duck_grace_period: float = DEFAULT_LAME_DUCK_GRACE_PERIOD
     no_auth_user: str | None = None
     auth: AuthOptions = field(default_factory=AuthOptions)
     tls: TLSOptions | None = None
@@ -146,3 +162,6 @@ class Options:
     # settings given on the command line ("mqtt.port": 1884, ...): they win over
     # the config file, at start and on reload
     overrides: dict[str, Any] = field(default_factory=dict)
+    # listener hosts the config file sets itself ("http_host", "mqtt.host",
+    # "websocket.host"); `-a HOST` moves the others along with the NATS listener
+    hosts_from_config: set[str] = field(default_factory=set)

@@ -7,30 +7,32 @@ keep each value's file, line and column.  ``load_options`` builds ``Options``,
 ``startup_errors`` runs the checks nats-server makes only at startup, and
 ``check_config`` is ``nats-server -t``."""
 
-from .load import check_config, load_options, startup_errors
-from .parser import (
-    ConfigError,
-    Node,
-    canonical_json,
-    config_digest,
-    parse,
-    parse_file,
-    parse_file_nodes,
-    parse_nodes,
-    to_plain,
-)
+# The names below are imported on first use (PEP 562): `hybridbus serve` without a
+# config file needs only `config.startup`, not the config language.
+_EXPORTS = {
+    "check_config": "load",
+    "load_options": "load",
+    "startup_errors": "startup",
+    "ConfigError": "parser",
+    "Node": "parser",
+    "canonical_json": "parser",
+    "config_digest": "parser",
+    "parse": "parser",
+    "parse_file": "parser",
+    "parse_file_nodes": "parser",
+    "parse_nodes": "parser",
+    "to_plain": "parser",
+}
 
-__all__ = [
-    "ConfigError",
-    "Node",
-    "canonical_json",
-    "check_config",
-    "config_digest",
-    "load_options",
-    "parse",
-    "parse_file",
-    "parse_file_nodes",
-    "parse_nodes",
-    "startup_errors",
-    "to_plain",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,8 +1,8 @@
 """Go's text conventions, for messages that match nats-server word for word.
 
 Owns Go's ``%q`` (``go_quote``), ``%v`` (``go_value``) and type names
-(``go_type``) for config values, and ``time.ParseDuration``
-(``parse_go_duration``) with Go's error text.
+(``go_type``) for config values, ``time.ParseDuration`` (``parse_go_duration``)
+with Go's error text, and ``time.Duration.String`` (``format_go_duration``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from .parser import Node
-
-__all__ = ["go_quote", "go_type", "go_value", "parse_go_duration"]
+__all__ = ["format_go_duration", "go_quote", "go_type", "go_value", "parse_go_duration"]
 
 # -- Go formatting helpers -----------------------------------------------------
 
@@ -69,10 +67,17 @@ def _go_float(f: float) -> str:
     return text
 
 
+def _plain(v: Any) -> Any:
+    """A parser Node's value (imported here, not at the top: config.startup uses this
+    module without the parser)."""
+    from .parser import Node
+
+    return v.value if isinstance(v, Node) else v
+
+
 def go_value(v: Any) -> str:
     """Go's %v for a config value (close enough for messages)."""
-    if isinstance(v, Node):
-        v = v.value
+    v = _plain(v)
     if v is True:
         return "true"
     if v is False:
@@ -92,8 +97,7 @@ def go_value(v: Any) -> str:
 
 def go_type(v: Any) -> str:
     """The Go type nats-server's parser would hold for this value."""
-    if isinstance(v, Node):
-        v = v.value
+    v = _plain(v)
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -203,3 +207,32 @@ def parse_go_duration(text: str) -> int:
     if total > _MAX_NS - 1:
         raise invalid
     return total
+
+
+def _go_fraction(value: int, scale: int) -> str:
+    """``value / scale`` with Go's trailing-zero-free fraction (``1.5``, ``2``)."""
+    whole, frac = divmod(value, scale)
+    if not frac:
+        return str(whole)
+    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
+
+
+def format_go_duration(ns: int) -> str:
+    """Go's ``time.Duration.String``: ``"1m0s"``, ``"30s"``, ``"1.5s"``, ``"300ms"``."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    if ns < 1_000_000_000:
+        for unit, scale in (("ms", 1_000_000), ("\u00b5s", 1_000), ("ns", 1)):
+            if ns >= scale:
+                return sign + _go_fraction(ns, scale) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = _go_fraction(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{sign}{minutes}m{text}"
+    return sign + text

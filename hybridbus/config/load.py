@@ -36,14 +36,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..options import Options, User
-from .gotext import go_quote, go_type, parse_go_duration  # the last is re-exported
+from ..options import Options
+from .gotext import (  # parse_go_duration is re-exported
+    format_go_duration,
+    go_quote,
+    go_type,
+    parse_go_duration,
+)
 from .opts_auth import authorization
 from .opts_jetstream import j_store_dir, jetstream
 from .opts_listeners import tls
 from .opts_mqtt import mqtt, websocket
 from .parser import ConfigError, Node, config_digest, parse_file_nodes, to_plain
 from .readers import BAD, Handler, Loader, store, store_listen
+from .startup import startup_errors  # re-exported: it lives apart to load fast
 
 __all__ = [
     "load_options",
@@ -85,10 +91,7 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "resolver_tls",
         "resolver_preload",
         "resolver_pinned_accounts",
-        "lame_duck_duration",
-        "lame_duck_grace_period",
         "write_timeout",
-        "trace_verbose",
         "trace_headers",
         "logtime_utc",
         "syslog",
@@ -105,7 +108,6 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "disable_sublist_cache",
         "no_sublist_cache",
         "no_header_support",
-        "max_traced_msg_len",
         "max_sub_tokens",
         "max_subscription_tokens",
         "mappings",
@@ -120,7 +122,7 @@ _MAX_INT32 = (1 << 31) - 1
 
 
 def t_server_name(ld: Loader, opts: Options, node: Node, key: str) -> None:
-    if (v := ld.str_(node)) is BAD:
+    if (v := ld.str_(node, key)) is BAD:
         return
     if " " in v:
         ld.err(node, "server name cannot contain spaces")
@@ -129,7 +131,7 @@ def t_server_name(ld: Loader, opts: Options, node: Node, key: str) -> None:
 
 
 def _int32(ld: Loader, node: Node, key: str) -> Any:
-    v = ld.int_(node)
+    v = ld.int_(node, key)
     if v is not BAD and v > _MAX_INT32:
         ld.err(node, f"{key} value is too big")
         return BAD
@@ -156,6 +158,44 @@ def t_write_deadline(ld: Loader, opts: Options, node: Node, key: str) -> None:
         opts.write_deadline = v
 
 
+def t_lame_duck_duration(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    secs = _duration_string(ld, node, "lame_duck_duration")
+    if secs is None:
+        return
+    if secs < 30:
+        text = format_go_duration(round(secs * 1e9))
+        ld.err(node, f"invalid lame_duck_duration of {text}, minimum is 30 seconds")
+        return
+    opts.lame_duck_duration = secs
+
+
+def t_lame_duck_grace_period(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    secs = _duration_string(ld, node, "lame_duck_grace_period")
+    if secs is None:
+        return
+    if secs < 0:
+        ld.err(node, "invalid lame_duck_grace_period, needs to be positive")
+        return
+    opts.lame_duck_grace_period = secs
+
+
+def _duration_string(ld: Loader, node: Node, field: str) -> float | None:
+    """A duration nats-server reads with ``time.ParseDuration(v.(string))``."""
+    if (v := ld.str_(node)) is BAD:
+        return None
+    try:
+        return parse_go_duration(v) / 1e9
+    except ValueError as exc:
+        ld.err(node, f"error parsing {field}: {exc}")
+        return None
+
+
+def t_trace_verbose(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    # As in nats-server, trace_verbose sets trace too.
+    if (v := ld.bool_(node)) is not BAD:
+        opts.trace_verbose = opts.trace = v
+
+
 def t_server_tags(ld: Loader, opts: Options, node: Node, key: str) -> None:
     tags = ld.string_list(node, "tags")
     if tags is not None:
@@ -168,7 +208,7 @@ def t_server_metadata(ld: Loader, opts: Options, node: Node, key: str) -> None:
         return
     meta = {}
     for k, v in node.value.items():
-        if (s := ld.str_(v)) is not BAD:
+        if (s := ld.str_(v, k)) is not BAD:
             meta[k] = s
     opts.metadata = meta
 
@@ -197,15 +237,15 @@ def t_websocket(ld: Loader, opts: Options, node: Node, key: str) -> None:
 
 _TOP: dict[str, Handler] = {
     "listen": store_listen("host", "port"),
-    "port": store("port", Loader.int_),
+    "port": store("port", Loader.port),
     "host": store("host", Loader.str_),
     "net": store("host", Loader.str_),
     "server_name": t_server_name,
     "http": store_listen("http_host", "http_port"),
     "https": store_listen("http_host", "https_port"),
-    "http_port": store("http_port", Loader.int_),
-    "monitor_port": store("http_port", Loader.int_),
-    "https_port": store("https_port", Loader.int_),
+    "http_port": store("http_port", Loader.port),
+    "monitor_port": store("http_port", Loader.port),
+    "https_port": store("https_port", Loader.port),
     "http_base_path": store("http_base_path", Loader.str_),
     "max_payload": t_max_payload,
     "max_control_line": t_max_control_line,
@@ -220,6 +260,10 @@ _TOP: dict[str, Handler] = {
     "write_deadline": t_write_deadline,
     "debug": store("debug", Loader.bool_),
     "trace": store("trace", Loader.bool_),
+    "trace_verbose": t_trace_verbose,
+    "max_traced_msg_len": store("max_traced_msg_len", Loader.int_),
+    "lame_duck_duration": t_lame_duck_duration,
+    "lame_duck_grace_period": t_lame_duck_grace_period,
     "logtime": store("logtime", Loader.bool_),
     "log_file": store("log_file", Loader.str_),
     "logfile": store("log_file", Loader.str_),
@@ -258,52 +302,16 @@ def load_options(path: str | None) -> tuple[Options, list[str]]:
     loader.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL)
     if loader.errors:
         raise ConfigError(loader.errors, loader.warnings)
+    for name, target in (
+        ("http_host", opts),
+        ("mqtt.host", opts.mqtt),
+        ("websocket.host", opts.websocket),
+    ):
+        if (id(target), name.rpartition(".")[2]) in loader.assigned:
+            opts.hosts_from_config.add(name)
     opts.raw = to_plain(nodes)
     opts.config_digest = config_digest(opts.raw)
     return opts, loader.warnings
-
-
-def _no_auth_user_problem(name: str, users: list[User]) -> str | None:
-    if not users:
-        return f"no_auth_user: {go_quote(name)} present, but users/nkeys are not defined"
-    if not any(u.user == name for u in users):
-        return (
-            f"no_auth_user: {go_quote(name)} not present as user or nkey in authorization "
-            "block or account configuration"
-        )
-    return None
-
-
-def startup_errors(options: Options) -> list[str]:
-    """Checks nats-server makes only when it starts (``-t`` does not run them)."""
-    problems: list[str] = []
-    if options.max_payload > options.max_pending:
-        problems.append(
-            f"max_payload ({options.max_payload}) cannot be higher than "
-            f"max_pending ({options.max_pending})"
-        )
-    users = options.auth.users if options.auth else []
-    for name in (options.no_auth_user, options.mqtt.no_auth_user, options.websocket.no_auth_user):
-        if name:
-            problem = _no_auth_user_problem(name, users)
-            if problem:
-                problems.append(problem)
-    for proto, block in (("mqtt", options.mqtt), ("websocket", options.websocket)):
-        if block.auth is not None and users:
-            if block.auth.user:
-                problems.append(
-                    f"{proto} authentication username not compatible with presence of users/nkeys"
-                )
-            if block.auth.token:
-                problems.append(
-                    f"{proto} authentication token not compatible with presence of users/nkeys"
-                )
-    ws = options.websocket
-    if ws.enabled and ws.tls is None and not ws.no_tls:
-        problems.append("websocket requires TLS configuration")
-    if options.mqtt.ack_wait < 0:
-        problems.append("ack wait must be a positive value")
-    return problems
 
 
 def check_config(path: str) -> tuple[int, list[str]]:

@@ -99,10 +99,10 @@ def user_entries(ld: Loader, node: Node) -> list[User]:
             last = sub
             name = key.lower()
             if name in ("user", "username"):
-                if (v := ld.str_(sub)) is not BAD:
+                if (v := ld.str_(sub, key)) is not BAD:
                     user.user = v
             elif name in ("pass", "password"):
-                if (v := ld.str_(sub)) is not BAD:
+                if (v := ld.str_(sub, key)) is not BAD:
                     user.password = v
             elif name in ("permission", "permissions", "authorization"):
                 user.permissions = permissions(ld, sub)
@@ -217,7 +217,7 @@ def allow_responses(ld: Loader, node: Node) -> tuple[int, float] | None:
     for key, sub in node.value.items():
         name = key.lower()
         if name in ("max", "max_msgs", "max_messages", "max_responses"):
-            if (v := ld.int_(sub)) is BAD:
+            if (v := ld.int_(sub, key)) is BAD:
                 return None
             if v != 0:  # 0 keeps the default; negative means unlimited
                 max_msgs = v

@@ -39,7 +39,7 @@ def j_store_dir(ld: Loader, opts: Options, node: Node, key: str) -> None:
     if ld.store_dir_set:
         ld.err(node, "Duplicate 'store_dir' configuration")
         return
-    if (v := ld.str_(node)) is not BAD:
+    if (v := ld.str_(node, key)) is not BAD:
         ld.store_dir_set = True
         opts.jetstream.store_dir = v
 
@@ -81,13 +81,13 @@ def jetstream(ld: Loader, node: Node, opts: Options) -> None:
             if (size := storage_size(ld, sub, "max_file_store")) is not None:
                 js.max_file_store = size
         elif name == "strict":
-            if (b := ld.bool_(sub)) is not BAD:
+            if (b := ld.bool_(sub, key)) is not BAD:
                 js.strict = b
         elif name == "domain":
-            if (s := ld.str_(sub)) is not BAD:
+            if (s := ld.str_(sub, key)) is not BAD:
                 js.domain = s
         elif name in ("enable", "enabled"):
-            if (b := ld.bool_(sub)) is not BAD:
+            if (b := ld.bool_(sub, key)) is not BAD:
                 enabled = b
         elif name in _REFUSED_JETSTREAM:
             ld.refused(key, sub)

@@ -170,7 +170,7 @@ def l_auth(ld: Loader, target: Any, node: Node, key: str) -> None:
 # What the ``mqtt`` and ``websocket`` blocks share: a listener and its own auth.
 LISTENER: dict[str, Handler] = {
     "listen": store_listen("host", "port"),
-    "port": store("port", Loader.int_),
+    "port": store("port", Loader.port),
     "host": store("host", Loader.str_),
     "net": store("host", Loader.str_),
     "tls": l_tls,

@@ -136,6 +136,8 @@ _MQTT: dict[str, Handler] = {
     "max_packet_size": store("max_packet_size", Loader.int_in, 0, _MQTT_MAX_PACKET),
     "max_session_messages": store("max_session_messages", Loader.int_in, 0, (1 << 63) - 1),
     "connect_timeout": m_connect_timeout,
+    # Lame duck mode sends MQTT 5 clients here: DISCONNECT 0x9C with a Server Reference.
+    "server_reference": store("server_reference", Loader.str_),
     "sys_interval": m_sys_interval,  # $SYS/broker/... (hybridbus.mqtt.systopics)
 }
 

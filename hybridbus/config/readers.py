@@ -1,8 +1,14 @@
 """The loader's shared machinery: how a block is read, not what it means.
 
-Owns ``Loader`` (the error and warning lines, Go's type-assertion messages,
-the typed value readers and the table ``dispatch`` of a block) and the
-handler builders ``store``/``store_listen`` that most option tables use.
+Owns ``Loader`` (the error and warning lines, the typed value readers and
+their type errors, the table ``dispatch`` of a block) and the handler builders
+``store``/``store_listen`` that most option tables use.
+
+Type errors name the option and the type it wants, after nats-server's
+``file:line:col:`` position (``c.conf:3:1: debug: expected a boolean
+(true/false), got string "yes"``); nats-server prints Go's panic text there
+(``interface conversion: interface {} is string, not bool``), which tells a
+user neither.  Every other message keeps nats-server's words.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .gotext import go_quote, go_type, parse_go_duration
+from ..options import MAX_PORT, MIN_PORT
+from .gotext import go_quote, go_type, go_value, parse_go_duration
 from .parser import Node
 
 # -- the loader -------------------------------------------------------------------
@@ -21,6 +28,32 @@ class _Bad:
 
 
 BAD = _Bad()
+
+# What a type error says the option wants, by the Go type nats-server asserts.
+_WANTED = {
+    "int64": "an integer",
+    "string": "a string",
+    "bool": "a boolean (true/false)",
+    "map[string]interface {}": "a map ({ ... })",
+}
+
+
+def describe_value(node: Node) -> str:
+    """A config value as a type error shows it: ``string "yes"``, ``integer 5``."""
+    v = node.value
+    if isinstance(v, bool):
+        return f"boolean {go_value(v)}"
+    if isinstance(v, int):
+        return f"integer {v}"
+    if isinstance(v, float):
+        return f"number {go_value(v)}"
+    if isinstance(v, str):
+        return f"string {go_quote(v)}"
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, dict):
+        return "a map"
+    return f"date {go_value(v)}"
 
 
 class Loader:
@@ -35,6 +68,10 @@ class Loader:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.store_dir_set = False
+        # the option being read (set by ``dispatch``), named by type errors
+        self.key = ""
+        # (id(target), attribute) of every value ``store``/``store_listen`` set
+        self.assigned: set[tuple[int, str]] = set()
 
     # reporting
 
@@ -57,26 +94,41 @@ class Loader:
     def refused(self, key: str, node: Node) -> None:
         self.errors.append(f"{node.where}: field {go_quote(key)} is not supported by hybridbus")
 
-    # typed access; each returns BAD after recording the Go type assertion error
+    # typed access; each returns BAD after recording a type error that names the
+    # option (`key`, else the one ``dispatch`` is reading) and the type it wants
 
-    def _typed(self, node: Node, ok: bool, want: str) -> Any:
+    def _typed(self, node: Node, ok: bool, want: str, key: str | None) -> Any:
         if ok:
             return node.value
-        self.err(node, f"interface conversion: interface {{}} is {go_type(node)}, not {want}")
+        name = key or self.key
+        prefix = f"{name}: " if name else ""
+        self.err(node, f"{prefix}expected {_WANTED[want]}, got {describe_value(node)}")
         return BAD
 
-    def int_(self, node: Node) -> Any:
+    def int_(self, node: Node, key: str | None = None) -> Any:
         v = node.value
-        return self._typed(node, isinstance(v, int) and not isinstance(v, bool), "int64")
+        return self._typed(node, isinstance(v, int) and not isinstance(v, bool), "int64", key)
 
-    def str_(self, node: Node) -> Any:
-        return self._typed(node, isinstance(node.value, str), "string")
+    def str_(self, node: Node, key: str | None = None) -> Any:
+        return self._typed(node, isinstance(node.value, str), "string", key)
 
-    def bool_(self, node: Node) -> Any:
-        return self._typed(node, isinstance(node.value, bool), "bool")
+    def bool_(self, node: Node, key: str | None = None) -> Any:
+        return self._typed(node, isinstance(node.value, bool), "bool", key)
 
-    def map_(self, node: Node) -> Any:
-        return self._typed(node, isinstance(node.value, dict), "map[string]interface {}")
+    def map_(self, node: Node, key: str | None = None) -> Any:
+        return self._typed(node, isinstance(node.value, dict), "map[string]interface {}", key)
+
+    def port(self, node: Node) -> Any:
+        """A listener port: 0..65535, or nats-server's -1 (any free port)."""
+        if (v := self.int_(node)) is BAD:
+            return BAD
+        return self.port_in_range(node, v)
+
+    def port_in_range(self, node: Node, port: int) -> Any:
+        if MIN_PORT <= port <= MAX_PORT:
+            return port
+        self.err(node, f"{self.key}: port {port} is outside 0..65535")
+        return BAD
 
     def int_in(self, node: Node, lo: int, hi: int) -> Any:
         """An integer in [lo, hi], with nats-server's message for MQTT limits."""
@@ -97,7 +149,10 @@ class Loader:
                 self.err(node, f"error parsing {field}: {exc}")
                 return None
         self.warn_field(node, field, f"{field} should be converted to a duration")
-        if self.int_(node) is BAD:
+        if not isinstance(v, int) or isinstance(v, bool):
+            self.err(
+                node, f'{field}: expected a duration ("30s", "2m"), got {describe_value(node)}'
+            )
             return None
         return float(v)
 
@@ -136,6 +191,13 @@ class Loader:
             return None
         return host, int(port_text)
 
+    def listen_port(self, node: Node) -> tuple[str, int] | None:
+        """``listen`` with its port checked: 0..65535 (or -1)."""
+        hp = self.listen(node)
+        if hp is None or self.port_in_range(node, hp[1]) is BAD:
+            return None
+        return hp
+
     def string_list(self, node: Node, what: str) -> list[str] | None:
         v = node.value
         if isinstance(v, str):
@@ -163,6 +225,7 @@ class Loader:
             name = key.lower()
             handler = table.get(name)
             if handler is not None:
+                self.key = key
                 handler(self, target, node, key)
             elif name in unsupported:
                 self.unsupported(key, node)
@@ -180,18 +243,22 @@ def store(attr: str, read: Callable[..., Any], *args: Any) -> Handler:
     def handler(loader: Loader, target: Any, node: Node, key: str) -> None:
         if (v := read(loader, node, *args)) is not BAD:
             setattr(target, attr, v)
+            loader.assigned.add((id(target), attr))
 
     return handler
 
 
 def store_listen(host_attr: str, port_attr: str) -> Handler:
-    """The handler of a ``listen``-style option; no host means every interface."""
+    """The handler of a ``listen``-style option; no host means every interface. The
+    port must be 0..65535 (or -1: any free port)."""
 
     def handler(loader: Loader, target: Any, node: Node, key: str) -> None:
-        hp = loader.listen(node)
+        hp = loader.listen_port(node)
         if hp is not None:
             setattr(target, host_attr, hp[0] or "0.0.0.0")
             setattr(target, port_attr, hp[1])
+            loader.assigned.add((id(target), host_attr))
+            loader.assigned.add((id(target), port_attr))
 
     return handler
 

@@ -138,7 +138,7 @@ def test_users_errors(conf):
         "c.conf:1:25: User entry requires a user"
     ]
     assert conf.errors("authorization: 5") == [
-        "c.conf:1:0: interface conversion: interface {} is int64, not map[string]interface {}"
+        "c.conf:1:0: authorization: expected a map ({ ... }), got integer 5"
     ]
 
 
@@ -161,5 +161,5 @@ def test_used_variables_are_not_unknown_fields(conf):
     assert opts.mqtt.max_ack_pending == 3
     # A variable named like an option is still that option.
     assert conf.errors('port: "x"\nserver_name: $port') == [
-        "c.conf:1:0: interface conversion: interface {} is string, not int64"
+        'c.conf:1:0: port: expected an integer, got string "x"'
     ]

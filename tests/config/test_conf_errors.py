@@ -25,10 +25,10 @@ ESCAPE_MSG = (
         ("websocket { bogus: 1 }", ['c.conf:1:12: unknown field "bogus"']),
         ("authorization { foo: 1 }", ['c.conf:1:16: unknown field "foo"']),
         ("authorization { users: [{user: a, foo: 1}] }", ['c.conf:1:34: unknown field "foo"']),
-        ('port: "abc"', ["c.conf:1:0: interface conversion: interface {} is string, not int64"]),
+        ('port: "abc"', ['c.conf:1:0: port: expected an integer, got string "abc"']),
         (
             'websocket { no_tls: "yes" }',
-            ["c.conf:1:12: interface conversion: interface {} is string, not bool"],
+            ['c.conf:1:12: no_tls: expected a boolean (true/false), got string "yes"'],
         ),
         (
             'ping_interval: "30x"',
@@ -84,7 +84,7 @@ ESCAPE_MSG = (
         ('listen: "nocolon"', ['c.conf:1:0: could not parse address string "nocolon"']),
         (
             'max_payload: "1MB"',
-            ["c.conf:1:0: interface conversion: interface {} is string, not int64"],
+            ['c.conf:1:0: max_payload: expected an integer, got string "1MB"'],
         ),
     ],
 )
@@ -140,7 +140,7 @@ def test_several_problems_are_reported_together(conf):
     assert conf.errors("foo: 1\nbar: 2\nport: x") == [
         'c.conf:1:0: unknown field "foo"',
         'c.conf:2:1: unknown field "bar"',
-        "c.conf:3:1: interface conversion: interface {} is string, not int64",
+        'c.conf:3:1: port: expected an integer, got string "x"',
     ]
 
 

@@ -67,7 +67,7 @@ def test_mqtt_sys_interval(conf):
         ("max_ack_pending: -1", "c.conf:1:7: invalid value -1, should in [0..65535] range"),
         (
             'max_ack_pending: "5"',
-            "c.conf:1:7: interface conversion: interface {} is string, not int64",
+            'c.conf:1:7: max_ack_pending: expected an integer, got string "5"',
         ),
         ("receive_maximum: 0", "c.conf:1:7: invalid value 0, should in [1..65535] range"),
         ("max_keepalive: 70000", "c.conf:1:7: invalid value 70000, should in [0..65535] range"),
@@ -86,7 +86,7 @@ def test_mqtt_sys_interval(conf):
         ),
         ("tls { foo: 1 }", 'c.conf:1:13: error parsing tls config, unknown field "foo"'),
         ("authorization { users: [{user: a}] }", 'c.conf:1:23: unknown field "users"'),
-        ('port: "x"', "c.conf:1:7: interface conversion: interface {} is string, not int64"),
+        ('port: "x"', 'c.conf:1:7: port: expected an integer, got string "x"'),
     ],
 )
 def test_mqtt_errors(conf, body, msg):
@@ -148,7 +148,7 @@ def test_websocket_block(conf):
         ('handshake_timeout: "3x"', 'c.conf:1:12: time: unknown unit "x" in duration "3x"'),
         ("tls { cert_file: /nope }", "c.conf:1:12: missing 'key_file' in TLS configuration"),
         ("authorization { users: [{user: a}] }", 'c.conf:1:28: unknown field "users"'),
-        ('no_tls: "yes"', "c.conf:1:12: interface conversion: interface {} is string, not bool"),
+        ('no_tls: "yes"', 'c.conf:1:12: no_tls: expected a boolean (true/false), got string "yes"'),
     ],
 )
 def test_websocket_errors(conf, body, msg):
