@@ -203,6 +203,35 @@ def _call(cb: OnDurable, seq: int, err: BaseException | None) -> None:
         log.exception("on_durable callback for seq %d raised", seq)
 
 
+def recovery_summary(rep: dict) -> str:
+    """The recovery report as one line for the log: what was found, what was repaired.
+
+    ``Store recovered 2 streams, 1 consumer, 100000 messages in 0.412s``, plus
+    ``; repaired: 1 corrupt record, 1 torn tail (312 bytes cut), ...`` when it had to."""
+
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+    line = (
+        f"Store recovered {count(rep['streams'], 'stream')}, "
+        f"{count(rep['consumers'], 'consumer')}, {count(rep['msgs'], 'message')} "
+        f"in {rep['time']:.3f}s"
+    )
+    repairs = []
+    if rep["corrupt_records"]:
+        repairs.append(count(rep["corrupt_records"], "corrupt record"))
+    if rep["torn_tails"]:
+        repairs.append(f"{count(rep['torn_tails'], 'torn tail')} ({rep['bytes_cut']} bytes cut)")
+    if rep["index_rebuilt"]:
+        n = rep["index_rebuilt"]
+        repairs.append(f"{n} {'index' if n == 1 else 'indexes'} rebuilt")
+    if rep["damaged_files"]:
+        repairs.append(count(rep["damaged_files"], "damaged stream") + " set aside")
+    if repairs:
+        line += "; repaired: " + ", ".join(repairs)
+    return line
+
+
 def recovery_report() -> dict:
     """The store's recovery report (``store.recovery``, shown in /jsz), all zero: what
     a memory store always says, and what a file store's recovery counts up from."""

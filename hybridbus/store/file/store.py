@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import errors as E
 from ..api import StreamConfig
-from ..base import BaseStore, recovery_report
+from ..base import BaseStore, recovery_report, recovery_summary
 from ..memstore import MemStream
 from ..records import FORMAT_VERSION, segment_header
 from ..stream import BaseStream
@@ -80,10 +80,19 @@ class FileStore(BaseStore):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
+            # The holder wrote its PID in the file when it took the lock.
+            try:
+                holder = os.pread(fd, 32, 0).decode().strip()
+            except (OSError, UnicodeDecodeError):
+                holder = ""
             os.close(fd)
-            raise E.StoreError(
-                f"store directory {self.directory} is in use by another process"
-            ) from e
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise E.StoreError(f"store directory {self.directory} is in use by {who}") from e
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+        except OSError:
+            pass  # a read-only LOCK file still locks; only the PID goes unsaid
         return fd
 
     def _unlock(self) -> None:
@@ -227,9 +236,9 @@ class FileStore(BaseStore):
         self._used["file"] = sum(st._bytes for st in self._streams.values())
         rep["time"] = round(time.perf_counter() - t0, 6)
         if rep["corrupt_records"] or rep["torn_tails"] or rep["damaged_files"]:
-            log.warning("store recovery: %s", rep)
+            log.warning("%s", recovery_summary(rep))
         else:
-            log.info("store recovery: %s", rep)
+            log.info("%s", recovery_summary(rep))
 
     def _set_aside(self, path: str, name: str) -> None:
         dst_dir = os.path.join(self.directory, "streams", ".damaged")
