@@ -1,16 +1,23 @@
 """The live dashboard served at the monitoring root: one self-contained HTML page.
 
 The page has no external resources (the machines it runs on may have no
-internet). Every second it polls ``/varz``, ``/connz`` and ``/subsz?subs=1`` of
-the same server, and shows the connections, a message-rate chart drawn on a
-``<canvas>``, and the busiest clients and subjects (rates are deltas between two
-polls, computed in the browser, as nats-top does). Text from clients (names,
-client ids, subjects) is inserted with ``textContent`` only, never as HTML.
+internet). Every second it polls ``/varz``, ``/connz``, ``/subsz?subs=1`` and
+``/overviewz`` of the same server, and shows the connections, a message-rate chart
+drawn on a ``<canvas>``, the busiest clients and subjects (rates are deltas between
+two polls, computed in the browser, as nats-top does), and what an MQTT operator
+looks at first: sessions online and offline, retained messages, QoS 1/2 messages in
+flight and queued, the store's size and its fsync latency (the mean over the last
+poll interval, from the histogram's count and sum), streams and consumers. The
+header shows the server's name and hybridbus's own version (the NATS protocol level
+it speaks is in its tooltip). Text from clients (names, client ids, subjects) is
+inserted with ``textContent`` only, never as HTML.
 
 Element ids that tests and users can rely on: ``server-id``, ``server-name``,
-``conn-total``, ``conn-nats``, ``conn-mqtt``, ``subs-total``, ``in-rate``,
-``out-rate``, ``in-msgs``, ``out-msgs``, ``poll-count``, ``status``, ``chart``,
-``client-rows``, ``subject-rows``.
+``version``, ``conn-total``, ``conn-nats``, ``conn-mqtt``, ``subs-total``,
+``in-rate``, ``out-rate``, ``in-msgs``, ``out-msgs``, ``mqtt-online``,
+``mqtt-offline``, ``retained``, ``inflight``, ``queued``, ``store-size``,
+``store-msgs``, ``fsync-latency``, ``fsync-count``, ``streams``, ``consumers``,
+``poll-count``, ``status``, ``chart``, ``client-rows``, ``subject-rows``.
 """
 
 from __future__ import annotations
@@ -71,7 +78,7 @@ _PAGE = r"""<!DOCTYPE html>
   <h1>hybridbus</h1>
   <span class="meta">server <code id="server-name">-</code></span>
   <span class="meta">id <code id="server-id">-</code></span>
-  <span class="meta">version <code id="version">-</code></span>
+  <span class="meta">hybridbus <code id="version">-</code></span>
   <span class="meta">up <code id="uptime">-</code></span>
   <span class="meta">polls <code id="poll-count">0</code></span>
   <span id="status">connecting</span>
@@ -94,6 +101,25 @@ _PAGE = r"""<!DOCTYPE html>
       <div class="sub">stale <span id="stale">-</span></div></div>
     <div class="card"><div class="label">Process</div><div class="value" id="mem">-</div>
       <div class="sub">CPU <span id="cpu">-</span></div></div>
+  </section>
+  <section class="cards">
+    <div class="card"><div class="label">MQTT sessions online</div>
+      <div class="value" id="mqtt-online">-</div>
+      <div class="sub">offline <span id="mqtt-offline">-</span></div></div>
+    <div class="card"><div class="label">Retained messages</div>
+      <div class="value" id="retained">-</div>
+      <div class="sub">dropped <span id="dropped">-</span></div></div>
+    <div class="card"><div class="label">QoS 1/2 in flight</div>
+      <div class="value" id="inflight">-</div>
+      <div class="sub">queued <span id="queued">-</span></div></div>
+    <div class="card"><div class="label">Store</div><div class="value" id="store-size">-</div>
+      <div class="sub">messages <span id="store-msgs">-</span></div></div>
+    <div class="card"><div class="label">fsync latency</div>
+      <div class="value" id="fsync-latency">-</div>
+      <div class="sub">fsyncs <span id="fsync-count">-</span> &middot;
+        <span id="sync-policy">-</span></div></div>
+    <div class="card"><div class="label">Streams</div><div class="value" id="streams">-</div>
+      <div class="sub">consumers <span id="consumers">-</span></div></div>
   </section>
   <section class="panel">
     <h2>Messages per second (last 2 minutes)</h2>
@@ -125,7 +151,7 @@ const BASE = __BASE__;
 const HISTORY = 120;
 const TOP = 12;
 const series = { inRate: [], outRate: [] };
-let prevVarz = null, prevT = 0, polls = 0, busy = false;
+let prevVarz = null, prevT = 0, polls = 0, busy = false, prevFsync = null;
 let prevClients = new Map(), prevSubjects = new Map();
 
 function $(id) { return document.getElementById(id); }
@@ -174,9 +200,6 @@ function fillRows(tbody, rows, cols) {
 
 function renderVarz(v, dt) {
   setText("server-id", v.server_id);
-  // An unnamed server is named after its id; do not show the id twice.
-  setText("server-name", v.server_name === v.server_id ? "(unnamed)" : v.server_name);
-  setText("version", v.version);
   setText("uptime", v.uptime);
   setText("conn-total", fmtNum(v.connections));
   setText("conn-accepted", fmtNum(v.total_connections));
@@ -260,6 +283,40 @@ function renderSubjects(subsz, dt) {
   fillRows($("subject-rows"), trs, 4);
 }
 
+function fmtSeconds(s) {
+  if (!isFinite(s)) return "-";
+  if (s >= 1) return s.toFixed(2) + " s";
+  if (s >= 0.001) return (s * 1000).toFixed(s >= 0.01 ? 1 : 2) + " ms";
+  return Math.round(s * 1e6) + " \u00b5s";
+}
+
+function renderOverview(o) {
+  // hybridbus's own name and version; /varz's "version" is the NATS protocol level.
+  setText("server-name", o.server_name);
+  setText("version", o.version);
+  $("version").title = "speaks the NATS protocol of nats-server " + o.nats_version;
+  const m = o.mqtt, s = o.store;
+  setText("mqtt-online", fmtNum(m.sessions_online));
+  setText("mqtt-offline", fmtNum(m.sessions_offline));
+  setText("retained", fmtNum(m.retained_messages));
+  setText("dropped", fmtNum(m.dropped_messages));
+  setText("inflight", fmtNum(m.inflight_messages));
+  setText("queued", fmtNum(m.queued_messages));
+  setText("store-size", fmtBytes(s.bytes));
+  setText("store-msgs", fmtNum(s.messages));
+  setText("streams", fmtNum(s.streams));
+  setText("consumers", fmtNum(s.consumers));
+  setText("fsync-count", fmtNum(s.fsyncs));
+  setText("sync-policy", s.sync_always ? "sync always" : "sync on interval");
+  // The mean over the last interval when there were fsyncs in it, else overall.
+  const p = prevFsync;
+  let mean = NaN;
+  if (p && s.fsyncs > p.fsyncs) mean = (s.fsync_seconds_sum - p.fsync_seconds_sum) / (s.fsyncs - p.fsyncs);
+  else if (s.fsyncs > 0) mean = s.fsync_seconds_sum / s.fsyncs;
+  setText("fsync-latency", s.fsyncs > 0 ? fmtSeconds(mean) : "none yet");
+  prevFsync = { fsyncs: s.fsyncs, fsync_seconds_sum: s.fsync_seconds_sum };
+}
+
 function niceMax(v) {
   if (v <= 0) return 10;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -332,14 +389,16 @@ async function poll() {
   if (busy) return;
   busy = true;
   try {
-    const [varz, connz, subsz] = await Promise.all([
+    const [varz, connz, subsz, overview] = await Promise.all([
       getJSON("/varz"), getJSON("/connz?limit=1024"), getJSON("/subsz?subs=1&limit=1024"),
+      getJSON("/overviewz"),
     ]);
     const t = parseTime(varz.now) / 1000;
     const dt = prevT ? t - prevT : 0;
     renderVarz(varz, dt);
     renderClients(connz, dt);
     renderSubjects(subsz, dt);
+    renderOverview(overview);
     prevVarz = varz; prevT = t;
     polls++;
     setText("poll-count", String(polls));

@@ -22,34 +22,28 @@ Every path lives under ``http_base_path``. Each hit on a known path adds 1 to
 ``http_req_stats[path]`` (``/subscriptionsz`` counts as ``/subsz``), which
 ``/varz`` reports.
 
-Besides nats-server's endpoints: ``/metrics`` (Prometheus, ``prometheus.py``) and
+Besides nats-server's endpoints: ``/metrics`` (Prometheus, ``prometheus.py``),
+``/overviewz`` (the MQTT and store summary the dashboard shows, ``overview.py``) and
 a live dashboard at the root path (``dashboard.py``).
+
+Start-up time: a server must accept connections as soon as it can, and none of
+the reports is needed for that, so this module imports them (and h11, the
+Prometheus client, the HTTP helpers) when the first request needs them, not when
+the listener opens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
-
-import h11
-
-from hybridbus.monitor.accountz import accountz, routez
-from hybridbus.monitor.connz import ConnzOptions, connz
-from hybridbus.monitor.dashboard import render_dashboard
-from hybridbus.monitor.gotypes import BadRequest, dumps, dumps_compact
-from hybridbus.monitor.healthz import HealthzOptions, WriteErrorWatch, healthz
-from hybridbus.monitor.jsz import JszOptions, jsz
-from hybridbus.monitor.prometheus import Metrics
-from hybridbus.monitor.subsz import SubszOptions, subsz
-from hybridbus.monitor.varz import CpuMeter, varz
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
+
+# h11, imported by the first HttpConnection (see the module docstring)
+h11: Any = None
 
 log = logging.getLogger("hybridbus.monitor")
 
@@ -86,6 +80,8 @@ class Response:
 
 
 def _json(doc: Any, status: int = 200) -> Response:
+    from hybridbus.monitor.gotypes import dumps
+
     return Response(status, JSON, dumps(doc).encode())
 
 
@@ -119,10 +115,12 @@ class Monitor:
         self.port = 0
         self.scheme = "http"
         self.http_req_stats: dict[str, int] = {}
-        self.metrics = Metrics(server, self.http_req_stats)
+        self._metrics_registry: Any = None  # prometheus.Metrics, made by the first scrape
         self.base_path = normalize_base_path(server.options.http_base_path)
-        self._cpu = CpuMeter()
-        self._health = WriteErrorWatch()
+        # /varz's CPU meter counts from here; it is made by the first /varz
+        self._cpu: Any = None
+        self._cpu_since = (time.monotonic(), time.process_time())
+        self._health: Any = None  # healthz.WriteErrorWatch, made by the first /healthz
         self._conns: set[HttpConnection] = set()
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -141,6 +139,7 @@ class Monitor:
             _join(base, "/accountz"): ("/accountz", self._accountz),
             _join(base, "/routez"): ("/routez", self._routez),
             _join(base, "/metrics"): ("/metrics", self._metrics),
+            _join(base, "/overviewz"): ("/overviewz", self._overviewz),
         }
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -195,13 +194,30 @@ class Monitor:
         if self._listener is not None:
             self._sweeper = self._loop.call_later(SWEEP_PERIOD, self._sweep)
 
+    @property
+    def metrics(self) -> Any:
+        if self._metrics_registry is None:
+            from hybridbus.monitor.prometheus import Metrics
+
+            self._metrics_registry = Metrics(self.server, self.http_req_stats)
+        return self._metrics_registry
+
     def cpu_percent(self) -> float:
+        if self._cpu is None:
+            from hybridbus.monitor.varz import CpuMeter
+
+            self._cpu = CpuMeter()
+            self._cpu._wall, self._cpu._cpu = self._cpu_since
         return self._cpu.read()
 
     # -- dispatch -----------------------------------------------------------------------
 
     def handle(self, target: bytes, headers: dict[bytes, bytes]) -> Response:
         """Answer one request; the method does not matter (as in nats-server)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        from hybridbus.monitor.gotypes import BadRequest
+
         text = target.decode("utf-8", "replace")
         parts = urlsplit(text)
         route = self.routes.get(parts.path or "/")
@@ -217,33 +233,59 @@ class Monitor:
         except BadRequest as err:
             return _bad_request(err.text)
 
+    # Each report module is imported by its first request (see the module docstring).
+
     def _root(self, q: dict, headers: dict) -> Response:
         if self._dashboard is None:
+            from hybridbus.monitor.dashboard import render_dashboard
+
             self._dashboard = render_dashboard(self.base_path).encode()
         return Response(200, HTML, self._dashboard)
 
     def _varz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.varz import varz
+
         return _json(varz(self.server, self))
 
     def _connz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.connz import ConnzOptions, connz
+
         return _json(connz(self.server, ConnzOptions.from_query(q)))
 
     def _subsz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.subsz import SubszOptions, subsz
+
         return _json(subsz(self.server, SubszOptions.from_query(q)))
 
     def _jsz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.jsz import JszOptions, jsz
+
         return _json(jsz(self.server, JszOptions.from_query(q)))
 
     def _healthz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.gotypes import dumps_compact
+        from hybridbus.monitor.healthz import HealthzOptions, WriteErrorWatch, healthz
+
+        if self._health is None:
+            self._health = WriteErrorWatch()
         opts = HealthzOptions.from_query(q)
         status, body = healthz(self.server, opts, self._health)
         return Response(status, JSON, dumps_compact(body).encode())
 
     def _accountz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.accountz import accountz
+
         return _json(accountz(self.server, q))
 
     def _routez(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.accountz import routez
+
         return _json(routez(self.server, q))
+
+    def _overviewz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.overview import overview
+
+        return _json(overview(self.server))
 
     def _metrics(self, q: dict, headers: dict) -> Response:
         accept = headers.get(b"accept", b"").decode("latin-1")
@@ -257,6 +299,9 @@ class HttpConnection(asyncio.Protocol):
     __slots__ = ("monitor", "transport", "h11", "request", "body_size", "last_seen")
 
     def __init__(self, monitor: Monitor) -> None:
+        global h11
+        if h11 is None:
+            import h11
         self.monitor = monitor
         self.transport: asyncio.Transport | None = None
         self.h11 = h11.Connection(h11.SERVER)
@@ -333,6 +378,9 @@ class HttpConnection(asyncio.Protocol):
         self._send(resp, head=req.method == b"HEAD")
 
     def _send(self, resp: Response, head: bool = False) -> None:
+        import email.utils
+        from http import HTTPStatus
+
         conn = self.h11
         headers = [
             ("Content-Type", resp.content_type),
@@ -364,7 +412,9 @@ class HttpConnection(asyncio.Protocol):
         except h11.LocalProtocolError:
             pass
 
-    def _protocol_error(self, err: h11.RemoteProtocolError) -> None:
+    def _protocol_error(self, err: Any) -> None:
+        from http import HTTPStatus
+
         status = err.error_status_hint or 400
         try:
             phrase = HTTPStatus(status).phrase

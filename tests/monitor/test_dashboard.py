@@ -134,3 +134,64 @@ async def test_dashboard_renders_live_numbers(probes, tmp_path):
     assert len(data) > 20_000
     assert distinct > 100, f"screenshot looks blank ({distinct} distinct rows)"
     await pub.close()
+
+
+async def _mqtt_operator_traffic(server) -> tuple:
+    """One offline persistent session with a queued message, one online session that
+    never acknowledges (messages in flight), one retained message; returns what to
+    close afterwards."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_connect
+    from tests.monitor.conftest import Paho
+
+    port = server.mqtt_port
+    away = await Paho(port, "dash-offline", clean=False).start()
+    await away.subscribe("fleet/#", 1)
+    await away.stop()  # a persistent session, now offline
+    slow = await mqtt_connect(port, "dash-slow")
+    await slow.send(mp.subscribe(1, ("fleet/#", 1)))
+    await slow.expect(mp.suback(1, 1))
+    pub = await Paho(port, "dash-pub").start()
+    await pub.publish("fleet/config", b"v2", qos=1)
+    # retained: stored, queued for the offline session, in flight to dash-slow
+    pub.client.publish("fleet/firmware", b"1.4.2", qos=1, retain=True).wait_for_publish(5)
+    return pub, slow
+
+
+@needs_chromium
+async def test_dashboard_shows_version_name_and_mqtt_store_figures(monitored_factory, tmp_path):
+    """The header names the server and hybridbus's own version (not the NATS protocol
+    level), and the MQTT/store cards show live figures from /overviewz."""
+    from hybridbus import __version__
+
+    probes = await monitored_factory(server_name="edge-7", jetstream__sync_always=True)
+    server = probes.server
+    pub, slow = await _mqtt_operator_traffic(server)
+    try:
+        ov = await probes.json("/overviewz")
+        assert ov["mqtt"]["sessions_offline"] == 1 and ov["mqtt"]["retained_messages"] == 1
+        dom = (
+            await run_chromium(
+                tmp_path, "ops", "--dump-dom", "--virtual-time-budget=3000", probes.url("/")
+            )
+        ).decode()
+    finally:
+        await pub.stop()
+        await slow.close()
+    assert element_text(dom, "status") == "live"
+    assert element_text(dom, "server-name") == "edge-7"
+    assert element_text(dom, "version") == __version__
+    assert __version__ != "2.11.0" and "2.11.0" not in element_text(dom, "version")
+    assert element_text(dom, "mqtt-online") == "2"  # dash-slow and dash-pub
+    assert element_text(dom, "mqtt-offline") == "1"
+    assert element_text(dom, "retained") == "1"
+    assert int(element_text(dom, "inflight")) >= 1  # dash-slow never sends PUBACK
+    assert int(element_text(dom, "queued")) >= 1  # for the offline session
+    size = element_text(dom, "store-size")
+    assert re.fullmatch(r"[\d.]+ (B|KiB|MiB)", size) and size != "0 B", size
+    assert int(element_text(dom, "store-msgs").replace(",", "")) >= 2
+    # sync_always: every QoS 1 message was fsynced, so there is a latency to show
+    assert int(element_text(dom, "fsync-count").replace(",", "")) >= 1
+    assert re.fullmatch(r"[\d.]+ (µs|ms|s)", element_text(dom, "fsync-latency"))
+    assert int(element_text(dom, "streams")) >= 4  # the MQTT state streams
+    assert element_text(dom, "consumers") == "0"
