@@ -38,6 +38,9 @@ class Hub(Protocol):
     # (ClientBase.close, _Linger); shutdown waits for their output, then drops them.
     lingering: set
     start_time: float  # time.time() at start ($SYS/broker/uptime)
+    # Lame duck mode (server/lameduck.py): the server is closing its clients one by
+    # one; MQTT 5 clients are then pointed at mqtt.server_reference (0x9C) if set.
+    ldm: bool
     # Traffic of closed connections per conn_type: [in_msgs, in_bytes, out_msgs,
     # out_bytes] ($SYS/broker/messages/..., bytes/...).
     closed_by_protocol: dict[str, list[int]]

@@ -79,6 +79,7 @@ PUBLISH_PROPERTY_NAMES = (
 KEEP_ALIVE_TIMEOUT = 0x8D
 SESSION_TAKEN_OVER = 0x8E
 SERVER_SHUTTING_DOWN = 0x8B
+USE_ANOTHER_SERVER = 0x9C
 RECEIVE_MAXIMUM_EXCEEDED = 0x93
 TOPIC_ALIAS_INVALID = 0x94
 PROTOCOL_ERROR = 0x82
@@ -571,10 +572,17 @@ class MqttConnection(ClientBase):
         self.close(reasons.PROTOCOL_VIOLATION, final)
 
     def shutdown(self) -> None:
-        """The server is stopping: 5.0 clients are told so (0x8B) before the close."""
+        """The server is stopping: 5.0 clients are told so (0x8B) before the close; in
+        lame duck mode with mqtt.server_reference set, to use that server (0x9C)."""
         final = b""
         if self.level == 5 and self.session is not None:
-            final = encode_disconnect(SERVER_SHUTTING_DOWN, None, 5)
+            reference = self.server.options.mqtt.server_reference
+            if self.server.ldm and reference:
+                props = {"server_reference": reference}
+                final = encode_disconnect(USE_ANOTHER_SERVER, props, 5)
+            limit = self.client_max_packet
+            if not final or (limit and len(final) > limit):
+                final = encode_disconnect(SERVER_SHUTTING_DOWN, None, 5)
         self.close(reasons.SERVER_SHUTDOWN, final)
 
     def taken_over(self) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus import log as hblog
 from hybridbus.core import client as reasons
+from hybridbus.core.trace import retrace
 from hybridbus.security import Security
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ FIXED = (
     "config_file",
 )
 # Bookkeeping, not settings.
-IGNORED = ("raw", "config_digest", "overrides")
+IGNORED = ("raw", "config_digest", "overrides", "hosts_from_config")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -136,6 +137,8 @@ def reload(server: Server) -> bool:
         if new.mqtt.sys_interval != old.mqtt.sys_interval:
             server.mqtt.sys_topics.reconfigure()
     hblog.configure(debug=new.debug, trace=new.trace, logtime=new.logtime, log_file=new.log_file)
+    if new.trace != old.trace:
+        retrace(list(server.clients.values()), new.trace)  # new connections: Server.register
     _apply_to_clients(server)
     server.config_load_time = time.time()
     if changed:

@@ -18,8 +18,7 @@ import asyncio
 import base64
 import logging
 import os
-import platform
-import secrets
+import sys
 import time
 from collections import deque
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from hybridbus import NATS_COMPAT_VERSION, __version__
 from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
+from hybridbus.core.trace import trace_connection
 from hybridbus.monitor.http import start_monitor
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
 from hybridbus.mqtt.connection import MqttConnection
@@ -35,14 +35,21 @@ from hybridbus.nats.connection import NatsConnection, pick_member
 from hybridbus.options import Options
 from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
-from hybridbus.store import open_store
+from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
+from hybridbus.store import StoreError, open_store
 
 log = logging.getLogger("hybridbus.server")
+
+# "CPython 3.11.7", without importing `platform` (start-up time)
+PYTHON = "{} {}.{}.{}".format(
+    {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name),
+    *sys.version_info[:3],
+)
 
 
 def make_server_id() -> str:
     """A 56-character, N-prefixed id shaped like nats-server's."""
-    raw = base64.b32encode(secrets.token_bytes(35)).decode().rstrip("=")
+    raw = base64.b32encode(os.urandom(35)).decode().rstrip("=")
     return ("N" + raw)[:56]
 
 
@@ -100,7 +107,10 @@ class Server:
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = asyncio.Event()
+        self._ready = asyncio.Event()  # set once start() has opened everything
+        self._quit = asyncio.Event()  # set when shutdown() begins (ends lame duck mode)
         self._shutting_down = False
+        self.ldm = False  # lame duck mode (lameduck.py): INFO says "ldm": true
         self.route_seq = 0
         self.route_sessions: list = []
         self.mqtt_port = 0
@@ -117,39 +127,54 @@ class Server:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        """Open the store, then the listeners and monitoring. What stops the start is
+        a StartError (startup.py) that names it; what was opened is closed again."""
+        self._loop = asyncio.get_running_loop()
         opts = self.options
         log.info("Starting hybridbus %s", __version__)
         log.info(
             "  Version:  %s (NATS protocol compatible with %s)", __version__, NATS_COMPAT_VERSION
         )
-        log.info("  Python:   %s %s", platform.python_implementation(), platform.python_version())
+        log.info("  Python:   %s", PYTHON)
         log.info("  ID:       %s", self.server_id)
         if opts.config_file:
             log.info("Using configuration file: %s", opts.config_file)
-        port = opts.port if opts.port > 0 else 0
+        try:
+            # The store first: a store directory in use stops us before any port opens.
+            self._open_store()
+            await self._open_listeners()
+        except StartError:
+            await self._close_after_failed_start()
+            raise
+        log.info("Server is ready")
+        self._ready.set()
+        self._schedule_sweep()
+
+    async def _open_listeners(self) -> None:
+        loop = self._loop
+        opts = self.options
         tls_first = self.nats_tls is not None and opts.tls.handshake_first
-        listener = await loop.create_server(
+        listener = await listen(
+            loop,
+            "nats",
             lambda: NatsConnection(self),
-            host=opts.host,
-            port=port,
-            reuse_address=True,
+            opts.host,
+            opts.port,
             backlog=1024,
             ssl=self.nats_tls if tls_first else None,
             ssl_handshake_timeout=opts.tls.timeout if tls_first else None,
         )
         self._listeners.append(listener)
         self.nats_port = listener.sockets[0].getsockname()[1]
-        log.info("Listening for client connections on %s:%d", opts.host, self.nats_port)
-        self._open_store()
+        log.info("Listening for client connections on %s", address(opts.host, self.nats_port))
         if opts.mqtt.enabled:
-            mqtt_port = opts.mqtt.port if opts.mqtt.port > 0 else 0
             mqtt_tls = self.security.server_context(opts.mqtt.tls)
-            listener = await loop.create_server(
+            listener = await listen(
+                loop,
+                "mqtt",
                 lambda: MqttConnection(self),
-                host=opts.mqtt.host,
-                port=mqtt_port,
-                reuse_address=True,
+                opts.mqtt.host,
+                opts.mqtt.port,
                 backlog=1024,
                 ssl=mqtt_tls,
                 ssl_handshake_timeout=opts.mqtt.tls.timeout if mqtt_tls else None,
@@ -157,19 +182,19 @@ class Server:
             self._listeners.append(listener)
             self.mqtt_port = listener.sockets[0].getsockname()[1]
             scheme = "mqtts" if mqtt_tls else "mqtt"
-            log.info(
-                "Listening for MQTT clients on %s://%s:%d", scheme, opts.mqtt.host, self.mqtt_port
-            )
+            where = address(opts.mqtt.host, self.mqtt_port)
+            log.info("Listening for MQTT clients on %s://%s", scheme, where)
         if opts.websocket.enabled:
             from hybridbus.server.websocket import WebSocketConnection
 
             ws = opts.websocket
             ws_tls = None if ws.no_tls else self.security.server_context(ws.tls)
-            listener = await loop.create_server(
+            listener = await listen(
+                loop,
+                "websocket",
                 lambda: WebSocketConnection(self),
-                host=ws.host,
-                port=ws.port if ws.port > 0 else 0,
-                reuse_address=True,
+                ws.host,
+                ws.port,
                 backlog=1024,
                 ssl=ws_tls,
                 ssl_handshake_timeout=ws.tls.timeout if ws_tls else None,
@@ -177,15 +202,48 @@ class Server:
             self._listeners.append(listener)
             self.websocket_port = listener.sockets[0].getsockname()[1]
             scheme = "wss" if ws_tls else "ws"
-            log.info(
-                "Listening for websocket clients on %s://%s:%d",
-                scheme,
-                ws.host,
-                self.websocket_port,
-            )
-        self.monitor = await start_monitor(self)
-        log.info("Server is ready")
-        self._schedule_sweep()
+            where = address(ws.host, self.websocket_port)
+            log.info("Listening for websocket clients on %s://%s", scheme, where)
+        try:
+            self.monitor = await start_monitor(self)
+        except OSError as err:
+            name, port = ("https", opts.https_port) if opts.https_port else ("http", opts.http_port)
+            raise listen_error(name, opts.http_host, port, err) from None
+
+    async def _close_after_failed_start(self) -> None:
+        for listener in self._listeners:
+            listener.close()
+        if self.monitor is not None:
+            await self.monitor.close()
+        if self.mqtt is not None:
+            self.mqtt.shutdown()
+        if self.store is not None:
+            await self.store.close()
+
+    async def lame_duck(self) -> None:
+        """Lame duck mode (SIGUSR2): see lameduck.py. Returns once the server stopped."""
+        from hybridbus.server.lameduck import lame_duck
+
+        await lame_duck(self)
+
+    def stop_accepting(self) -> None:
+        """Close the client listeners (NATS, MQTT, WebSocket); monitoring stays."""
+        for listener in self._listeners:
+            listener.close()
+
+    def is_shutting_down(self) -> bool:
+        return self._shutting_down
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def quit_within(self, seconds: float) -> bool:
+        """Wait `seconds`; True as soon as a shutdown starts instead."""
+        try:
+            await asyncio.wait_for(self._quit.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def shutdown(self) -> None:
         """Stop accepting, flush and close every client, then release the rest."""
@@ -193,6 +251,7 @@ class Server:
             await self._stopped.wait()
             return
         self._shutting_down = True
+        self._quit.set()
         log.info("Initiating Shutdown...")
         for listener in self._listeners:
             listener.close()
@@ -239,13 +298,16 @@ class Server:
         js = self.options.jetstream
         store_dir = js.store_dir if js.enabled else None
         started = time.monotonic()
-        self.store = open_store(
-            store_dir,
-            sync_interval=js.sync_interval,
-            sync_always=js.sync_always,
-            max_memory=js.max_memory_store,
-            max_file=js.max_file_store,
-        )
+        try:
+            self.store = open_store(
+                store_dir,
+                sync_interval=js.sync_interval,
+                sync_always=js.sync_always,
+                max_memory=js.max_memory_store,
+                max_file=js.max_file_store,
+            )
+        except (StoreError, OSError) as err:
+            raise store_error(os.path.abspath(store_dir or "."), err) from None
         if store_dir:
             log.info(
                 "Store in %s (sync %s), opened in %.3fs",
@@ -253,7 +315,14 @@ class Server:
                 "always" if js.sync_always else f"every {js.sync_interval:g}s",
                 time.monotonic() - started,
             )
-        log.debug("Store recovery: %s", getattr(self.store, "recovery", {}))
+        rep = getattr(self.store, "recovery", None)
+        if rep:
+            log.debug(
+                "Store recovery read %d records; %d bytes cut, %d indexes rebuilt",
+                rep["records"],
+                rep["bytes_cut"],
+                rep["index_rebuilt"],
+            )
         self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
@@ -278,6 +347,10 @@ class Server:
         client.cid = self._next_cid
         self.clients[client.cid] = client
         self.stats.total_connections += 1
+        if self.options.trace:
+            # Traced or not is decided here, once per connection: the message path
+            # never asks (core/trace.py).
+            trace_connection(client, True)
 
     def unregister(self, client: ClientBase) -> None:
         if self.clients.pop(client.cid, None) is None:
@@ -304,8 +377,7 @@ class Server:
             "server_name": self.server_name,
             "version": NATS_COMPAT_VERSION,
             "proto": 1,
-            "go": f"hybridbus {__version__} ({platform.python_implementation()} "
-            f"{platform.python_version()})",
+            "go": f"hybridbus {__version__} ({PYTHON})",
             "host": opts.host,
             "port": self.nats_port,
             "headers": True,
@@ -315,6 +387,8 @@ class Server:
         }
         if self.auth_required:
             info["auth_required"] = True
+        if self.ldm:
+            info["ldm"] = True
         if self.nats_tls is not None and not client.ws:
             # A websocket's TLS is the listener's (wss://), never STARTTLS after INFO.
             info["tls_required"] = True
