@@ -16,8 +16,8 @@ empty directory instead, which adds creating the MQTT state streams (and their f
 PYTHONPATH: what an ordinary `pip install .` costs, without the import hook that an
 editable install (`pip install -e .`) adds to every start.
 
-`--messages N` first fills the store with N stored QoS 1 messages (a persistent MQTT
-session that is offline, so they stay queued in the store), then times start-ups that
+`--messages N` first fills the store with N stored QoS 1 messages (queued for
+persistent MQTT sessions that are offline, 50,000 each), then times start-ups that
 recover them. `--root DIR` runs the hybridbus source tree in DIR instead of this one
 (to compare against an older checkout: `git archive HEAD | tar -x -C /tmp/base`).
 `--importtime` prints the ten slowest imports of one start (`python -X importtime`).
@@ -62,8 +62,9 @@ def accepting(port: int) -> bool:
 def serve_args(ports: list[int], store: str) -> list[str]:
     conf = os.path.join(os.path.dirname(store), "startup.conf")
     extra = ["-c", conf] if os.path.exists(conf) else []
-    return extra + [
+    return [
         "serve",
+        *extra,
         "-a",
         "127.0.0.1",
         "-p",
@@ -137,18 +138,20 @@ def fill_store(root: str, store: str, messages: int) -> None:
     persistent MQTT session, stop it cleanly."""
     ports = [free_port() for _ in range(3)]
     env = server_env(root)
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hybridbus", *serve_args(ports, store)],
+        [sys.executable, *PYTHON_FLAGS, "-m", "hybridbus", *serve_args(ports, store)],
         cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     try:
         deadline = time.monotonic() + 30
         while not accepting(ports[1]):
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("filler server did not start")
+                log.seek(0)
+                raise RuntimeError("filler server did not start:\n" + log.read().decode())
             time.sleep(0.01)
         _queue_messages(ports[1], messages)
     finally:
@@ -185,29 +188,39 @@ def _read_packets(sock: socket.socket, count: int) -> None:
             seen += 1
 
 
+# Messages queued per offline session: a session holds at most 65,535 (one packet id
+# each), so larger stores are spread over several sessions.
+PER_SESSION = 50_000
+
+
 def _queue_messages(port: int, messages: int) -> None:
-    # A persistent subscriber at QoS 1 that then goes away: what is published to it
-    # stays queued in the store for its session.
-    with socket.create_connection(("127.0.0.1", port)) as sub:
-        sub.sendall(_connect(b"startup-sub", clean=False))
-        _read_packets(sub, 1)
-        topic = b"bench/startup"
-        sub.sendall(_packet(0x82, b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x01"))
-        sub.recv(16)
+    # Persistent subscribers at QoS 1 that then go away: what is published to them
+    # stays queued in the store for their sessions, one topic each.
+    sessions = max(1, -(-messages // PER_SESSION))
+    topics = [b"bench/startup/%d" % i for i in range(sessions)]
+    for i, topic in enumerate(topics):
+        with socket.create_connection(("127.0.0.1", port)) as sub:
+            sub.sendall(_connect(b"startup-sub-%d" % i, clean=False))
+            _read_packets(sub, 1)
+            body = b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x01"
+            sub.sendall(_packet(0x82, body))
+            _read_packets(sub, 1)
     with socket.create_connection(("127.0.0.1", port)) as pub:
         pub.sendall(_connect(b"startup-pub", clean=True))
         _read_packets(pub, 1)
         payload = b"x" * 64
-        head = len(topic).to_bytes(2, "big") + topic
         sent = 0
         window = 500
         while sent < messages:
             n = min(window, messages - sent)
-            frames = b"".join(
-                _packet(0x32, head + ((sent + i) % 65535 + 1).to_bytes(2, "big") + payload)
-                for i in range(n)
-            )
-            pub.sendall(frames)
+            frames = []
+            for i in range(n):
+                topic = topics[(sent + i) // PER_SESSION]
+                head = len(topic).to_bytes(2, "big") + topic
+                frames.append(
+                    _packet(0x32, head + ((sent + i) % 65535 + 1).to_bytes(2, "big") + payload)
+                )
+            pub.sendall(b"".join(frames))
             _read_packets(pub, n)
             sent += n
 
@@ -275,8 +288,9 @@ def main() -> None:
         for _ in range(args.runs):
             if args.fresh:
                 shutil.rmtree(store, ignore_errors=True)
-            elapsed, _err = one_start(root, store)
+            elapsed, err = one_start(root, store)
             times.append(elapsed)
+        recovered = [line for line in err.splitlines() if "ecover" in line]
         label = f"{args.messages:,} stored messages" if args.messages else "empty store"
         label += ", fresh directory each run" if args.fresh else ""
         label += ", python -S" if args.no_site else ""
@@ -285,6 +299,8 @@ def main() -> None:
             f"start-up ({label}, {root}): best {min(times) * 1000:.0f} ms, "
             f"median {statistics.median(times) * 1000:.0f} ms over {len(times)} runs"
         )
+        for line in recovered:  # what the last start found in the store
+            print("  " + line.split("] ", 2)[-1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
