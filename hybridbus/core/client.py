@@ -28,7 +28,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hybridbus.core.hub import Hub
@@ -60,6 +60,19 @@ TLS_HANDSHAKE_FAILURE = "TLS Handshake Failure"
 
 # How long a connection closed with last words keeps draining input (see _Linger).
 LINGER = 2.0
+
+# Why a receiver is congested (ClientBase.congested, core/flow.py): unsent bytes
+# over the soft limit, or (an online MQTT session) QoS 1/2 messages queued over its.
+CONGESTED_OUTPUT = 1
+CONGESTED_QUEUE = 2
+# Unsent bytes past which a receiver is congested: at most 1 MiB, and half of
+# max_pending so that a receiver that stops reading is still cut on pending bytes.
+OUTPUT_SOFT_LIMIT = 1 << 20
+
+
+def output_soft_limit(max_pending: int) -> int:
+    return max(1, min(OUTPUT_SOFT_LIMIT, max_pending // 2))
+
 
 _BCRYPT_POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -134,6 +147,11 @@ class ClientBase(asyncio.Protocol):
         "tls_version",
         "tls_cipher",
         "verifying",
+        "holds",
+        "resume_input",
+        "congested",
+        "congested_since",
+        "waiters",
     )
 
     conn_type = "nats"
@@ -166,6 +184,14 @@ class ClientBase(asyncio.Protocol):
         # A CONNECT's password is being checked off the loop: the login has arrived in
         # time, so the sweep's CONNECT/authentication deadline no longer applies.
         self.verifying = False
+        # Flow control (core/flow.py). Input: how many reasons hold this
+        # connection's reading, and the rest of a read that waits for them.
+        self.holds = 0
+        self.resume_input: Any = None
+        # Output: CONGESTED_* flags, since when, and the readers held on this one.
+        self.congested = 0
+        self.congested_since = 0.0
+        self.waiters: list | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -180,24 +206,64 @@ class ClientBase(asyncio.Protocol):
             self.tls_version = version.replace("TLSv", "")
             cipher = ssl_obj.cipher()
             self.tls_cipher = cipher[0] if cipher else None
-        # Past max_pending unsent bytes, asyncio calls pause_writing: a slow consumer.
-        transport.set_write_buffer_limits(high=self.server.options.max_pending)
+        # Past the soft limit of unsent bytes asyncio calls pause_writing: congested
+        # (publishers feeding it are slowed); past max_pending, a slow consumer.
+        soft = output_soft_limit(self.server.options.max_pending)
+        transport.set_write_buffer_limits(high=soft, low=soft // 4)
         self.server.register(self)
 
     def pause_writing(self) -> None:
         if not self.closing:
-            self.server.stats.slow_consumers += 1
-            log.info(
-                "%s:%d - cid:%d - Slow Consumer Detected: pending bytes over %d",
-                self.ip,
-                self.port,
-                self.cid,
-                self.server.options.max_pending,
-            )
-            self.abort(SLOW_CONSUMER_PENDING)
+            self.congest(CONGESTED_OUTPUT)
 
     def resume_writing(self) -> None:
-        pass
+        self.decongest(CONGESTED_OUTPUT)
+
+    # -- flow control (core/flow.py) ------------------------------------------------
+
+    def congest(self, flag: int) -> None:
+        """This receiver owes too much (unsent bytes, or queued MQTT messages): the
+        connection whose read fed it is held (Server.note_congested)."""
+        if not self.congested:
+            self.congested_since = time.monotonic()
+        self.congested |= flag
+        self.server.note_congested(self, flag)
+
+    def decongest(self, flag: int) -> None:
+        self.congested &= ~flag
+        if not self.congested and self.waiters:
+            waiters, self.waiters = self.waiters, None
+            for reader in waiters:
+                reader.release_input()
+
+    def hold_input(self) -> None:
+        """One more reason to stop reading (a fan-out job, a congested receiver, the
+        turn's budget spent): TCP then slows the client down."""
+        self.holds += 1
+        if self.holds == 1 and not self.closing and self.transport is not None:
+            self.transport.pause_reading()
+
+    def release_input(self) -> None:
+        """One reason less; with none left, the rest of the held read runs, then
+        reading resumes."""
+        if not self.holds:
+            return
+        self.holds -= 1
+        if self.holds or self.closing:
+            return
+        resume, self.resume_input = self.resume_input, None
+        if resume is not None:
+            self.server.reading = self
+            self.server.read_started = time.perf_counter()
+            self.server.work = 0
+            resume()  # may hold again
+        if not self.holds and not self.closing and self.transport is not None:
+            self.transport.resume_reading()
+
+    def slow_consumer(self, reason: str, why: str) -> None:
+        self.server.stats.slow_consumers += 1
+        log.info("%s:%d - cid:%d - Slow Consumer Detected: %s", self.ip, self.port, self.cid, why)
+        self.abort(reason)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.close_reason is None:
@@ -210,6 +276,10 @@ class ClientBase(asyncio.Protocol):
         a subscriber, an encoder), the connection is unregistered and counted closed:
         a connection left registered is a ghost in /connz that also holds shutdown."""
         self.out = bytearray()
+        if self.waiters:
+            # Whoever this connection held (core/flow.py) goes on without it.
+            self.congested = 0
+            self.decongest(0)
         try:
             self.on_closed()
         except Exception:
@@ -238,6 +308,12 @@ class ClientBase(asyncio.Protocol):
         # The transport may keep a reference to buf, so it gets a fresh one.
         self.out = bytearray()
         self.transport.write(buf)
+        if self.congested & CONGESTED_OUTPUT:
+            max_pending = self.server.options.max_pending
+            if self.transport.get_write_buffer_size() > max_pending:
+                self.slow_consumer(SLOW_CONSUMER_PENDING, f"pending bytes over {max_pending}")
+            else:
+                self.server.note_congested(self, CONGESTED_OUTPUT)
 
     def pending_bytes(self) -> int:
         if self.transport is None or self.closing:

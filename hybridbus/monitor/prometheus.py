@@ -216,7 +216,8 @@ class ServerCollector:
         )
         yield CounterMetricFamily(
             "hybridbus_mqtt_dropped_messages",
-            "Messages dropped because a session's queue was full.",
+            "QoS 1/2 messages dropped because an offline session's queue was full "
+            "(max_session_messages); an online session never drops.",
             value=dropped,
         )
 

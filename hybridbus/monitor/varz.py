@@ -230,6 +230,10 @@ def _varz_mqtt(server: Server) -> dict:
     omitempty(d, "ack_wait", nanos(m.ack_wait))
     # Go's field is a uint16: a larger number would break every Go-strict decoder.
     omitempty(d, "max_ack_pending", min(max(int(m.max_ack_pending or 0), 0), 65535))
+    # hybridbus's own: QoS 1/2 messages an offline session's cap (max_session_messages)
+    # dropped; never any for an online session (core/flow.py).
+    broker = server.mqtt
+    d["dropped_messages"] = broker.stats_dropped if broker is not None else 0
     return d
 
 

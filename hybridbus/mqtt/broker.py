@@ -276,7 +276,9 @@ class MqttBroker:
             self.persistence.delete_session(session)
         session.inflight.clear()
         session.queued = ()
-        session.pids.clear()
+        session.inflight_bytes = session.queued_bytes = 0
+        session.closing = True
+        session.pids = None
 
     # -- subscriptions ----------------------------------------------------------------
 
@@ -350,10 +352,10 @@ class MqttBroker:
         ("Method B"): a receiver's record the store refuses still fails the PUBREC."""
         session = msg.origin
         if not session.persistent or self.persistence is None:
-            session.incoming[packet_id] = (0, None)
+            session.keep_incoming(packet_id, (0, None))
             return self.publish(msg, subject)
         seq, ticket = self.persistence.add_incoming(session, packet_id, msg)
-        session.incoming[packet_id] = (seq, msg)
+        session.keep_incoming(packet_id, (seq, msg))
         return ticket
 
     def release_qos2(self, session: Session, entry: tuple) -> Any:
@@ -380,6 +382,7 @@ class MqttBroker:
             mark = self.server.route_seq + 1
             for other in skip:
                 other.route_mark = mark
+                other.matched = []
         routed = self.publish(msg, topic_to_subject(msg.topic))
 
         def forget() -> None:
@@ -423,19 +426,20 @@ class MqttBroker:
             return persistence.end()
         return None
 
-    def publish_run(self, msgs: list[MqttMessage], subject: str) -> Any:
+    def publish_run(self, msgs: list[MqttMessage], subject: str) -> tuple[Any, int]:
         """`publish` for a run of messages from one session to one subject at one QoS
         (0 or 1), none retained and none with properties (handle_publish_run): one
-        route for all, one Ticket (or None) for their acks."""
+        route for all, one Ticket (or None) for their acks. Returns the ticket and how
+        many of the run were routed: the rest waits for the read loop's budget check
+        (core/flow.py)."""
         payloads = [msg.payload for msg in msgs]
         # Delivered QoS is min(published, granted): a QoS 0 run is never stored.
         persistence = self.persistence if msgs[0].qos else None
         if persistence is None:
-            self.server.route_run(msgs[0].origin, subject, payloads, msgs)
-            return None
+            return None, self.server.route_run(msgs[0].origin, subject, payloads, msgs)
         persistence.begin()
-        self.server.route_run(msgs[0].origin, subject, payloads, msgs)
-        return persistence.end()
+        routed = self.server.route_run(msgs[0].origin, subject, payloads, msgs)
+        return persistence.end(), routed
 
     def set_retained(self, msg: MqttMessage) -> None:
         persistence = self.persistence

@@ -46,6 +46,7 @@ from hybridbus.codec.mqtt.packets import (
 from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
+from hybridbus.core.flow import WORK_CHECK
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
     PUBCOMP_ACK,
@@ -214,6 +215,10 @@ class MqttConnection(ClientBase):
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.time()
         self.last_packet = time.monotonic()
+        server = self.server
+        server.reading = self
+        server.read_started = time.perf_counter()
+        server.work = 0
         try:
             packets = self.parser.feed(data)
         except MQTTUnsupportedProtocol as err:
@@ -238,10 +243,15 @@ class MqttConnection(ClientBase):
     def _process(self, packets: list, start: int) -> None:
         """Dispatch packets[start:]; a CONNECT whose password needs bcrypt waits for
         the check to run off the loop, then dispatching resumes with it."""
+        server = self.server
         i = start
         n = len(packets)
         while i < n:
             if self.closing:
+                break
+            if server.work >= WORK_CHECK and server.must_yield(self):
+                # The turn's budget is spent, or a receiver holds us (core/flow.py).
+                self.resume_input = lambda i=i: self._process(packets, i)
                 break
             p = packets[i]
             i += 1
@@ -263,8 +273,7 @@ class MqttConnection(ClientBase):
                         break
                     j += 1
                 if j > i and self.session is not None:
-                    handle_publish_run(self, packets[i - 1 : j])
-                    i = j
+                    i += handle_publish_run(self, packets[i - 1 : j]) - 1
                     continue
             if (
                 kind == PUBACK
@@ -288,7 +297,8 @@ class MqttConnection(ClientBase):
                     return
             self._dispatch(p)
         self.checked_connect = -1
-        self.server.flush()
+        server.flush()
+        server.reading = None
 
     def _pending_bcrypt(self, p: Any) -> tuple | None:
         security = self.server.security

@@ -97,12 +97,13 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 
 
-def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> None:
+def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
     """Consecutive PUBLISHes from one read, to one topic at one QoS (0 or 1), none
     retained and none with properties: checked once, routed once (Server.route_run),
     acknowledged in order. Anything that needs a per-message decision (a topic not
     seen yet, publish permissions, a 5.0 Receive Maximum the run would exceed) takes
-    handle_publish one by one instead."""
+    handle_publish one by one instead. Returns how many of the run were handled; the
+    rest waits for the read loop's budget check (core/flow.py)."""
     topic = run[0].topic
     subject = conn.topics.get(topic)
     session = conn.session
@@ -116,17 +117,24 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> None:
             and len(conn.acks) + len(session.incoming) + len(run) > conn.receive_maximum
         )
     ):
+        handled = 0
         for p in run:
             if conn.closing:
-                return
+                break
             handle_publish(conn, p)
-        return
-    conn.in_msgs += len(run)
-    conn.in_bytes += sum([len(p.payload) for p in run])
+            handled += 1
+            if conn.holds:
+                break  # a fan-out job or a congested receiver: the rest waits
+        return max(handled, 1)
     msgs = [MqttMessage(topic, p.payload, qos, False, None, session) for p in run]
-    ticket = conn.server.mqtt.publish_run(msgs, subject)
+    ticket, routed = conn.server.mqtt.publish_run(msgs, subject)
+    if routed < len(run):
+        run = run[:routed]
+    conn.in_msgs += routed
+    conn.in_bytes += sum([len(p.payload) for p in run])
     if qos:
         conn.ack_inbound_run([p.packet_id for p in run], ticket)
+    return routed
 
 
 def wrong_ack(conn: MqttConnection, packet_id: int, qos: int, name: str) -> bool:

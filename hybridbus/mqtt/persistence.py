@@ -5,7 +5,7 @@ do, so they show in monitoring and never collide with a user's streams):
 
 | stream         | subject                       | one record per                      |
 |----------------|-------------------------------|-------------------------------------|
-| `$MQTT_sess`   | `$MQTT.sess.<key>`            | persistent session (latest wins)    |
+| `$MQTT_sess`   | `$MQTT.sess.all`              | persistent session (latest wins)    |
 | `$MQTT_out`    | `$MQTT.out.<key>.m` / `.r`    | QoS 1/2 message owed to a session / |
 |                |                               | QoS 2 message released (PUBREL due) |
 | `$MQTT_qos2in` | `$MQTT.q2in.<key>`            | inbound QoS 2 id awaiting PUBREL    |
@@ -41,12 +41,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("hybridbus.mqtt")
 
 SESSIONS = "$MQTT_sess"
+SESSION_SUBJECT = "$MQTT.sess.all"
 OUTGOING = "$MQTT_out"
 QOS2_IN = "$MQTT_qos2in"
 RETAINED = "$MQTT_rmsgs"
 
 STREAMS = (
-    StreamConfig(name=SESSIONS, subjects=["$MQTT.sess.>"], max_msgs_per_subject=1),
+    # One subject for every session's record: a subject each cost the store ~0.5 KB
+    # of per-subject state per session (a fleet's memory). The session deletes its
+    # previous record itself; stores written before kept one `$MQTT.sess.<key>` each.
+    StreamConfig(name=SESSIONS, subjects=["$MQTT.sess.>"]),
     StreamConfig(name=OUTGOING, subjects=["$MQTT.out.>"]),
     StreamConfig(name=QOS2_IN, subjects=["$MQTT.q2in.>"]),
     StreamConfig(name=RETAINED, subjects=["$MQTT.rmsgs.>"], max_msgs_per_subject=1),
@@ -142,6 +146,8 @@ class Persistence:
                 stream = store.stream(config.name)
             except StreamNotFound:
                 stream = store.add_stream(config)
+            if stream.config.max_msgs_per_subject != config.max_msgs_per_subject:
+                stream = store.update_stream(config)  # a store from an older version
             self.streams[config.name] = stream
         self._outgoing = self.streams[OUTGOING]
         self._collecting = False
@@ -196,6 +202,31 @@ class Persistence:
         self._wrote = True
         return ticket
 
+    # -- a fan-out served over several turns of the loop (server/fanout.py) -----------
+
+    def collecting(self) -> bool:
+        """Whether a PUBLISH is being handled (its appends go on a ticket)."""
+        return self._collecting
+
+    def hold_ticket(self) -> Ticket:
+        """The PUBLISH's ticket, held open until the fan-out's last slice releases it
+        (``ticket.durable(0, None)``): its ack waits for every receiver's record."""
+        ticket = self._writing()
+        ticket.pending += 1
+        return ticket
+
+    def resume_ticket(self, ticket: Ticket) -> tuple:
+        """A later slice of the fan-out: its appends go on `ticket` again. Returns the
+        state to give back to pause_ticket."""
+        state = (self._collecting, self._ticket, self._wrote, self._refused)
+        self._collecting, self._ticket, self._wrote, self._refused = True, ticket, False, False
+        return state
+
+    def pause_ticket(self, state: tuple) -> None:
+        if self._refused and self._ticket is not None:
+            self._ticket.failed = True  # a receiver's record was refused: so is the ack
+        self._collecting, self._ticket, self._wrote, self._refused = state
+
     def current_ticket(self) -> Ticket | None:
         """The ticket of the PUBLISH being handled, if it has appended anything."""
         return self._ticket if self._collecting and self._wrote else None
@@ -246,13 +277,14 @@ class Persistence:
             ]
         record = {"id": session.client_id, "subs": subs, "exp": session.expiry_interval}
         old = session.seq
-        session.seq = self._append(SESSIONS, f"$MQTT.sess.{session.key}", record)
+        session.seq = self._append(SESSIONS, SESSION_SUBJECT, record)
         if old and session.seq:
+            # After a crash between the two, load keeps the later record.
             self._delete(SESSIONS, old)
 
     def delete_session(self, session: Session) -> None:
         key = session.key
-        self._purge(SESSIONS, f"$MQTT.sess.{key}")
+        self._delete(SESSIONS, session.seq)
         self._purge(OUTGOING, f"$MQTT.out.{key}.>")
         self._purge(QOS2_IN, f"$MQTT.q2in.{key}")
         session.seq = 0
@@ -376,6 +408,9 @@ class Persistence:
         for seq, _subject, rec in self._records(SESSIONS):
             client_id = rec["id"]
             key = session_key(client_id)
+            earlier = by_key.get(key)
+            if earlier is not None:
+                self._delete(SESSIONS, earlier.seq)  # superseded (a crash in save_session)
             session = Session(broker, client_id, key, True)
             session.seq = seq
             session.expiry_interval = rec.get("exp")
@@ -425,7 +460,7 @@ class Persistence:
             # It may have been sent before the restart: a re-send carries DUP=1.
             out.sent = True
             session.enqueue(out)
-            session.pids.add(pid)
+            session.claim_pid(pid)
             session.next_pid = max(session.next_pid, pid)
         return routed
 
@@ -442,11 +477,13 @@ class Persistence:
             self._delete(OUTGOING, out.seq)
             if session.queued and out in session.queued:
                 session.queued.remove(out)
+                session.queued_bytes -= len(out.msg.payload)
+                session.inflight_bytes += len(out.msg.payload)
         session.inflight[pid] = out
         out.state = RELEASED
         out.sent = True
         out.seq = seq
-        session.pids.add(pid)
+        session.claim_pid(pid)
 
     def _load_incoming(self, by_key: dict[str, Session], now_wall: float) -> None:
         """Kept QoS 2 messages (and ids) awaiting their PUBREL."""
@@ -461,4 +498,4 @@ class Persistence:
                 topic, payload, retain, props, expires = kept
                 msg = MqttMessage(topic, payload, 2, retain, props, session)
                 _restore_expiry(msg, expires, now_wall)
-            session.incoming[rec["p"]] = (seq, msg)
+            session.keep_incoming(rec["p"], (seq, msg))

@@ -35,7 +35,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from hybridbus.core.client import WRITE_ERROR
+from hybridbus.core.client import CONGESTED_QUEUE, WRITE_ERROR
+from hybridbus.core.flow import INFLIGHT_BYTES, SESSION_QUEUE_BYTES, SESSION_QUEUE_HIGH
 from hybridbus.router.sublist import Subscription
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ RELEASED = 1  # QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 RELEASING = 2
 
 MAX_PACKET_ID = 65535
+
+# Shared by every session that awaits no inbound QoS 2 release (most): read-only,
+# replaced by a dict of its own in keep_incoming.
+NO_INCOMING: dict[int, tuple] = {}
 
 
 def _delivery(subs: list, msg: MqttMessage) -> tuple[int, bool, list[int] | None]:
@@ -165,6 +170,9 @@ class Session:
         "seq",
         "expiry_handle",
         "out_subject",
+        "inflight_bytes",
+        "queued_bytes",
+        "closing",
     )
 
     # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
@@ -183,20 +191,26 @@ class Session:
         self.inflight: dict[int, Outgoing] = {}
         # Made on first use: an empty deque costs ~600 bytes per idle session.
         self.queued: deque[Outgoing] | tuple = ()
-        self.pids: set[int] = set()
+        # Packet ids in use; made on first use, as an empty set costs 216 bytes and most
+        # offline sessions owe nothing (the fleet's memory per session).
+        self.pids: set[int] | None = None
         self.next_pid = 0
         # QoS 2 messages received and not yet released: id -> (store seq of the kept
         # copy or 0, the message, delivered on PUBREL; None if routed on arrival by an
         # older version)
-        self.incoming: dict[int, tuple] = {}
+        self.incoming: dict[int, tuple] = NO_INCOMING  # a dict of its own on first use
         self.window = broker.options.max_ack_pending or MAX_PACKET_ID
-        self.matched: list[MqttSubscription] = []
+        self.matched: list[MqttSubscription] | tuple = ()  # set by deliver per route
         self.route_mark = -1
         self.dropped = 0
         self.disconnected_at = 0.0
         self.seq = 0  # store sequence of this session's own record
         self.expiry_handle: Any = None  # timer ending an offline 5.0 session
         self.out_subject: str | None = None  # store subject of its queued messages
+        # payload bytes in flight and queued (the byte window, core/flow.py)
+        self.inflight_bytes = 0
+        self.queued_bytes = 0
+        self.closing = False  # ended (MqttBroker.end_session): a late delivery is dropped
 
     # -- router side ------------------------------------------------------------------
 
@@ -241,7 +255,7 @@ class Session:
             if not subs:
                 return
         qos, retain, sub_ids = _delivery(subs, first)
-        if qos and self.persistent and len(self.pids) + len(msgs) <= MAX_PACKET_ID:
+        if qos and self.persistent and len(self.pids or ()) + len(msgs) <= MAX_PACKET_ID:
             # Owed to a persistent session: stored in one call, then sent or queued.
             outs = [Outgoing(self._alloc_pid(), msg, qos, retain, sub_ids) for msg in msgs]
             self.broker.persist_outgoing_many(self, outs)
@@ -271,26 +285,53 @@ class Session:
             self.broker.persist_outgoing(self, out)
         self._place(out)
 
+    def claim_pid(self, pid: int) -> None:
+        """A packet id restored from the store is in use."""
+        if self.pids is None:
+            self.pids = set()
+        self.pids.add(pid)
+
+    def keep_incoming(self, packet_id: int, entry: tuple) -> None:
+        """An inbound QoS 2 id awaiting its PUBREL: (store seq, message or None)."""
+        if self.incoming is NO_INCOMING:
+            self.incoming = {}
+        self.incoming[packet_id] = entry
+
     def _place(self, out: Outgoing) -> None:
-        """Send a new QoS 1/2 message now if the window allows, else queue it."""
-        if self.conn is not None and len(self.inflight) < self.window and not self.queued:
+        """Send a new QoS 1/2 message now if the window allows, else queue it. An
+        offline session keeps at most max_session_messages (the oldest goes); an
+        online one never drops: past its queue limits it holds the publisher
+        (core/flow.py)."""
+        conn = self.conn
+        if (
+            conn is not None
+            and not self.queued
+            and len(self.inflight) < self.window
+            and self.inflight_bytes < INFLIGHT_BYTES
+        ):
             self.inflight[out.packet_id] = out
+            self.inflight_bytes += len(out.msg.payload)
             self._transmit(out)
             return
         self.enqueue(out)
-        limit = self.broker.options.max_session_messages
-        if limit and len(self.queued) + len(self.inflight) > limit:
-            self._drop(self.queued.popleft())
+        if conn is None:
+            limit = self.broker.options.max_session_messages
+            while limit and len(self.queued) + len(self.inflight) > limit and self.queued:
+                self._drop(self.queued.popleft())
+        elif len(self.queued) > SESSION_QUEUE_HIGH or self.queued_bytes > SESSION_QUEUE_BYTES:
+            conn.congest(CONGESTED_QUEUE)
 
     def enqueue(self, out: Outgoing) -> None:
         if not self.queued:
             self.queued = deque()
         self.queued.append(out)
+        self.queued_bytes += len(out.msg.payload)
 
     def _drop(self, out: Outgoing | None) -> None:
         self.dropped += 1
         self.broker.stats_dropped += 1
         if out is not None:
+            self.queued_bytes -= len(out.msg.payload)
             self.pids.discard(out.packet_id)
             if out.seq:
                 self.broker.forget_outgoing(self, out)
@@ -303,7 +344,9 @@ class Session:
 
     def _alloc_pid(self) -> int:
         pids = self.pids
-        if len(pids) >= MAX_PACKET_ID:
+        if pids is None:
+            pids = self.pids = set()
+        elif len(pids) >= MAX_PACKET_ID:
             return 0
         pid = self.next_pid
         while True:
@@ -321,13 +364,22 @@ class Session:
             return
         queued = self.queued
         inflight = self.inflight
-        while queued and len(inflight) < self.window:
+        while queued and len(inflight) < self.window and self.inflight_bytes < INFLIGHT_BYTES:
             out = queued.popleft()
+            size = len(out.msg.payload)
+            self.queued_bytes -= size
             if out.msg.expires_at and out.msg.expired():
                 self._finish(out)
                 continue
             inflight[out.packet_id] = out
+            self.inflight_bytes += size
             self._transmit(out)
+        if (
+            conn.congested & CONGESTED_QUEUE
+            and len(queued) <= SESSION_QUEUE_HIGH // 4
+            and self.queued_bytes <= SESSION_QUEUE_BYTES // 4
+        ):
+            conn.decongest(CONGESTED_QUEUE)
 
     def resume(self) -> None:
         """A connection took this session: re-send what is unacknowledged, in order
@@ -359,7 +411,8 @@ class Session:
         ):
             # Larger than the client's Maximum Packet Size: discarded as if delivered
             # [MQTT-3.1.2-25].
-            self.inflight.pop(out.packet_id, None)
+            if self.inflight.pop(out.packet_id, None) is not None:
+                self.inflight_bytes -= len(out.msg.payload)
             self._finish(out)
 
     def _send_held(self) -> None:
@@ -382,6 +435,7 @@ class Session:
         if out is None or out.qos != 1:
             return False
         del self.inflight[packet_id]
+        self.inflight_bytes -= len(out.msg.payload)
         self._finish(out)
         self.pump()
         return True
@@ -399,6 +453,7 @@ class Session:
                 unknown.append(packet_id)
                 continue
             del inflight[packet_id]
+            self.inflight_bytes -= len(out.msg.payload)
             pids.discard(packet_id)  # as _finish, for a run
             if out.seq:
                 stored.append(out)
@@ -421,6 +476,7 @@ class Session:
         if failed:
             # A 5.0 PUBREC with a failure code ends the flow (4.3.3): no PUBREL.
             del self.inflight[packet_id]
+            self.inflight_bytes -= len(out.msg.payload)
             self._finish(out)
             self.pump()
             return True
@@ -454,6 +510,7 @@ class Session:
         if out is None or out.state != RELEASED:
             return False
         del self.inflight[packet_id]
+        self.inflight_bytes -= len(out.msg.payload)
         self._finish(out)
         self.pump()
         return True

@@ -33,6 +33,7 @@ from hybridbus.codec.nats import (
 )
 from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
+from hybridbus.core.flow import WORK_CHECK
 from hybridbus.router.sublist import Subscription
 from hybridbus.subjects import is_valid_publish_subject, is_valid_queue_name, is_valid_subject
 
@@ -227,18 +228,27 @@ class NatsConnection(ClientBase):
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.time()
         self.active = True
+        server = self.server
+        server.reading = self
+        server.read_started = time.perf_counter()
+        server.work = 0
         self._process(self.parser.feed(data), 0, False)
 
     def _process(self, ops: list, start: int, checked: bool) -> None:
         """Apply ops[start:]. A CONNECT whose password needs bcrypt stops here and
         resumes once the check has run off the loop (`checked` then skips it)."""
-        route = self.server.route
-        route_run = self.server.route_run
+        server = self.server
+        route = server.route
+        route_run = server.route_run
         plain = self._plain_publisher()
         i = start
         n = len(ops)
         while i < n:
             if self.closing:
+                break
+            if server.work >= WORK_CHECK and server.must_yield(self):
+                # The turn's budget is spent, or a receiver holds us (core/flow.py).
+                self.resume_input = lambda i=i, checked=checked: self._process(ops, i, checked)
                 break
             op = ops[i]
             i += 1
@@ -257,10 +267,12 @@ class NatsConnection(ClientBase):
                             j += 1
                         if j > i:
                             payloads = [pub[3] for pub in ops[i - 1 : j]]
-                            i = j
-                            self.in_msgs += len(payloads)
+                            routed = route_run(self, subject, payloads)
+                            if routed < len(payloads):
+                                del payloads[routed:]  # the rest after the budget check
+                            i += routed - 1
+                            self.in_msgs += routed
                             self.in_bytes += sum(map(len, payloads))
-                            route_run(self, subject, payloads)
                             continue
                     self.in_msgs += 1
                     self.in_bytes += len(payload)
@@ -290,7 +302,8 @@ class NatsConnection(ClientBase):
                 plain = self._plain_publisher()
             elif kind == OP_ERROR:
                 self.handle_parse_error(op[1], op[2])
-        self.server.flush()
+        server.flush()
+        server.reading = None
 
     def _defer_for_bcrypt(self, connect: Any, ops: list, index: int) -> bool:
         server = self.server

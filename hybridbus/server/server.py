@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import logging
 import os
 import sys
@@ -25,7 +26,8 @@ from typing import Any
 
 from hybridbus import NATS_COMPAT_VERSION, __version__
 from hybridbus.core import client as reasons
-from hybridbus.core.client import ClientBase
+from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
+from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
 from hybridbus.core.trace import trace_connection
 from hybridbus.monitor.http import start_monitor
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
@@ -35,6 +37,7 @@ from hybridbus.nats.connection import NatsConnection, pick_member
 from hybridbus.options import Options
 from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
+from hybridbus.server.fanout import FanoutJob
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
 from hybridbus.store import StoreError, open_store
 
@@ -45,6 +48,23 @@ PYTHON = "{} {}.{}.{}".format(
     {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name, sys.implementation.name),
     *sys.version_info[:3],
 )
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector from stopping the loop for long.
+
+    A full collection walks every tracked object: with 100,000 sessions (their
+    subscriptions, queued messages) that is a pause of several hundred milliseconds,
+    and Python runs one whenever the long-lived set has grown by a quarter. What was
+    restored from the store is frozen (never walked again), and the thresholds make
+    the young collections rarer and the full ones rarer still; the server's own
+    objects rarely form cycles, and those that do are mostly young when they die."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+
+
+GC_THRESHOLDS = (10_000, 10, 100)
 
 
 def make_server_id() -> str:
@@ -113,6 +133,11 @@ class Server:
         self.ldm = False  # lame duck mode (lameduck.py): INFO says "ldm": true
         self.route_seq = 0
         self.route_sessions: list = []
+        # Flow control (core/flow.py): deliveries since the current read started or
+        # last looked at the clock, when it started, and whose read it is.
+        self.work = 0
+        self.read_started = 0.0
+        self.reading: ClientBase | None = None
         self.mqtt_port = 0
         self.websocket_port = 0
         self.mqtt_flap_delay = FLAP_DELAY
@@ -327,6 +352,7 @@ class Server:
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
         self.mqtt.start()
+        tune_gc()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -458,22 +484,26 @@ class Server:
 
         `mqtt_msg` is the MqttMessage when an MQTT client published it (None for
         NATS). MQTT sessions collect their matches during the loop and send one
-        copy each afterwards (see mqtt/session.py)."""
+        copy each afterwards (see mqtt/session.py). More than FANOUT_SLICE receivers
+        are served a slice per turn of the loop (core/flow.py)."""
         self.route_seq += 1
         result = self.sublist.match(subject)
+        plain = result.plain
+        count = len(plain)
+        self.work += count
+        if count > FANOUT_SLICE:
+            return self._route_sliced(origin, subject, reply, headers, payload, mqtt_msg, result)
         count = 0
-        for sub in result.plain:
+        for sub in plain:
             client = sub.client
             if client is origin and not origin.echo:
                 continue
             client.deliver(sub, subject, reply, headers, payload, mqtt_msg)
             count += 1
         if result.queues:
-            for group in result.queues:
-                sub = pick_member(group, origin)
-                if sub is not None:
-                    sub.client.deliver(sub, subject, reply, headers, payload, mqtt_msg)
-                    count += 1
+            count += self._route_queues(
+                result.queues, origin, subject, reply, headers, payload, mqtt_msg
+            )
         if self.route_sessions:
             sessions, self.route_sessions = self.route_sessions, []
             for session in sessions:
@@ -482,13 +512,40 @@ class Server:
             self._remove_expired()
         return count
 
+    def _route_queues(self, queues, origin, subject, reply, headers, payload, mqtt_msg) -> int:
+        count = 0
+        for group in queues:
+            sub = pick_member(group, origin)
+            if sub is not None:
+                sub.client.deliver(sub, subject, reply, headers, payload, mqtt_msg)
+                count += 1
+        return count
+
+    def _route_sliced(self, origin, subject, reply, headers, payload, mqtt_msg, result) -> int:
+        """A fan-out too big for one turn of the loop: queue groups now, then the
+        plain receivers a slice at a time (FanoutJob)."""
+        count = len(result.plain)
+        if result.queues:
+            count += self._route_queues(
+                result.queues, origin, subject, reply, headers, payload, mqtt_msg
+            )
+        job = FanoutJob(self, origin, subject, reply, headers, payload, mqtt_msg)
+        # A copy: the cached result may change (subscribe/unsubscribe) between slices.
+        job.start(list(result.plain))
+        if self._expired:
+            self._remove_expired()
+        return count
+
     def route_run(
         self, origin: Any, subject: str, payloads: list[bytes], msgs: list | None = None
-    ) -> None:
+    ) -> int:
         """Deliver a run of messages that one client published to one subject, with
         no reply and no headers, in order: the same result as `route` for each, with
         one match and one call per receiver. A busy publisher sends such runs (a read
-        holds hundreds of messages to one subject).
+        holds hundreds of messages to one subject). Routes at most RUN_WORK
+        deliveries' worth of the run (at least one message) and returns how many
+        messages it routed: the caller's read loop routes the rest after its check of
+        the turn's budget (core/flow.py).
 
         `msgs` are the MqttMessages when an MQTT session published the run (at one
         QoS, none retained, none with properties: MqttBroker.publish_run); each MQTT
@@ -499,16 +556,38 @@ class Server:
         subscriptions (its copies interleave per message) also takes the
         per-message path (SublistResult.runs)."""
         result = self.sublist.match(subject)
-        if not (result.runs if msgs is not None else result.batchable):
+        receivers = len(result.plain) + len(result.queues)
+        batchable = result.runs if msgs is not None else result.batchable
+        if receivers > FANOUT_SLICE and batchable:
+            # Thousands of receivers: a job serves a run of messages to each in one
+            # write per receiver and slice (FanoutJob), instead of one message a job.
+            take = min(len(payloads), FANOUT_RUN)
+            self.route_seq += 1
+            self.work += receivers
+            job = FanoutJob(self, origin, subject, None, None, None, None)
+            job.start_run(
+                list(result.plain), payloads[:take], None if msgs is None else msgs[:take]
+            )
+            return take
+        if receivers * len(payloads) > RUN_WORK:
+            take = max(1, RUN_WORK // max(receivers, 1))
+            payloads = payloads[:take]
+            if msgs is not None:
+                msgs = msgs[:take]
+        if receivers > FANOUT_SLICE or not batchable:
+            # One at a time; a fan-out job holding the reader ends the run here, so
+            # that the next message waits for it (core/flow.py).
             route = self.route
-            if msgs is None:
-                for payload in payloads:
-                    route(origin, subject, None, None, payload)
-            else:
-                for msg in msgs:
-                    route(origin, subject, None, None, msg.payload, msg)
-            return
+            reader = self.reading
+            routed = 0
+            for payload in payloads:
+                route(origin, subject, None, None, payload, None if msgs is None else msgs[routed])
+                routed += 1
+                if reader is not None and reader.holds:
+                    break
+            return routed
         self.route_seq += 1
+        self.work += receivers * len(payloads)
         for sub in result.plain:
             client = sub.client
             if client is origin and not origin.echo:
@@ -524,6 +603,47 @@ class Server:
                 session.deliver_matched_run(msgs)
         if self._expired:
             self._remove_expired()
+        return len(payloads)
+
+    def must_yield(self, reader: ClientBase) -> bool:
+        """Called by a read loop once `work` reaches WORK_CHECK: whether the rest of the
+        read must wait for a later turn of the loop (core/flow.py)."""
+        if reader.holds:
+            return True  # a fan-out job or a congested receiver holds this reader
+        if time.perf_counter() - self.read_started < TURN_BUDGET:
+            self.work = 0
+            return False
+        reader.hold_input()
+        self._loop.call_soon(reader.release_input)
+        return True
+
+    def note_congested(self, receiver: ClientBase, flag: int) -> None:
+        """`receiver` owes too much: the connection whose read fed it stops reading
+        until it drains (ClientBase.decongest). Unsent bytes hold it for STALL at
+        most, as nats-server stalls a producer: a receiver that stops reading must
+        not stop its publishers, and is cut once over max_pending. Queued MQTT QoS
+        1/2 messages hold it until they drain, since they are never dropped while the
+        session is online; a receiver stuck past write_deadline is cut (_sweep)."""
+        reader = self.reading
+        if reader is None or reader is receiver or reader.closing:
+            return
+        waiters = receiver.waiters
+        if waiters is None:
+            waiters = receiver.waiters = []
+        elif reader in waiters:
+            return
+        waiters.append(reader)
+        reader.hold_input()
+        self.work = WORK_CHECK  # its read loop looks at once, and stops
+        if flag == CONGESTED_OUTPUT:
+            self._loop.call_later(STALL, self._unstall, receiver, reader)
+
+    @staticmethod
+    def _unstall(receiver: ClientBase, reader: ClientBase) -> None:
+        waiters = receiver.waiters
+        if waiters and reader in waiters:
+            waiters.remove(reader)
+            reader.release_input()
 
     def expire(self, sub: Any) -> None:
         """A subscription reached its auto-unsubscribe limit; removed after the route loop."""
@@ -566,8 +686,16 @@ class Server:
 
     def _sweep(self) -> None:
         now = time.monotonic()
+        deadline = now - self.options.write_deadline
         for client in list(self.clients.values()):
             try:
+                if client.congested and client.congested_since < deadline:
+                    # Owed more than it takes for write_deadline: stuck, not slow.
+                    client.slow_consumer(
+                        reasons.SLOW_CONSUMER_DEADLINE,
+                        f"congested for over {self.options.write_deadline:g}s",
+                    )
+                    continue
                 client.sweep(now)
             except Exception:  # one broken client must not stop the sweep for all
                 log.exception("sweep failed for cid %d", client.cid)

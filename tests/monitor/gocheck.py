@@ -222,6 +222,9 @@ VARZ = {
         "max_ack_pending?": "uint",
         "tls_ocsp_peer_verify?": "bool",
         "tls_cert_not_after?": "time",
+        # hybridbus's own (Go's decoder skips fields its struct lacks): QoS 1/2
+        # messages dropped by an offline session's cap
+        "dropped_messages?": "uint",
     },
     "websocket": {
         "host?": "str",
