@@ -93,9 +93,7 @@ async def test_MQTT_3_1_2_24_connack_trimmed_to_client_maximum_packet_size(nats_
 
 async def test_MQTT_3_1_2_24_connack_that_cannot_fit_refused_with_0x95(nats_server):
     wire = await Wire.open(nats_server.mqtt_port)
-    await wire.send(
-        mp.connect("tiny", level=5, properties=props(CONNECT, maximum_packet_size=8))
-    )
+    await wire.send(mp.connect("tiny", level=5, properties=props(CONNECT, maximum_packet_size=8)))
     # Even a bare CONNACK with our limits is larger than 8 bytes: the 5-byte refusal.
     assert await wire.expect_closed() == mp.connack(0, 0x95, level=5)
     assert "tiny" not in nats_server.mqtt.sessions
@@ -103,9 +101,7 @@ async def test_MQTT_3_1_2_24_connack_that_cannot_fit_refused_with_0x95(nats_serv
 
 async def test_MQTT_3_1_2_24_no_packet_at_all_when_nothing_fits(nats_server):
     wire = await Wire.open(nats_server.mqtt_port)
-    await wire.send(
-        mp.connect("tinier", level=5, properties=props(CONNECT, maximum_packet_size=4))
-    )
+    await wire.send(mp.connect("tinier", level=5, properties=props(CONNECT, maximum_packet_size=4)))
     assert await wire.expect_closed() == b""
     assert "tinier" not in nats_server.mqtt.sessions
 
