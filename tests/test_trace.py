@@ -176,3 +176,19 @@ def test_trace_text_helpers():
     assert mqtt_text(Disconnect(0x9C, {"server_reference": "b:1883"}), False, 0) == (
         "[DISCONNECT rc=0x9c server_reference=b:1883]"
     )
+
+
+async def test_websocket_connections_are_traced_too(server_factory, caplog):
+    from tests.security.wsclient import WsClient
+
+    server = await server_factory(
+        trace=True, websocket__enabled=True, websocket__no_tls=True, websocket__host="127.0.0.1"
+    )
+    caplog.set_level(5, logger="hybridbus")
+    ws = await WsClient.open(server.websocket_port, "/")
+    assert (await ws.recv_until(b"\r\n")).startswith(b"INFO {")
+    await ws.send(b'CONNECT {"verbose":false}\r\nSUB ws.t 1\r\nPUB ws.t 2\r\nhi\r\nPING\r\n')
+    assert (await ws.recv_until(b"PONG\r\n")).endswith(b"PONG\r\n")
+    await eventually(lambda: "->> [PONG]" in caplog.text)
+    assert "<<- [PUB ws.t 2]" in caplog.text and "->> [MSG ws.t 1 2]" in caplog.text
+    await ws.close()
