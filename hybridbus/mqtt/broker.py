@@ -274,7 +274,7 @@ class MqttBroker:
             del self.sessions[session.client_id]
         if self.persistence is not None and session.persistent:
             self.persistence.delete_session(session)
-        session.inflight.clear()
+        session.inflight = {}
         session.queued = ()
         session.inflight_bytes = session.queued_bytes = 0
         session.closing = True

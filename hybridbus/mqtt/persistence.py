@@ -479,7 +479,7 @@ class Persistence:
                 session.queued.remove(out)
                 session.queued_bytes -= len(out.msg.payload)
                 session.inflight_bytes += len(out.msg.payload)
-        session.inflight[pid] = out
+        session.put_inflight(out)
         out.state = RELEASED
         out.sent = True
         out.seq = seq

@@ -58,6 +58,8 @@ MAX_PACKET_ID = 65535
 # Shared by every session that awaits no inbound QoS 2 release (most): read-only,
 # replaced by a dict of its own in keep_incoming.
 NO_INCOMING: dict[int, tuple] = {}
+# Likewise for sessions with nothing in flight: an empty dict costs 64 bytes a session.
+NO_INFLIGHT: dict[int, Outgoing] = {}
 
 
 def _delivery(subs: list, msg: MqttMessage) -> tuple[int, bool, list[int] | None]:
@@ -188,7 +190,7 @@ class Session:
         self.conn: Any = None
         # The permissions of the last connection, kept while offline (see Security).
         self.perms: Any = None
-        self.inflight: dict[int, Outgoing] = {}
+        self.inflight: dict[int, Outgoing] = NO_INFLIGHT  # its own dict on first use
         # Made on first use: an empty deque costs ~600 bytes per idle session.
         self.queued: deque[Outgoing] | tuple = ()
         # Packet ids in use; made on first use, as an empty set costs 216 bytes and most
@@ -291,6 +293,12 @@ class Session:
             self.pids = set()
         self.pids.add(pid)
 
+    def put_inflight(self, out: Outgoing) -> None:
+        """A message in flight restored from the store (a released QoS 2 one)."""
+        if self.inflight is NO_INFLIGHT:
+            self.inflight = {}
+        self.inflight[out.packet_id] = out
+
     def keep_incoming(self, packet_id: int, entry: tuple) -> None:
         """An inbound QoS 2 id awaiting its PUBREL: (store seq, message or None)."""
         if self.incoming is NO_INCOMING:
@@ -309,7 +317,10 @@ class Session:
             and len(self.inflight) < self.window
             and self.inflight_bytes < INFLIGHT_BYTES
         ):
-            self.inflight[out.packet_id] = out
+            inflight = self.inflight
+            if inflight is NO_INFLIGHT:
+                inflight = self.inflight = {}
+            inflight[out.packet_id] = out
             self.inflight_bytes += len(out.msg.payload)
             self._transmit(out)
             return
@@ -364,6 +375,8 @@ class Session:
             return
         queued = self.queued
         inflight = self.inflight
+        if queued and inflight is NO_INFLIGHT:
+            inflight = self.inflight = {}
         while queued and len(inflight) < self.window and self.inflight_bytes < INFLIGHT_BYTES:
             out = queued.popleft()
             size = len(out.msg.payload)
