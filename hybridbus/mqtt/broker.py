@@ -23,6 +23,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.codec.mqtt import encode_publish
 from hybridbus.codec.nats import encode_headers, parse_headers
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.persistence import Ticket
@@ -118,6 +119,7 @@ class MqttBroker:
         # After a restart: stored QoS 2 message seq -> the sessions that already hold a
         # record of it (see release_qos2); emptied as their publishers send PUBREL.
         self.routed: dict[int, list[Session]] = {}
+        self._run_frames: tuple | None = None  # (the run, {level: (frames, bytes)})
 
     # -- startup ----------------------------------------------------------------------
 
@@ -440,6 +442,23 @@ class MqttBroker:
         persistence.begin()
         routed = self.server.route_run(msgs[0].origin, subject, payloads, msgs)
         return persistence.end(), routed
+
+    def run_frames(self, msgs: list[MqttMessage], level: int) -> tuple[bytes, int]:
+        """A run's QoS 0 PUBLISHes (one topic, no properties, no RETAIN) as one block of
+        bytes for protocol `level`, with their payload bytes: made for the first
+        receiver of that level and shared by the rest (a fan-out to 10,000 devices
+        encodes each message twice at most, not 10,000 times)."""
+        cache = self._run_frames
+        if cache is None or cache[0] is not msgs:
+            cache = self._run_frames = (msgs, {})
+        entry = cache[1].get(level)
+        if entry is None:
+            topic = msgs[0].topic_bytes()
+            frames = b"".join(
+                [encode_publish(topic, m.payload, 0, False, False, 0, b"", level) for m in msgs]
+            )
+            entry = cache[1][level] = (frames, sum([len(m.payload) for m in msgs]))
+        return entry
 
     def set_retained(self, msg: MqttMessage) -> None:
         persistence = self.persistence

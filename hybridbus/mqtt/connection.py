@@ -487,6 +487,19 @@ class MqttConnection(ClientBase):
             self.server.mark_dirty(self)
         return True
 
+    def takes_shared_frames(self) -> bool:
+        """Whether a plain QoS 0 PUBLISH to this client is the same bytes as to any other
+        client of its level: no outbound topic aliases, no Maximum Packet Size to check."""
+        return not self.client_alias_max and not self.client_max_packet and not self.closing
+
+    def queue_frames(self, frames: bytes, count: int, nbytes: int) -> None:
+        """Queue PUBLISHes encoded for every receiver alike (MqttBroker.run_frames)."""
+        self.out += frames
+        self.out_msgs += count
+        self.out_bytes += nbytes
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
     def send_pubrel(self, packet_id: int, reason: int = 0) -> None:
         self.queue(encode_pubrel(packet_id, reason if self.level == 5 else 0, None, self.level))
 

@@ -257,6 +257,14 @@ class Session:
             if not subs:
                 return
         qos, retain, sub_ids = _delivery(subs, first)
+        if not qos and not retain and not sub_ids:
+            conn = self.conn
+            if conn is not None and conn.takes_shared_frames():
+                # The same bytes for every such receiver: encoded once per run and
+                # protocol level (MqttBroker.run_frames), appended here in one go.
+                frames, nbytes = self.broker.run_frames(msgs, conn.level)
+                conn.queue_frames(frames, len(msgs), nbytes)
+                return
         if qos and self.persistent and len(self.pids or ()) + len(msgs) <= MAX_PACKET_ID:
             # Owed to a persistent session: stored in one call, then sent or queued.
             outs = [Outgoing(self._alloc_pid(), msg, qos, retain, sub_ids) for msg in msgs]
