@@ -67,7 +67,7 @@ CONGESTED_OUTPUT = 1
 CONGESTED_QUEUE = 2
 # Unsent bytes past which a receiver is congested: at most 1 MiB, and half of
 # max_pending so that a receiver that stops reading is still cut on pending bytes.
-OUTPUT_SOFT_LIMIT = 1 << 20
+OUTPUT_SOFT_LIMIT = 4 << 20
 
 
 def output_soft_limit(max_pending: int) -> int:

@@ -40,7 +40,7 @@ WORK_CHECK = 1024  # deliveries between two looks at the clock
 TURN_BUDGET = 0.005  # seconds one read may route before it yields the loop
 RUN_WORK = 8192  # deliveries one run of messages may make at once
 FANOUT_SLICE = 2048  # receivers served per turn of the loop for one message
-STALL = 0.05  # at most this long a publisher waits for a receiver's unsent bytes
+STALL = 0.01  # at most this long a publisher waits for a receiver's unsent bytes
 FANOUT_RUN = 64  # messages of a run one fan-out job takes to thousands of receivers
 
 # An online MQTT session is congested while it queues (beyond its in-flight window)
