@@ -65,7 +65,7 @@ LINGER = 2.0
 # over the soft limit, or (an online MQTT session) QoS 1/2 messages queued over its.
 CONGESTED_OUTPUT = 1
 CONGESTED_QUEUE = 2
-# Unsent bytes past which a receiver is congested: at most 1 MiB, and half of
+# Unsent bytes past which a receiver is congested: at most 4 MiB, and half of
 # max_pending so that a receiver that stops reading is still cut on pending bytes.
 OUTPUT_SOFT_LIMIT = 4 << 20
 
