@@ -159,6 +159,8 @@ class ClientBase(asyncio.Protocol):
     ws = False
     # Whether a client's own publishes come back to it; NATS CONNECT may turn it off.
     echo = True
+    # Whether a held input keeps reading (and keeping) what arrives; else it pauses.
+    reads_ahead = False
 
     def __init__(self, server: Hub) -> None:
         self.server = server
@@ -240,7 +242,7 @@ class ClientBase(asyncio.Protocol):
         """One more reason to stop reading (a fan-out job, a congested receiver, the
         turn's budget spent): TCP then slows the client down."""
         self.holds += 1
-        if self.holds == 1 and not self.closing and self.transport is not None:
+        if self.holds == 1 and not self.reads_ahead and not self.closing and self.transport:
             self.transport.pause_reading()
 
     def release_input(self) -> None:
@@ -257,8 +259,14 @@ class ClientBase(asyncio.Protocol):
             self.server.read_started = time.perf_counter()
             self.server.work = 0
             resume()  # may hold again
+        if not self.holds and not self.closing:
+            self.input_released()
         if not self.holds and not self.closing and self.transport is not None:
             self.transport.resume_reading()
+
+    def input_released(self) -> None:
+        """The last hold ended (and the held read was finished): a protocol that read
+        ahead meanwhile handles that input now."""
 
     def slow_consumer(self, reason: str, why: str) -> None:
         self.server.stats.slow_consumers += 1

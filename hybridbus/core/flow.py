@@ -51,3 +51,6 @@ SESSION_QUEUE_BYTES = 4 << 20
 # The in-flight window in bytes, beside the window in messages: a 1 MB stream flows
 # at the link's speed with bounded memory (one message is always allowed).
 INFLIGHT_BYTES = 4 << 20
+# What an MQTT connection whose input is held (a fan-out job, a congested receiver)
+# still reads and keeps, answering its PINGREQs, before it stops reading.
+READ_AHEAD = 256 << 10

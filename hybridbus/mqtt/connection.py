@@ -46,7 +46,7 @@ from hybridbus.codec.mqtt.packets import (
 from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
-from hybridbus.core.flow import WORK_CHECK
+from hybridbus.core.flow import READ_AHEAD, WORK_CHECK
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
 from hybridbus.mqtt.handle_publish import (
     PUBCOMP_ACK,
@@ -152,9 +152,13 @@ class MqttConnection(ClientBase):
         "head_topic",
         "over_limit",
         "checked_connect",
+        "backlog",
+        "backlog_bytes",
+        "backlog_error",
     )
 
     conn_type = "mqtt"
+    reads_ahead = True  # a held input keeps reading, up to READ_AHEAD (_read_ahead)
 
     def __init__(self, server: Hub) -> None:
         super().__init__(server)
@@ -190,6 +194,11 @@ class MqttConnection(ClientBase):
         self.head_topic = ""
         self.over_limit = False
         self.checked_connect = -1  # index of a CONNECT whose bcrypt check already ran
+        # Packets read while the input is held (_read_ahead), their bytes, and a parse
+        # error among them, handled when the hold ends (input_released).
+        self.backlog: list = []
+        self.backlog_bytes = 0
+        self.backlog_error: Any = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -215,6 +224,9 @@ class MqttConnection(ClientBase):
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.time()
         self.last_packet = time.monotonic()
+        if self.holds and self.session is not None:
+            self._read_ahead(data)
+            return
         server = self.server
         server.reading = self
         server.read_started = time.perf_counter()
@@ -241,6 +253,46 @@ class MqttConnection(ClientBase):
         if len(packets) > 1 and self.session is not None:
             packets = self._answer_pings(packets)
         self._process(packets, 0)
+
+    def _read_ahead(self, data: bytes) -> None:
+        """Input while a fan-out job or a congested receiver holds this connection
+        (core/flow.py): parsed and kept, in order, for when the hold ends, with its
+        PINGREQs answered now; past READ_AHEAD bytes reading stops, so TCP slows the
+        client. A publisher pacing itself by PINGREQs thus goes on sending, and what
+        it sent meanwhile reaches the router as one run."""
+        try:
+            packets = self.parser.feed(data)
+        except MQTTProtocolError as err:
+            packets = err.packets
+            self.backlog_error = err
+        if packets:
+            packets = self._answer_pings(packets)
+            if self.backlog:
+                self.backlog.extend(packets)
+            else:
+                self.backlog = packets
+        self.backlog_bytes += len(data)
+        if self.backlog_bytes > READ_AHEAD or self.backlog_error is not None:
+            self.transport.pause_reading()
+        server = self.server
+        reading, server.reading = server.reading, None
+        server.flush()
+        server.reading = reading
+
+    def input_released(self) -> None:
+        """The hold ended: what was read meanwhile is handled now, in order."""
+        server = self.server
+        while self.backlog and not self.holds and not self.closing:
+            packets, self.backlog = self.backlog, []
+            self.backlog_bytes = 0
+            server.reading = self
+            server.read_started = time.perf_counter()
+            server.work = 0
+            self._process(packets, 0)
+        if not self.holds and not self.closing and self.backlog_error is not None:
+            err, self.backlog_error = self.backlog_error, None
+            self.protocol_error(err.message, err.reason_code)
+            server.flush()
 
     def _answer_pings(self, packets: list) -> list:
         """Answer a read's PINGREQs first and drop them from it. A PINGRESP says only
