@@ -82,3 +82,27 @@ async def test_mqtt_qos0_run_to_online_subscribers_in_slices(server_factory, tin
     await pub.send(mp.PINGREQ)
     await pub.expect(mp.PINGRESP)
     await asyncio.sleep(0)
+
+
+async def test_input_read_while_a_job_holds_the_publisher_keeps_its_order(
+    server_factory, tiny_slices
+):
+    # PUBLISH + PINGREQ pairs written one at a time while fan-out jobs hold the
+    # publisher: what arrives meanwhile is read ahead and kept (mqtt/connection.py
+    # _read_ahead), its PINGREQs answered; every subscriber still gets every message
+    # once, in order, and every PINGREQ gets its PINGRESP.
+    server = await server_factory()
+    port = server.mqtt_port
+    subs = []
+    for i in range(4):
+        w = await mqtt_connect(port, f"r{i}")
+        await w.send(mp.subscribe(1, ("ahead/t", 0)))
+        await w.expect(mp.suback(1, 0))
+        subs.append(w)
+    pub = await mqtt_connect(port, "p")
+    for n in range(40):
+        await pub.send(mp.publish("ahead/t", b"%03d" % n) + mp.PINGREQ)
+    await pub.expect(mp.PINGRESP * 40, timeout=10)
+    for w in subs:
+        await w.expect(b"".join(mp.publish("ahead/t", b"%03d" % n) for n in range(40)), timeout=10)
+        await w.expect_nothing(0.2)
