@@ -64,3 +64,28 @@ def traffic_totals(server: Server) -> tuple[int, int, int, int]:
         out_msgs += c.out_msgs
         out_bytes += c.out_bytes
     return in_msgs, in_bytes, out_msgs, out_bytes
+
+
+def mqtt_counts(server: Server) -> dict[str, int]:
+    """MQTT sessions online/offline, retained, in-flight, queued and dropped messages
+    (/overviewz, /metrics and the dashboard read the same figures)."""
+    online = offline = inflight = queued = retained = dropped = 0
+    broker = server.mqtt
+    if broker is not None:
+        for session in broker.sessions.values():
+            inflight += len(session.inflight)
+            queued += len(session.queued)
+            if session.conn is not None:
+                online += 1
+            else:
+                offline += 1
+        retained = len(broker.retained)
+        dropped = broker.stats_dropped
+    return {
+        "sessions_online": online,
+        "sessions_offline": offline,
+        "retained_messages": retained,
+        "inflight_messages": inflight,
+        "queued_messages": queued,
+        "dropped_messages": dropped,
+    }

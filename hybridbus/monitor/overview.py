@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hybridbus import NATS_COMPAT_VERSION, __version__
+from hybridbus.monitor.common import mqtt_counts
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -39,31 +40,8 @@ def overview(server: Server) -> dict[str, Any]:
         "version": __version__,
         "nats_version": NATS_COMPAT_VERSION,
         "lame_duck_mode": bool(getattr(server, "ldm", False)),
-        "mqtt": _mqtt(server),
+        "mqtt": mqtt_counts(server),
         "store": _store(server),
-    }
-
-
-def _mqtt(server: Server) -> dict[str, int]:
-    online = offline = inflight = queued = retained = dropped = 0
-    broker = server.mqtt
-    if broker is not None:
-        for session in broker.sessions.values():
-            inflight += len(session.inflight)
-            queued += len(session.queued)
-            if session.conn is not None:
-                online += 1
-            else:
-                offline += 1
-        retained = len(broker.retained)
-        dropped = broker.stats_dropped
-    return {
-        "sessions_online": online,
-        "sessions_offline": offline,
-        "retained_messages": retained,
-        "inflight_messages": inflight,
-        "queued_messages": queued,
-        "dropped_messages": dropped,
     }
 
 

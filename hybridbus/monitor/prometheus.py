@@ -29,7 +29,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 
 from hybridbus import __version__
-from hybridbus.monitor.common import rss_bytes, traffic_totals
+from hybridbus.monitor.common import mqtt_counts, rss_bytes, traffic_totals
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -182,18 +182,10 @@ class ServerCollector:
         yield http
 
     def _mqtt(self):
-        broker = self.server.mqtt
-        inflight = queued = online = offline = retained = dropped = 0
-        if broker is not None:
-            for session in broker.sessions.values():
-                inflight += len(session.inflight)
-                queued += len(session.queued)
-                if session.conn is not None:
-                    online += 1
-                else:
-                    offline += 1
-            retained = len(broker.retained)
-            dropped = broker.stats_dropped
+        counts = mqtt_counts(self.server)
+        inflight, queued = counts["inflight_messages"], counts["queued_messages"]
+        online, offline = counts["sessions_online"], counts["sessions_offline"]
+        retained, dropped = counts["retained_messages"], counts["dropped_messages"]
         yield GaugeMetricFamily(
             "hybridbus_mqtt_inflight_messages",
             "QoS 1/2 messages sent to MQTT clients and not yet acknowledged.",
