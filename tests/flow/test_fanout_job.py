@@ -106,3 +106,29 @@ async def test_input_read_while_a_job_holds_the_publisher_keeps_its_order(
     for w in subs:
         await w.expect(b"".join(mp.publish("ahead/t", b"%03d" % n) for n in range(40)), timeout=10)
         await w.expect_nothing(0.2)
+
+
+async def test_malformed_packet_read_while_held_closes_only_the_offender(
+    server_factory, tiny_slices
+):
+    # A fan-out job holds the publisher; a malformed packet follows its PUBLISHes
+    # (read ahead or not, by timing). What came before it is delivered, in order; the
+    # offender is closed; subscribers and another publisher keep working.
+    server = await server_factory()
+    port = server.mqtt_port
+    subs = []
+    for i in range(4):
+        w = await mqtt_connect(port, f"m{i}")
+        await w.send(mp.subscribe(1, ("bad/t", 0)))
+        await w.expect(mp.suback(1, 0))
+        subs.append(w)
+    pub = await mqtt_connect(port, "p")
+    for n in range(10):
+        await pub.send(mp.publish("bad/t", b"%03d" % n))
+    await pub.send(b"\x30\x03\x00\x05b")  # topic length 5, 1 byte of it
+    await pub.expect_closed(timeout=10)
+    good = await mqtt_connect(port, "p2")
+    await good.send(mp.publish("bad/t", b"after"))
+    for w in subs:
+        want = b"".join(mp.publish("bad/t", b"%03d" % n) for n in range(10))
+        await w.expect(want + mp.publish("bad/t", b"after"), timeout=10)
