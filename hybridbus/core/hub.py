@@ -33,6 +33,7 @@ class Hub(Protocol):
     auth_required: bool
     nats_tls: ssl.SSLContext | None  # TLS a NATS client upgrades to after INFO
     mqtt: Any  # the MqttBroker (sessions, retained, wills), owned by the server
+    jetstream: Any  # the JetStream engine (hybridbus.jetstream), None when disabled
     mqtt_flap_delay: float  # how long a refused MQTT CONNECT waits before its answer
     # Transports of closed connections still draining after their last words
     # (ClientBase.close, _Linger); shutdown waits for their output, then drops them.
@@ -86,6 +87,16 @@ class Hub(Protocol):
     ) -> int: ...
     def route_run(
         self, origin: Any, subject: str, payloads: list[bytes], msgs: list | None = None
+    ) -> int: ...
+    def route_to(
+        self,
+        origin: Any,
+        inbox: str,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        queue_group: str | None = None,
     ) -> int: ...
     def expire(self, sub: Any) -> None: ...
     def must_yield(self, reader: ClientBase) -> bool: ...

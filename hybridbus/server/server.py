@@ -29,6 +29,7 @@ from hybridbus.core import client as reasons
 from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
 from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
 from hybridbus.core.trace import trace_connection
+from hybridbus.jetstream.engine import JetStream
 from hybridbus.monitor.http import start_monitor
 from hybridbus.mqtt.broker import FLAP_DELAY, MqttBroker
 from hybridbus.mqtt.connection import MqttConnection
@@ -148,6 +149,7 @@ class Server:
         self.closed_by_protocol: dict[str, list[int]] = {"nats": [0] * 4, "mqtt": [0] * 4}
         self.mqtt: MqttBroker | None = None
         self._persistence: Any = None  # the MQTT broker's, once the store is open
+        self.jetstream: JetStream | None = None  # with jetstream enabled (jetstream/)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -242,6 +244,8 @@ class Server:
             await self.monitor.close()
         if self.mqtt is not None:
             self.mqtt.shutdown()
+        if self.jetstream is not None:
+            self.jetstream.stop()
         if self.store is not None:
             await self.store.close()
 
@@ -352,6 +356,10 @@ class Server:
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
         self.mqtt.start()
+        if js.enabled:
+            # The JetStream API ($JS.API.>, stream capture, consumers) over the same store.
+            self.jetstream = JetStream(self, self.store)
+            self.jetstream.start()
         tune_gc()
 
     @property
@@ -508,6 +516,42 @@ class Server:
             sessions, self.route_sessions = self.route_sessions, []
             for session in sessions:
                 session.deliver_matched(subject, reply, headers, payload, mqtt_msg)
+        if self._expired:
+            self._remove_expired()
+        return count
+
+    def route_to(
+        self,
+        origin: Any,
+        inbox: str,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        queue_group: str | None = None,
+    ) -> int:
+        """Deliver to the receivers of ``inbox`` a message shown as ``subject`` (a
+        JetStream consumer's delivery: matched on its deliver subject or pull inbox,
+        seen with the stream's subject). With ``queue_group`` only one member of that
+        group gets it; otherwise every plain receiver and one member per group."""
+        self.route_seq += 1
+        result = self.sublist.match(inbox)
+        count = 0
+        if queue_group is None:
+            for sub in result.plain:
+                sub.client.deliver(sub, subject, reply, headers, payload, None)
+                count += 1
+        for group in result.queues:
+            if queue_group is not None and group[0].queue != queue_group:
+                continue
+            sub = pick_member(group, origin)
+            if sub is not None:
+                sub.client.deliver(sub, subject, reply, headers, payload, None)
+                count += 1
+        if self.route_sessions:
+            sessions, self.route_sessions = self.route_sessions, []
+            for session in sessions:
+                session.deliver_matched(subject, reply, headers, payload, None)
         if self._expired:
             self._remove_expired()
         return count

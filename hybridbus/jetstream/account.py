@@ -1,0 +1,41 @@
+"""``$JS.API.INFO``: the account's JetStream usage, limits and API counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hybridbus.jetstream.api import Request, route
+from hybridbus.jetstream.engine import API_LEVEL
+
+
+def account_info(js: Any) -> dict:
+    """The account_info body (also /jsz's account detail): every key nats-py requires."""
+    usage = js.store.usage()
+    opts = js.hub.options.jetstream
+    out = {
+        "memory": usage["memory"],
+        "storage": usage["storage"],
+        "reserved_memory": 0,
+        "reserved_storage": 0,
+        "streams": usage["streams"],
+        "consumers": usage["consumers"],
+        "limits": {
+            "max_memory": opts.max_memory_store,
+            "max_storage": opts.max_file_store,
+            "max_streams": -1,
+            "max_consumers": -1,
+            "max_ack_pending": -1,
+            "memory_max_stream_bytes": -1,
+            "storage_max_stream_bytes": -1,
+            "max_bytes_required": False,
+        },
+        "api": {"level": API_LEVEL, "total": js.api_total, "errors": js.api_errors},
+    }
+    if opts.domain:
+        out["domain"] = opts.domain
+    return out
+
+
+@route("INFO", kind="account_info_response")
+def info(req: Request) -> dict:
+    return account_info(req.js)

@@ -1,0 +1,176 @@
+"""The JetStream engine: an internal client of the router that serves ``$JS.>``.
+
+``JetStream`` sits in the ``Sublist`` like any connection, with ``InternalSub``
+subscriptions whose ``handler`` says what a message means to it:
+
+- ``$JS.API.>``: API requests (``api.py`` dispatches them to ``streams.py`` and
+  ``consumers.py``);
+- each user stream's subjects: a publish to be stored (``capture.py``);
+- ``$JS.ACK.>`` and ``$JS.FC.>``: acks and flow-control replies of consumers.
+
+Why work is deferred. ``Server.route`` is not re-entrant: MQTT sessions collect their
+matches during one round (``route_sessions``) and a nested ``route`` from inside a
+``deliver`` would hand them the wrong message. So ``deliver`` never routes: what must
+be stored is stored at once (a capture's durability must join the publisher's read,
+see ``capture.py``), and everything that sends (API replies, PubAcks, deliveries to
+consumers) goes on ``_work``, run by one ``call_soon`` per batch, not per message.
+
+Sends use ``reply`` (a JSON or raw reply to an inbox, routed like any publish) and
+``send_to`` (a consumer delivery: matched on the inbox or deliver subject, shown to
+the receiver with the stream's subject and the ``$JS.ACK`` reply, as nats-server does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hybridbus.router.sublist import Subscription
+
+if TYPE_CHECKING:
+    from hybridbus.core.hub import Hub
+
+log = logging.getLogger("hybridbus.jetstream")
+
+API_LEVEL = 1
+# Internal streams of the MQTT layer (nats-server shows its own $MQTT_* streams too):
+# listed and readable, never captured from the router, never changed by a client.
+INTERNAL_PREFIX = "$MQTT_"
+
+Handler = Callable[[str, "str | None", "bytes | None", bytes, Any], None]
+
+
+def is_internal(stream_name: str) -> bool:
+    return stream_name.startswith(INTERNAL_PREFIX)
+
+
+class InternalSub(Subscription):
+    """A subscription of the engine; ``handler(subject, reply, headers, payload,
+    mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring)."""
+
+    __slots__ = ("handler",)
+
+    def __init__(self, subject: str, queue: str | None, client: JetStream, handler: Handler):
+        super().__init__(subject, queue, client, 0)
+        self.handler = handler
+
+
+class JetStream:
+    """The internal client; see the module docstring."""
+
+    kind = "jetstream"
+    echo = False  # its own replies never come back to it
+    closing = False
+    cid = 0  # not a connection: /subsz shows its subscriptions under cid 0
+
+    def __init__(self, hub: Hub, store: Any) -> None:
+        self.hub = hub
+        self.store = store
+        self._work: deque[tuple[Callable, tuple]] = deque()
+        self._scheduled = False
+        self._subs: list[InternalSub] = []
+        # stream name -> its capture subscriptions (capture.py keeps them in step)
+        self.captures: dict[str, list[InternalSub]] = {}
+        # API counters (INFO's "api", /jsz, /varz, /metrics)
+        self.api_total = 0
+        self.api_errors = 0
+        self.started = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        from hybridbus.jetstream import api, capture
+
+        self.subscribe("$JS.API.>", lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
+        capture.start(self)
+        self.started = True
+
+    def stop(self) -> None:
+        for sub in self._subs:
+            self.hub.sublist.remove(sub)
+        self._subs.clear()
+        self.started = False
+
+    # -- the router side ---------------------------------------------------------------
+
+    def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> InternalSub:
+        sub = InternalSub(subject, queue, self, handler)
+        self.hub.sublist.insert(sub)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: InternalSub) -> None:
+        self.hub.sublist.remove(sub)
+        try:
+            self._subs.remove(sub)
+        except ValueError:
+            pass
+
+    def deliver(
+        self,
+        sub: InternalSub,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        mqtt_msg: Any = None,
+    ) -> None:
+        try:
+            sub.handler(subject, reply, headers, payload, mqtt_msg)
+        except Exception:  # one bad message must not break the publisher's read
+            log.exception("JetStream handler failed for %r", subject)
+
+    def deliver_batch(self, sub: InternalSub, subject: str, payloads: list[bytes]) -> None:
+        for payload in payloads:
+            self.deliver(sub, subject, None, None, payload)
+
+    # -- deferred work -----------------------------------------------------------------
+
+    def later(self, fn: Callable, *args: Any) -> None:
+        """Run ``fn(*args)`` soon, outside any ``Server.route`` (module docstring)."""
+        self._work.append((fn, args))
+        if not self._scheduled:
+            self._scheduled = True
+            self.hub.loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        work = self._work
+        # Only what is queued now: work queued while running waits for the next turn.
+        for _ in range(len(work)):
+            fn, args = work.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("JetStream work item %r failed", fn)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def reply(self, subject: str, body: bytes | dict, headers: bytes | None = None) -> None:
+        """Publish an answer (JSON for a dict) to ``subject``, routed like any publish.
+        Call from deferred work only."""
+        if isinstance(body, dict):
+            body = json.dumps(body, separators=(",", ":")).encode()
+        self.hub.route(self, subject, None, headers, body)
+
+    def send_to(
+        self,
+        inbox: str,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        queue_group: str | None = None,
+    ) -> int:
+        """Deliver to the subscribers of ``inbox`` showing ``subject`` (a consumer's
+        delivery: the stream subject with the ack reply). Queue subscribers get one copy
+        per group; with ``queue_group`` only that group's members (a push consumer's
+        ``deliver_group``). Returns how many got it. Call from deferred work only."""
+        return self.hub.route_to(self, inbox, subject, reply, headers, payload, queue_group)
+
+    def has_interest(self, inbox: str) -> bool:
+        result = self.hub.sublist.match(inbox)
+        return bool(result.plain or result.queues)

@@ -1,0 +1,3 @@
+"""Stream requests: ``STREAM.*``, ``STREAM.MSG.*`` and ``DIRECT.GET``."""
+
+from __future__ import annotations
