@@ -142,8 +142,12 @@ async def probes(monitored):
     """The traffic of nats-conventions §1.9: a nats-py client `hb-nats-probe` with
     subscriptions on `orders.>`, `orders.new` (queue `workers`) and `greet` that
     published 5 messages; a paho client `hb-mqtt-probe` subscribed to `sensors/#`
-    (QoS 1) and `alerts/+/high` that published twice."""
+    (QoS 1) and `alerts/+/high` that published twice. ``extra["base_subs"]`` is how many
+    subscriptions the server itself held before (the JetStream engine's)."""
     server = monitored.server
+    # The server's own subscriptions (the JetStream engine's $JS.API.> and friends):
+    # counted in /varz, /subsz and /accountz like nats-server counts its internal ones.
+    monitored.extra["base_subs"] = server.sublist.count()
     nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}", name="hb-nats-probe")
     await nc.subscribe("orders.>")
     await nc.subscribe("orders.new", queue="workers")

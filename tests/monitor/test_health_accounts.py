@@ -116,7 +116,8 @@ async def test_accountz(probes):
     check(g, ACCOUNTZ_DETAIL)
     detail = g["account_detail"]
     assert detail["account_name"] == "$G"
-    assert detail["client_connections"] == 2 and detail["subscriptions"] == 6
+    assert detail["client_connections"] == 2
+    assert detail["subscriptions"] == 6 + probes.extra["base_subs"]
     assert detail["jetstream_enabled"] is True and "is_system" not in detail
     s = await probes.json("/accountz?acc=$SYS")
     check(s, ACCOUNTZ_DETAIL)

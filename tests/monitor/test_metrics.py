@@ -40,7 +40,7 @@ async def test_metrics_traffic_by_protocol(probes):
     assert value(f, "hybridbus_sent_messages_total", protocol="mqtt") == 1
     assert value(f, "hybridbus_received_bytes_total", protocol="nats") == 30
     assert value(f, "hybridbus_server_received_messages_total") == 7
-    assert value(f, "hybridbus_subscriptions") == 6
+    assert value(f, "hybridbus_subscriptions") == 6 + probes.extra["base_subs"]
     assert value(f, "hybridbus_mqtt_sessions", state="online") == 1
     assert value(f, "hybridbus_mqtt_sessions", state="offline") == 0
     assert value(f, "hybridbus_mqtt_inflight_messages") == 0

@@ -12,8 +12,9 @@ async def test_subsz_stats_without_list(probes):
     r = await probes.get("/subsz")
     doc = r.json()
     check(doc, SUBSZ)
-    assert doc["num_subscriptions"] == 6
-    assert doc["num_inserts"] >= 6
+    base = probes.extra["base_subs"]  # the JetStream engine's own subscriptions
+    assert doc["num_subscriptions"] == 6 + base
+    assert doc["num_inserts"] >= 6 + base
     assert (doc["total"], doc["offset"], doc["limit"]) == (0, 0, 1024)
     assert "subscriptions_list" not in doc
     assert isinstance(doc["num_matches"], int) and doc["num_matches"] > 0
@@ -27,7 +28,11 @@ async def test_subsz_list_and_test_filter(probes):
     cids = {c.conn_type: c.cid for c in probes.server.clients.values()}
     doc = await probes.json("/subsz?subs=1")
     check(doc, SUBSZ)
-    assert doc["total"] == 6 and len(doc["subscriptions_list"]) == 6
+    total = 6 + probes.extra["base_subs"]
+    assert doc["total"] == total and len(doc["subscriptions_list"]) == total
+    # the engine's subscriptions are the server's own: cid 0, like an offline session's
+    internal = [s for s in doc["subscriptions_list"] if s["subject"].startswith("$JS.")]
+    assert len(internal) == probes.extra["base_subs"] and all(s["cid"] == 0 for s in internal)
     for sub in doc["subscriptions_list"]:
         assert sub["account"] == sub["account_tag"] == "$G"
     by_subject = {s["subject"]: s for s in doc["subscriptions_list"]}
@@ -53,7 +58,7 @@ async def test_subsz_list_and_test_filter(probes):
 async def test_subsz_paging_and_accounts(probes):
     everything = (await probes.json("/subsz?subs=1"))["subscriptions_list"]
     page = await probes.json("/subsz?subs=1&offset=2&limit=3")
-    assert (page["offset"], page["limit"], page["total"]) == (2, 3, 6)
+    assert (page["offset"], page["limit"], page["total"]) == (2, 3, 6 + probes.extra["base_subs"])
     assert page["subscriptions_list"] == everything[2:5]
     tail = await probes.json("/subsz?subs=1&offset=-4&limit=0")
     assert (tail["offset"], tail["limit"]) == (0, 1024)
