@@ -65,6 +65,7 @@ class JetStream:
     echo = False  # its own replies never come back to it
     closing = False
     cid = 0  # not a connection: /subsz shows its subscriptions under cid 0
+    api_level = API_LEVEL  # for the monitor (/jsz, /varz), which cannot import this package
 
     def __init__(self, hub: Hub, store: Any) -> None:
         self.hub = hub
