@@ -99,16 +99,50 @@ def store_usage(server: Server) -> dict[str, int]:
     return store.usage()
 
 
-def js_stats(usage: dict[str, int]) -> dict:
-    """JetStreamStats. The JetStream API is not served yet, so its counters are 0."""
+def api_counters(server: Server) -> tuple[int, int, int]:
+    """(level, total, errors) of the JetStream API, from the engine: every request
+    that reached a handler counts, an error reply counts once more in ``errors``
+    (nats-server counts the same way; publishes and monitoring reads never count)."""
+    js = server.jetstream
+    if js is None:
+        return 0, 0, 0
+    return int(js.api_level), int(js.api_total), int(js.api_errors)
+
+
+def js_stats(server: Server) -> dict:
+    """The server's JetStreamStats (``/jsz`` inlines it, ``/varz`` has it as
+    ``jetstream.stats``); all zero with JetStream off, as nats-server reports it."""
+    enabled = server.jetstream is not None
+    usage = store_usage(server) if enabled else {}
+    level, total, errors = api_counters(server)
     return {
         "memory": int(usage.get("memory", 0)),
         "storage": int(usage.get("storage", 0)),
         "reserved_memory": 0,
         "reserved_storage": 0,
-        "accounts": 1,
+        "accounts": 1 if enabled else 0,
         "ha_assets": 0,
-        "api": {"level": 0, "total": 0, "errors": 0},
+        "api": {"level": level, "total": total, "errors": errors},
+    }
+
+
+# An account without reservations (dynamic limits): nats-server shows uint64's max.
+UNRESERVED = (1 << 64) - 1
+
+
+def account_stats(server: Server) -> dict:
+    """One account's JetStreamStats in ``account_details``: its usage and API counts;
+    nats-server leaves ``accounts`` and the API ``level`` at 0 there."""
+    usage = store_usage(server)
+    _level, total, errors = api_counters(server)
+    return {
+        "memory": int(usage.get("memory", 0)),
+        "storage": int(usage.get("storage", 0)),
+        "reserved_memory": UNRESERVED,
+        "reserved_storage": UNRESERVED,
+        "accounts": 0,
+        "ha_assets": 0,
+        "api": {"level": 0, "total": total, "errors": errors},
     }
 
 
@@ -160,7 +194,8 @@ def _consumer_info(consumer: Any, server: Server, with_config: bool, now: str) -
     d["num_redelivered"] = int(info.get("num_redelivered", 0))
     d["num_waiting"] = int(info.get("num_waiting", 0))
     d["num_pending"] = int(info.get("num_pending", 0))
-    d["cluster"] = {"leader": server.server_name}
+    # Standalone nats-server (2.15.1) gives its consumers no "cluster" block in /jsz,
+    # only its streams.
     d["ts"] = now
     return d
 
@@ -203,18 +238,16 @@ def store_report(server: Server) -> dict:
 # =========================================================================== /jsz
 
 
-def _account_details(
-    server: Server, o: JszOptions, usage: dict[str, int], streams: list, now: str
-) -> list[dict]:
+def _account_details(server: Server, o: JszOptions, streams: list, now: str) -> list[dict]:
     """The ``account_details`` listing: only ``$G`` holds streams here."""
     names = [GLOBAL_ACCOUNT]
     if o.acc:
-        names = [n for n in names if n == o.acc]
+        names = [n for n in names if n == o.acc]  # an unknown account: silently none
     offset, limit = page_window(o.offset, o.limit)
     details = []
     for name in sorted(names)[offset : offset + limit]:
         acc: dict[str, Any] = {"name": name, "id": name}
-        acc.update(js_stats(usage))
+        acc.update(account_stats(server))
         if o.streams:
             omitempty(
                 acc,
@@ -227,22 +260,22 @@ def _account_details(
 
 def jsz(server: Server, o: JszOptions) -> dict:
     """``/jsz`` (nats-conventions §1.6). Every stream of the store shows, the MQTT
-    state streams (``$MQTT_*``) included; all of them live in account ``$G``."""
+    state streams (``$MQTT_*``) included, as nats-server shows its own ``$MQTT_``
+    streams; all of them live in account ``$G``. ``leader-only`` changes nothing: a
+    standalone server is always the meta leader. With JetStream off (no engine) the
+    report is nats-server's: ``disabled``, zero counters and limits, no details."""
     now_s = rfc3339(time.time())
-    js_on = bool(server.options.jetstream.enabled)
-    usage = store_usage(server)
-    out: dict[str, Any] = {}
-    out.update(js_stats(usage) if js_on else js_stats({}))
-    if not js_on:
-        out["accounts"] = 0
+    js_on = server.jetstream is not None
+    out: dict[str, Any] = js_stats(server)
     out["server_id"] = server.server_id
     out["now"] = now_s
-    if not js_on:
+    if js_on:
+        out["config"] = js_config(server)
+    else:
         out["disabled"] = True
         out["config"] = {"max_memory": 0, "max_storage": 0}
-    else:
-        out["config"] = js_config(server)
     streams = server.store.streams() if (js_on and server.store is not None) else []
+    streams.sort(key=lambda s: s.name)
     states = [s.state() for s in streams]
     out["streams"] = len(streams)
     out["consumers"] = sum(st.consumer_count for st in states)
@@ -250,9 +283,8 @@ def jsz(server: Server, o: JszOptions) -> dict:
     out["bytes"] = sum(st.bytes for st in states)
     if o.consumers:
         o.streams = True
-    want_accounts = o.accounts or o.streams or o.acc
-    if js_on and want_accounts:
-        omitempty(out, "account_details", _account_details(server, o, usage, streams, now_s))
+    if js_on and (o.accounts or o.streams or o.acc):
+        omitempty(out, "account_details", _account_details(server, o, streams, now_s))
     out["total"] = 1 if js_on else 0
     out["hybridbus"] = {"store": store_report(server)}
     return out

@@ -19,7 +19,7 @@ from hybridbus.monitor.common import (
     traffic_totals,
 )
 from hybridbus.monitor.gotypes import rfc3339, uptime
-from hybridbus.monitor.jsz import js_config, js_stats, store_usage
+from hybridbus.monitor.jsz import js_config, js_stats
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -122,11 +122,10 @@ def _add_blocks(v: dict[str, Any], server: Server) -> None:
     v["leaf"] = {}
     v["mqtt"] = _varz_mqtt(server)
     v["websocket"] = _varz_websocket(server)
-    if opts.jetstream.enabled:
-        v["jetstream"] = {
-            "config": js_config(server),
-            "stats": js_stats(store_usage(server)),
-        }
+    # nats-server's JetStreamVarz: config and stats (API counters included) while
+    # JetStream runs, an empty object when it is off.
+    if server.jetstream is not None:
+        v["jetstream"] = {"config": js_config(server), "stats": js_stats(server)}
     else:
         v["jetstream"] = {}
     v["tls_timeout"] = _tls_timeout(opts.tls)
