@@ -297,7 +297,11 @@ class StreamConfig(_Config):
         """A validated copy with JetStream's defaults filled in (what info echoes)."""
         if not valid_name(self.name):
             raise InvalidConfig("invalid stream name")
-        c = dataclasses.replace(self, subjects=list(self.subjects or [self.name]))
+        # A stream fed by a mirror or sources may have no subjects of its own
+        # (nats-server's checkStreamCfg defaults them to the name only otherwise).
+        fed = bool(self.extra.get("mirror") or self.extra.get("sources"))
+        own = self.subjects or ([] if fed else [self.name])
+        c = dataclasses.replace(self, subjects=list(own))
         for s in c.subjects:
             if not valid_subject(s):
                 raise InvalidConfig(f"invalid subject: {s!r}")
@@ -533,6 +537,7 @@ class Stream(Protocol):
         expected_last_msg_id: str | None = None,
         rollup: str | None = None,
         on_durable: OnDurable | None = None,
+        ts_ns: int | None = None,
     ) -> int:
         """Store a message and return its sequence.
 
@@ -541,8 +546,19 @@ class Stream(Protocol):
         ``duplicate_window`` stores nothing, returns the first sequence and sets
         ``was_duplicate``. ``rollup`` ``"sub"``/``"all"`` needs ``allow_rollup_hdrs``.
         ``on_durable(seq, err)`` runs on the loop once the record is durable under the
-        sync policy (``err`` is a StoreWriteError when the write failed).
+        sync policy (``err`` is a StoreWriteError when the write failed). ``ts_ns``: the
+        message's time instead of now (a mirror keeps its origin's times), raised to the
+        stream's last time if older so times never decrease along the stream.
+
+        A stream fed by a ``mirror`` or ``sources`` (in ``config.extra``) stores any
+        subject: its origins' subjects are not its own.
         """
+
+    def skip_to(self, seq: int) -> None:
+        """Move the last sequence up to ``seq`` storing nothing (the skipped ones read
+        as deleted): a mirror keeps its origin's sequences across the origin's gaps
+        (nats-server's ``SkipMsgs``). Survives a restart. Nothing when ``seq`` is not
+        past the last sequence."""
 
     def append_many(
         self, subject: str, payloads: list[bytes], *, on_durable: OnDurable | None = None
@@ -591,7 +607,11 @@ class Stream(Protocol):
 
     def consumer(self, name: str) -> Consumer: ...
 
-    def consumers(self) -> list[Consumer]: ...
+    def consumers(self) -> list[Consumer]:
+        """The public consumers: a consumer whose config has ``direct: true`` in its
+        ``extra`` (a mirror's or source's cursor, as nats-server's internal ``Direct``
+        consumers) is left out here, in ``consumer_count``, ``usage`` and the
+        ``max_consumers`` check; ``consumer(name)`` still finds it."""
 
     def delete_consumer(self, name: str) -> None: ...
 

@@ -40,6 +40,7 @@ class StreamAppend:
         expected_last_msg_id: str | None = None,
         rollup: str | None = None,
         on_durable: OnDurable | None = None,
+        ts_ns: int | None = None,
     ) -> int:
         if (
             headers is None
@@ -48,6 +49,7 @@ class StreamAppend:
             and expected_last_seq is None
             and expected_last_subject_seq is None
             and expected_last_msg_id is None
+            and ts_ns is None
             and self._takes_plain()
         ):
             # Nothing for the checks below to look at (the common case: the MQTT
@@ -112,6 +114,8 @@ class StreamAppend:
         if self._guarded:
             self._check_writable()
         cfg = self.config
+        if ts_ns is not None:
+            now_ns = ts_ns  # a mirror's copy keeps its origin's time
 
         # ---- commit
         seq = self._last_seq + 1

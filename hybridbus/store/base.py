@@ -162,7 +162,7 @@ class BaseStore:
             pass
         found = None
         for st in self._streams.values():
-            if st._accept is None or st._accept(subject):
+            if st.config.subjects and (st._own is None or st._own(subject)):
                 found = st
                 break
         if len(self._route) > _CACHE_TRIM:
@@ -175,7 +175,7 @@ class BaseStore:
             "memory": self._used["memory"],
             "storage": self._used["file"],
             "streams": len(self._streams),
-            "consumers": sum(len(s._consumers) for s in self._streams.values()),
+            "consumers": sum(s._public_count() for s in self._streams.values()),
         }
 
     def stats(self) -> dict[str, Any]:

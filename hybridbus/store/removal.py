@@ -298,6 +298,22 @@ class StreamRemoval:
             self._touch()
         return deleted
 
+    def skip_to(self, seq: int) -> None:
+        """Move the last sequence up to ``seq`` storing nothing (api.py): nats-server's
+        ``SkipMsgs``, with which a mirror keeps its origin's sequences. The skipped
+        range is one tombstone range, which is what carries the last sequence over a
+        restart (recovery takes the highest tombstone as a lower bound)."""
+        if self._closed:
+            raise E.StoreClosed()
+        if seq <= self._last_seq:
+            return
+        a = self._last_seq + 1
+        self._last_seq = seq
+        if self._msgs == 0:
+            self._first = seq + 1
+        self._range_purged(a, seq)
+        self._touch()
+
     def purge(
         self, subject: str | None = None, seq: int | None = None, keep: int | None = None
     ) -> int:

@@ -74,7 +74,10 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
 
     def _apply_config(self, config: StreamConfig) -> None:
         self.config = config
-        self._accept = compile_filters(config.subjects)
+        self._own = compile_filters(config.subjects)
+        # A stream fed by a mirror or sources stores its origins' subjects as well.
+        fed = bool(config.extra.get("mirror") or config.extra.get("sources"))
+        self._accept = None if fed else self._own
         # appends take a slower, fully checked path only when a limit or policy needs it
         self._checks = config.sealed or config.max_msg_size > 0 or config.discard == "new"
         self._retention_interest = config.retention == "interest"
@@ -222,7 +225,7 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
             last_ts_ns=self._last_ts if self._last_seq else 0,
             num_subjects=len(self._sstate),
             num_deleted=(self._last_seq - self._first + 1 - self._msgs) if self._msgs else 0,
-            consumer_count=len(self._consumers),
+            consumer_count=self._public_count(),
         )
 
     def subjects(self, filter: str | None = None) -> dict[str, int]:
@@ -247,7 +250,11 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
             self._update_consumer(old, cfg)
             return old
         scfg = self.config
-        if scfg.max_consumers > 0 and len(self._consumers) >= scfg.max_consumers:
+        if (
+            scfg.max_consumers > 0
+            and not cfg.extra.get("direct")
+            and self._public_count() >= scfg.max_consumers
+        ):
             raise E.MaxConsumers()
         for f in cfg.filters():
             if not any(filters_overlap(f, s) for s in scfg.subjects):
@@ -311,7 +318,11 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
         return c
 
     def consumers(self) -> list[ConsumerImpl]:
-        return list(self._consumers.values())
+        return [c for c in self._consumers.values() if not c.config.extra.get("direct")]
+
+    def _public_count(self) -> int:
+        """Consumers but the internal ``direct`` ones (a mirror's cursor, see api.py)."""
+        return sum(1 for c in self._consumers.values() if not c.config.extra.get("direct"))
 
     def delete_consumer(self, name: str) -> None:
         c = self._consumers.pop(name, None)
