@@ -257,6 +257,8 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
         ):
             raise E.MaxConsumers()
         for f in cfg.filters():
+            if self._accept is None:
+                break  # any subject (">", or a mirror's or sources' foreign ones)
             if not any(filters_overlap(f, s) for s in scfg.subjects):
                 raise E.ConsumerCreateError(
                     "consumer filter subject is not a valid subset of the interest subjects"

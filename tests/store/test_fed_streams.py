@@ -89,3 +89,14 @@ def test_direct_consumers_are_hidden_from_counts(store):
     assert [c.name for c in st.consumers()] == ["d"]
     st.delete_consumer("mirror-x")
     assert st.state().consumer_count == 1
+
+
+def test_a_consumer_of_a_mirror_may_filter_on_the_origin_subjects(store):
+    m = store.add_stream(StreamConfig(name="M", extra={"mirror": {"name": "O"}}))
+    m.append("o.a", b"1")
+    m.append("o.b", b"2")
+    c = m.add_consumer(ConsumerConfig(durable_name="d", filter_subject="o.b"))
+    assert [msg.payload for msg, _ in c.next_batch(5)] == [b"2"]
+    plain = store.add_stream(StreamConfig(name="P", subjects=["p.>"]))
+    with pytest.raises(E.ConsumerCreateError):
+        plain.add_consumer(ConsumerConfig(durable_name="d", filter_subject="q.>"))
