@@ -552,6 +552,11 @@ class Stream(Protocol):
 
         A stream fed by a ``mirror`` or ``sources`` (in ``config.extra``) stores any
         subject: its origins' subjects are not its own.
+
+        On an ``allow_msg_ttl`` stream a ``Nats-TTL`` header (``ttl.py``: seconds, a
+        Go duration or ``never``) removes the message once that time has passed; a
+        ``never`` one outlives ``max_age``. Kept across restarts (read back from the
+        stored headers). The API layer refuses bad values before calling this.
         """
 
     def skip_to(self, seq: int) -> None:

@@ -163,6 +163,8 @@ class StreamAppend:
                     self._remove_seq(self._first)
         if self._max_age_ns:
             self._arm_expiry(ts)
+        if self._ttl_on and headers is not None and b"Nats-TTL:" in headers:
+            self._note_ttl(seq, ts, headers)
         if rollup == "sub":
             self._purge_filtered(SubjectFilter([subject]), seq, None)
         elif rollup == "all":

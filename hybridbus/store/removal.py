@@ -206,6 +206,11 @@ class StreamRemoval:
         if not self._max_age_ns or self._msgs == 0:
             return 0
         cutoff = (now_ns or time.time_ns()) - self._max_age_ns
+        if self._ttl_never:  # per-message TTL "never" (ttl.py) outlives max_age
+            removed = self._expire_age_skipping_never(cutoff)
+            if removed:
+                self._touch()
+            return removed
         removed = 0
         while self._msgs:
             loc = self._locate(self._first)
@@ -224,10 +229,7 @@ class StreamRemoval:
         if loop is None:
             self._expire()
             return
-        first_ts = ts
-        loc = self._locate(self._first)
-        if loc is not None:
-            first_ts = loc[0].ts[loc[1]]
+        first_ts = self._oldest_expirable_ts() or ts
         delay = max(0.0, (first_ts + self._max_age_ns - time.time_ns()) / 1e9) + 0.001
         self._expiry_handle = loop.call_later(delay, self._expiry_tick)
 
@@ -237,7 +239,9 @@ class StreamRemoval:
             return
         self._expire()
         if self._msgs and self._max_age_ns:
-            self._arm_expiry(self._last_ts)
+            oldest = self._oldest_expirable_ts()
+            if oldest:  # 0: only "never" messages left (ttl.py), nothing to wait for
+                self._arm_expiry(oldest)
 
     # ---- public write API ----------------------------------------------------
 

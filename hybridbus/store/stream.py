@@ -32,12 +32,13 @@ from .filters import _as_filter
 from .match import compile_filters, filters_overlap
 from .removal import StreamRemoval
 from .search import StreamSearch
+from .ttl import StreamTTL
 
 if TYPE_CHECKING:
     from .base import BaseStore
 
 
-class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
+class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
     """Everything about a stream except where message bodies live."""
 
     storage_kind = "memory"
@@ -67,6 +68,7 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
         self._consumers: dict[str, ConsumerImpl] = {}
         self._interest: dict[int, tuple[ConsumerImpl, ...]] = {}
         self._expiry_handle: asyncio.TimerHandle | None = None
+        self._init_ttl()
         self._apply_config(config)
         if config.first_seq and config.first_seq > 1:
             self._last_seq = config.first_seq - 1
@@ -84,6 +86,7 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
         self._retention_wq = config.retention == "workqueue"
         self._dup_window_ns = int(config.duplicate_window * 1e9)
         self._max_age_ns = int(config.max_age * 1e9)
+        self._ttl_on = config.allow_msg_ttl  # honour Nats-TTL headers (ttl.py)
         # No policy or limit in the config for an append to consult (see _takes_plain).
         self._plain = not (
             self._checks
@@ -209,6 +212,8 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
     def state(self) -> StreamState:
         if self._max_age_ns and self._expiry_handle is None:
             self._expire()
+        if self._ttl_heap and self._ttl_handle is None:
+            self._expire_ttls()  # no loop to run the timer (ttl.py)
         first_ts = 0
         if self._msgs:
             loc = self._locate(self._first)
@@ -398,6 +403,9 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch):
         if self._expiry_handle is not None:
             self._expiry_handle.cancel()
             self._expiry_handle = None
+        if self._ttl_handle is not None:
+            self._ttl_handle.cancel()
+            self._ttl_handle = None
 
     def __repr__(self) -> str:
         return f"Stream({self.name}, msgs={self._msgs}, last={self._last_seq})"

@@ -85,6 +85,10 @@ class FileRecovery:
         tail_data = self._open_active(max((n for n, _ in segfiles), default=0), tail_data)
         self._written_seq = self._last_seq
         self._recover_consumers(rep, tail_data)
+        if self.config.allow_msg_ttl:
+            self._rebuild_ttls()  # before max_age: "never" messages outlive it
+            self._expire_ttls()
+            self._arm_ttl()
         if self._max_age_ns:
             self._expire()
 
