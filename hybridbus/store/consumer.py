@@ -66,6 +66,7 @@ class ConsumerImpl:
         "_ops",
         "_irregular",
         "_last_active_ns",
+        "_last_ack_ns",
         "_ack_none",
         "_ack_all",
         "_wait_ns",
@@ -91,6 +92,7 @@ class ConsumerImpl:
         self._ops: list[int] | None = None
         self._irregular = False
         self._last_active_ns = 0
+        self._last_ack_ns = 0
         self._set_config(config)
 
     def _set_config(self, config: ConsumerConfig) -> None:
@@ -190,8 +192,10 @@ class ConsumerImpl:
             self._dseq += 1
             dc = self._rdc.get(seq, 1) + 1
             self._rdc[seq] = dc
-            p.pop(seq, None)
-            p[seq] = [self._dseq, t * 1_000_000 + self._wait_for(dc)]
+            # nats-server keeps the first delivery's consumer seq in its pending entry
+            # (trackPending): the ack floor's consumer_seq is counted from it.
+            ent = p.pop(seq, None)
+            p[seq] = [ent[0] if ent else self._dseq, t * 1_000_000 + self._wait_for(dc)]
             self._rq.pop(seq, None)
         elif code == OP_ACK or code == OP_TERM:
             p.pop(seq, None)
@@ -347,7 +351,6 @@ class ConsumerImpl:
             return out
         now_ns = time.time_ns() if now is None else int(now * 1e9)
         now_ms = now_ns // 1_000_000
-        self._last_active_ns = now_ns
         pending = self._pending
         if pending:
             self._collect_due(now_ns)
@@ -407,7 +410,59 @@ class ConsumerImpl:
             out.append((msg, DeliveryInfo(seq, self._dseq, 1, self._num_pending)))
             if ack_none and interest:
                 s._check_interest(seq)
+        if out:
+            self._last_active_ns = now_ns
         return out
+
+    def peek(self, now: float | None = None) -> tuple[StoredMsg, int, int] | None:
+        """What ``next_batch(1)`` would hand out now, changing nothing but the due
+        redeliveries it queues: ``(msg, delivery count, num_pending after it)``, or None.
+        A pull request with ``max_bytes`` sizes the next delivery before taking it."""
+        s = self.stream
+        if s._closed:
+            return None
+        pending = self._pending
+        if pending:
+            self._collect_due(time.time_ns() if now is None else int(now * 1e9))
+        for seq in self._rq:
+            if seq in pending:
+                msg = s._load(seq)
+                if msg is not None:
+                    return msg, self._rdc.get(seq, 1) + 1, self._num_pending
+        limit = self._max_ack_pending
+        if limit > 0 and len(pending) >= limit:
+            return None
+        if self._lps is not None:
+            for h in self._lps:
+                if h in self._lps_set:
+                    msg = s._load(h)
+                    return (msg, 1, self._num_pending - 1) if msg is not None else None
+        seq = self._sseq + 1
+        while True:
+            found = s._find_next(seq, self.flt)
+            if found is None:
+                return None
+            blk, j = found
+            seq = blk.first + j
+            msg = s._load_slot(blk, j, seq)
+            if msg is not None:
+                return msg, 1, self._num_pending - 1
+            seq += 1
+
+    def next_timeout(self) -> int | None:
+        """Epoch ns of the earliest ack deadline of a message not already queued for
+        redelivery (those wait for a receiver, not for a time): the one timer of a
+        consumer is armed for it."""
+        rq = self._rq
+        best = None
+        for seq, ent in self._pending.items():
+            if seq in rq:
+                continue
+            if best is None or ent[1] < best:
+                best = ent[1]
+            if not self._irregular:
+                break
+        return best
 
     def _collect_due(self, now_ns: int) -> list[int]:
         due: list[int] = []
@@ -459,12 +514,14 @@ class ConsumerImpl:
                 return False
             self._apply(OP_ACK_ALL, stream_seq, 0)
             self._op(OP_ACK_ALL, stream_seq, 0)
+            self._last_ack_ns = time.time_ns()
             self.stream._acked(done)
             return True
         if stream_seq not in self._pending:
             return False
         self._apply(OP_ACK, stream_seq, 0)
         self._op(OP_ACK, stream_seq, 0)
+        self._last_ack_ns = time.time_ns()
         self.stream._acked((stream_seq,))
         return True
 
@@ -473,6 +530,7 @@ class ConsumerImpl:
             return False
         self._apply(OP_TERM, stream_seq, 0)
         self._op(OP_TERM, stream_seq, 0)
+        self._last_ack_ns = time.time_ns()
         self.stream._acked((stream_seq,))
         return True
 
