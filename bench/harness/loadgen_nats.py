@@ -37,8 +37,11 @@ def payload_bytes(size: int) -> bytes:
     return b"x" * size
 
 
-def nats_connect(host: str, port: int, name: str, timeout: float = 10.0) -> socket.socket:
-    """Open a NATS connection: read INFO, send CONNECT + PING, wait for PONG."""
+def nats_connect(
+    host: str, port: int, name: str, timeout: float = 10.0, extra: dict[str, Any] | None = None
+) -> socket.socket:
+    """Open a NATS connection: read INFO, send CONNECT (plus ``extra`` options) + PING,
+    wait for PONG."""
     sock = socket.create_connection((host, port), timeout)
     tune(sock)
     buf = b""
@@ -60,6 +63,7 @@ def nats_connect(host: str, port: int, name: str, timeout: float = 10.0) -> sock
         "lang": "python-bench",
         "version": "0",
         "protocol": 1,
+        **(extra or {}),
     }
     sock.sendall(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
     wait_pong(sock, buf, deadline)

@@ -127,6 +127,13 @@ def aggregate(
         "server_rss_kb": rss_kb,
         "workers": {name: r for name, _, r in workers},
     }
+    if metric == "kv":
+        # kv_latency: round trips/s (puts and gets), each kind's latency percentiles.
+        req = next(r for _, k, r in workers if k == "req")
+        out["rate"] = req["rate"]
+        out.update({k: v for k, v in req.items() if k.startswith(("put_", "get_", "bad_"))})
+        out["gen_cpu"] = req["cpu"]
+        return out
     if metric == "latency":
         req = next(r for _, k, r in workers if k == "req")
         out["rate"] = req["rate"]
@@ -135,9 +142,15 @@ def aggregate(
         out["gen_cpu"] = max(r["cpu"] for _, _, r in workers)
         return out
     out["rate"] = sum(r["rate"] for r in subs)
-    out["sent_rate"] = sum(r["rate"] for r in pubs)
-    out["pub_cpu"] = max(r["cpu"] for r in pubs)
-    out["sub_cpu"] = max(r["cpu"] for r in subs)
+    out["sent_rate"] = sum(r["rate"] for r in pubs) if pubs else None
+    out["pub_cpu"] = max((r["cpu"] for r in pubs), default=None)
+    out["sub_cpu"] = max((r["cpu"] for r in subs), default=None)
+    if metric == "js_publish":
+        # Acked publishes are the result; what was written (up to the window ahead) is
+        # sent_rate, and error PubAcks are counted apart.
+        out["rate"] = sum(r["ack_rate"] for r in pubs)
+        out["errors"] = sum(r.get("errors", 0) for r in pubs)
+        return out
     acks = [r["ack_rate"] for r in pubs if "ack_rate" in r]
     if acks:
         # QoS 1/2: what the publisher got acknowledged (PUBACK / PUBCOMP) is its rate; what

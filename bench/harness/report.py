@@ -47,6 +47,9 @@ UNITS = {
     "big_qos1": "msgs/s",
     "fanout_10k": "deliveries/s",
     "fanout_10k_slow": "deliveries/s",
+    "js_publish": "msgs/s",
+    "js_pull": "msgs/s",
+    "kv_latency": "round trips/s",
 }
 
 # The fleet scenarios that run the ping probe (loop latency target).
@@ -107,6 +110,11 @@ EXTRA_ROWS = [
     ("fanout_10k SIGTERM to exit", "fanout_10k", "stop_s", "s", True),
     ("fanout_10k_slow lag p50", "fanout_10k_slow", "lag_p50_ms", "ms", True),
     ("fanout_10k_slow lag p99", "fanout_10k_slow", "lag_p99_ms", "ms", True),
+    ("js_pull pre-fill rate (acked publishes)", "js_pull", "prefill_rate", "msgs/s", False),
+    ("kv_latency put p50", "kv_latency", "put_p50_us", "us", True),
+    ("kv_latency put p99", "kv_latency", "put_p99_us", "us", True),
+    ("kv_latency get p50", "kv_latency", "get_p50_us", "us", True),
+    ("kv_latency get p99", "kv_latency", "get_p99_us", "us", True),
 ]
 
 
@@ -198,7 +206,8 @@ def ratio(doc: dict[str, Any], scn: str, peer: str, key: str = "rate") -> float 
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The targets (the mission's five, then issue 18's fleet targets): what was measured
+    """The targets (the mission's five, issue 18's fleet targets, issue 15's JetStream
+    ones): what was measured
     and whether it is met (None: not measured, or not at the scale the target is for)."""
     out = []
 
@@ -246,6 +255,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         )
     )
     out += fleet_targets(doc)
+    from .jetstream import js_targets
+
+    out += js_targets(doc, value, ratio)
     return out
 
 

@@ -53,7 +53,17 @@ def scenario_title(scn: Scenario, opts: Options) -> str:
     fmt["idle_conns"] = idle_count(opts.idle_conns)[0]
     fmt["fanout_subs"] = min(opts.fanout_subs, servers.fd_limit() - 100)
     title = scn.title.format(**fmt)
-    if scn.metric in ("throughput", "latency", "subscriptions", "replay", "commands", "fanout"):
+    if scn.metric in (
+        "throughput",
+        "latency",
+        "subscriptions",
+        "replay",
+        "commands",
+        "fanout",
+        "js_publish",
+        "js_pull",
+        "kv",
+    ):
         title += f", {opts.payload} B payload"
     return title
 
@@ -346,12 +356,70 @@ _COLUMNS.update(
     }
 )
 
+_COLUMNS.update(
+    {
+        "js_publish": (
+            [
+                ("acked msgs/s", 12),
+                ("sent msgs/s", 12),
+                ("errors", 6),
+                ("srv cpu", 8),
+                ("pub cpu", 8),
+            ],
+            lambda r: [
+                _fmt_rate(r["rate"]),
+                _fmt_rate(r.get("sent_rate")),
+                _fmt_num(r.get("errors"), "d"),
+                _fmt_pct(r.get("server_cpu")),
+                _fmt_pct(r.get("pub_cpu")),
+            ],
+        ),
+        "js_pull": (
+            [
+                ("acked msgs/s", 12),
+                ("window s", 8),
+                ("fill msgs/s", 11),
+                ("ack pend", 8),
+                ("srv cpu", 8),
+                ("sub cpu", 8),
+            ],
+            lambda r: [
+                _fmt_rate(r["rate"]),
+                _fmt_num(r.get("window_s"), ".1f"),
+                _fmt_rate(r.get("prefill_rate")),
+                _fmt_num(r.get("num_ack_pending"), "d"),
+                _fmt_pct(r.get("server_cpu")),
+                _fmt_pct(r.get("sub_cpu")),
+            ],
+        ),
+        "kv": (
+            [
+                ("round trips/s", 13),
+                ("put p50", 8),
+                ("put p99", 8),
+                ("get p50", 8),
+                ("get p99", 8),
+                ("srv cpu", 8),
+            ],
+            lambda r: [
+                _fmt_rate(r["rate"]),
+                _fmt_num(r.get("put_p50_us"), ",.0f"),
+                _fmt_num(r.get("put_p99_us"), ",.0f"),
+                _fmt_num(r.get("get_p50_us"), ",.0f"),
+                _fmt_num(r.get("get_p99_us"), ",.0f"),
+                _fmt_pct(r.get("server_cpu")),
+            ],
+        ),
+    }
+)
+
 # Ratio columns per metric: (header, result key); hybridbus's figure over the peer's.
 # Lower is better for bytes and seconds (the "mem" and "s" columns).
 RATIO_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "connections": [("hybridbus/x", "rate"), ("mem hb/x", "rss_per_conn_bytes")],
     "sessions": [("hybridbus/x", "rate"), ("mem hb/x", "rss_per_session_bytes")],
     "broadcast": [("PUBACK s hb/x", "ack_s")],
+    "kv": [("hybridbus/x", "rate"), ("get p99 hb/x", "get_p99_us")],
 }
 
 
@@ -468,6 +536,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="payload bytes in big_qos1 (1000000)",
     )
     p.add_argument(
+        "--js-prefill",
+        type=int,
+        default=1000000,
+        metavar="N",
+        help="messages pre-filled into the stream of js_pull (1000000)",
+    )
+    p.add_argument(
+        "--js-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="bound on js_pull's pre-fill (120)",
+    )
+    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -547,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet_timeout=args.fleet_timeout,
         fanout_subs=args.fanout_subs,
         big_payload=args.big_payload,
+        js_prefill=args.js_prefill,
+        js_timeout=args.js_timeout,
         # The selected fleet session scenarios share one server run per server.
         fleet_group=tuple(n for n in names if n in FLEET_GROUP),
     )
@@ -655,6 +739,8 @@ _CEILINGS = {
     "mqtt_to_nats": ("nats_sub", "mqtt_pub"),
     "nats_to_mqtt": ("mqtt_sub", "nats_pub"),
     "many_subscriptions": ("mqtt_sub", "mqtt_pub"),
+    "js_publish": ("js_pub", None),
+    "js_pull": ("js_pull", None),
 }
 NEAR_CEILING = 0.7
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fleet import run_big_qos1, run_fanout, run_fleet_scenario
+from .jetstream import build_js_publish, build_kv_latency, run_js_pull
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
 from .loadgen_nats import NatsPublisher, NatsRequester, NatsResponder, NatsSubscriber
 from .scale import run_idle_connections, run_many_subscriptions, run_retained_replay
@@ -81,6 +82,14 @@ class Options:
     fanout_window: int = 2
     slow_rate: float = 10.0
     lag_every: int = 100
+    # JetStream (``jetstream``): PubAcks outstanding and PUBs per send, the pull batch,
+    # messages pre-filled for js_pull and the bound on that (seconds), KV keys.
+    js_inflight: int = 1000
+    js_batch: int = 100
+    js_pull_batch: int = 500
+    js_prefill: int = 1000000
+    js_timeout: float = 120.0
+    kv_keys: int = 100
 
 
 @dataclass
@@ -99,9 +108,10 @@ class RoleSpec:
 class Scenario:
     name: str
     title: str
-    mode: str  # the server capability needed: "nats", "mqtt" or "bridge"
-    # "throughput", "latency", "connections", "subscriptions", "replay", or for the fleet
-    # scenarios "sessions", "broadcast", "commands", "big", "fanout"
+    mode: str  # the server capability needed: "nats", "mqtt", "bridge" or "jetstream"
+    # "throughput", "latency", "connections", "subscriptions", "replay", for the fleet
+    # scenarios "sessions", "broadcast", "commands", "big", "fanout", for the JetStream
+    # ones "js_publish", "js_pull", "kv"
     metric: str
     build: Callable[[RunningServer, Options], list[RoleSpec]] | None = None
     # A scale scenario's own runner: (scenario, server name, options) -> result dict.
@@ -350,6 +360,28 @@ SCENARIOS: dict[str, Scenario] = {
             "mqtt",
             "fanout",
             runner=run_fanout,
+        ),
+        Scenario(
+            "js_publish",
+            "JetStream acked publish, file storage, {js_inflight:,} PubAcks outstanding",
+            "jetstream",
+            "js_publish",
+            build_js_publish,
+        ),
+        Scenario(
+            "js_pull",
+            "JetStream pull consumer, fetch {js_pull_batch} and ack each, file storage, "
+            "stream pre-filled with {js_prefill:,}",
+            "jetstream",
+            "js_pull",
+            runner=run_js_pull,
+        ),
+        Scenario(
+            "kv_latency",
+            "JetStream KV put and direct get, one at a time, {kv_keys} keys, file storage",
+            "jetstream",
+            "kv",
+            build_kv_latency,
         ),
     ]
 }

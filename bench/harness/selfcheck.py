@@ -21,6 +21,7 @@ import socket
 import time
 from typing import Any
 
+from .loadgen_js import JsPublisher, JsPuller
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
 from .loadgen_nats import EdgeCounter, NatsPublisher, NatsSubscriber
 from .mqttwire import PINGREQ_BYTES, PINGRESP_BYTES, encode_publish
@@ -133,6 +134,48 @@ class NatsBlaster(_StandIn):
         return _blast(self.sock, frame, t0, t1, t_stop)
 
 
+class _NatsTwoPings(_StandIn):
+    def _handshake(self) -> socket.socket:
+        # CONNECT + PING, then SUB + PING: answer both PINGs.
+        sock = self._accept()
+        sock.sendall(
+            b'INFO {"server_id":"standin","version":"2.11.0","proto":1,"headers":true}\r\n'
+        )
+        buf = self._read_until(lambda b: b"PING\r\n" in b)
+        sock.sendall(b"PONG\r\n")
+        self.pending = buf[buf.index(b"PING\r\n") + 6 :]
+        self._read_until(lambda b: b"PING\r\n" in b)
+        sock.sendall(b"PONG\r\n")
+        return sock
+
+
+class JsAckSink(_NatsTwoPings, _Sink):
+    """Answers every PUB with one pre-encoded PubAck (the publisher counts, never parses,
+    so one inbox subject does for all)."""
+
+    ping = b"PUB "
+
+    def setup(self) -> None:
+        self._handshake()
+        ack = b'{"stream":"BENCH","seq":1}'
+        self.pong = b"MSG _INBOX.standin 1 %d\r\n%s\r\n" % (len(ack), ack)
+
+
+class JsPullBlaster(_NatsTwoPings, _Sink):
+    """Answers every MSG.NEXT with a batch of pre-encoded messages and discards the acks."""
+
+    ping = b"MSG.NEXT"
+
+    def setup(self) -> None:
+        self._handshake()
+        size, batch = self.kw.get("payload_size", 64), self.kw.get("batch", 500)
+        reply = b"$JS.ACK.BENCHP.bench.1.%d.%d.1700000000000000000.999999"
+        self.pong = b"".join(
+            b"MSG bench.pull 1 %s %d\r\n%s\r\n" % (reply % (i, i), size, b"x" * size)
+            for i in range(1, batch + 1)
+        )
+
+
 class MqttSink(_Sink):
     # The QoS 0 publisher's stream is PUBLISHes of ASCII topic and 'x' payload, so
     # 0xC0 0x00 only occurs as a PINGREQ.
@@ -204,7 +247,12 @@ def _pair(fleet: Fleet, standin: type, gen: type, gen_kind: str, **params: Any) 
     try:
         peer_kind = "pub" if gen_kind == "sub" else "sub"
         fleet.spawn(
-            "standin", peer_kind, standin, lsock=lsock, payload_size=params.get("payload_size", 64)
+            "standin",
+            peer_kind,
+            standin,
+            lsock=lsock,
+            payload_size=params.get("payload_size", 64),
+            batch=params.get("batch", 500),
         )
         gen_params = dict(host=HOST, port=port, **params)
         fleet.spawn("generator", gen_kind, gen, **gen_params)
@@ -246,6 +294,22 @@ CHECKS: list[tuple[str, str, type, type, str, dict[str, Any]]] = [
         "sub",
         {"topic": "bench/q0"},
     ),
+    (
+        "js_pub",
+        "JetStream publisher -> ack sink",
+        JsAckSink,
+        JsPublisher,
+        "pub",
+        {"subject": "bench.js"},
+    ),
+    (
+        "js_pull",
+        "pull blaster -> JetStream pull consumer",
+        JsPullBlaster,
+        JsPuller,
+        "sub",
+        {"stream": "BENCHP", "create": False},
+    ),
 ]
 
 
@@ -258,6 +322,10 @@ def run_checks(opts: Any, duration: float = 3.0) -> dict[str, dict[str, Any]]:
             params.update(payload_size=opts.payload, batch=opts.nats_batch, window=opts.nats_window)
         elif gen is MqttPublisher:
             params.update(payload_size=opts.payload, batch=opts.mqtt_batch, window=opts.mqtt_window)
+        elif gen is JsPublisher:
+            params.update(payload_size=opts.payload, inflight=opts.js_inflight, batch=opts.js_batch)
+        elif gen is JsPuller:
+            params.update(batch=opts.js_pull_batch)
         else:
             params.update(lowat=opts.lowat)
         try:

@@ -45,10 +45,11 @@ AMQTT_VENV_BIN = Path("/tmp/amqtt-venv/bin")
 START_TIMEOUT = 20.0  # seconds for a server to open all its ports
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 
-# What each server can take part in: "nats" (core protocol), "mqtt", "bridge" (MQTT <-> NATS).
+# What each server can take part in: "nats" (core protocol), "mqtt", "bridge" (MQTT <-> NATS),
+# "jetstream" (the $JS.API, file storage).
 CAPABILITIES: dict[str, frozenset[str]] = {
-    "hybridbus": frozenset({"nats", "mqtt", "bridge"}),
-    "nats-server": frozenset({"nats", "mqtt", "bridge"}),
+    "hybridbus": frozenset({"nats", "mqtt", "bridge", "jetstream"}),
+    "nats-server": frozenset({"nats", "mqtt", "bridge", "jetstream"}),
     "mosquitto": frozenset({"mqtt"}),
     "amqtt": frozenset({"mqtt"}),
 }
@@ -294,11 +295,13 @@ def find_nats_server() -> str:
     )
 
 
-def start_nats_server(mqtt: bool = False) -> RunningServer:
-    """nats-server on a free port; with ``mqtt`` also its MQTT listener.
+def start_nats_server(mqtt: bool = False, jetstream: bool = False) -> RunningServer:
+    """nats-server on a free port; with ``mqtt`` also its MQTT listener, with ``jetstream``
+    JetStream alone.
 
     MQTT in nats-server needs JetStream, and JetStream needs a ``server_name``; the store
-    goes into the temp dir so every run starts empty.
+    goes into the temp dir so every run starts empty. JetStream's defaults stay (file
+    store written to the OS at once, fsync every 2 minutes: hybridbus's default too).
     """
     binary = find_nats_server()
     tmpdir = tempfile.mkdtemp(prefix="bench-nats-")
@@ -308,12 +311,11 @@ def start_nats_server(mqtt: bool = False) -> RunningServer:
         f"http: {HOST}:{http_port}",
         "server_name: bench_nats",
     ]
-    if mqtt:
+    if mqtt or jetstream:
         store = os.path.join(tmpdir, "js")
-        lines += [
-            f'jetstream {{ store_dir: "{store}" }}',
-            f"mqtt {{ host: {HOST}, port: {mqtt_port} }}",
-        ]
+        lines.append(f'jetstream {{ store_dir: "{store}" }}')
+    if mqtt:
+        lines.append(f"mqtt {{ host: {HOST}, port: {mqtt_port} }}")
     conf = os.path.join(tmpdir, "nats.conf")
     Path(conf).write_text("\n".join(lines) + "\n")
     return _launch(
@@ -475,14 +477,15 @@ def start_amqtt() -> RunningServer:
 
 
 def start(name: str, mode: str, persistent: bool = False) -> RunningServer:
-    """Start server ``name`` for a scenario of kind ``mode`` ("nats", "mqtt" or "bridge").
+    """Start server ``name`` for a scenario of kind ``mode`` ("nats", "mqtt", "bridge",
+    "jetstream").
 
     ``persistent`` asks for message persistence where it is a setting (Mosquitto); hybridbus
     persists QoS 1/2 messages for persistent sessions under its default sync policy, and
     nats-server's MQTT always keeps QoS 1/2 messages in JetStream.
     """
     if name == "nats-server":
-        return start_nats_server(mqtt=mode != "nats")
+        return start_nats_server(mqtt=mode in ("mqtt", "bridge"), jetstream=mode == "jetstream")
     if name == "mosquitto":
         return start_mosquitto(persistent=persistent)
     if name == "hybridbus":

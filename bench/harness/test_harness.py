@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from . import report, scale, servers
+from .jetstream import js_targets
 from .loadgen_fleet import Handshakes, PingProbe, pct_stats
+from .loadgen_js import ReplyCutter, _frame
 from .loadgen_nats import EdgeCounter, _parse_msgs
 from .mqttwire import (
     PINGRESP_BYTES,
@@ -385,6 +387,10 @@ def test_report_targets_and_tables_from_saved_json(tmp_path: Path) -> None:
         "big_qos1 >= 0.5x Mosquitto and >= 1.0x nats-server, no disconnect": None,
         "fanout_10k >= 1.0x nats-server's deliveries/s, hybridbus RSS < 700 MB": None,
         "Loop latency (PINGREQ -> PINGRESP) p99 < 100 ms in every fleet scenario": None,
+        # No JetStream scenario either.
+        "JetStream acked publish >= 1.0x nats-server": None,
+        "JetStream pull consume + ack >= 1.0x nats-server": None,
+        "KV get latency p50/p99 vs nats-server (reported)": None,
     }
     assert "| `mqtt_qos0` | msgs/s | 300,000 † | 500,000 | 150,000 | 0.60x | 2.00x |" in text
     assert "FAILED" in text and "boom" in text
@@ -640,3 +646,98 @@ def test_fleet_targets_from_saved_json() -> None:
     # A small run passes no verdict on the 100,000-session target.
     doc["scenarios"]["fleet_broadcast"]["results"]["hybridbus"]["sessions"] = 2000
     assert report.fleet_targets(doc)[0]["ok"] is None
+
+
+# ---------------------------------------------------------------- JetStream
+
+
+def _js_msgs(n: int) -> bytes:
+    """n pull deliveries as nats-server writes them, with a 408 status in the middle."""
+    out = []
+    for i in range(1, n + 1):
+        out.append(
+            b"MSG bench.pull 1 $JS.ACK.S.c.1.%d.%d.1700000000000000000.%d 8\r\n" % (i, i, n - i)
+        )
+        out.append(b"xxxxxxxx\r\n")
+        if i == n // 2:
+            out.append(b"HMSG _INBOX.f 1 28 28\r\nNATS/1.0 408 Request Timeout\r\n\r\n\r\n")
+    return b"".join(out)
+
+
+def test_reply_cutter_finds_every_ack_subject_under_any_chunking() -> None:
+    data = _js_msgs(300)
+    want = [b"$JS.ACK.S.c.1.%d.%d.1700000000000000000.%d" % (i, i, 300 - i) for i in range(1, 301)]
+    rnd = random.Random(15)
+    for _ in range(20):
+        cut = ReplyCutter()
+        got: list[bytes] = []
+        statuses = 0
+        for chunk in _chunks(data, rnd):
+            replies, done = cut.feed(memoryview(bytearray(chunk)))
+            got += replies
+            statuses += done.count(b"NATS/1.0 4")
+        assert got == want
+        assert statuses == 1
+    # The last delivery's pending token is 0: the drain signal the puller looks for.
+    assert want[-1].endswith(b".0")
+
+
+def test_frame_parser_msg_hmsg_and_partial() -> None:
+    buf = (
+        b"+OK\r\nMSG a.b 1 r.1 3\r\nabc\r\nHMSG x 2 12 14\r\nNATS/1.0\r\n\r\nhi\r\nMSG c 1 5\r\nab"
+    )
+    fr, pos = _frame(buf, 0)
+    assert fr is None and pos == 5
+    fr, pos = _frame(buf, pos)
+    assert fr == (b"a.b", b"r.1", b"", b"abc")
+    fr, pos = _frame(buf, pos)
+    assert fr == (b"x", b"", b"NATS/1.0\r\n\r\n", b"hi")
+    fr, nxt = _frame(buf, pos)
+    assert fr is None and nxt == pos  # incomplete: nothing consumed
+    with pytest.raises(ConnectionError):
+        _frame(b"-ERR 'Unknown Protocol Operation'\r\n", 0)
+
+
+def test_live_jetstream_scenarios_against_nats_server() -> None:
+    o = Options(duration=0.6, warmup=0.2, js_prefill=100_000, kv_keys=10)
+    r = run_one(SCENARIOS["js_publish"], "nats-server", o)
+    assert r["rate"] > 1_000 and r["errors"] == 0
+    pub = r["workers"]["pub"]
+    assert pub["acked"] <= pub["total"] <= pub["acked"] + o.js_inflight
+    r = run_one(SCENARIOS["js_pull"], "nats-server", o)
+    assert r["prefill"] == 100_000 and r["prefill_errors"] == 0
+    assert r["rate"] > 1_000 and r["statuses"] == 0
+    # Every message received was acked and the server applied the acks; at most the batch
+    # requested last was delivered after the puller stopped reading.
+    got = r["workers"]["puller"]["total"]
+    assert r["ack_floor_stream_seq"] == got == r["received"]
+    assert got <= r["delivered_stream_seq"] <= got + o.js_pull_batch
+    assert r["num_ack_pending"] == r["delivered_stream_seq"] - got
+    r = run_one(SCENARIOS["kv_latency"], "nats-server", o)
+    assert r["bad_puts"] == 0 and r["bad_gets"] == 0
+    assert r["put_samples"] > 50 and 0 < r["get_p50_us"] <= r["get_p99_us"]
+
+
+def test_js_targets_from_saved_json() -> None:
+    def res(**kw: object) -> dict:
+        return {"other_cpu": 0.0, **kw}
+
+    doc = {
+        "meta": {},
+        "scenarios": {
+            "js_publish": {
+                "results": {"hybridbus": res(rate=120_000.0), "nats-server": res(rate=100_000.0)}
+            },
+            "js_pull": {"results": {"hybridbus": res(rate=50_000.0), "nats-server": res(rate=1e5)}},
+            "kv_latency": {
+                "results": {
+                    "hybridbus": res(rate=5000.0, get_p50_us=200.0, get_p99_us=500.0),
+                    "nats-server": res(rate=6000.0, get_p50_us=100.0, get_p99_us=250.0),
+                }
+            },
+        },
+    }
+    got = js_targets(doc, report.value, report.ratio)
+    assert [t["ok"] for t in got] == [True, False, None]
+    assert "1.20x" in got[0]["measured"] and "0.50x" in got[1]["measured"]
+    assert "p50 200 vs 100 us (2.00x)" in got[2]["measured"]
