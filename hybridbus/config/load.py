@@ -15,11 +15,15 @@ all.  Three kinds of keys are told apart:
 
 * supported options fill ``Options``;
 * options nats-server knows but hybridbus does not implement (clustering,
-  accounts, ...) are listed explicitly (``UNSUPPORTED_TOP_LEVEL`` here, one
+  logging extras, ...) are listed explicitly (``UNSUPPORTED_TOP_LEVEL`` here, one
   set per block in its module); they earn a warning
   ``field "x" is not supported by hybridbus and is ignored`` and are skipped.
-  A few whose silent absence would weaken security (encryption at rest,
-  certificate pinning, OCSP) are errors instead;
+  Those whose silent absence would weaken security are errors instead: every
+  authentication or authorization option not enforced (accounts, operator/JWT
+  mode, auth callout, user fields such as ``account``: see
+  ``REFUSED_TOP_LEVEL`` and the ``_REFUSED_*`` sets of each block), and
+  encryption at rest, certificate pinning and OCSP peer checks. Fail closed:
+  hybridbus never runs more open than its config says;
 * anything else is ``unknown field "x"``, an error, except a map entry that a
   ``$variable`` used (nats-server's rule).
 
@@ -58,6 +62,7 @@ __all__ = [
     "parse_go_duration",
     "go_quote",
     "UNSUPPORTED_TOP_LEVEL",
+    "REFUSED_TOP_LEVEL",
 ]
 
 # -- top level -----------------------------------------------------------------
@@ -71,26 +76,6 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "gateway",
         "leafnodes",
         "leaf",
-        "accounts",
-        "system_account",
-        "system",
-        "no_system_account",
-        "no_system",
-        "no_sys_acc",
-        "operator",
-        "operators",
-        "root",
-        "roots",
-        "root_operator",
-        "root_operators",
-        "trusted",
-        "trusted_keys",
-        "resolver",
-        "account_resolver",
-        "accounts_resolver",
-        "resolver_tls",
-        "resolver_preload",
-        "resolver_pinned_accounts",
         "write_timeout",
         "trace_headers",
         "logtime_utc",
@@ -116,6 +101,35 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "ocsp",
         "ocsp_cache",
         "allow_non_tls",
+    }
+)
+# nats-server options that decide who may connect and what they may do, which hybridbus
+# does not implement (yet): accounts, operator/JWT mode, auth callout, trusted proxies.
+# Ignoring one would run the server more open than its config says, so each one stops
+# the load with a one-line error (``Loader.refused_auth``); never a warning.
+REFUSED_TOP_LEVEL = frozenset(
+    {
+        "accounts",
+        "system_account",
+        "system",
+        "operator",
+        "operators",
+        "root",
+        "roots",
+        "root_operator",
+        "root_operators",
+        "trusted",
+        "trusted_keys",
+        "resolver",
+        "account_resolver",
+        "accounts_resolver",
+        "resolver_tls",
+        "resolver_preload",
+        "resolver_pinned_accounts",
+        # a JWT given to clients that bring no credentials (auth callout)
+        "default_sentinel",
+        # trusted proxies, for users with proxy_required
+        "proxies",
     }
 )
 _MAX_INT32 = (1 << 31) - 1
@@ -213,6 +227,10 @@ def t_server_metadata(ld: Loader, opts: Options, node: Node, key: str) -> None:
     opts.metadata = meta
 
 
+def t_no_system_account(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    ld.bool_(node)  # type-checked only: see the table entry
+
+
 def t_authorization(ld: Loader, opts: Options, node: Node, key: str) -> None:
     auth = authorization(ld, node)
     if auth is not None:
@@ -270,6 +288,12 @@ _TOP: dict[str, Handler] = {
     "pid_file": store("pid_file", Loader.str_),
     "pidfile": store("pid_file", Loader.str_),
     "no_auth_user": store("no_auth_user", Loader.str_),
+    # hybridbus has no system account, which is what these ask for when true; when
+    # false (nats-server's default) a $SYS account would exist, but nothing here
+    # grants access through one, so either value is honoured as "no system account".
+    "no_system_account": t_no_system_account,
+    "no_system": t_no_system_account,
+    "no_sys_acc": t_no_system_account,
     "server_tags": t_server_tags,
     "server_metadata": t_server_metadata,
     "store_dir": j_store_dir,
@@ -299,7 +323,7 @@ def load_options(path: str | None) -> tuple[Options, list[str]]:
         raise ConfigError([f"{path}: config has no values or is empty"])
     loader = Loader()
     opts = Options(config_file=path)
-    loader.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL)
+    loader.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL, REFUSED_TOP_LEVEL)
     if loader.errors:
         raise ConfigError(loader.errors, loader.warnings)
     for name, target in (

@@ -12,8 +12,10 @@ from .gotext import go_quote, go_type, go_value, parse_go_duration
 from .parser import Node
 from .readers import BAD, Handler, Loader, store
 
-_UNSUPPORTED_AUTH = frozenset({"auth_callout", "auth_hook", "proxy_required"})
-_UNSUPPORTED_USER = frozenset({"nkey", "account", "proxy_required"})
+# Authentication settings hybridbus does not enforce: each one stops the load
+# (``Loader.refused_auth``), since ignoring it would let in clients the config keeps out.
+_REFUSED_AUTH = frozenset({"auth_callout", "auth_hook", "proxy_required"})
+_REFUSED_USER = frozenset({"nkey", "account", "proxy_required"})
 
 CONNECTION_TYPES = frozenset(
     {"STANDARD", "WEBSOCKET", "MQTT", "MQTT_WS", "LEAFNODE", "LEAFNODE_WS", "IN_PROCESS"}
@@ -36,8 +38,8 @@ def authorization(ld: Loader, node: Node) -> AuthOptions | None:
             users = user_entries(ld, sub)
         elif name in ("default_permission", "default_permissions", "permissions"):
             auth.default_permissions = permissions(ld, sub)
-        elif name in _UNSUPPORTED_AUTH:
-            ld.unsupported(key, sub)
+        elif name in _REFUSED_AUTH:
+            ld.refused_auth(key, sub)
         else:
             ld.unknown(key, sub)
     if (auth.user or auth.password) and auth.token:
@@ -95,6 +97,7 @@ def user_entries(ld: Loader, node: Node) -> list[User]:
             continue
         user = User(user="")
         last = entry  # nats-server reports a missing user at the last field it read
+        errors = len(ld.errors)
         for key, sub in entry.value.items():
             last = sub
             name = key.lower()
@@ -108,12 +111,13 @@ def user_entries(ld: Loader, node: Node) -> list[User]:
                 user.permissions = permissions(ld, sub)
             elif name in ("allowed_connection_types", "connection_types", "clients"):
                 user.allowed_connection_types = connection_types(ld, sub)
-            elif name in _UNSUPPORTED_USER:
-                ld.unsupported(key, sub)
+            elif name in _REFUSED_USER:
+                ld.refused_auth(key, sub)
             else:
                 ld.unknown(key, sub)
         if not user.user:
-            ld.err(last, "User entry requires a user")
+            if len(ld.errors) == errors:  # one line per problem entry
+                ld.err(last, "User entry requires a user")
             continue
         users.append(user)
     return users

@@ -17,11 +17,21 @@ from .readers import BAD, Handler, Loader, store, store_listen
 
 _UNSUPPORTED_TLS = frozenset(
     {
-        "verify_cert_and_check_known_urls",
         "allow_insecure_cipher_suites",
         "cipher_suites",
         "curve_preferences",
         "connection_rate_limit",
+    }
+)
+# Ignoring these would accept peers the operator meant to refuse.
+_REFUSED_TLS = frozenset({"pinned_certs", "ocsp_peer"})
+# Certificate checks and certificate sources hybridbus does not implement: ignoring a
+# check accepts peers it should refuse; ignoring a source (the OS certificate store,
+# per-SNI certificates) would leave the listener without a certificate, so without TLS
+# and without any client certificate check.
+_REFUSED_TLS_AUTH = frozenset(
+    {
+        "verify_cert_and_check_known_urls",
         "cert_store",
         "cert_match_by",
         "cert_match",
@@ -31,8 +41,6 @@ _UNSUPPORTED_TLS = frozenset(
         "certificates",
     }
 )
-# Ignoring these would accept peers the operator meant to refuse.
-_REFUSED_TLS = frozenset({"pinned_certs", "ocsp_peer"})
 _TLS_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3"})
 
 
@@ -81,6 +89,9 @@ def tls(ld: Loader, node: Node) -> TLSOptions | None:
         elif name in _REFUSED_TLS:
             ld.refused(key, sub)
             return None
+        elif name in _REFUSED_TLS_AUTH:
+            ld.refused_auth(key, sub)
+            return None
         elif name in _UNSUPPORTED_TLS:
             ld.unsupported(key, sub)
         elif not sub.used:
@@ -89,6 +100,16 @@ def tls(ld: Loader, node: Node) -> TLSOptions | None:
     problem = _check_tls_files(tls)
     if problem:
         ld.err(node, problem)
+        return None
+    if not tls.cert_file:
+        # nats-server requires TLS of every client then (and, with no certificate,
+        # no handshake succeeds); hybridbus would run the listener in clear text and
+        # skip verify/verify_and_map. Refuse rather than fail open.
+        ld.err(
+            node,
+            "tls: a tls block needs cert_file and key_file (without a certificate "
+            "hybridbus would not use TLS nor check client certificates)",
+        )
         return None
     return tls
 

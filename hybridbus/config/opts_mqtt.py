@@ -25,17 +25,10 @@ _UNSUPPORTED_MQTT = frozenset(
         "consumer_auto_cleanup",
     }
 )
-_UNSUPPORTED_WEBSOCKET = frozenset(
-    {
-        "advertise",
-        "jwt_cookie",
-        "user_cookie",
-        "pass_cookie",
-        "token_cookie",
-        "headers",
-        "ping_interval",
-    }
-)
+_UNSUPPORTED_WEBSOCKET = frozenset({"advertise", "headers", "ping_interval"})
+# Credentials taken from cookies of the HTTP upgrade: not implemented, and an
+# authentication setting is never ignored (``Loader.refused_auth``).
+_REFUSED_WEBSOCKET = frozenset({"jwt_cookie", "user_cookie", "pass_cookie", "token_cookie"})
 _MQTT_MAX_PACKET = 268_435_455 + 5  # largest remaining length plus the fixed header
 
 
@@ -94,7 +87,7 @@ def websocket(ld: Loader, node: Node, ws: WebSocketOptions) -> None:
     if not isinstance(node.value, dict):
         ld.err(node, f"Expected websocket to be a map, got {go_type(node)}")
         return
-    ld.dispatch(node.value, ws, _WEBSOCKET, _UNSUPPORTED_WEBSOCKET)
+    ld.dispatch(node.value, ws, _WEBSOCKET, _UNSUPPORTED_WEBSOCKET, _REFUSED_WEBSOCKET)
     # Like nats-server, a websocket listener runs when it has a port.
     ws.enabled = ws.port != 0
 

@@ -29,6 +29,9 @@ class _Bad:
 
 BAD = _Bad()
 
+# Why an authentication or authorization option stops the load (``Loader.refused_auth``).
+AUTH_REFUSAL = "an authentication setting: refusing to start rather than ignore it"
+
 # What a type error says the option wants, by the Go type nats-server asserts.
 _WANTED = {
     "int64": "an integer",
@@ -91,8 +94,16 @@ class Loader:
             f"{node.where}: field {go_quote(key)} is not supported by hybridbus and is ignored"
         )
 
-    def refused(self, key: str, node: Node) -> None:
-        self.errors.append(f"{node.where}: field {go_quote(key)} is not supported by hybridbus")
+    def refused(self, key: str, node: Node, why: str = "") -> None:
+        reason = f" ({why})" if why else ""
+        self.errors.append(
+            f"{node.where}: field {go_quote(key)} is not supported by hybridbus{reason}"
+        )
+
+    def refused_auth(self, key: str, node: Node) -> None:
+        """An authentication or authorization option hybridbus does not enforce: ignoring
+        it could let in clients the operator meant to keep out, so the load fails."""
+        self.refused(key, node, AUTH_REFUSAL)
 
     # typed access; each returns BAD after recording a type error that names the
     # option (`key`, else the one ``dispatch`` is reading) and the type it wants
@@ -218,15 +229,25 @@ class Loader:
 
     # -- blocks --------------------------------------------------------------
 
-    def dispatch(self, nodes: dict[str, Node], target: Any, table: dict, unsupported) -> None:
+    def dispatch(
+        self,
+        nodes: dict[str, Node],
+        target: Any,
+        table: dict,
+        unsupported,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
         """Hand each key of a block to its handler (keys are case-insensitive); a key
-        nats-server knows but we do not implement is a warning, any other an error."""
+        nats-server knows but we do not implement is a warning, or an error when it is
+        in ``refused`` (authentication settings), and any other key an error."""
         for key, node in nodes.items():
             name = key.lower()
             handler = table.get(name)
             if handler is not None:
                 self.key = key
                 handler(self, target, node, key)
+            elif name in refused:
+                self.refused_auth(key, node)
             elif name in unsupported:
                 self.unsupported(key, node)
             else:

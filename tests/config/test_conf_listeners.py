@@ -32,7 +32,8 @@ def test_tls_block(conf):
     assert (tls.cert_file, tls.key_file, tls.ca_file) == (CERT, KEY, CERT)
     assert (tls.verify, tls.verify_and_map, tls.insecure) == (True, True, False)
     assert (tls.timeout, tls.min_version, tls.handshake_first) == (3.0, "1.3", True)
-    assert conf.load("tls { timeout: 5, first: false }")[0].tls.timeout == 5.0
+    pair = f'cert_file: "{CERT}", key_file: "{KEY}"'
+    assert conf.load(f"tls {{ {pair}, timeout: 5, first: false }}")[0].tls.timeout == 5.0
 
 
 @pytest.mark.parametrize(
@@ -87,9 +88,19 @@ def test_tls_bad_pem_files(conf, tmp_path):
 
 
 def test_tls_unsupported_fields_warn(conf):
+    pair = f'cert_file: "{CERT}", key_file: "{KEY}"'
     assert conf.warnings(
-        'tls { cipher_suites: ["TLS_AES_128_GCM_SHA256"], handshake_first: "auto" }'
+        f'tls {{\n{pair}\ncipher_suites: ["TLS_AES_128_GCM_SHA256"], handshake_first: "auto" }}'
     ) == [
-        'c.conf:1:6: field "cipher_suites" is not supported by hybridbus and is ignored',
-        'c.conf:1:49: field "handshake_first" is not supported by hybridbus and is ignored',
+        'c.conf:3:1: field "cipher_suites" is not supported by hybridbus and is ignored',
+        'c.conf:3:44: field "handshake_first" is not supported by hybridbus and is ignored',
     ]
+
+
+@pytest.mark.parametrize("block", ["tls { verify: true }", "tls { timeout: 5 }", "tls {}"])
+def test_tls_block_without_certificate_is_refused(conf, block):
+    # nats-server would require TLS (and fail every handshake); hybridbus would
+    # listen in clear text and check no client certificate: refuse instead.
+    for text in (block, f"mqtt {{ {block} }}"):
+        lines = conf.errors(text)
+        assert len(lines) == 1 and "a tls block needs cert_file and key_file" in lines[0]

@@ -228,8 +228,8 @@ def test_server_tags_and_metadata(conf):
         ("gateway { name: a, port: -1 }", "gateway"),
         ("leafnodes { port: -1 }", "leafnodes"),
         ("leaf { port: -1 }", "leaf"),
-        ("accounts { A { users: [{user: x}] } }", "accounts"),
-        ("system_account: SYS", "system_account"),
+        ("logtime_utc: true", "logtime_utc"),
+        ("mappings { a: b }", "mappings"),
         ("write_timeout: close", "write_timeout"),
         ("Trace_Headers: true", "Trace_Headers"),
     ],
@@ -248,14 +248,16 @@ def test_unsupported_list_is_explicit_and_disjoint_from_supported(conf):
         assert supported not in UNSUPPORTED_TOP_LEVEL
 
 
-def test_user_entry_unsupported_fields(conf):
-    assert conf.load("authorization { users: [{user: a, proxy_required: true}] }")[1] == [
-        'c.conf:1:34: field "proxy_required" is not supported by hybridbus and is ignored'
+def test_user_entry_refused_fields(conf):
+    # Authentication settings are never ignored (tests/security/test_fail_closed.py).
+    assert conf.errors("authorization { users: [{user: a, proxy_required: true}] }") == [
+        'c.conf:1:34: field "proxy_required" is not supported by hybridbus '
+        "(an authentication setting: refusing to start rather than ignore it)"
     ]
-    # An nkey-only user cannot log in here: it has no user name.
-    assert conf.errors("authorization { users: [{nkey: UABC}] }") == [
-        "c.conf:1:25: User entry requires a user"
-    ]
+    assert conf.errors("authorization { users: [{nkey: UABC}] }")[0] == (
+        'c.conf:1:25: field "nkey" is not supported by hybridbus '
+        "(an authentication setting: refusing to start rather than ignore it)"
+    )
 
 
 # -- raw map and digest ----------------------------------------------------------------------
