@@ -443,6 +443,20 @@ class MqttBroker:
         routed = self.server.route_run(msgs[0].origin, subject, payloads, msgs)
         return persistence.end(), routed
 
+    def capture(self, msg: MqttMessage, append: Any) -> int:
+        """A JetStream stream stores `msg` (its capture, running inside Server.route):
+        ``append(on_durable, msg_id)`` joins the PUBLISH's ticket, so PUBACK/PUBREC
+        waits until every capturing stream has it durably, and a stream's refusal fails
+        that ack (Persistence.join). Returns the stream seq; raises the StoreError of a
+        refusal. A QoS 2 message released on PUBREL (msg.q2in_seq) is stored with a
+        msg id made of its stored copy's seq: if a crash comes before its copy is
+        forgotten, the re-sent PUBREL routes it again and the stream's duplicate window
+        stores it once."""
+        msg_id = f"mqtt-qos2-{msg.q2in_seq}" if msg.q2in_seq else None
+        if self.persistence is None:
+            return append(None, msg_id)
+        return self.persistence.join(lambda on_durable: append(on_durable, msg_id))
+
     def run_frames(self, msgs: list[MqttMessage], level: int) -> tuple[bytes, int]:
         """A run's QoS 0 PUBLISHes (one topic, no properties, no RETAIN) as one block of
         bytes for protocol `level`, with their payload bytes: made for the first

@@ -619,12 +619,17 @@ class MqttConnection(ClientBase):
                 plain = []
             if failed:
                 if self.level == 5 and qos != PUBCOMP_ACK:
-                    reason = UNSPECIFIED_ERROR
+                    # The write failed (0x80), or a stream refused the message: the
+                    # reason code its refusal maps to (persistence.refusal_reason).
+                    reason = ticket.reason or UNSPECIFIED_ERROR
                 else:
                     # 3.1.1 has no negative ack, and PUBCOMP none in either version: close,
-                    # so the client re-sends after reconnecting.
+                    # so the client re-sends after reconnecting. A stream's refusal too:
+                    # acknowledging would drop a message the client believes stored.
                     log.error(
-                        "%s - store write failed; closing so the client re-sends", self.describe()
+                        "%s - %s; closing so the client re-sends",
+                        self.describe(),
+                        "a stream refused the message" if ticket.reason else "store write failed",
                     )
                     self.close(reasons.WRITE_ERROR)
                     return

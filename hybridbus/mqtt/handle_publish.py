@@ -101,8 +101,9 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
     """Consecutive PUBLISHes from one read, to one topic at one QoS (0 or 1), none
     retained and none with properties: checked once, routed once (Server.route_run),
     acknowledged in order. Anything that needs a per-message decision (a topic not
-    seen yet, publish permissions, a 5.0 Receive Maximum the run would exceed) takes
-    handle_publish one by one instead. Returns how many of the run were handled; the
+    seen yet, publish permissions, a 5.0 Receive Maximum the run would exceed, a
+    subject a JetStream stream captures: each message is appended and acknowledged on
+    its own) takes handle_publish one by one instead. Returns how many of the run were handled; the
     rest waits for the read loop's budget check (core/flow.py)."""
     topic = run[0].topic
     subject = conn.topics.get(topic)
@@ -116,6 +117,7 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
             and conn.level == 5
             and len(conn.acks) + len(session.incoming) + len(run) > conn.receive_maximum
         )
+        or _captured(conn, subject)
     ):
         handled = 0
         for p in run:
@@ -135,6 +137,12 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
     if qos:
         conn.ack_inbound_run([p.packet_id for p in run], ticket)
     return routed
+
+
+def _captured(conn: MqttConnection, subject: str) -> bool:
+    """Whether a JetStream stream captures `subject` (jetstream/capture.py CaptureIndex)."""
+    index = getattr(conn.server.jetstream, "capture_index", None)
+    return index is not None and index.covers(subject)
 
 
 def wrong_ack(conn: MqttConnection, packet_id: int, qos: int, name: str) -> bool:

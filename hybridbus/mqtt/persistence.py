@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -32,7 +33,15 @@ import msgpack
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.session import RELEASED, MqttSubscription, Outgoing, Session
 from hybridbus.store.api import StreamConfig
-from hybridbus.store.errors import StoreError, StreamNotFound
+from hybridbus.store.errors import (
+    LimitExceeded,
+    MsgSizeExceeded,
+    StoreClosed,
+    StoreError,
+    StoreFull,
+    StoreWriteError,
+    StreamNotFound,
+)
 from hybridbus.subjects import filter_skips_dollar, filter_to_subjects, topic_to_subject
 
 if TYPE_CHECKING:
@@ -105,15 +114,17 @@ class Ticket:
     fails the whole ticket: the read's records were all in it, so none is stored, and
     a 5.0 publisher gets error acks (a 3.1.1 publisher is disconnected) and sends them
     again. An append the store refuses at once fails only its own PUBLISH (see
-    Persistence.end)."""
+    Persistence.end), with `reason`: the MQTT 5 reason code its PUBACK/PUBREC
+    carries (0: Unspecified error)."""
 
-    __slots__ = ("pending", "done", "failed", "callbacks")
+    __slots__ = ("pending", "done", "failed", "callbacks", "reason")
 
     def __init__(self) -> None:
         self.pending = 0
         self.done = False
         self.failed = False
         self.callbacks: list | None = None
+        self.reason = 0
 
     def durable(self, seq: int, err: BaseException | None) -> None:
         if err is not None:
@@ -137,6 +148,31 @@ class Ticket:
             self.callbacks.append(cb)
 
 
+# MQTT 5 PUBACK/PUBREC reason codes for an append a stream refuses. Only these are
+# allowed in PUBACK (3.4.2.1) and PUBREC (3.5.2.1) [MQTT-3.4.2-1] [MQTT-3.5.2-1]:
+# 0x95 Packet too large is not among them, so a message over a stream's
+# max_msg_size is 0x97 too (a limit an administrator set, in the spec's words).
+# 0x97 Quota exceeded: "An implementation or administrative imposed limit has been
+# exceeded"; 0x83 Implementation specific error: "The PUBLISH is valid but the
+# receiver is not willing to accept it".
+QUOTA_EXCEEDED = 0x97
+IMPLEMENTATION_SPECIFIC = 0x83
+UNSPECIFIED_ERROR = 0x80
+
+
+def refusal_reason(err: BaseException) -> int:
+    """The MQTT 5 reason code for a store's refusal of an append: a limit (a stream's
+    discard-new max_msgs/max_bytes/max_msgs_per_subject, its max_msg_size, the store's
+    max_file_store/max_memory_store) is 0x97 Quota exceeded; a write that failed is
+    0x80 Unspecified error; any other refusal (a sealed stream, an expectation header
+    from a user property that does not hold, a rollup not allowed) is 0x83."""
+    if isinstance(err, (LimitExceeded, MsgSizeExceeded, StoreFull)):
+        return QUOTA_EXCEEDED
+    if isinstance(err, (StoreWriteError, StoreClosed)) or not isinstance(err, StoreError):
+        return UNSPECIFIED_ERROR
+    return IMPLEMENTATION_SPECIFIC
+
+
 class Persistence:
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -153,6 +189,7 @@ class Persistence:
         self._collecting = False
         self._wrote = False  # the PUBLISH being handled appended something
         self._refused = False  # ... or the store refused one of its appends
+        self._reason = 0  # ... and the MQTT 5 reason code of that refusal
         self._ticket: Ticket | None = None
         self._acked: list[int] = []  # outbox records to delete at the end of the read
         self.write_errors = 0
@@ -165,6 +202,7 @@ class Persistence:
         self._collecting = True
         self._wrote = False
         self._refused = False
+        self._reason = 0
 
     def end(self) -> Ticket | None:
         """The PUBLISH is handled: the ticket its ack must wait for, or None. One whose
@@ -174,6 +212,7 @@ class Persistence:
         if self._refused:
             failed = Ticket()
             failed.failed = failed.done = True
+            failed.reason = self._reason
             return failed
         if not self._wrote:
             return None
@@ -218,18 +257,40 @@ class Persistence:
     def resume_ticket(self, ticket: Ticket) -> tuple:
         """A later slice of the fan-out: its appends go on `ticket` again. Returns the
         state to give back to pause_ticket."""
-        state = (self._collecting, self._ticket, self._wrote, self._refused)
+        state = (self._collecting, self._ticket, self._wrote, self._refused, self._reason)
         self._collecting, self._ticket, self._wrote, self._refused = True, ticket, False, False
+        self._reason = 0
         return state
 
     def pause_ticket(self, state: tuple) -> None:
         if self._refused and self._ticket is not None:
             self._ticket.failed = True  # a receiver's record was refused: so is the ack
-        self._collecting, self._ticket, self._wrote, self._refused = state
+            self._ticket.reason = self._ticket.reason or self._reason
+        self._collecting, self._ticket, self._wrote, self._refused, self._reason = state
 
     def current_ticket(self) -> Ticket | None:
         """The ticket of the PUBLISH being handled, if it has appended anything."""
         return self._ticket if self._collecting and self._wrote else None
+
+    def join(self, append: Callable[[Any], int]) -> int:
+        """An append to a stream that is not MQTT's own, caused by the PUBLISH being
+        handled (a JetStream stream capturing it, the retained_kv bucket): run
+        ``append(on_durable)`` so that the PUBLISH's ack waits until it is durable,
+        as it waits for the MQTT records. A refusal (StoreError, re-raised for the
+        caller) fails this PUBLISH's ack only, with ``refusal_reason``. Outside a
+        PUBLISH (QoS 0 without properties, a will, a NATS message) it is a plain
+        append: there is no ack to hold."""
+        ticket = self._writing()
+        try:
+            seq = append(None if ticket is None else ticket.durable)
+        except StoreError as err:
+            if ticket is not None:
+                self._refused = True
+                self._reason = refusal_reason(err)
+            raise
+        if ticket is not None:
+            ticket.pending += 1
+        return seq
 
     def _append(self, stream_name: str, subject: str, record: Any) -> int:
         """Append one record; the read's ticket (if a PUBLISH is being handled) waits for it."""
