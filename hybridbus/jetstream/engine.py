@@ -87,6 +87,9 @@ class JetStream:
 
         self.subscribe("$JS.API.>", lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
         capture.start(self)
+        from hybridbus.jetstream import mirror
+
+        mirror.start(self)  # mirrors and sources follow their origins again
         self.started = True
 
     def stop(self) -> None:
