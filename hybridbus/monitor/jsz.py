@@ -174,8 +174,13 @@ def _retime(value: Any) -> Any:
     return value
 
 
+def consumer_info(server: Server, consumer: Any) -> dict:
+    """A consumer's ConsumerInfo in wire units (``/jsz`` and ``/metrics`` read it)."""
+    return consumer.info(wire=True)
+
+
 def _consumer_info(consumer: Any, server: Server, with_config: bool, now: str) -> dict:
-    info = consumer.info(wire=True)
+    info = consumer_info(server, consumer)
     d: dict[str, Any] = {
         "stream_name": info.get("stream_name", ""),
         "name": info.get("name", consumer.name),

@@ -14,6 +14,31 @@ and the live connections add their own counters at scrape time.
 Store fsync latency is exported as a histogram when ``store.stats()`` carries
 ``fsync_latency = {"buckets": [(upper_bound_seconds, cumulative_count), ...],
 "count": n, "sum": seconds}``; without it the family is left out.
+
+JetStream: the figures of ``/jsz`` under the names the prometheus-nats-exporter's
+``-jsz`` collector gives them, prefixed ``hybridbus_`` like every family here (a
+Grafana dashboard built for the exporter needs only the prefix), labelled
+``stream`` per stream and ``stream``, ``consumer`` per consumer. Every stream
+shows, the MQTT state streams (``$MQTT_*``) included, as in ``/jsz``; with
+JetStream off, ``hybridbus_jetstream_enabled`` is 0 and the totals are 0.
+
+Gauges, server-wide: ``hybridbus_jetstream_enabled`` (1 or 0),
+``hybridbus_jetstream_server_total_streams``, ``..._server_total_consumers``,
+``..._server_total_messages``, ``..._server_total_message_bytes``,
+``..._server_max_memory``, ``..._server_max_storage``.
+Counters: ``hybridbus_jetstream_api_requests_total``,
+``hybridbus_jetstream_api_errors_total``.
+Gauges by ``stream``: ``hybridbus_jetstream_stream_total_messages``,
+``..._stream_total_bytes``, ``..._stream_first_seq``, ``..._stream_last_seq``,
+``..._stream_consumer_count``.
+Gauges by ``stream`` and ``consumer``: ``hybridbus_jetstream_consumer_num_pending``,
+``..._consumer_num_ack_pending``, ``..._consumer_num_redelivered``,
+``..._consumer_num_waiting``, ``..._consumer_delivered_stream_seq``,
+``..._consumer_delivered_consumer_seq``, ``..._consumer_ack_floor_stream_seq``,
+``..._consumer_ack_floor_consumer_seq``.
+
+The API counters count requests that reached a handler and the error replies among
+them (``/jsz`` ``api.total``/``api.errors``).
 """
 
 from __future__ import annotations
@@ -30,6 +55,7 @@ from prometheus_client.exposition import choose_encoder
 
 from hybridbus import __version__
 from hybridbus.monitor.common import mqtt_counts, rss_bytes, traffic_totals
+from hybridbus.monitor.jsz import api_counters, consumer_info, js_limits
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -75,6 +101,7 @@ class ServerCollector:
         yield from self._events()
         yield from self._mqtt()
         yield from self._store()
+        yield from self._jetstream()
         yield from self._http()
 
     def _identity(self):
@@ -261,6 +288,103 @@ class ServerCollector:
                 buckets=buckets,
                 sum_value=float(latency.get("sum", 0.0)),
             )
+
+    # -- JetStream (module docstring) -------------------------------------------------
+
+    def _jetstream(self):
+        server = self.server
+        enabled = server.jetstream is not None and server.store is not None
+        streams = sorted(server.store.streams(), key=lambda s: s.name) if enabled else []
+        states = [s.state() for s in streams]
+        max_memory, max_storage = js_limits(server) if enabled else (0, 0)
+        _level, api_total, api_errors = api_counters(server)
+        prefix = "hybridbus_jetstream_"
+        for name, doc, value in (
+            ("enabled", "1 when JetStream runs, else 0.", int(enabled)),
+            ("server_total_streams", "Streams (the MQTT state streams included).", len(streams)),
+            (
+                "server_total_consumers",
+                "Consumers of all streams.",
+                sum(st.consumer_count for st in states),
+            ),
+            (
+                "server_total_messages",
+                "Messages stored in all streams.",
+                sum(st.messages for st in states),
+            ),
+            (
+                "server_total_message_bytes",
+                "Bytes stored in all streams.",
+                sum(st.bytes for st in states),
+            ),
+            ("server_max_memory", "JetStream's memory limit in bytes.", max_memory),
+            ("server_max_storage", "JetStream's file storage limit in bytes.", max_storage),
+        ):
+            yield GaugeMetricFamily(prefix + name, doc, value=value)
+        yield CounterMetricFamily(
+            prefix + "api_requests", "JetStream API requests handled.", value=api_total
+        )
+        yield CounterMetricFamily(
+            prefix + "api_errors",
+            "JetStream API requests answered with an error.",
+            value=api_errors,
+        )
+        yield from _stream_families(prefix, streams, states)
+        yield from _consumer_families(prefix, streams, server)
+
+
+_STREAM_GAUGES = (
+    ("stream_total_messages", "Messages stored in a stream.", "messages"),
+    ("stream_total_bytes", "Bytes stored in a stream.", "bytes"),
+    ("stream_first_seq", "First sequence in a stream.", "first_seq"),
+    ("stream_last_seq", "Last sequence in a stream.", "last_seq"),
+    ("stream_consumer_count", "Consumers of a stream.", "consumer_count"),
+)
+
+_CONSUMER_GAUGES = (
+    ("consumer_num_pending", "Messages of the stream the consumer has yet to deliver."),
+    ("consumer_num_ack_pending", "Messages delivered and not yet acknowledged."),
+    ("consumer_num_redelivered", "Messages delivered more than once and not yet acknowledged."),
+    ("consumer_num_waiting", "Pull requests waiting for messages."),
+    ("consumer_delivered_stream_seq", "Stream sequence of the last delivered message."),
+    ("consumer_delivered_consumer_seq", "Consumer sequence of the last delivered message."),
+    ("consumer_ack_floor_stream_seq", "Stream sequence below which all is acknowledged."),
+    ("consumer_ack_floor_consumer_seq", "Consumer sequence below which all is acknowledged."),
+)
+
+
+def _stream_families(prefix: str, streams: list, states: list):
+    for name, doc, attr in _STREAM_GAUGES:
+        fam = GaugeMetricFamily(prefix + name, doc, labels=["stream"])
+        for stream, state in zip(streams, states, strict=True):
+            fam.add_metric([stream.name], getattr(state, attr))
+        yield fam
+
+
+def _consumer_families(prefix: str, streams: list, server: Server):
+    fams = {
+        name: GaugeMetricFamily(prefix + name, doc, labels=["stream", "consumer"])
+        for name, doc in _CONSUMER_GAUGES
+    }
+    for stream in streams:
+        for consumer in sorted(stream.consumers(), key=lambda c: c.name):
+            info = consumer_info(server, consumer)
+            delivered = info.get("delivered") or {}
+            floor = info.get("ack_floor") or {}
+            values = {
+                "consumer_num_pending": info.get("num_pending", 0),
+                "consumer_num_ack_pending": info.get("num_ack_pending", 0),
+                "consumer_num_redelivered": info.get("num_redelivered", 0),
+                "consumer_num_waiting": info.get("num_waiting", 0),
+                "consumer_delivered_stream_seq": delivered.get("stream_seq", 0),
+                "consumer_delivered_consumer_seq": delivered.get("consumer_seq", 0),
+                "consumer_ack_floor_stream_seq": floor.get("stream_seq", 0),
+                "consumer_ack_floor_consumer_seq": floor.get("consumer_seq", 0),
+            }
+            labels = [stream.name, info.get("name", consumer.name)]
+            for name, value in values.items():
+                fams[name].add_metric(labels, value)
+    yield from fams.values()
 
 
 def _le(bound: Any) -> str:
