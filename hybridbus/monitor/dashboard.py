@@ -7,7 +7,9 @@ drawn on a ``<canvas>``, the busiest clients and subjects (rates are deltas betw
 two polls, computed in the browser, as nats-top does), and what an MQTT operator
 looks at first: sessions online and offline, retained messages, QoS 1/2 messages in
 flight and queued, the store's size and its fsync latency (the mean over the last
-poll interval, from the histogram's count and sum), streams and consumers. The
+poll interval, from the histogram's count and sum), streams and consumers, and a
+JetStream panel (from ``/overviewz``'s ``jetstream``): the API's requests and errors
+and the streams with their subjects, messages, bytes and consumers. The
 header shows the server's name and hybridbus's own version (the NATS protocol level
 it speaks is in its tooltip). Text from clients (names, client ids, subjects) is
 inserted with ``textContent`` only, never as HTML.
@@ -17,7 +19,9 @@ Element ids that tests and users can rely on: ``server-id``, ``server-name``,
 ``in-rate``, ``out-rate``, ``in-msgs``, ``out-msgs``, ``mqtt-online``,
 ``mqtt-offline``, ``retained``, ``inflight``, ``queued``, ``store-size``,
 ``store-msgs``, ``fsync-latency``, ``fsync-count``, ``streams``, ``consumers``,
-``poll-count``, ``status``, ``chart``, ``client-rows``, ``subject-rows``.
+``poll-count``, ``status``, ``chart``, ``client-rows``, ``subject-rows``,
+``js-state``, ``js-api-total``, ``js-api-errors``, ``js-streams``, ``stream-rows``
+(one ``tr`` per stream with ``data-stream`` set to its name).
 """
 
 from __future__ import annotations
@@ -71,6 +75,10 @@ _PAGE = r"""<!DOCTYPE html>
   .tag { font-size: 11px; padding: 0 6px; border-radius: 6px; background: #26384d; }
   .tag.mqtt { background: #3b2f4f; }
   .empty { color: var(--dim); }
+  .jsline { color: var(--dim); font-size: 13px; margin-bottom: 8px; }
+  .jsline b { color: var(--text); font-weight: 600; font-variant-numeric: tabular-nums; }
+  .jsline b.bad { color: var(--bad); }
+  tr.internal td { color: var(--dim); }
 </style>
 </head>
 <body>
@@ -143,6 +151,17 @@ _PAGE = r"""<!DOCTYPE html>
         <tbody id="subject-rows"><tr><td colspan="4" class="empty">no data yet</td></tr></tbody>
       </table>
     </div>
+  </section>
+  <section class="panel" id="js-panel">
+    <h2>JetStream</h2>
+    <div class="jsline"><span id="js-state">-</span> &middot; API requests
+      <b id="js-api-total">-</b> &middot; errors <b id="js-api-errors">-</b> &middot;
+      streams <b id="js-streams">-</b></div>
+    <table>
+      <thead><tr><th>stream</th><th>subjects</th><th class="num">messages</th>
+        <th class="num">bytes</th><th class="num">consumers</th></tr></thead>
+      <tbody id="stream-rows"><tr><td colspan="5" class="empty">no data yet</td></tr></tbody>
+    </table>
   </section>
 </main>
 <script>
@@ -317,6 +336,29 @@ function renderOverview(o) {
   prevFsync = { fsyncs: s.fsyncs, fsync_seconds_sum: s.fsync_seconds_sum };
 }
 
+function renderJetStream(js) {
+  setText("js-state", js.enabled ? "enabled" : "disabled");
+  setText("js-api-total", fmtNum(js.api.total));
+  setText("js-api-errors", fmtNum(js.api.errors));
+  $("js-api-errors").className = js.api.errors > 0 ? "bad" : "";
+  setText("js-streams", fmtNum(js.streams_total));
+  // user streams first, then the MQTT layer's own (dimmed); by name within each
+  const streams = js.streams.slice().sort((a, b) => a.internal - b.internal);
+  const trs = streams.map(st => {
+    const tr = document.createElement("tr");
+    tr.dataset.stream = st.name;
+    // the MQTT layer's own streams are shown dimmed
+    if (st.internal) tr.className = "internal";
+    cell(tr, st.name);
+    cell(tr, st.subjects.join(" "));
+    cell(tr, fmtNum(st.messages), "num");
+    cell(tr, fmtBytes(st.bytes), "num");
+    cell(tr, fmtNum(st.consumers), "num");
+    return tr;
+  });
+  fillRows($("stream-rows"), trs, 5);
+}
+
 function niceMax(v) {
   if (v <= 0) return 10;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -399,6 +441,7 @@ async function poll() {
     renderClients(connz, dt);
     renderSubjects(subsz, dt);
     renderOverview(overview);
+    renderJetStream(overview.jetstream);
     prevVarz = varz; prevT = t;
     polls++;
     setText("poll-count", String(polls));

@@ -13,13 +13,22 @@ fsyncs take.
      "store": {"bytes": 81920, "file_bytes": 81920, "memory_bytes": 0, "messages": 12,
                "streams": 4, "consumers": 0, "sync_always": false,
                "fsyncs": 9, "fsync_seconds_sum": 0.0123,
-               "fsync_seconds_max_bucket": 0.005}}
+               "fsync_seconds_max_bucket": 0.005},
+     "jetstream": {"enabled": true, "api": {"level": 1, "total": 7, "errors": 1},
+                   "streams_total": 5,
+                   "streams": [{"name": "ORDERS", "subjects": ["orders.>"],
+                                "messages": 3, "bytes": 141, "consumers": 1,
+                                "internal": false}, ...]}}
 
 The fsync figures are the store's histogram (the one /metrics exports): the count and
 the sum let a poller compute the mean latency over its own interval;
 ``fsync_seconds_max_bucket`` is the upper bound of the highest non-empty bucket (-1
 when some fsync took longer than the largest bound).
 Counting sessions walks them once per request, as /metrics does.
+
+``jetstream`` is the dashboard's JetStream panel: the API counters of ``/jsz`` and
+the streams by name (at most ``DEFAULT_LIST_SIZE``; ``streams_total`` counts all),
+the MQTT state streams included and marked ``internal``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hybridbus import NATS_COMPAT_VERSION, __version__
-from hybridbus.monitor.common import mqtt_counts
+from hybridbus.monitor.common import DEFAULT_LIST_SIZE, mqtt_counts
+from hybridbus.monitor.jsz import api_counters
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -42,6 +52,33 @@ def overview(server: Server) -> dict[str, Any]:
         "lame_duck_mode": bool(getattr(server, "ldm", False)),
         "mqtt": mqtt_counts(server),
         "store": _store(server),
+        "jetstream": _jetstream(server),
+    }
+
+
+def _jetstream(server: Server) -> dict[str, Any]:
+    level, total, errors = api_counters(server)
+    enabled = server.jetstream is not None and server.store is not None
+    streams = sorted(server.store.streams(), key=lambda s: s.name) if enabled else []
+    rows = []
+    for stream in streams[:DEFAULT_LIST_SIZE]:
+        state = stream.state()
+        rows.append(
+            {
+                "name": stream.name,
+                "subjects": list(stream.config.subjects or []),
+                "messages": int(state.messages),
+                "bytes": int(state.bytes),
+                "consumers": int(state.consumer_count),
+                # the MQTT layer's own streams (nats-server shows its $MQTT_ ones too)
+                "internal": stream.name.startswith("$MQTT_"),
+            }
+        )
+    return {
+        "enabled": enabled,
+        "api": {"level": level, "total": total, "errors": errors},
+        "streams_total": len(streams),
+        "streams": rows,
     }
 
 
