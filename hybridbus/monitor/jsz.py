@@ -220,7 +220,22 @@ def _stream_detail(stream: Any, server: Server, o: JszOptions, now: str) -> dict
             "consumer_detail",
             [_consumer_info(c, server, o.config, now) for c in stream.consumers()],
         )
+    d.update(_feeds_info(server, stream))
     return d
+
+
+def _feeds_info(server: Server, stream: Any) -> dict:
+    """A mirror's ``mirror`` block or a sourcing stream's ``sources`` (nats-server's
+    StreamSourceInfo: name, lag, active...), from the feeds the engine keeps for it
+    (``jetstream/mirror.py``: ``feeds`` maps a target stream to its links)."""
+    js = server.jetstream
+    links = getattr(js, "feeds", {}).get(stream.name) if js is not None else None
+    if not links:
+        return {}
+    mirrors = [link for link in links if link.mirror]
+    if mirrors:
+        return {"mirror": mirrors[0].info()}
+    return {"sources": [link.info() for link in links]}
 
 
 def store_report(server: Server) -> dict:

@@ -406,6 +406,24 @@ STREAM_CONFIG = {
     "subject_delete_marker_ttl?": "ns",
     "first_seq?": "uint",
     "metadata?": "{str:str}",
+    "mirror?": {"*": True, "name": "str"},
+    "sources?": [{"*": True, "name": "str"}],
+    "subject_transform?": {"*": True},
+    "republish?": {"*": True},
+    "consumer_limits?": {"*": True},
+    "placement?": {"*": True},
+}
+
+# StreamSourceInfo: a mirror's or a source's progress
+SOURCE_INFO = {
+    "name": "str",
+    "external?": {"*": True},
+    "lag": "uint",
+    "active": "ns",
+    "error?": {"code": "int", "err_code?": "int", "description?": "str"},
+    "filter_subject?": "str",
+    "subject_transforms?": [{"*": True}],
+    "seq?": "uint",
 }
 
 SEQ_INFO = {"consumer_seq": "uint", "stream_seq": "uint", "last_active?": "time"}
@@ -431,6 +449,8 @@ STREAM_DETAIL = {
     "config?": STREAM_CONFIG,
     "state": STREAM_STATE,
     "consumer_detail?": [CONSUMER_INFO],
+    "mirror?": SOURCE_INFO,
+    "sources?": [SOURCE_INFO],
 }
 
 ACCOUNT_DETAIL = dict(JS_STATS, name="str", id="str", **{"stream_detail?": [STREAM_DETAIL]})

@@ -13,6 +13,7 @@ from nats.js.errors import ServiceUnavailableError
 
 from hybridbus.jetstream import capture
 from hybridbus.store.api import ConsumerConfig, StreamConfig
+from tests.monitor.conftest import eventually
 from tests.monitor.gocheck import JSZ, VARZ, check
 from tests.monitor.test_metrics import scrape, value
 
@@ -262,4 +263,46 @@ async def test_monitoring_with_jetstream_disabled(monitored_factory):
     # nats-py turns "no responders" into ServiceUnavailableError
     with pytest.raises(ServiceUnavailableError):
         await asyncio.wait_for(nc.jetstream(timeout=0.5).account_info(), 2)
+    await nc.close()
+
+
+async def test_jsz_mirror_and_sources_blocks(monitored):
+    """A mirror's stream detail has nats-server's ``mirror`` block, a sourcing
+    stream's a ``sources`` list (StreamSourceInfo: name, lag, active, filter)."""
+    from hybridbus.jetstream import mirror
+
+    server = monitored.server
+    nc, _js = await make_orders(server)
+    engine = server.jetstream
+    for cfg in (
+        {"name": "BACKUP", "mirror": {"name": "ORDERS"}},
+        {
+            "name": "FIRST",
+            "subjects": ["first.>"],
+            "sources": [{"name": "ORDERS", "filter_subject": "orders.1"}],
+        },
+    ):
+        config = StreamConfig.from_dict(cfg, wire=True)
+        mirror.check(engine, config.normalized())
+        stream = engine.store.add_stream(config)
+        capture.sync(engine, stream)
+        mirror.changed(engine, stream)
+
+    def copied() -> bool:
+        backup, first = engine.store.stream("BACKUP"), engine.store.stream("FIRST")
+        return backup.state().messages == 3 and first.state().messages == 1
+
+    await eventually(copied, timeout=3)
+    doc = await monitored.json("/jsz?streams=true&config=true")
+    check(doc, JSZ)
+    details = {s["name"]: s for s in doc["account_details"][0]["stream_detail"]}
+    backup, first = details["BACKUP"], details["FIRST"]
+    assert backup["config"]["mirror"] == {"name": "ORDERS"}
+    assert backup["mirror"]["name"] == "ORDERS" and backup["mirror"]["lag"] == 0
+    assert backup["mirror"]["active"] >= 0 and "sources" not in backup
+    (source,) = first["sources"]
+    assert (source["name"], source["lag"], source["filter_subject"]) == ("ORDERS", 0, "orders.1")
+    assert "mirror" not in first and "mirror" not in details["ORDERS"]
+    assert (backup["state"]["messages"], first["state"]["messages"]) == (3, 1)
+    assert doc["messages"] == 3 + 3 + 1
     await nc.close()
