@@ -327,7 +327,9 @@ class StreamConfig(_Config):
         if c.max_age < 0:
             raise InvalidConfig("max age needs to be >= 0")
         dw = float(c.duplicate_window or 0.0)
-        if dw <= 0:
+        if dw <= 0 and fed:
+            dw = 0.0  # nats-server leaves a mirror's or sourcing stream's window unset
+        elif dw <= 0:
             dw = min(DEFAULT_DUPLICATE_WINDOW, c.max_age) if c.max_age else DEFAULT_DUPLICATE_WINDOW
         elif c.max_age and dw > c.max_age:
             raise InvalidConfig("duplicates window can not be larger then max age")

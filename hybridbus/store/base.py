@@ -119,8 +119,11 @@ class BaseStore:
         old = st.config
         if cfg.storage != old.storage:
             raise E.InvalidConfig("stream configuration update can not change storage type")
-        if cfg.retention != old.retention:
-            raise E.InvalidConfig("stream configuration update can not change retention policy")
+        if cfg.retention != old.retention and "workqueue" in (cfg.retention, old.retention):
+            # limits <-> interest may change (nats-server's configUpdateCheck)
+            raise E.InvalidConfig(
+                "stream configuration update can not change retention policy to/from workqueue"
+            )
         self._check_overlap(cfg, st)
         st._update(cfg)
         self._route.clear()

@@ -394,6 +394,8 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
         if cfg.max_bytes > 0:
             while self._bytes > cfg.max_bytes and self._msgs:
                 self._remove_seq(self._first)
+        if cfg.retention == "interest" and old.retention != "interest":
+            self._interest_sweep()  # what no consumer needs goes now, as on nats-server
         self._expire()
         self._config_changed()
         self._touch()

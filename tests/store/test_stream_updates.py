@@ -1,0 +1,40 @@
+"""Stream config updates the JetStream API relies on (nats-server's configUpdateCheck)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridbus.store import StreamConfig
+from hybridbus.store import errors as E
+
+
+def test_retention_limits_to_interest_and_back(store):
+    st = store.add_stream(StreamConfig(name="R", subjects=["r.>"]))
+    st.append("r.a", b"1")
+    st.append("r.b", b"2")
+    # to interest: nothing needs the stored messages (no consumer), so they go
+    store.update_stream(StreamConfig(name="R", subjects=["r.>"], retention="interest"))
+    assert st.state().messages == 0
+    assert st.config.retention == "interest"
+    store.update_stream(StreamConfig(name="R", subjects=["r.>"], retention="limits"))
+    st.append("r.a", b"3")
+    assert st.state().messages == 1
+
+
+@pytest.mark.parametrize("old, new", [("limits", "workqueue"), ("workqueue", "interest")])
+def test_retention_to_or_from_workqueue_is_refused(store, old, new):
+    store.add_stream(StreamConfig(name="W", subjects=["w"], retention=old))
+    with pytest.raises(E.InvalidConfig) as ei:
+        store.update_stream(StreamConfig(name="W", subjects=["w"], retention=new))
+    assert ei.value.description == (
+        "stream configuration update can not change retention policy to/from workqueue"
+    )
+
+
+def test_a_fed_stream_keeps_no_duplicate_window(store):
+    # nats-server leaves duplicate_window unset for a mirror or a sourcing stream
+    st = store.add_stream(StreamConfig(name="M", extra={"mirror": {"name": "O"}}))
+    assert st.config.duplicate_window == 0.0
+    assert st.config.subjects == []
+    own = store.add_stream(StreamConfig(name="O", subjects=["o"]))
+    assert own.config.duplicate_window == 120.0
