@@ -9,6 +9,8 @@ import time
 
 import nats
 import pytest
+from nats.js import api
+from nats.js.errors import BadRequestError, KeyNotFoundError
 
 from hybridbus.jetstream import capture, mirror
 from hybridbus.jetstream.api import ApiError
@@ -16,25 +18,26 @@ from hybridbus.server.server import Server
 from hybridbus.store import StreamConfig
 from hybridbus.store.errors import ConsumerNotFound
 from tests.conftest import make_options
+from tests.jetstream.test_kv import js  # noqa: F401  (the fixture: a server, a context)
 
 
 def add(server, **cfg):
     """Create a stream the way the STREAM.CREATE handler does: the store, the capture
     subscriptions, then mirror.changed."""
-    js = server.jetstream
+    engine = server.jetstream
     config = StreamConfig.from_dict(cfg, wire=True)
-    mirror.check(js, config.normalized())
-    st = js.store.add_stream(config)
-    capture.sync(js, st)
-    mirror.changed(js, st)
+    mirror.check(engine, config.normalized())
+    st = engine.store.add_stream(config)
+    capture.sync(engine, st)
+    mirror.changed(engine, st)
     return st
 
 
 def drop(server, name):
-    js = server.jetstream
-    js.store.delete_stream(name)
-    capture.drop(js, name)
-    mirror.changed(js, name)
+    engine = server.jetstream
+    engine.store.delete_stream(name)
+    capture.drop(engine, name)
+    mirror.changed(engine, name)
 
 
 async def until(cond, timeout=3.0):
@@ -179,6 +182,7 @@ def test_transforms_map_wildcards():
     assert t("a.x.y") is None and t("c.x.y.z") is None
     assert mirror.compile_transform("", "")("q.r") == "q.r"
     assert mirror.compile_transform("a.b", "c")("a.b") == "c"
+    assert mirror.compile_transform("$KV.a.>", "$KV.b.>")("$KV.a.k.x") == "$KV.b.k.x"
     for dest in ("b.{{wildcard(2)}}", "b.{{partition(3,1)}}", "b.>"):
         with pytest.raises(ValueError):
             mirror.compile_transform("a.*", dest)
@@ -186,13 +190,13 @@ def test_transforms_map_wildcards():
 
 async def test_check_refuses_what_nats_server_refuses(server_factory):
     server = await server_factory()
-    js = server.jetstream
+    engine = server.jetstream
     add(server, name="O", subjects=["o.>"], max_msg_size=1000)
 
     def refused(old=None, **cfg) -> tuple[int, int]:
         config = StreamConfig.from_dict({"name": "X", **cfg}, wire=True)
         with pytest.raises(ApiError) as ei:
-            mirror.check(js, config, old)
+            mirror.check(engine, config, old)
         return ei.value.code, ei.value.err_code
 
     assert refused(mirror={"name": "O"}, subjects=["x"]) == (400, 10034)
@@ -209,8 +213,8 @@ async def test_check_refuses_what_nats_server_refuses(server_factory):
     old = StreamConfig.from_dict({"name": "X", "mirror": {"name": "O"}})
     assert refused(old, mirror={"name": "O", "filter_subject": "o.a"}) == (400, 10055)
     ok = {"name": "O", "filter_subject": "o.a"}
-    mirror.check(js, StreamConfig.from_dict({"name": "X", "sources": [ok, {"name": "O"}]}))
-    mirror.check(js, StreamConfig.from_dict({"name": "X"}), old)  # a mirror may be promoted
+    mirror.check(engine, StreamConfig.from_dict({"name": "X", "sources": [ok, {"name": "O"}]}))
+    mirror.check(engine, StreamConfig.from_dict({"name": "X"}), old)  # a mirror may be promoted
     add(server, name="M1", mirror={"name": "O"})
     assert refused(sources=[{"name": "M1"}], name="O") == (500, 10052)  # O -> M1 -> O
 
@@ -326,3 +330,127 @@ async def test_restarts_neither_duplicate_nor_miss(tmp_path, monkeypatch):
 
 def counts(m, want_m, s, want_s):
     return lambda: m.state().messages == want_m and s.state().messages == want_s
+
+
+# --------------------------------------------------------------------------- through the API
+
+
+async def _wait_for(js, name, messages, timeout=3.0):  # noqa: F811
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await js.stream_info(name)
+        if info.state.messages == messages:
+            return info
+        assert time.monotonic() < deadline, f"{name}: {info.state.messages} messages"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_mirror_through_the_api(js):  # noqa: F811
+    await js.add_stream(name="O", subjects=["o.>"])
+    for i in range(3):
+        await js.publish(f"o.{i}", b"%d" % i, headers={"X-N": str(i)})
+    await js.delete_msg("O", 2)
+    created = await js.add_stream(name="M", mirror=api.StreamSource(name="O"))
+    assert created.config.mirror.name == "O" and not created.config.subjects
+    assert created.mirror.name == "O"
+    info = await _wait_for(js, "M", 2)
+    assert (info.state.first_seq, info.state.last_seq) == (1, 3)
+    assert info.mirror.name == "O" and info.mirror.lag == 0
+    m3, o3 = await js.get_msg("M", 3), await js.get_msg("O", 3)
+    assert (m3.subject, m3.data, m3.headers, m3.time) == (o3.subject, o3.data, o3.headers, o3.time)
+    await js.publish("o.x", b"live")
+    await _wait_for(js, "M", 3)
+    assert (await js.get_msg("M", 4)).data == b"live"
+    assert await js.consumers_info("O") == []  # the mirror's cursor is not listed
+    assert (await js.stream_info("O")).state.consumer_count == 0
+    # a consumer of the mirror reads the origin's subjects
+    sub = await js.pull_subscribe("o.x", durable="d", stream="M")
+    (msg,) = await sub.fetch(1, timeout=2)
+    assert (msg.data, msg.metadata.sequence.stream) == (b"live", 4)
+    with pytest.raises(BadRequestError) as ei:
+        await js.update_stream(
+            api.StreamConfig(name="M", mirror=api.StreamSource(name="O", filter_subject="o.1"))
+        )
+    assert ei.value.err_code == 10055
+    with pytest.raises(BadRequestError) as ei:
+        await js.add_stream(name="M2", subjects=["m2"], mirror=api.StreamSource(name="O"))
+    assert ei.value.err_code == 10034
+
+
+async def test_sources_through_the_api(js):  # noqa: F811
+    await js.add_stream(name="A", subjects=["a.>"])
+    await js.add_stream(name="B", subjects=["b.>"])
+    await js.publish("a.1", b"a1")
+    await js.publish("b.1", b"b1")
+    await js.publish("b.2", b"b2")
+    sources = [api.StreamSource(name="A"), api.StreamSource(name="B", filter_subject="b.2")]
+    await js.add_stream(name="AGG", subjects=["agg.>"], sources=sources)
+    await js.publish("agg.own", b"own")
+    info = await _wait_for(js, "AGG", 3)
+    assert sorted((s.name, s.lag) for s in info.sources) == [("A", 0), ("B", 0)]
+    got = {}
+    for seq in range(1, 4):
+        msg = await js.get_msg("AGG", seq)
+        got[msg.subject] = (
+            msg.data,
+            (msg.headers or {}).get("Nats-Stream-Source", "").split(" ")[:2],
+        )
+    assert got == {
+        "a.1": (b"a1", ["A", "1"]),
+        "b.2": (b"b2", ["B", "2"]),
+        "agg.own": (b"own", [""]),
+    }
+    # sources may change on update: the new one is followed from its start
+    sources.append(api.StreamSource(name="B", filter_subject="b.1"))
+    await js.update_stream(api.StreamConfig(name="AGG", subjects=["agg.>"], sources=sources))
+    await _wait_for(js, "AGG", 4)
+    assert (await js.get_last_msg("AGG", "b.1")).data == b"b1"
+
+
+async def test_a_bucket_sourced_into_another_through_a_transform(js):  # noqa: F811
+    kv = await js.create_key_value(bucket="a", history=3)
+    await kv.put("k", b"1")
+    await kv.put("j", b"2")
+    tr = [api.SubjectTransform(src="$KV.a.>", dest="$KV.agg.>")]
+    await js.add_stream(
+        name="KV_agg",
+        subjects=["$KV.agg.>"],
+        max_msgs_per_subject=3,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        sources=[api.StreamSource(name="KV_a", subject_transforms=tr)],
+    )
+    agg = await js.key_value("agg")
+    await _wait_for(js, "KV_agg", 2)
+    assert (await agg.get("k")).value == b"1"
+    w = await agg.watch("k")
+    assert (await w.updates(timeout=2)).value == b"1"
+    assert await w.updates(timeout=2) is None
+    await kv.put("k", b"3")
+    e = await w.updates(timeout=2)
+    assert (e.key, e.value) == ("k", b"3")
+    await kv.delete("j")
+    await _wait_for(js, "KV_agg", 4)
+    with pytest.raises(KeyNotFoundError):
+        await agg.get("j")
+    await w.stop()
+
+
+async def test_a_bucket_mirror_read_through_a_transform(js):  # noqa: F811
+    kv = await js.create_key_value(bucket="a", history=3)
+    await kv.put("k", b"1")
+    await kv.put("k", b"2")
+    await kv.purge("k")  # the origin drops k's older revisions (a rollup)
+    await kv.put("x", b"9")
+    tr = [api.SubjectTransform(src="$KV.a.>", dest="$KV.m.>")]
+    await js.add_stream(
+        name="KV_m",
+        max_msgs_per_subject=3,
+        mirror=api.StreamSource(name="KV_a", subject_transforms=tr),
+    )
+    await _wait_for(js, "KV_m", 2)
+    m = await js.key_value("m")
+    assert (await m.get("x")).value == b"9"
+    with pytest.raises(KeyNotFoundError):
+        await m.get("k")  # its last entry is the purge marker
+    assert (await m.get("x", revision=4)).value == b"9"  # the origin's sequence
