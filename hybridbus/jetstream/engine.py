@@ -79,20 +79,32 @@ class JetStream:
         self.api_total = 0
         self.api_errors = 0
         self.started = False
+        # which subjects streams capture (capture.py CaptureIndex, asked by MQTT)
+        self.capture_index: Any = None
+        # mqtt.retained_kv: the KV bucket of MQTT retained messages (retained_kv.py)
+        self.retained_kv: Any = None
+        # consumer runtimes: pull requests, push delivery, acks, timers (delivery.py)
+        self.consumers: Any = None
 
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        from hybridbus.jetstream import api, capture
+        from hybridbus.jetstream import api, capture, delivery
 
         self.subscribe("$JS.API.>", lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
         capture.start(self)
+        delivery.start(self)  # $JS.ACK.>, $JS.FC.>, MSG.NEXT and the stored consumers
         from hybridbus.jetstream import mirror
 
         mirror.start(self)  # mirrors and sources follow their origins again
+        from hybridbus.jetstream import retained_kv
+
+        retained_kv.start(self)  # mqtt.retained_kv: MQTT retained messages as a KV bucket
         self.started = True
 
     def stop(self) -> None:
+        if self.consumers is not None:
+            self.consumers.stop()
         for sub in self._subs:
             self.hub.sublist.remove(sub)
         self._subs.clear()
