@@ -99,6 +99,9 @@ class MQTTOptions:
     # Where lame duck mode sends MQTT 5 clients: DISCONNECT 0x9C (Use another server)
     # with this Server Reference instead of 0x8B (Server shutting down).
     server_reference: str | None = None
+    # A KV bucket name: retained messages readable and writable as that nats-py bucket
+    # (hybridbus.jetstream.retained_kv); needs JetStream.
+    retained_kv: str | None = None
 
 
 @dataclass

@@ -7,11 +7,13 @@ that a websocket listener runs when it has a port.
 
 from __future__ import annotations
 
+import re
+
 from ..options import MQTTOptions, WebSocketOptions
 from .gotext import go_type, parse_go_duration
 from .opts_listeners import LISTENER
 from .parser import Node
-from .readers import Handler, Loader, store
+from .readers import BAD, Handler, Loader, store
 
 _UNSUPPORTED_MQTT = frozenset(
     {
@@ -30,6 +32,7 @@ _UNSUPPORTED_WEBSOCKET = frozenset({"advertise", "headers", "ping_interval"})
 # authentication setting is never ignored (``Loader.refused_auth``).
 _REFUSED_WEBSOCKET = frozenset({"jwt_cookie", "user_cookie", "pass_cookie", "token_cookie"})
 _MQTT_MAX_PACKET = 268_435_455 + 5  # largest remaining length plus the fixed header
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9_-]+")  # nats-py's VALID_BUCKET_RE
 
 
 # -- mqtt --------------------------------------------------------------------------
@@ -78,6 +81,18 @@ def m_connect_timeout(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None
         ld.err(node, "connect_timeout must be positive")
         return
     mq.connect_timeout = secs
+
+
+def m_retained_kv(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None:
+    """The KV bucket that holds retained messages (hybridbus.jetstream.retained_kv): a
+    name nats-py accepts for a bucket, [a-zA-Z0-9_-]+."""
+    name = ld.str_(node, key)
+    if name is BAD:
+        return
+    if not _BUCKET_NAME.fullmatch(name):
+        ld.err(node, f"invalid retained_kv bucket name {name!r}: use letters, digits, - and _")
+        return
+    mq.retained_kv = name
 
 
 # -- websocket ---------------------------------------------------------------------
@@ -132,6 +147,7 @@ _MQTT: dict[str, Handler] = {
     # Lame duck mode sends MQTT 5 clients here: DISCONNECT 0x9C with a Server Reference.
     "server_reference": store("server_reference", Loader.str_),
     "sys_interval": m_sys_interval,  # $SYS/broker/... (hybridbus.mqtt.systopics)
+    "retained_kv": m_retained_kv,  # retained messages as a KV bucket
 }
 
 _WEBSOCKET: dict[str, Handler] = {

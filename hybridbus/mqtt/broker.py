@@ -58,12 +58,14 @@ CORRELATION_TTL = 60.0
 MAX_CORRELATIONS = 10000
 
 
-def properties_to_headers(props: dict[str, Any]) -> bytes | None:
-    """MQTT 5 user properties (and Content Type) as a NATS header block.
+def properties_to_headers(props: dict[str, Any] | None, extra: list | None = None) -> bytes | None:
+    """MQTT 5 user properties (and Content Type) as a NATS header block, after the
+    `extra` pairs.
 
     A pair that cannot be a header line (CR/LF anywhere, `:` or blank in the
     name) is left out rather than allowed to inject headers."""
-    pairs = []
+    pairs = list(extra or ())
+    props = props or {}
     content_type = props.get("content_type")
     if content_type:
         pairs.append(("Content-Type", content_type))
@@ -84,6 +86,10 @@ def properties_to_headers(props: dict[str, Any]) -> bytes | None:
 def headers_to_properties(headers: bytes) -> dict[str, Any] | None:
     """A NATS header block as MQTT 5 user properties (Content-Type as Content Type)."""
     _status, _description, pairs = parse_headers(headers)
+    return _pairs_to_properties(pairs)
+
+
+def _pairs_to_properties(pairs: list) -> dict[str, Any] | None:
     props: dict[str, Any] = {}
     users = []
     for name, value in pairs:
@@ -94,6 +100,32 @@ def headers_to_properties(headers: bytes) -> dict[str, Any] | None:
     if users:
         props["user_property"] = users
     return props or None
+
+
+# The QoS of a retained message kept in the retained_kv bucket, when not 1 (the QoS a
+# NATS message has in MQTT): jetstream/retained_kv.py.
+QOS_HEADER = "Mqtt-Qos"
+
+
+def _kv_properties(headers: bytes | None) -> tuple[int, dict[str, Any] | None]:
+    """A retained_kv value's QoS and MQTT 5 properties. The bucket's own headers
+    (KV-Operation, Nats-Rollup, Nats-TTL, ...) are not the message's."""
+    if not headers:
+        return 1, None
+    _status, _description, pairs = parse_headers(headers)
+    qos = 1
+    kept = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower == QOS_HEADER.lower():
+            qos = 0 if value.strip() == "0" else 2 if value.strip() == "2" else 1
+        elif not lower.startswith(("kv-", "nats-")):
+            kept.append((name, value))
+    return qos, _pairs_to_properties(kept)
+
+
+def _qos_pairs(qos: int) -> list:
+    return [] if qos == 1 else [(QOS_HEADER, str(qos))]
 
 
 def session_key(client_id: str) -> str:
@@ -144,6 +176,8 @@ class MqttBroker:
         """The broker's own timer: $SYS topics every mqtt.sys_interval (0: none)."""
         if self.options.enabled:
             self.sys_topics.start()
+        if self.options.retained_kv and not self.server.options.jetstream.enabled:
+            log.warning("mqtt.retained_kv needs JetStream: retained messages stay MQTT-only")
 
     # -- sessions ---------------------------------------------------------------------
 
@@ -476,6 +510,12 @@ class MqttBroker:
 
     def set_retained(self, msg: MqttMessage) -> None:
         persistence = self.persistence
+        bucket = self.retained.bucket
+        if bucket is not None:
+            subject = bucket.subject_for(msg.topic)
+            if subject is not None:
+                self._set_retained_kv(bucket, subject, msg)
+                return
         if not msg.payload:
             # An empty retained payload removes the retained message [MQTT-3.3.1-10].
             seq = self.retained.clear(msg.topic)
@@ -484,6 +524,76 @@ class MqttBroker:
             return
         seq = persistence.set_retained(msg) if persistence is not None else 0
         self.retained.set(msg, seq)
+
+    # -- the retained_kv bucket (jetstream/retained_kv.py) -------------------------------
+
+    def attach_retained_kv(self, bucket: Any) -> None:
+        """mqtt.retained_kv: the retained messages of the bucket's topics live in the
+        bucket, and the retained replay reads them there (RetainedIndex.bucket). Those
+        $MQTT_rmsgs holds from before move into it (unless it has the key), each
+        dropped from $MQTT_rmsgs once its copy in the bucket is durable."""
+        self.retained.bucket = bucket
+        moved = 0
+        persistence = self.persistence
+        for topic, msg in list(self.retained.by_topic.items()):
+            subject = bucket.subject_for(topic)
+            if subject is None:
+                continue
+            seq = self.retained.clear(topic)
+
+            def forget(_seq: int, err: BaseException | None, topic=topic, seq=seq) -> None:
+                if err is None and persistence is not None:
+                    persistence.clear_retained(topic, seq)
+
+            try:
+                if bucket.has_value(subject):
+                    forget(0, None)
+                else:
+                    headers = properties_to_headers(msg.properties, _qos_pairs(msg.qos))
+                    bucket.put(subject, msg.payload, headers, forget)
+                    moved += 1
+            except StoreError as err:
+                log.error("retained message on %r not moved to the KV bucket: %s", topic, err)
+        if moved:
+            log.info("Moved %d MQTT retained messages to the KV bucket %r", moved, bucket.bucket)
+
+    def _set_retained_kv(self, bucket: Any, subject: str, msg: MqttMessage) -> None:
+        """A bucket topic's retained message (or its clearing) goes to the bucket only,
+        on the PUBLISH's ticket: its PUBACK waits for it, a refusal fails it."""
+        if msg.payload:
+            headers = properties_to_headers(msg.properties, _qos_pairs(msg.qos))
+
+            def append(on_durable: Any) -> int:
+                return bucket.put(subject, msg.payload, headers, on_durable)
+        else:
+
+            def append(on_durable: Any) -> int:
+                return bucket.delete(subject, on_durable)
+
+        try:
+            if self.persistence is not None:
+                self.persistence.join(append)
+            else:
+                append(None)
+        except StoreError as err:
+            log.error("retained message on %r refused by the KV bucket: %s", msg.topic, err)
+
+    def message_from_kv(self, topic: str, payload: bytes, headers: bytes | None) -> MqttMessage:
+        """A retained_kv value as the retained message of `topic`."""
+        qos, props = _kv_properties(headers)
+        return MqttMessage(topic, payload, qos, True, props)
+
+    def retained_changed(
+        self, topic: str, subject: str, headers: bytes | None, payload: bytes
+    ) -> None:
+        """A NATS client changed a bucket topic's value (retained_kv.stored, as deferred
+        work): delivered live like an MQTT retained PUBLISH of it, to MQTT and NATS
+        subscribers of the topic (RETAIN as Retain As Published says [MQTT-3.3.1-12]).
+        The bucket holds it already: nothing is written here, and the route is on the
+        topic's subject, which no bucket captures."""
+        msg = self.message_from_kv(topic, payload, headers)
+        headers = properties_to_headers(msg.properties) if msg.properties else None
+        self.server.route(None, subject, None, headers, payload, msg)
 
     def message_from_nats(
         self, subject: str, reply: str | None, headers: bytes | None, payload: bytes

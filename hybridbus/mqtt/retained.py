@@ -3,14 +3,16 @@
 The index is a dict by topic. A subscribe with a literal filter is one lookup; a
 wildcard filter scans the index with a compiled matcher, which replays 100,000
 retained topics to a `#` subscriber in well under a second. The store keeps the
-durable copy (see ``persistence.py``); this index is rebuilt from it at start.
+durable copy (see ``persistence.py``); this index is rebuilt from it at start. With
+``mqtt.retained_kv`` the topics of the KV bucket are read from the bucket instead
+(``bucket``, see ``jetstream/retained_kv.py``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hybridbus.mqtt.message import MqttMessage
@@ -44,13 +46,19 @@ def filter_matcher(topic_filter: str):
 
 
 class RetainedIndex:
-    __slots__ = ("by_topic", "seqs")
+    __slots__ = ("by_topic", "seqs", "bucket")
 
     def __init__(self) -> None:
         self.by_topic: dict[str, MqttMessage] = {}
         self.seqs: dict[str, int] = {}  # store sequence of each topic's record
+        # With mqtt.retained_kv, the KV bucket that holds the retained messages of its
+        # topics (jetstream/retained_kv.py RetainedKV: subject_for, match, count, put,
+        # delete); this index then holds only the other topics.
+        self.bucket: Any = None
 
     def __len__(self) -> int:
+        if self.bucket is not None:
+            return len(self.by_topic) + self.bucket.count()
         return len(self.by_topic)
 
     def set(self, msg: MqttMessage, seq: int = 0) -> None:
@@ -64,6 +72,8 @@ class RetainedIndex:
         return self.seqs.pop(topic, 0)
 
     def match(self, topic_filter: str) -> Iterator[MqttMessage]:
+        if self.bucket is not None:
+            yield from self.bucket.match(topic_filter)
         if "+" not in topic_filter and "#" not in topic_filter:
             msg = self.by_topic.get(topic_filter)
             if msg is not None:
