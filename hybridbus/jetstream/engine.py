@@ -83,10 +83,6 @@ class JetStream:
         self.capture_index: Any = None
         # mqtt.retained_kv: the KV bucket of MQTT retained messages (retained_kv.py)
         self.retained_kv: Any = None
-        # which subjects streams capture (capture.py CaptureIndex, asked by MQTT)
-        self.capture_index: Any = None
-        # mqtt.retained_kv: the KV bucket of MQTT retained messages (retained_kv.py)
-        self.retained_kv: Any = None
         # consumer runtimes: pull requests, push delivery, acks, timers (delivery.py)
         self.consumers: Any = None
 
@@ -101,9 +97,6 @@ class JetStream:
         from hybridbus.jetstream import mirror
 
         mirror.start(self)  # mirrors and sources follow their origins again
-        from hybridbus.jetstream import retained_kv
-
-        retained_kv.start(self)  # mqtt.retained_kv: MQTT retained messages as a KV bucket
         from hybridbus.jetstream import retained_kv
 
         retained_kv.start(self)  # mqtt.retained_kv: MQTT retained messages as a KV bucket
