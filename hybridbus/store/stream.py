@@ -278,13 +278,17 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
         return c
 
     def _check_wq_consumer(self, cfg: ConsumerConfig, skip: ConsumerImpl | None) -> None:
+        # A direct consumer (a mirror's cursor, ack none) only reads along: the work
+        # queue's rules are for the workers, and the workers' acks remove messages.
+        if cfg.extra.get("direct"):
+            return
         if cfg.ack_policy != "explicit":
             raise E.WQRequiresExplicitAck()
         if cfg.deliver_policy != "all":
             raise E.ConsumerCreateError("consumer must be deliver all on workqueue stream")
         mine = cfg.filters()
         for other in self._consumers.values():
-            if other is skip:
+            if other is skip or other.config.extra.get("direct"):
                 continue
             theirs = other.config.filters()
             if not mine or not theirs:

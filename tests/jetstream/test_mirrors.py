@@ -454,3 +454,16 @@ async def test_a_bucket_mirror_read_through_a_transform(js):  # noqa: F811
     with pytest.raises(KeyNotFoundError):
         await m.get("k")  # its last entry is the purge marker
     assert (await m.get("x", revision=4)).value == b"9"  # the origin's sequence
+
+
+async def test_a_mirror_of_a_work_queue_records_every_job(js):  # noqa: F811
+    await js.add_stream(name="WQ", subjects=["w.>"], retention="workqueue")
+    await js.add_stream(name="MW", mirror=api.StreamSource(name="WQ"))
+    worker = await js.pull_subscribe("w.>", durable="worker", stream="WQ")
+    for i in range(3):
+        await js.publish("w.a", b"%d" % i)
+    await _wait_for(js, "MW", 3)
+    for msg in await worker.fetch(3, timeout=2):
+        await msg.ack_sync()
+    await _wait_for(js, "WQ", 0)  # the worker's acks took the jobs out of the queue
+    assert (await js.stream_info("MW")).state.messages == 3

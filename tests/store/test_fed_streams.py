@@ -100,3 +100,19 @@ def test_a_consumer_of_a_mirror_may_filter_on_the_origin_subjects(store):
     plain = store.add_stream(StreamConfig(name="P", subjects=["p.>"]))
     with pytest.raises(E.ConsumerCreateError):
         plain.add_consumer(ConsumerConfig(durable_name="d", filter_subject="q.>"))
+
+
+def test_a_direct_consumer_reads_along_a_work_queue(store):
+    st = store.add_stream(StreamConfig(name="W", subjects=["w.>"], retention="workqueue"))
+    cursor = st.add_consumer(
+        ConsumerConfig(name="mirror-w", ack_policy="none", extra={"direct": True})
+    )
+    worker = st.add_consumer(ConsumerConfig(durable_name="worker"))  # not "multiple unfiltered"
+    st.append("w.a", b"job")
+    assert [m.payload for m, _ in cursor.next_batch(5)] == [b"job"]
+    assert st.state().messages == 1  # reading along removes nothing
+    ((msg, _),) = worker.next_batch(5)
+    worker.ack(msg.seq)
+    assert st.state().messages == 0  # the worker's ack does
+    with pytest.raises(E.WorkQueueConsumerError):
+        st.add_consumer(ConsumerConfig(durable_name="w2", ack_policy="none"))
