@@ -1,12 +1,22 @@
 """Publishing into streams: a publish whose subject a stream captures is stored.
 
 Each user stream's subjects are subscriptions of the engine (``sync``); internal
-``$MQTT_*`` streams are written by the MQTT layer directly and never captured. The
-append happens inside ``Server.route`` (so an MQTT publisher's ack can wait for it,
+``$MQTT_*`` streams are written by the MQTT layer directly and never captured, and a
+mirror takes no publishes. ``sync`` also keeps a stream's direct-get responders
+(``$JS.API.DIRECT.GET.<stream>`` and ``.<stream>.>``): they exist only while the
+stream has ``allow_direct``, so a direct get on any other stream finds no responders
+(the 503 nats-server gives).
+
+The append happens inside ``Server.route`` (so an MQTT publisher's ack can wait for it,
 see ``_store_mqtt``); the PubAck goes to the publish's reply once the store calls
-``on_durable``, as deferred work. Headers drive the checks in nats-server's order
-(``processJetStreamMsg``): the store's ``append`` does the expectations, dedup and
-rollups and raises the error the PubAck carries.
+``on_durable``, as deferred work, and only then, duplicates included (their PubAck
+names the original sequence). Headers drive the checks in nats-server's order
+(``processJetStreamMsg``): ``Nats-Expected-Stream`` (10060) and ``Nats-TTL`` (10166
+without ``allow_msg_ttl``, 10165 for a bad value) here, then the store's ``append``:
+sealed (10109), expected last subject sequence and last sequence (10071), the msg-id
+duplicate window, expected last msg id (10070), rollups (10111), size (10054),
+discard-new limits (10077). A publish without a reply is stored silently; a stream with
+``no_ack`` never answers.
 """
 
 from __future__ import annotations
@@ -14,10 +24,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.jetstream import api
+from hybridbus.jetstream.api import ApiError
 from hybridbus.jetstream.engine import is_internal
 from hybridbus.router.sublist import Sublist
 from hybridbus.store.api import decode_headers
-from hybridbus.store.errors import StoreError
+from hybridbus.store.errors import StoreError, WrongLastSequence
+from hybridbus.store.ttl import TTL_HEADER, parse_ttl
 
 if TYPE_CHECKING:
     from hybridbus.jetstream.engine import InternalSub, JetStream
@@ -31,11 +44,18 @@ def start(js: JetStream) -> None:
 
 
 def sync(js: JetStream, stream: Any) -> None:
-    """(Re)subscribe ``stream``'s subjects after a create, update or start-up."""
-    drop(js, stream.config.name)
-    if is_internal(stream.config.name) or stream.config.extra.get("mirror"):
-        return  # a mirror takes no publishes (mirror.py fills it)
+    """(Re)subscribe ``stream``'s subjects and direct-get responders after a create,
+    update or start-up."""
     name = stream.config.name
+    drop(js, name)
+    if stream.config.allow_direct:
+        on_direct = _direct_handler(js)
+        _directs(js)[name] = [
+            js.subscribe(f"$JS.API.DIRECT.GET.{name}", on_direct),
+            js.subscribe(f"$JS.API.DIRECT.GET.{name}.>", on_direct),
+        ]
+    if is_internal(name) or stream.config.extra.get("mirror"):
+        return  # a mirror takes no publishes (mirror.py fills it)
     subs: list[InternalSub] = []
     index = _index(js)
     for subject in stream.config.subjects:
@@ -50,6 +70,23 @@ def drop(js: JetStream, name: str) -> None:
     for sub in js.captures.pop(name, ()):
         js.unsubscribe(sub)
         index.sublist.remove(sub)
+    for sub in _directs(js).pop(name, ()):
+        js.unsubscribe(sub)
+
+
+def _directs(js: JetStream) -> dict[str, list[InternalSub]]:
+    """Stream name -> its two direct-get subscriptions (allow_direct streams only)."""
+    directs = getattr(js, "direct_subs", None)
+    if directs is None:
+        directs = js.direct_subs = {}
+    return directs
+
+
+def _direct_handler(js: JetStream):
+    def on_direct(subject, reply, headers, payload, _mqtt_msg) -> None:
+        api.on_request(js, subject, reply, headers, payload)
+
+    return on_direct
 
 
 class CaptureIndex:
@@ -106,41 +143,89 @@ def store_publish(
         stream = js.store.stream(name)
     except StoreError:
         return
-    domain = js.hub.options.jetstream.domain
+    if stream.config.no_ack:
+        reply = None  # nats-server sends no PubAck for a no_ack stream
     kw: dict[str, Any] = {}
     if headers:
-        hdrs = decode_headers(headers)
-        expected = _one(hdrs, "Nats-Expected-Stream")
-        if expected is not None and expected != name:
-            _refuse(js, reply, name, "expected stream does not match", 400, 10060)
+        try:
+            kw = _header_checks(stream, subject, decode_headers(headers), mqtt_msg is None)
+        except StoreError as err:
+            if reply is not None:
+                js.later(js.reply, reply, pub_error(name, err))
             return
-        kw = _expectations(hdrs)
     if mqtt_msg is not None and js.hub.mqtt is not None:
         _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw)
         return
-    try:
-        if reply is None:
+    if reply is None:
+        try:
             stream.append(subject, payload, headers, **kw)
-            if not stream.was_duplicate:
-                _stored(js, name, subject, headers, payload)
+        except StoreError:
             return
-        seq_box: list[int] = []
-
-        def durable(seq: int, err: BaseException | None) -> None:
-            if err is not None:
-                js.later(js.reply, reply, pub_error(name, _as_store_error(err)))
-            else:
-                js.later(js.reply, reply, pub_ack(name, seq_box[0] if seq_box else seq, False, domain))
-
-        seq = stream.append(subject, payload, headers, on_durable=durable, **kw)
-        if stream.was_duplicate:
-            js.later(js.reply, reply, pub_ack(name, seq, True, domain))
-        else:
+        if not stream.was_duplicate:
             _stored(js, name, subject, headers, payload)
-        seq_box.append(seq)
+        return
+    _append_with_ack(js, stream, subject, reply, headers, payload, kw)
+
+
+def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, payload, kw):
+    """Append, and send one PubAck when the store says the message is durable: the
+    duplicate flag is read then (the store may call ``on_durable`` before ``append``
+    returns when no loop runs), so a duplicate gets exactly one PubAck, with the
+    original sequence."""
+    name = stream.config.name
+    domain = js.hub.options.jetstream.domain
+    outcome: list[bool] = []  # [was_duplicate], set once append returns
+
+    def durable(seq: int, err: BaseException | None) -> None:
+        js.later(_ack, seq, err)
+
+    def _ack(seq: int, err: BaseException | None) -> None:
+        if err is not None:
+            js.reply(reply, pub_error(name, _as_store_error(err)))
+        else:
+            js.reply(reply, pub_ack(name, seq, bool(outcome and outcome[0]), domain))
+
+    try:
+        stream.append(subject, payload, headers, on_durable=durable, **kw)
     except StoreError as err:
-        if reply is not None:
-            js.later(js.reply, reply, pub_error(name, err))
+        js.later(js.reply, reply, pub_error(name, err))
+        return
+    outcome.append(stream.was_duplicate)
+    if not stream.was_duplicate:
+        _stored(js, name, subject, headers, payload)
+
+
+def _header_checks(stream: Any, subject: str, hdrs: dict[str, list[str]], nats: bool) -> dict:
+    """The checks nats-server makes on a publish's headers before storing it (its order:
+    expected stream, TTL, then the expectations the store checks); returns the
+    store's keyword arguments. Raises the StoreError the PubAck carries."""
+    name = stream.config.name
+    expected = _one(hdrs, "Nats-Expected-Stream")
+    if expected is not None and expected != name:
+        raise ApiError(400, 10060, "expected stream does not match")
+    ttl = _one(hdrs, TTL_HEADER)
+    if ttl is not None and nats:
+        if not stream.config.allow_msg_ttl:
+            raise ApiError(400, 10166, "per-message TTL is disabled")
+        if parse_ttl(ttl) is None:
+            raise ApiError(400, 10165, "invalid per-message TTL")
+    kw = _expectations(hdrs)
+    # Nats-Expected-Last-Subject-Sequence-Subject: the subject (wildcards allowed) the
+    # expected last subject sequence is about, instead of the publish's own subject.
+    on = _one(hdrs, "Nats-Expected-Last-Subject-Sequence-Subject")
+    if on and "expected_last_subject_seq" not in kw:
+        raise ApiError(400, 10193, "missing sequence for expected last sequence per subject")
+    if on:
+        expected_seq = kw.pop("expected_last_subject_seq")
+        try:
+            last = stream.last(on).seq
+        except StoreError:
+            last = 0
+        if stream.config.sealed:
+            raise ApiError(400, 10109, "invalid operation on sealed stream")
+        if last != expected_seq:
+            raise WrongLastSequence(last)
+    return kw
 
 
 def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw) -> None:
@@ -171,13 +256,6 @@ def _stored(js: JetStream, name: str, subject: str, headers, payload: bytes) -> 
         kv.stored(subject, headers, payload)
 
 
-def _refuse(js: JetStream, reply: str | None, name: str, text: str, code: int, err_code: int):
-    if reply is not None:
-        from hybridbus.jetstream.api import ApiError
-
-        js.later(js.reply, reply, pub_error(name, ApiError(code, err_code, text)))
-
-
 def _as_store_error(err: BaseException) -> StoreError:
     if isinstance(err, StoreError):
         return err
@@ -190,12 +268,15 @@ def _one(hdrs: dict[str, list[str]], key: str) -> str | None:
 
 
 def _int(value: str | None) -> int | None:
+    """A sequence header's value; one that is not a number can match no sequence
+    (nats-server parses it to -1 and refuses the publish with 10071)."""
     if value is None:
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError:
-        return None
+        return -1
+    return n if n >= 0 else -1
 
 
 def _expectations(hdrs: dict[str, list[str]]) -> dict[str, Any]:
@@ -214,5 +295,5 @@ def _expectations(hdrs: dict[str, list[str]]) -> dict[str, Any]:
         kw["expected_last_msg_id"] = last_id
     rollup = _one(hdrs, "Nats-Rollup")
     if rollup is not None:
-        kw["rollup"] = rollup
+        kw["rollup"] = rollup.lower()  # nats-server takes "SUB" as "sub"
     return kw

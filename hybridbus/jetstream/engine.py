@@ -3,8 +3,9 @@
 ``JetStream`` sits in the ``Sublist`` like any connection, with ``InternalSub``
 subscriptions whose ``handler`` says what a message means to it:
 
-- ``$JS.API.>``: API requests (``api.py`` dispatches them to ``streams.py`` and
-  ``consumers.py``);
+- ``$JS.API.INFO``, ``$JS.API.STREAM.>``, ``$JS.API.CONSUMER.>`` (``API_FAMILIES``)
+  and each ``allow_direct`` stream's ``$JS.API.DIRECT.GET.<stream>[.>]``: API requests
+  (``api.py`` dispatches them to ``streams.py`` and ``consumers.py``);
 - each user stream's subjects: a publish to be stored (``capture.py``);
 - ``$JS.ACK.>`` and ``$JS.FC.>``: acks and flow-control replies of consumers.
 
@@ -39,6 +40,7 @@ API_LEVEL = 1
 # Internal streams of the MQTT layer (nats-server shows its own $MQTT_* streams too):
 # listed and readable, never captured from the router, never changed by a client.
 INTERNAL_PREFIX = "$MQTT_"
+API_FAMILIES = ("$JS.API.INFO", "$JS.API.STREAM.>", "$JS.API.CONSUMER.>")
 
 Handler = Callable[[str, "str | None", "bytes | None", bytes, Any], None]
 
@@ -91,8 +93,12 @@ class JetStream:
     def start(self) -> None:
         from hybridbus.jetstream import api, capture, delivery
 
-        self.subscribe("$JS.API.>", lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
-        capture.start(self)
+        # The API families this engine answers, not $JS.API.>: a direct get is answered
+        # only by a stream with allow_direct (capture.sync subscribes it), so that one on
+        # any other stream gets no responders (503), as from nats-server.
+        for family in API_FAMILIES:
+            self.subscribe(family, lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
+        capture.start(self)  # stream subjects and direct-get responders
         delivery.start(self)  # $JS.ACK.>, $JS.FC.>, MSG.NEXT and the stored consumers
         from hybridbus.jetstream import mirror
 
