@@ -1,9 +1,10 @@
 """Key/Value buckets end to end, as nats-py 2.16 builds them on streams (KV_<bucket>,
 $KV.<bucket>.<key>): the wire of /work/shared/docs/jetstream-subset.md section 4.
 
-Every test runs against a fresh hybridbus server. With HB_REFERENCE=1 the same tests
-run against a fresh nats-server (/tmp/venv/bin/nats-server, or $HB_NATS_SERVER), which
-is how they were checked: what passes there is nats-server's behaviour."""
+Every test runs against a fresh hybridbus server. With HB_REFERENCE=1 the tests on the
+``js`` fixture run against a fresh nats-server instead (/tmp/venv/bin/nats-server, or
+$HB_NATS_SERVER), which is how they were checked: what passes there is nats-server's
+behaviour. The restart test is hybridbus's own."""
 
 from __future__ import annotations
 
@@ -441,3 +442,48 @@ async def test_non_direct_bucket_has_no_direct_get_responder(js):
     with pytest.raises((nats.errors.NoRespondersError, NotFoundError, APIError)):
         await js.get_msg("KV_n", subject="$KV.n.k", direct=True)
     assert (await kv.get("k")).value == b"v"  # through STREAM.MSG.GET
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+async def test_a_bucket_survives_a_restart(tmp_path):
+    """Values, history, markers and revisions come back; a watcher made after the
+    restart sees them, and create() still knows the last revision."""
+    from hybridbus.server.server import Server
+    from tests.conftest import make_options
+
+    async def session(check):
+        server = Server(make_options(tmp_path))
+        await server.start()
+        nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+        try:
+            await check(nc.jetstream(timeout=2))
+        finally:
+            await nc.close()
+            await server.shutdown()
+
+    async def before(js):
+        kv = await js.create_key_value(bucket="b", history=3)
+        for i in range(4):
+            await kv.put("k", b"%d" % i)
+        await kv.put("gone", b"x")
+        await kv.delete("gone")
+
+    async def after(js):
+        kv = await js.key_value("b")
+        assert (await kv.get("k")).value == b"3"
+        assert [h.revision for h in await kv.history("k")] == [2, 3, 4]
+        with pytest.raises(KeyNotFoundError):
+            await kv.get("gone")
+        with pytest.raises(KeyWrongLastSequenceError):
+            await kv.create("k", b"again")
+        assert await kv.create("gone", b"back") == 7
+        assert await kv.keys() == ["k", "gone"]
+        w = await kv.watchall()
+        got = await _drain(w, 3)
+        assert [(e.key, e.value) for e in got[:2]] == [("k", b"3"), ("gone", b"back")]
+        await w.stop()
+
+    await session(before)
+    await session(after)

@@ -199,3 +199,29 @@ async def test_a_sealed_bucket_takes_no_more_objects(js):  # noqa: F811
     with pytest.raises(nats.js.errors.APIError):
         await obs.put("b", b"2")
     assert (await obs.get("a")).data == b"1"
+
+
+async def test_objects_survive_a_restart(tmp_path):
+    from hybridbus.server.server import Server
+    from tests.conftest import make_options
+
+    data = payload(300 * KIB)
+    for round_ in range(2):
+        server = Server(make_options(tmp_path))
+        await server.start()
+        nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+        try:
+            js = nc.jetstream(timeout=2)  # noqa: F811
+            if round_ == 0:
+                obs = await js.create_object_store("files")
+                await obs.put("doc", data)
+                await obs.put("gone", b"x")
+                await obs.delete("gone")
+            else:
+                obs = await js.object_store("files")
+                got = await obs.get("doc")
+                assert got.data == data and got.info.chunks == 3
+                assert sorted(i.name for i in await obs.list(ignore_deletes=True)) == ["doc"]
+        finally:
+            await nc.close()
+            await server.shutdown()
