@@ -50,7 +50,13 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.jetstream.api import ApiError
 from hybridbus.store.api import ConsumerConfig, StoredMsg, decode_headers
-from hybridbus.store.errors import LimitExceeded, StoreError, StreamNotFound
+from hybridbus.store.errors import (
+    LimitExceeded,
+    StoreClosed,
+    StoreError,
+    StoreWriteError,
+    StreamNotFound,
+)
 from hybridbus.store.match import valid_subject
 
 if TYPE_CHECKING:
@@ -362,7 +368,8 @@ class Link:
             self.wake()  # more may be waiting: the next slice in the next turn
 
     def _copy(self, target: Any, msg: StoredMsg) -> bool:
-        """Store one copy; False when a discard-new limit refused it (try again later)."""
+        """Store one copy; False when a discard-new limit (or a write error) refused it:
+        the same message is tried again later."""
         subject = msg.subject
         for _src, tr in self.transforms:
             new = tr(subject)
@@ -378,15 +385,16 @@ class Link:
                     subject, msg.payload, _copy_headers(msg.headers, None), ts_ns=msg.ts_ns
                 )
             else:
-                spec = self.spec
-                value = " ".join(
-                    (spec.get("name", ""), str(msg.seq), *self.iname.split(" ")[1:], msg.subject)
-                )
+                # <origin> <seq> <filter> <dest> <subject>, as nats-server 2.10+ writes it
+                name, _sp, rest = self.iname.partition(" ")
+                value = f"{name} {msg.seq} {rest} {msg.subject}"
                 headers = _copy_headers(msg.headers, value)
                 msg_id = decode_headers(msg.headers).get("Nats-Msg-Id") if msg.headers else None
                 target.append(subject, msg.payload, headers, msg_id=msg_id[-1] if msg_id else None)
-        except LimitExceeded as err:
-            self.error = err
+        except StoreClosed:
+            raise  # shutting down: the pump stops, the copies say where to resume
+        except (LimitExceeded, StoreWriteError) as err:
+            self.error = err  # room or the disk may come back: the same message later
             return False
         except StoreError as err:
             # nats-server logs and drops such a message; the feed goes on
