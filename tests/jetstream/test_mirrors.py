@@ -467,3 +467,18 @@ async def test_a_mirror_of_a_work_queue_records_every_job(js):  # noqa: F811
         await msg.ack_sync()
     await _wait_for(js, "WQ", 0)  # the worker's acks took the jobs out of the queue
     assert (await js.stream_info("MW")).state.messages == 3
+
+
+async def test_a_mirror_promoted_to_a_stream_of_its_own(js):  # noqa: F811
+    await js.add_stream(name="O", subjects=["o.>"])
+    await js.publish("o.a", b"1")
+    await js.add_stream(name="M", mirror=api.StreamSource(name="O"))
+    await _wait_for(js, "M", 1)
+    info = await js.update_stream(api.StreamConfig(name="M", subjects=["m.>"]))
+    assert info.config.mirror is None and info.mirror is None
+    await js.publish("o.a", b"2")  # no longer followed
+    ack = await js.publish("m.x", b"mine")  # and takes publishes now
+    assert (ack.stream, ack.seq) == ("M", 2)
+    await asyncio.sleep(0.2)
+    info = await js.stream_info("M")
+    assert info.state.messages == 2 and (await js.get_msg("M", 2)).data == b"mine"
