@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 
 import nats
@@ -322,6 +323,29 @@ async def test_restart_keeps_the_bucket_and_old_retained_messages_move_in(tmp_pa
         assert list(rmsgs) == ["$MQTT.rmsgs.odd%2Etopic.y"]
     finally:
         await node.stop()
+
+
+async def test_a_retained_puback_means_the_bucket_has_it_across_kill9(server_process, tmp_path):
+    conf = tmp_path / "kv.conf"
+    conf.write_text('jetstream { sync_interval: always }\nmqtt { retained_kv: "devices" }\n')
+    proc = server_process(config=str(conf)).start()
+    dev, _ = await mqtt5_connect(proc.ports["mqtt"], "dev")
+    burst = b"".join(
+        mp.publish(f"plant/k{i}/status", b"s%d" % i, qos=1, retain=True, mid=i, level=5)
+        for i in range(1, 11)
+    )
+    await dev.send(burst)
+    assert [p.reason_code for p in await mqtt_packets(dev, 10)] == [0] * 10
+    proc.stop(signal.SIGKILL)
+    await dev.close()
+    proc.start()
+    nc = await nats.connect(f"nats://127.0.0.1:{proc.ports['nats']}")
+    try:
+        kv = await nc.jetstream().key_value("devices")
+        for i in range(1, 11):
+            assert (await kv.get(f"plant.k{i}.status")).value == b"s%d" % i
+    finally:
+        await nc.close()
 
 
 async def test_a_deleted_bucket_is_made_again_by_the_next_retained_message(node):
