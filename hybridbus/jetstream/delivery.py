@@ -139,6 +139,8 @@ class Consumers:
         for rt in [rt for key, rt in self.by_key.items() if key[0] == name]:
             self.drop(rt, deleted=True)
 
+    stream_deleted = drop_stream  # the name streams.py calls (before or after the store delete)
+
     def count(self) -> int:
         return len(self.by_key)
 
