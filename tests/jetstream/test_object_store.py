@@ -225,3 +225,14 @@ async def test_objects_survive_a_restart(tmp_path):
         finally:
             await nc.close()
             await server.shutdown()
+
+
+async def test_a_large_object_through_flow_control(js):  # noqa: F811
+    """4 MiB in 32 chunks: more than the push consumer's flow-control window, so the
+    ordered consumer's flow-control requests must be answered along the way."""
+    obs = await js.create_object_store("big")
+    data = payload(4 * 1024 * KIB)
+    info = await obs.put("large", data)
+    assert info.chunks == 32
+    got = await asyncio.wait_for(obs.get("large"), 5)
+    assert got.data == data
