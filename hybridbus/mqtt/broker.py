@@ -12,6 +12,15 @@ session's queued copy, the retained record). The publishing connection sends
 PUBACK/PUBREC only when its ticket is done, so an acknowledged message is in
 the store under the configured sync policy. A message no persistent session
 wants is acknowledged at once: there is nothing to make durable.
+
+JetStream streams join the same ticket: a stream capturing the PUBLISH appends it
+through ``capture`` (Persistence.join), so device to stream is at-least-once, and a
+stream's refusal fails that PUBLISH's ack with an MQTT 5 reason code
+(persistence.refusal_reason; a 3.1.1 client is disconnected, as for a failed write,
+and re-sends). A QoS 2 message from a persistent session reaches streams on PUBREL,
+with a msg id that the stream's duplicate window uses if a crash makes it route
+again. With ``mqtt.retained_kv``, retained messages of the bucket's topics live in
+that KV bucket (``jetstream/retained_kv.py``; ``attach_retained_kv`` and below).
 """
 
 from __future__ import annotations
