@@ -47,10 +47,18 @@ class Permissions:
 
 @dataclass
 class User:
-    user: str
+    user: str  # "" for an nkey user
     password: str | None = None
     permissions: Permissions | None = None
     allowed_connection_types: list[str] | None = None
+    # an nkey user ("U..." public key) logs in by signing the server's nonce, with no
+    # user name or password (hybridbus.security.nkey)
+    nkey: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What identifies the user: the public key of an nkey user, else the name."""
+        return self.nkey or self.user
 
 
 @dataclass

@@ -33,7 +33,8 @@ checked by ``startup_errors``.  ``check_config`` gives the ``-t`` verdict.
 This module holds the entry points and the top-level table; each block has
 its own module (``opts_auth``, ``opts_listeners``, ``opts_mqtt``,
 ``opts_jetstream``) built on ``readers.Loader``.  The package imports only the
-stdlib and ``hybridbus.options`` (plain dataclasses).
+stdlib, ``hybridbus.options`` (plain dataclasses) and ``hybridbus.codec.nkey`` (the
+text form of nkey public keys).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The ``authorization`` block: credentials, ``users`` and their permissions.
+"""The ``authorization`` block: credentials, ``users`` (names with passwords, or nkey
+public keys) and their permissions.
 
 Owns the credentials table (also the whole ``authorization`` block of ``mqtt``
 and ``websocket``, see ``simple_auth``), user entries, connection types, and
@@ -7,6 +8,7 @@ publish/subscribe/response permissions with nats-server's subject rules.
 
 from __future__ import annotations
 
+from ..codec.nkey import PREFIX_USER, decode_public_key
 from ..options import AuthOptions, Permissions, User
 from .gotext import go_quote, go_type, go_value, parse_go_duration
 from .parser import Node
@@ -15,7 +17,7 @@ from .readers import BAD, Handler, Loader, store
 # Authentication settings hybridbus does not enforce: each one stops the load
 # (``Loader.refused_auth``), since ignoring it would let in clients the config keeps out.
 _REFUSED_AUTH = frozenset({"auth_callout", "auth_hook", "proxy_required"})
-_REFUSED_USER = frozenset({"nkey", "account", "proxy_required"})
+_REFUSED_USER = frozenset({"account", "proxy_required"})
 
 CONNECTION_TYPES = frozenset(
     {"STANDARD", "WEBSOCKET", "MQTT", "MQTT_WS", "LEAFNODE", "LEAFNODE_WS", "IN_PROCESS"}
@@ -52,12 +54,15 @@ def authorization(ld: Loader, node: Node) -> AuthOptions | None:
         if auth.token:
             ld.err(node, "Can not have a token and a users array")
             return None
+        # Names and public keys share one namespace (nats-server checks the users
+        # first, then the nkeys against both).
         seen: set[str] = set()
-        for user in users:
-            if user.user in seen:
-                ld.err(node, f"Duplicate user {go_quote(user.user)} detected")
+        for user in sorted(users, key=lambda u: u.nkey is not None):
+            if user.name in seen:
+                kind = "nkey" if user.nkey else "user"
+                ld.err(node, f"Duplicate {kind} {go_quote(user.name)} detected")
                 return None
-            seen.add(user.user)
+            seen.add(user.name)
         auth.users = users
     return auth
 
@@ -104,6 +109,9 @@ def user_entries(ld: Loader, node: Node) -> list[User]:
             if name in ("user", "username"):
                 if (v := ld.str_(sub, key)) is not BAD:
                     user.user = v
+            elif name == "nkey":
+                if (v := ld.str_(sub, key)) is not BAD:
+                    user.nkey = v or None
             elif name in ("pass", "password"):
                 if (v := ld.str_(sub, key)) is not BAD:
                     user.password = v
@@ -115,9 +123,17 @@ def user_entries(ld: Loader, node: Node) -> list[User]:
                 ld.refused_auth(key, sub)
             else:
                 ld.unknown(key, sub)
-        if not user.user:
-            if len(ld.errors) == errors:  # one line per problem entry
-                ld.err(last, "User entry requires a user")
+        if len(ld.errors) > errors:
+            continue  # one line per problem entry
+        if user.nkey is not None:
+            if decode_public_key(user.nkey, PREFIX_USER) is None:
+                ld.err(last, "Not a valid public nkey for a user")
+                continue
+            if user.user or user.password:
+                ld.err(last, "Nkey users do not take usernames or passwords")
+                continue
+        elif not user.user:
+            ld.err(last, "User entry requires a user")
             continue
         users.append(user)
     return users

@@ -17,7 +17,7 @@ __all__ = ["startup_errors"]
 def _no_auth_user_problem(name: str, users: list[User]) -> str | None:
     if not users:
         return f"no_auth_user: {go_quote(name)} present, but users/nkeys are not defined"
-    if not any(u.user == name for u in users):
+    if not any(u.name == name for u in users):
         return (
             f"no_auth_user: {go_quote(name)} not present as user or nkey in authorization "
             "block or account configuration"

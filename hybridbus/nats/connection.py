@@ -104,6 +104,7 @@ class NatsConnection(ClientBase):
         "active",
         "first_pong",
         "auth_deadline",
+        "nonce",
     )
 
     conn_type = "nats"
@@ -131,12 +132,16 @@ class NatsConnection(ClientBase):
         self.active = False
         self.first_pong = True
         self.auth_deadline = 0.0
+        # what an nkey user signs: per connection, sent in INFO (security/nkey.py)
+        self.nonce: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         server = self.server
+        if server.auth_required:
+            self.nonce = server.security.nonce_for(self)
         info = server.client_info(self)
         self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
         if server.over_connection_limit():
@@ -357,7 +362,9 @@ class NatsConnection(ClientBase):
             user = server.authenticate(self, opts)
             if user is None:
                 server.stats.auth_failures += 1
-                log.warning("%s:%d - cid:%d - authentication error", self.ip, self.port, self.cid)
+                # Security logged the refusal with its reason; one warning per failure
+                # keeps a flood of bad logins cheap (tests/security/test_nkeys.py).
+                log.debug("%s:%d - cid:%d - authentication error", self.ip, self.port, self.cid)
                 self.close(reasons.AUTH_FAILURE, encode_err("Authorization Violation"))
                 return
             self.user = user or None

@@ -1,4 +1,5 @@
-"""Credentials: passwords (plain or bcrypt), tokens, and who a TLS certificate names.
+"""Credentials: passwords (plain or bcrypt), tokens, nkeys (``nkey.py``), and who a TLS
+certificate names.
 
 Theory of operation
 -------------------
@@ -33,6 +34,7 @@ import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 try:
     import bcrypt as _bcrypt
@@ -144,11 +146,13 @@ def check_password(configured: str, given: str | bytes | None) -> bool:
 
 @dataclass
 class AuthUser:
-    name: str
+    name: str  # the public key of an nkey user
     password: str | None
     perms: UserPermissions | None
     # None: every connection type; else upper-case names (STANDARD, MQTT, ...)
     allowed_types: frozenset[str] | None = None
+    # an nkey user's ed25519 key (security.nkey.verify_key); None for other users
+    nkey: Any = None
 
 
 @dataclass
@@ -161,6 +165,8 @@ class Realm:
     no_auth_user: str | None = None
     default_perms: UserPermissions | None = None
     tls_map: bool = False
+    # some user is an nkey user: each connection's INFO carries a nonce to sign
+    nonce: bool = False
 
     @property
     def required(self) -> bool:

@@ -14,11 +14,15 @@ websocket listeners (see ``auth.py``). The protocol front ends call:
   only called when ``client.perms`` is not None, always with NATS subjects (MQTT
   topics are mapped first), so one rule set governs both protocols.
 * ``server_context(tls)``: an ``ssl.SSLContext`` for a listener (``tls.py``).
+* ``nonce_for(client)``: the nonce a NATS connection's INFO carries when its listener
+  has nkey users (``nkey.py``); ``authenticate_nats`` checks the signature of it.
 
-Which credentials apply (nats-server's order): a listener with ``verify_and_map``
-names the user by the client certificate and nothing else; otherwise a configured
+Which credentials apply (nats-server's order): a CONNECT naming an ``nkey`` of the
+listener's users logs in by its signature and nothing else; a listener with
+``verify_and_map`` names the user by the client certificate; otherwise a configured
 token, then user/password; a client that presents no credentials at all becomes the
-``no_auth_user`` when one is set. With no credentials configured anywhere, everyone is
+``no_auth_user`` when one is set (an nkey user too). Password and certificate logins
+never reach an nkey user, so nkey users cannot log in over MQTT. With no credentials configured anywhere, everyone is
 anonymous and gets ``default_permissions`` (if any). Users without permissions of
 their own get ``default_permissions`` too.
 
@@ -38,6 +42,7 @@ from collections import Counter
 from typing import Any
 
 from hybridbus.options import AuthOptions, Options, TLSOptions
+from hybridbus.security import nkey
 from hybridbus.security import permissions as P
 from hybridbus.security.auth import (
     AuthBusy,
@@ -65,6 +70,12 @@ NO_CREDENTIALS = "no credentials"
 CONNECTION_TYPE = "connection type not allowed"
 CERT_NOT_MAPPED = "certificate not mapped to a user"
 UNSUPPORTED = "unsupported credentials"
+UNKNOWN_NKEY = "unknown nkey"
+NO_NONCE = "nkey login without a nonce"
+NO_SIGNATURE = "signature missing"
+BAD_SIGNATURE_ENCODING = "signature not valid base64"
+BAD_SIGNATURE = "signature not verified"
+NKEY_NEEDS_SIGNATURE = "nkey users log in only by signing a nonce"
 BUSY = "bcrypt budget exhausted"
 
 
@@ -79,11 +90,13 @@ class Security:
         self.filter_deliveries = False
         auth = options.auth or AuthOptions()
         self.default_perms = P.compile_permissions(auth.default_permissions)
-        self.users: dict[str, AuthUser] = {}
+        self.users: dict[str, AuthUser] = {}  # by name, an nkey user by public key
         for u in auth.users:
             perms = P.compile_permissions(u.permissions) if u.permissions else self.default_perms
             types = frozenset(t.upper() for t in u.allowed_connection_types or ()) or None
-            self.users[u.user] = AuthUser(u.user, u.password, perms, types)
+            key = nkey.verify_key(u.nkey) if u.nkey else None
+            self.users[u.name] = AuthUser(u.name, u.password, perms, types, key)
+        has_nkeys = any(u.nkey for u in auth.users)
         plain = [u.name for u in self.users.values() if u.password and not is_bcrypt(u.password)]
         if auth.password and not is_bcrypt(auth.password):
             plain.append(auth.user or "")
@@ -104,6 +117,7 @@ class Security:
                 no_auth_user=no_auth_user or options.no_auth_user,
                 default_perms=self.default_perms,
                 tls_map=bool(tls is not None and tls.verify_and_map),
+                nonce=has_nkeys and src is auth,
             )
 
         self.nats = realm(None, None, options.tls)
@@ -141,9 +155,40 @@ class Security:
         token = connect.get("auth_token")
         if not all(v is None or isinstance(v, str) for v in (user, password, token)):
             return self._refuse(client, kind, UNSUPPORTED, None)
+        public_key = connect.get("nkey")
+        if public_key and realm.nonce:
+            # nats-server: a CONNECT naming an nkey is an nkey login, whatever else it has
+            return self._login_nkey(client, realm, kind, public_key, connect.get("sig"))
         if not (user or password or token) and any(connect.get(k) for k in ("nkey", "jwt", "sig")):
             return self._refuse(client, kind, UNSUPPORTED, None)
         return self._login(client, realm, kind, user or None, password, token)
+
+    def _login_nkey(
+        self, client: Any, realm: Realm, kind: str, public_key: Any, sig: Any
+    ) -> str | None:
+        """An nkey login (``nkey.py``): the key must name an nkey user and `sig` must be
+        its signature of the nonce this connection's INFO carried."""
+        entry = realm.users.get(public_key) if isinstance(public_key, str) else None
+        if entry is None or entry.nkey is None:
+            return self._refuse(client, kind, UNKNOWN_NKEY, str(public_key))
+        if public_key != realm.no_auth_user:  # that key is anyone's without credentials
+            nonce = getattr(client, "nonce", None)
+            if not nonce:
+                return self._refuse(client, kind, NO_NONCE, public_key)
+            if not sig:
+                return self._refuse(client, kind, NO_SIGNATURE, public_key)
+            raw = nkey.decode_signature(sig)
+            if raw is None:
+                return self._refuse(client, kind, BAD_SIGNATURE_ENCODING, public_key)
+            if not nkey.signature_ok(entry.nkey, nonce, raw):
+                return self._refuse(client, kind, BAD_SIGNATURE, public_key)
+        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+
+    def nonce_for(self, client: Any) -> str | None:
+        """A fresh nonce for a NATS connection's INFO when its listener has nkey users
+        (nats-server sends one then), else None."""
+        realm = self.websocket if getattr(client, "ws", False) else self.nats
+        return nkey.new_nonce() if realm.nonce else None
 
     def authenticate_mqtt(
         self, client: Any, username: str | None, password: bytes | None
@@ -188,6 +233,9 @@ class Security:
         entry = realm.lookup(user)
         if entry is None:
             return self._refuse(client, kind, UNKNOWN_USER, user)
+        if entry.nkey is not None:
+            # a user name equal to an nkey: no password opens it (MQTT has no nonce)
+            return self._refuse(client, kind, NKEY_NEEDS_SIGNATURE, user)
         # A user without a password logs in only by certificate or as no_auth_user
         # (nats-server would also take an empty password; we do not).
         try:
@@ -209,7 +257,7 @@ class Security:
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         for name in cert_identities(ssl_object):
             entry = realm.lookup(name)
-            if entry is not None:
+            if entry is not None and entry.nkey is None:  # nats-server maps users only
                 return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
         return self._refuse(client, kind, CERT_NOT_MAPPED, None)
 

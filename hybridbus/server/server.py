@@ -421,6 +421,9 @@ class Server:
         }
         if self.auth_required:
             info["auth_required"] = True
+            nonce = getattr(client, "nonce", None)
+            if nonce and not getattr(client, "connected", False):
+                info["nonce"] = nonce  # for an nkey user to sign (security/nkey.py)
         if self.ldm:
             info["ldm"] = True
         if self.nats_tls is not None and not client.ws:

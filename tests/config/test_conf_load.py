@@ -254,10 +254,10 @@ def test_user_entry_refused_fields(conf):
         'c.conf:1:34: field "proxy_required" is not supported by hybridbus '
         "(an authentication setting: refusing to start rather than ignore it)"
     ]
-    assert conf.errors("authorization { users: [{nkey: UABC}] }")[0] == (
-        'c.conf:1:25: field "nkey" is not supported by hybridbus '
-        "(an authentication setting: refusing to start rather than ignore it)"
-    )
+    # nkey users are supported (tests/security/test_nkeys.py); a bad key is refused
+    assert conf.errors("authorization { users: [{nkey: UABC}] }") == [
+        "c.conf:1:25: Not a valid public nkey for a user"
+    ]
 
 
 # -- raw map and digest ----------------------------------------------------------------------

@@ -26,6 +26,8 @@ if not NATS.exists():
 
 pytestmark = pytest.mark.skipif(not NATS.exists(), reason="nats-server binary not installed")
 
+NKEY = "UB7MWKE6ZBVDWTLTM4YYOMG5DG45T4OFX2M4YURTZKXSTZ46KUOM4NDW"
+
 CASES = {
     "plain": 'port: 4222\nhttp_port: 8222\nmax_payload: 1MB\nping_interval: "2m"\n',
     "json": '{"port": 4222, "debug": true, "jetstream": {"store_dir": "/tmp/js"}}',
@@ -37,6 +39,11 @@ CASES = {
     "bracket_quirk": "server_tags: [1]\n",
     "auth": 'authorization {\n users: [{user: a, password: b, permissions: {publish: {allow: "a.>"}}}]\n}\n',
     "dup_user": "authorization { users: [{user: a}, {user: a}] }\n",
+    "nkey_users": "authorization {\n users: [\n  {nkey: NKEY, permissions: {publish: a}}\n"
+    "  {user: b, password: c}\n ]\n}\nno_auth_user: NKEY\n",
+    "nkey_bad": "authorization { users: [{nkey: UABC}] }\n",
+    "nkey_checksum": "authorization { users: [{nkey: BADNKEY}] }\n",
+    "nkey_dup": "authorization { users: [{nkey: NKEY}, {user: NKEY, password: x}] }\n",
     "tls": 'tls { cert_file: "CERT", key_file: "KEY", timeout: "2s" }\n',
     "tls_missing": 'tls { cert_file: "/nope.pem", key_file: "KEY" }\n',
     "mqtt_ws": 'mqtt { port: 1883, ack_wait: "30s", max_ack_pending: 100 }\nwebsocket { port: 8080, no_tls: true }\n',
@@ -51,6 +58,9 @@ CASES = {
 def _prepare(root: Path, name: str, text: str) -> Path:
     d = root / name
     d.mkdir()
+    # a user public nkey, and the same with its checksum broken (before KEY below)
+    text = text.replace("BADNKEY", NKEY[:-1] + ("A" if NKEY[-1] != "A" else "B"))
+    text = text.replace("NKEY", NKEY)
     text = text.replace("CERT", str(DATA / "cert.pem")).replace("KEY", str(DATA / "key.pem"))
     (d / "c.conf").write_text(text)
     (d / "inc.conf").write_text("server_name: from-include\n")

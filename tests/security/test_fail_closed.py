@@ -15,11 +15,13 @@ it in step with the loader's own refusal sets.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import subprocess
 import sys
 
 import nats
+import nkeys
 import pytest
 
 from hybridbus.config import ConfigError, opts_auth, opts_listeners, opts_mqtt
@@ -32,6 +34,8 @@ from tests.helpers.wire import Wire, eventually
 from .wsclient import WsClient
 
 AUTH = "(an authentication setting: refusing to start rather than ignore it)"
+# the nkey user of the enforced cases (`{nkey}` in a config)
+NKEY = nkeys.from_seed(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
 NO_CERT = "a tls block needs cert_file and key_file"
 CERT_PAIR = 'cert_file: "{cert}", key_file: "{key}"'
 
@@ -98,11 +102,7 @@ REFUSED = [
         "authorization { users: [{user: a, password: b, proxy_required: true}] }",
         refused("proxy_required"),
     ),
-    (
-        "user.nkey",
-        'authorization { users: [{nkey: "UABC"}] }',
-        refused("nkey"),
-    ),
+    ("user.nkey.invalid", 'authorization { users: [{nkey: "UABC"}] }', "Not a valid public nkey"),
     # websocket credentials from cookies of the HTTP upgrade
     *[
         (
@@ -175,6 +175,7 @@ REFUSED = [
 
 def _write(tmp_path, text: str, pki) -> str:
     text = text.replace("{cert}", pki.server_cert).replace("{key}", pki.server_key)
+    text = text.replace("{nkey}", NKEY.public_key.decode())
     text = text.replace("{ca}", pki.ca_file)
     path = tmp_path / "c.conf"
     path.write_text(text + "\n")
@@ -319,6 +320,15 @@ async def probe_user_password(server: Server, pki) -> None:
     await nats_refused(port, b'{"verbose":false}')
     await nats_refused(port, b'{"verbose":false,"user":"u","pass":"wrong"}')
     await nats_accepted(port, b'{"verbose":false,"user":"u","pass":"p"}')
+
+
+async def probe_nkey(server: Server, pki) -> None:
+    port, public = server.nats_port, NKEY.public_key.decode()
+    await nats_refused(port, b'{"verbose":false}')
+    await nats_refused(port, b'{"verbose":false,"nkey":"%s"}' % public.encode())  # no sig
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", nkeys_seed_str=NKEY.seed.decode())
+    await nc.flush(1)
+    await nc.close()
 
 
 async def probe_token(server: Server, pki) -> None:
@@ -511,6 +521,7 @@ ENFORCED = [
     ("authorization.user", "authorization { user: u, password: p }", probe_user_password),
     ("authorization.token", "authorization { token: t0k }", probe_token),
     ("authorization.users", USERS.format(extra=""), probe_user_password),
+    ("user.nkey", "authorization { users: [{ nkey: {nkey} }] }", probe_nkey),
     (
         "user.permissions",
         USERS.format(extra=', permissions: { publish: "ok.>", subscribe: "ok.>" }'),

@@ -1,0 +1,40 @@
+"""NKey public keys as text (the nats-io/nkeys encoding), decoded without a socket or
+a crypto library, so the config loader can check a key as nats-server does.
+
+A public key is base32 (RFC 4648 alphabet, upper case, no padding) of 35 bytes: one
+prefix byte naming the role ('U' user, 'A' account, 'O' operator, 'N' server, 'C'
+cluster), the 32-byte ed25519 public key, and a CRC-16 of those 33 bytes, little
+endian. The CRC is CRC-16/XMODEM (polynomial 0x1021, initial value 0), which is what
+``binascii.crc_hqx(data, 0)`` computes; tests/security/test_nkeys.py checks it against
+the nkeys package on random keys. The signature itself is checked elsewhere
+(``hybridbus.security.nkey``), with a real ed25519 implementation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+__all__ = ["PREFIX_USER", "PREFIX_ACCOUNT", "PREFIX_OPERATOR", "decode_public_key"]
+
+# nkeys' prefix bytes: the role letter's base32 value, shifted to the top five bits
+PREFIX_USER = 20 << 3  # 'U'
+PREFIX_ACCOUNT = 0  # 'A'
+PREFIX_OPERATOR = 14 << 3  # 'O'
+
+_ENCODED_LEN = 56  # 35 bytes in base32, no padding
+
+
+def decode_public_key(text: object, prefix: int) -> bytes | None:
+    """The 32-byte ed25519 key of a public nkey with role `prefix`, or None when `text`
+    is not one (wrong type, length, alphabet, role or checksum)."""
+    if not isinstance(text, str) or len(text) != _ENCODED_LEN or not text.isascii():
+        return None
+    try:
+        raw = base64.b32decode(text)  # upper case only, as Go's StdEncoding
+    except (binascii.Error, ValueError):
+        return None
+    body, crc = raw[:-2], raw[-2:]
+    if body[0] != prefix or binascii.crc_hqx(body, 0).to_bytes(2, "little") != crc:
+        return None
+    return body[1:]
