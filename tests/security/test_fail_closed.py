@@ -9,7 +9,9 @@ options hybridbus implements, each with a probe that starts a real server from t
 config and shows a client without the right credentials being refused. The key list
 comes from nats-server's server/opts.go (v2.15: top level, ``authorization``, user
 entries, ``mqtt``/``websocket``, ``tls``); ``test_every_refused_key_is_tested`` keeps
-it in step with the loader's own refusal sets.
+it in step with the loader's own refusal sets. The ``cluster``, ``gateway`` and
+``leafnodes`` blocks stay warned about and ignored as a whole: no listener opens for
+them, which the last test shows, so their auth settings guard nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hybridbus.config import ConfigError, opts_auth, opts_listeners, opts_mqtt
 from hybridbus.config import load as config_load
 from hybridbus.config.load import load_options, startup_errors
 from hybridbus.server.server import Server
+from tests.conftest import free_port
 from tests.helpers import mqtt_packets as mp
 from tests.helpers.wire import Wire, eventually
 
@@ -597,3 +600,30 @@ async def test_enforced_options_refuse_clients_without_credentials(tmp_path, pki
     finally:
         await server.shutdown()
     await eventually(lambda: not server.clients)
+
+
+# -- blocks ignored whole: no listener, so their auth settings guard nothing -------------
+
+
+@pytest.mark.parametrize("block", ["cluster", "gateway", "leafnodes"])
+async def test_ignored_server_links_open_no_port(tmp_path, pki, block):
+    """cluster, gateway and leafnodes are warned about and ignored as a whole: hybridbus
+    opens no listener for them and dials nobody, so their authorization (and a leaf
+    remote's credentials) cannot let anyone in."""
+    port = free_port()
+    name = 'name: "g", ' if block == "gateway" else ""
+    text = (
+        f'{block} {{ {name}listen: "127.0.0.1:{port}", authorization {{ user: a, password: b }} }}'
+    )
+    path = _write(tmp_path, BASE.format(store=tmp_path / "js") + text, pki)
+    opts, warnings = load_options(path)
+    assert [w.split(": ", 1)[1] for w in warnings] == [
+        f'field "{block}" is not supported by hybridbus and is ignored'
+    ]
+    server = Server(opts)
+    await server.start()
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+    finally:
+        await server.shutdown()
