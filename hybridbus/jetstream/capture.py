@@ -150,7 +150,9 @@ def store_publish(
         try:
             kw = _header_checks(stream, subject, decode_headers(headers), mqtt_msg is None)
         except StoreError as err:
-            if reply is not None:
+            if mqtt_msg is not None and js.hub.mqtt is not None:
+                _refuse_mqtt(js, mqtt_msg, err)
+            elif reply is not None:
                 js.later(js.reply, reply, pub_error(name, err))
             return
     if mqtt_msg is not None and js.hub.mqtt is not None:
@@ -246,6 +248,19 @@ def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw) 
         return
     if not stream.was_duplicate:
         _stored(js, stream.name, subject, headers, payload)
+
+
+def _refuse_mqtt(js: JetStream, mqtt_msg: Any, err: StoreError) -> None:
+    """A header check refused an MQTT PUBLISH (a user property such as
+    Nats-Expected-Stream): its ack fails as for a refusal by the store."""
+
+    def append(_on_durable, _msg_id) -> int:
+        raise err
+
+    try:
+        js.hub.mqtt.capture(mqtt_msg, append)
+    except StoreError:
+        pass
 
 
 def _stored(js: JetStream, name: str, subject: str, headers, payload: bytes) -> None:

@@ -115,8 +115,9 @@ async def test_qos0_is_captured_and_mqtt5_properties_become_headers(server_facto
         ({"max_msgs": 1, "discard": api.DiscardPolicy.NEW}, b"", QUOTA_EXCEEDED),
         ({"max_msg_size": 8}, b"", QUOTA_EXCEEDED),
         ({}, user_property("Nats-Expected-Last-Sequence", "7"), IMPLEMENTATION_SPECIFIC),
+        ({}, user_property("Nats-Expected-Stream", "OTHER"), IMPLEMENTATION_SPECIFIC),
     ],
-    ids=["discard-new", "max-msg-size", "expectation"],
+    ids=["discard-new", "max-msg-size", "expectation", "expected-stream"],
 )
 async def test_mqtt5_puback_carries_the_refusal(server_factory, config, props, reason):
     server = await server_factory()
