@@ -208,17 +208,16 @@ class StreamRemoval:
         cutoff = (now_ns or time.time_ns()) - self._max_age_ns
         if self._ttl_never:  # per-message TTL "never" (ttl.py) outlives max_age
             removed = self._expire_age_skipping_never(cutoff)
-            if removed:
-                self._touch()
-            return removed
-        removed = 0
-        while self._msgs:
-            loc = self._locate(self._first)
-            if loc is None or loc[0].ts[loc[1]] > cutoff:
-                break
-            self._remove_at(loc[0], loc[1], self._first)
-            removed += 1
+        else:
+            removed = 0
+            while self._msgs:
+                loc = self._locate(self._first)
+                if loc is None or loc[0].ts[loc[1]] > cutoff:
+                    break
+                self._age_out(loc[0], loc[1], self._first)  # ttl.py: delete markers
+                removed += 1
         if removed:
+            self._flush_markers()
             self._touch()
         return removed
 

@@ -87,6 +87,7 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
         self._dup_window_ns = int(config.duplicate_window * 1e9)
         self._max_age_ns = int(config.max_age * 1e9)
         self._ttl_on = config.allow_msg_ttl  # honour Nats-TTL headers (ttl.py)
+        self._sdm_ns = int((config.subject_delete_marker_ttl or 0) * 1e9)  # markers (ttl.py)
         # No policy or limit in the config for an append to consult (see _takes_plain).
         self._plain = not (
             self._checks

@@ -11,6 +11,12 @@ file store's recovery before it applies ``max_age``). This reads every message o
 ``allow_msg_ttl`` stream once at start-up; nats-server keeps a persisted timer wheel
 (``thw.db``) instead.
 
+Subject delete markers (``subject_delete_marker_ttl``): when ``max_age`` or a TTL
+removes the last message of a subject, a marker takes its place, an empty message on
+that subject with ``Nats-Marker-Reason: MaxAge``, ``Nats-TTL: <the marker TTL>`` and
+``Nats-Rollup: sub`` (the headers a live nats-server 2.15 writes), so a KV watcher sees
+the key go. The marker expires by its own TTL and leaves no marker behind.
+
 State: ``_ttl_heap`` holds ``(expires_ns, seq)`` of messages with a TTL, ``_ttl_never``
 the seqs of ``never`` messages. Entries of messages removed otherwise (deletes, purges,
 limits) stay until they come up (a removed seq is never reused, so they are skipped then)
@@ -20,14 +26,19 @@ or until the structure is rebuilt when it grows past twice the stream's message 
 from __future__ import annotations
 
 import heapq
+import logging
 import re
 import time
 
 from .blocks import DEAD
+from .errors import StoreError
 
 TTL_HEADER = "Nats-TTL"
 _TTL_KEY = b"\r\nNats-TTL:"
+_MARKER_KEY = b"\r\nNats-Marker-Reason:"
 NEVER = -1
+
+log = logging.getLogger("hybridbus.store")
 
 # Go's time.ParseDuration: an optional sign, then one or more <number><unit>.
 _UNIT_NS = {
@@ -81,6 +92,19 @@ def parse_ttl(value: str) -> int | None:
     return None
 
 
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String for a positive duration of whole milliseconds or more
+    ("2s", "1m30s", "1h0m0s", "1.5s"): how nats-server writes a marker's Nats-TTL."""
+    h, rest = divmod(ns, 3_600_000_000_000)
+    m, rest = divmod(rest, 60_000_000_000)
+    secs = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".")
+    if h:
+        return f"{h}h{m}m{secs}s"
+    if m:
+        return f"{m}m{secs}s"
+    return f"{secs}s"
+
+
 def ttl_of(headers: bytes) -> int | None:
     """The TTL a stored header block asks for (None: none, or not a valid one)."""
     pos = headers.find(_TTL_KEY)
@@ -102,6 +126,7 @@ class StreamTTL:
         self._ttl_heap: list[tuple[int, int]] = []
         self._ttl_never: set[int] = set()
         self._ttl_handle = None
+        self._pending_markers: list[str] = []
 
     def _note_ttl(self, seq: int, ts: int, headers: bytes) -> None:
         """After an append to an ``allow_msg_ttl`` stream whose headers name a TTL."""
@@ -148,11 +173,46 @@ class StreamTTL:
         removed = 0
         while heap and heap[0][0] <= now:
             _due, seq = heapq.heappop(heap)
-            if self._remove_seq(seq):
+            loc = self._locate(seq)
+            if loc is not None and loc[0].subj[loc[1]] != DEAD:
+                self._age_out(loc[0], loc[1], seq)
                 removed += 1
         if removed:
+            self._flush_markers()
             self._touch()
         return removed
+
+    # ---- subject delete markers ------------------------------------------------
+
+    def _age_out(self, blk, i: int, seq: int) -> None:
+        """Remove a message for ``max_age`` or its TTL; if it was the last of its
+        subject and the stream wants markers, one is due (``_flush_markers``)."""
+        subject = self._marker_subject(blk, i, seq) if self._sdm_ns else None
+        self._remove_at(blk, i, seq)
+        if subject is not None and subject not in self._sids:
+            self._pending_markers.append(subject)
+
+    def _marker_subject(self, blk, i: int, seq: int) -> str | None:
+        msg = self._load_slot(blk, i, seq)
+        if msg is None or (msg.headers and _MARKER_KEY in msg.headers):
+            return None  # a marker going leaves no marker
+        return msg.subject
+
+    def _flush_markers(self) -> None:
+        subjects, self._pending_markers = self._pending_markers, []
+        if not subjects or self._closed:
+            return
+        hdr = (
+            "NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\n"
+            f"Nats-TTL: {go_duration(self._sdm_ns)}\r\nNats-Rollup: sub\r\n\r\n"
+        ).encode()
+        for subject in subjects:
+            if subject in self._sids:
+                continue  # a new message came first
+            try:
+                self.append(subject, b"", hdr)
+            except StoreError as err:
+                log.warning("stream %s: no delete marker for %r: %s", self.name, subject, err)
 
     def _rebuild_ttls(self) -> None:
         """Recovery: the TTLs of the stored messages, from their headers."""
@@ -185,7 +245,7 @@ class StreamTTL:
             if blk.ts[j] > cutoff:
                 break
             if seq not in never and blk.subj[j] != DEAD:
-                self._remove_at(blk, j, seq)
+                self._age_out(blk, j, seq)
                 removed += 1
             seq += 1
         return removed

@@ -132,3 +132,63 @@ def test_without_a_loop_state_expires_what_is_due(make_store):
     assert st.state().messages == 1
     time.sleep(1.05)
     assert st.state().messages == 0
+
+
+def test_go_duration_matches_go():
+    from hybridbus.store.ttl import go_duration
+
+    assert [go_duration(s * 1_000_000_000) for s in (1, 2, 59, 60, 90, 3600, 3661)] == [
+        "1s",
+        "2s",
+        "59s",
+        "1m0s",
+        "1m30s",
+        "1h0m0s",
+        "1h1m1s",
+    ]
+    assert go_duration(1_500_000_000) == "1.5s"
+
+
+async def test_a_subject_aged_out_leaves_a_marker_that_expires(store):
+    st = store.add_stream(cfg(max_age=0.3, subject_delete_marker_ttl=1.0))
+    st.append("t.a", b"1")
+    st.append("t.a", b"2")
+    st.append("t.b", b"x", ttl("never"))  # stays: no marker for it
+    deadline = time.monotonic() + 3
+    while st.state().last_seq < 4 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    msgs = list(st.iter())
+    assert [(m.seq, m.subject) for m in msgs] == [(3, "t.b"), (4, "t.a")]
+    marker = msgs[1]
+    assert marker.payload == b""
+    assert marker.headers == (
+        b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: 1s\r\nNats-Rollup: sub\r\n\r\n"
+    )
+    # the marker goes by its own TTL and leaves no marker behind
+    deadline = time.monotonic() + 3
+    while st.state().messages > 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert [m.subject for m in st.iter()] == ["t.b"]
+    assert st.state().last_seq == 4
+
+
+async def test_a_per_message_ttl_leaves_a_marker_too(store):
+    st = store.add_stream(cfg(subject_delete_marker_ttl=5.0))
+    st.append("t.a", b"1", ttl("1"))
+    st.append("t.b", b"2")
+    deadline = time.monotonic() + 3
+    while st.state().last_seq < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    last = st.last("t.a")
+    assert (last.seq, last.payload) == (3, b"")
+    assert b"Nats-Marker-Reason: MaxAge" in last.headers
+    assert b"Nats-TTL: 5s" in last.headers
+
+
+async def test_no_marker_while_the_subject_has_newer_messages(store):
+    st = store.add_stream(cfg(subject_delete_marker_ttl=5.0))
+    st.append("t.a", b"old", ttl("1"))
+    st.append("t.a", b"new")
+    await asyncio.sleep(1.3)
+    assert [m.payload for m in st.iter()] == [b"new"]
