@@ -1,7 +1,11 @@
 """Push consumers: deliveries to ``deliver_subject`` while it has interest.
 
-Interest is looked up in the router (a ``deliver_group`` needs a member of that queue
-group; the delivery then goes to one member of it). It is checked before each pump, and
+Interest is looked up in the router (with a ``deliver_group``, a member of that queue
+group). A delivery is routed like a publish to the deliver subject, as nats-server's
+internal client sends it: every plain subscriber, and one member of each queue group
+(seen on nats-server 2.15.1: a plain subscriber of a ``deliver_group`` consumer's
+subject gets the messages too, once a group member gives it interest). It is checked
+before each pump, and
 ``delivery.Consumers`` re-checks every push consumer when the router's generation moves
 (a SUB or UNSUB), so a consumer resumes when its subscriber comes back and starts its
 inactivity countdown when it leaves (``inactive_threshold``: 5 s by default for an
@@ -19,7 +23,8 @@ after ``idle_heartbeat`` without a delivery.
 ``replay_policy: original`` keeps the stored messages' time gaps until the consumer has
 caught up with the stream's last message at start; ``rate_limit_bps`` is a token bucket
 (bits per second, a burst of one maximal message, as nats-server's rate.Limiter). Both
-hold the next message (already taken from the store) on the consumer's timer.
+hold the next message (already taken from the store) on the consumer's timer; a
+flow-control stall holds the rest of a batch the same way, until the reply.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ class PushRuntime(Runtime):
         self.maxpb = FC_START
         self.fcid: str | None = None
         self.fcsz = 0
-        self.avg = 1024  # running mean of delivery sizes, to size a chunk under flow control
         self.held: deque[tuple[Any, Any]] = deque()
         self.held_at = 0.0
         self.hb_due = 0.0
@@ -52,6 +56,9 @@ class PushRuntime(Runtime):
         self.tokens = 0.0
         self.tokens_at = 0.0
         self.dsubj = ""
+        # the last delivery that went out (held messages have left the store already):
+        # what a heartbeat reports, and what an ordered consumer checks it against
+        self.sent = (c._dseq, c._sseq)
         super().__init__(reg, c)
         self.inactive_since = self.loop.time()
         self.check_interest()
@@ -118,23 +125,18 @@ class PushRuntime(Runtime):
         c = self.c
         budget = BUDGET
         paced = self.replaying or self.rate
+        fc = self.fc
         while budget > 0:
-            if self.fc and self.pbytes > self.maxpb:
+            if fc and self.pbytes > self.maxpb:
                 return  # stalled until the flow-control reply
-            if paced:
-                want = 1
-            elif self.fc:
-                want = max(1, min(256, (self.maxpb - self.pbytes) // max(self.avg, 1) + 1))
-            else:
-                want = min(256, budget)
-            batch = c.next_batch(want)
+            batch = c.next_batch(1 if paced else min(256, budget))
             if not batch:
                 limit = self.max_ack_pending
                 if limit > 0 and c.num_ack_pending >= limit:
                     self.ack_stalled = True
                 return
             budget -= len(batch)
-            if paced:
+            if paced or fc:
                 self.held.extend(batch)
                 if not self.release(self.loop.time()):
                     return
@@ -152,19 +154,19 @@ class PushRuntime(Runtime):
         if self.headers_only:
             hdr, payload = headers_only(hdr, payload), b""
         size = len(msg.subject) + len(reply) + len(hdr or b"") + len(payload)
-        if not self.js.send_to(self.dsubj, msg.subject, reply, hdr, payload, self.group):
+        if not self.js.send_to(self.dsubj, msg.subject, reply, hdr, payload):
             self.undelivered([msg.seq])
             if self.active:
                 self.active = False
                 self.inactive_since = self.loop.time()
             return 0
         self.hb_due = self.loop.time() + self.hb
+        self.sent = (d.consumer_seq, d.stream_seq)
         self.last_ts = msg.ts_ns
         if self.replaying and msg.seq >= self.replay_end:
             self.replaying = False
         if self.fc:
             self.pbytes += size
-            self.avg = (self.avg * 7 + size) // 8
             if self.fcid is None and self.pbytes > self.maxpb // 2:
                 self.send_fc()
         return size
@@ -185,9 +187,12 @@ class PushRuntime(Runtime):
         return wait
 
     def release(self, now: float) -> bool:
-        """Send held messages whose time has come; False while one still waits."""
+        """Send held messages whose time has come; False while one still waits (for its
+        time, or for the flow-control reply)."""
         held = self.held
         while held:
+            if self.fc and self.pbytes > self.maxpb:
+                return False
             msg, d = held[0]
             if self.held_at and now < self.held_at:
                 self.wake_at(self.held_at)
@@ -212,7 +217,7 @@ class PushRuntime(Runtime):
         self.fcid = f"$JS.FC.{self.stream_name}.{self.name}.{rand}"
         self.fcsz = self.pbytes
         hdr = status(100, "FlowControl Request")
-        self.js.send_to(self.dsubj, self.dsubj, self.fcid, hdr, b"", self.group)
+        self.js.send_to(self.dsubj, self.dsubj, self.fcid, hdr, b"")
 
     def flow_control_reply(self, subject: str) -> None:
         """The client answered ``subject`` (nats-server processFlowControl)."""
@@ -227,15 +232,14 @@ class PushRuntime(Runtime):
 
     def heartbeat(self) -> None:
         c = self.c
+        dseq, sseq = self.sent if self.held else (c._dseq, c._sseq)
         hdrs: list[tuple[str, Any]] = [
-            ("Nats-Last-Consumer", c._dseq),
-            ("Nats-Last-Stream", c._sseq),
+            ("Nats-Last-Consumer", dseq),
+            ("Nats-Last-Stream", sseq),
         ]
         if self.fcid is not None:
             hdrs.append(("Nats-Consumer-Stalled", self.fcid))
-        self.js.send_to(
-            self.dsubj, self.dsubj, None, status(100, "Idle Heartbeat", *hdrs), b"", self.group
-        )
+        self.js.send_to(self.dsubj, self.dsubj, None, status(100, "Idle Heartbeat", *hdrs), b"")
 
     def tick(self, now: float) -> None:
         if self.held:
