@@ -362,11 +362,12 @@ def msg_delete(req: Request) -> dict:
     if cfg.deny_delete:
         raise ApiError(500, 10057, "message delete not permitted")
     seq = body.get("seq") or 0
-    if seq == 0:
-        raise ApiError(500, 10057, "no message found")
-    if seq > st.state().last_seq:
+    state = st.state()
+    if seq > state.last_seq:
         raise ApiError(500, 10057, "stream store EOF")
-    st.delete(seq)  # SeqNotFound: 400/10043 "sequence N not found"
+    if seq < max(state.first_seq, 1):  # 0, or before the first message
+        raise ApiError(500, 10057, "no message found")
+    st.delete(seq)  # a gap between first and last: SeqNotFound, 400/10043
     return {"success": True}
 
 
