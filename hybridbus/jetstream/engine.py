@@ -196,3 +196,19 @@ class JetStream:
     def has_interest(self, inbox: str) -> bool:
         result = self.hub.sublist.match(inbox)
         return bool(result.plain or result.queues)
+
+    # -- what the monitor reads (monitor/ may not import this package) ------------------
+
+    def stream_info(self, stream: Any) -> dict:
+        """A store stream's StreamInfo as STREAM.INFO gives it (/jsz's stream detail)."""
+        from hybridbus.jetstream import streams
+
+        return streams.info_body(self, stream)
+
+    def consumer_info(self, consumer: Any) -> dict:
+        """A store consumer's ConsumerInfo as CONSUMER.INFO gives it, the live parts
+        (num_waiting, push_bound) included (/jsz's consumer detail, /metrics)."""
+        from hybridbus.jetstream import consumers
+
+        rt = self.consumers.find(consumer.stream.name, consumer.name) if self.consumers else None
+        return consumers.info(self, consumer, rt)

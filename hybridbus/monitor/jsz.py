@@ -175,7 +175,12 @@ def _retime(value: Any) -> Any:
 
 
 def consumer_info(server: Server, consumer: Any) -> dict:
-    """A consumer's ConsumerInfo in wire units (``/jsz`` and ``/metrics`` read it)."""
+    """A consumer's ConsumerInfo in wire units, as ``CONSUMER.INFO`` answers it (the
+    engine adds the live parts: pull requests waiting, a bound push consumer);
+    ``/jsz`` and ``/metrics`` read it."""
+    js = server.jetstream
+    if js is not None:
+        return js.consumer_info(consumer)
     return consumer.info(wire=True)
 
 
@@ -187,7 +192,10 @@ def _consumer_info(consumer: Any, server: Server, with_config: bool, now: str) -
         "created": _retime(info.get("created", ZERO_TIME)),
     }
     if with_config:
-        d["config"] = info.get("config", {})
+        config = dict(info.get("config", {}))
+        if "opt_start_time" in config:
+            config["opt_start_time"] = _retime(config["opt_start_time"])
+        d["config"] = config
     delivered = dict(info.get("delivered") or {})
     ack_floor = dict(info.get("ack_floor") or {})
     for block in (delivered, ack_floor):
@@ -206,13 +214,18 @@ def _consumer_info(consumer: Any, server: Server, with_config: bool, now: str) -
 
 
 def _stream_detail(stream: Any, server: Server, o: JszOptions, now: str) -> dict:
+    """nats-server's StreamDetail. The config and a mirror's ``mirror`` block or a
+    sourcing stream's ``sources`` come from the engine's StreamInfo (what
+    ``STREAM.INFO`` answers), so both show the same defaults."""
+    js = server.jetstream
+    info = js.stream_info(stream) if js is not None else {}
     d: dict[str, Any] = {
         "name": stream.name,
         "created": rfc3339_ns(stream.created_ns),
         "cluster": {"leader": server.server_name},
     }
     if o.config:
-        d["config"] = stream.config.to_dict(wire=True)
+        d["config"] = info.get("config") or stream.config.to_dict(wire=True)
     d["state"] = _stream_state(stream.state())
     if o.consumers:
         omitempty(
@@ -220,22 +233,10 @@ def _stream_detail(stream: Any, server: Server, o: JszOptions, now: str) -> dict
             "consumer_detail",
             [_consumer_info(c, server, o.config, now) for c in stream.consumers()],
         )
-    d.update(_feeds_info(server, stream))
+    for key in ("mirror", "sources"):
+        if key in info:
+            d[key] = info[key]
     return d
-
-
-def _feeds_info(server: Server, stream: Any) -> dict:
-    """A mirror's ``mirror`` block or a sourcing stream's ``sources`` (nats-server's
-    StreamSourceInfo: name, lag, active...), from the feeds the engine keeps for it
-    (``jetstream/mirror.py``: ``feeds`` maps a target stream to its links)."""
-    js = server.jetstream
-    links = getattr(js, "feeds", {}).get(stream.name) if js is not None else None
-    if not links:
-        return {}
-    mirrors = [link for link in links if link.mirror]
-    if mirrors:
-        return {"mirror": mirrors[0].info()}
-    return {"sources": [link.info() for link in links]}
 
 
 def store_report(server: Server) -> dict:
