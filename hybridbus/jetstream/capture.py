@@ -21,6 +21,7 @@ discard-new limits (10077). A publish without a reply is stored silently; a stre
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -116,13 +117,13 @@ def _handler(js: JetStream, name: str):
     return on_publish
 
 
-def pub_ack(stream: str, seq: int, duplicate: bool = False, domain: str | None = None) -> dict:
-    ack: dict[str, Any] = {"stream": stream, "seq": seq}
-    if domain:
-        ack["domain"] = domain
-    if duplicate:
-        ack["duplicate"] = True
-    return ack
+def pub_ack(stream: str, seq: int, duplicate: bool = False, domain: str | None = None) -> bytes:
+    """The PubAck, byte for byte as nats-server writes it (its template, then the
+    sequence; ``"duplicate": true`` with the space)."""
+    name = json.dumps(stream)
+    head = f'{{"stream":{name},"domain":{json.dumps(domain)},' if domain else f'{{"stream":{name},'
+    tail = ',"duplicate": true}' if duplicate else "}"
+    return f'{head}"seq":{seq}{tail}'.encode()
 
 
 def pub_error(stream: str, err: StoreError) -> dict:
