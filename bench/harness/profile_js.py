@@ -9,7 +9,7 @@ load runs samples the server with ``py-spy record --nonblocking`` (200 Hz; py-sp
 installed: ``.venv/bin/pip install py-spy``). Prints the role's result, the server's CPU,
 then the functions by self time and by inclusive time (``--lines``: per line), from the
 collapsed stacks (kept in ``/tmp/profile_js_<scenario>.txt``); ``--svg`` also writes a
-flame graph (a second, shorter recording). Profiling costs the server some speed, so
+flame graph (a second py-spy sampling the same window). Profiling costs the server some speed, so
 take rates from the suite and proportions from here.
 """
 
@@ -102,22 +102,20 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 fleet.spawn("kv", "req", KvClient, host=host, port=port)
             fleet.wait_ready(fleet.workers)
-            extra = 0.5 + (a.secs / 2 if a.svg else 0.0)
-            t0, t1, t_stop = fleet.go(1.0, a.secs, extra)
+            t0, t1, t_stop = fleet.go(1.0, a.secs, 0.5)
             time.sleep(max(0.0, t0 - time.monotonic()))
             c0 = proc_cpu(srv.pid)
             base = [spy, "record", "--pid", str(srv.pid), "--nonblocking", "--rate", "200"]
-            rec = subprocess.Popen(
-                [*base, "--duration", str(int(a.secs)), "--format", "raw", "-o", raw],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.STDOUT,
-            )
+            base += ["--duration", str(int(a.secs))]
+            outs = [["--format", "raw", "-o", raw]] + ([["-o", a.svg]] if a.svg else [])
+            recs = [
+                subprocess.Popen([*base, *o], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                for o in outs
+            ]
             time.sleep(max(0.0, t1 - time.monotonic()))
             c1 = proc_cpu(srv.pid)
-            rec.wait(30)
-            if a.svg:
-                dur = str(max(1, int(a.secs / 2)))
-                subprocess.run([*base, "--duration", dur, "-o", a.svg], capture_output=True)
+            for rec in recs:
+                rec.wait(30)
             collect(fleet, srv, t_stop + 30.0)
             for w in fleet.workers:
                 r = w.result or {}
