@@ -207,6 +207,7 @@ def _consumer_info(consumer: Any, server: Server, with_config: bool, now: str) -
     d["num_redelivered"] = int(info.get("num_redelivered", 0))
     d["num_waiting"] = int(info.get("num_waiting", 0))
     d["num_pending"] = int(info.get("num_pending", 0))
+    omitempty(d, "push_bound", bool(info.get("push_bound")))
     # Standalone nats-server (2.15.1) gives its consumers no "cluster" block in /jsz,
     # only its streams.
     d["ts"] = now

@@ -438,6 +438,7 @@ CONSUMER_INFO = {
     "num_redelivered": "int",
     "num_waiting": "int",
     "num_pending": "uint",
+    "push_bound?": "bool",
     "cluster?": {"leader?": "str", "name?": "str"},
     "ts?": "time",
 }

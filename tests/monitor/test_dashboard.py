@@ -201,11 +201,17 @@ async def test_dashboard_shows_version_name_and_mqtt_store_figures(monitored_fac
 async def test_dashboard_jetstream_panel(monitored, tmp_path):
     """The JetStream panel: API requests and errors, and one row per stream with its
     subjects, messages, bytes and consumers (the MQTT state streams included)."""
-    from tests.monitor.test_jsz_api import MQTT_STREAMS, ORDERS_BYTES, api_requests, make_orders
+    from tests.monitor.test_jsz_api import (
+        MQTT_STREAMS,
+        ORDERS_BYTES,
+        SETUP_REQUESTS,
+        api_requests,
+        make_orders,
+    )
 
     nc, js = await make_orders(monitored.server)
     try:
-        await api_requests(js, 3)
+        await api_requests(js, 3, bad=2)
         dom = (
             await run_chromium(
                 tmp_path, "js", "--dump-dom", "--virtual-time-budget=3000", monitored.url("/")
@@ -215,8 +221,8 @@ async def test_dashboard_jetstream_panel(monitored, tmp_path):
         await nc.close()
     assert element_text(dom, "status") == "live"
     assert element_text(dom, "js-state") == "enabled"
-    assert element_text(dom, "js-api-total") == "3"
-    assert element_text(dom, "js-api-errors") == "0"
+    assert element_text(dom, "js-api-total") == str(SETUP_REQUESTS + 5)
+    assert element_text(dom, "js-api-errors") == "2"
     assert element_text(dom, "js-streams") == str(1 + len(MQTT_STREAMS))
     rows = re.findall(r'<tr[^>]*data-stream="([^"]*)"[^>]*>(.*?)</tr>', dom, re.S)
     names = [html.unescape(name) for name, _ in rows]

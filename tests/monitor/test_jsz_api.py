@@ -9,10 +9,9 @@ import asyncio
 
 import nats
 import pytest
-from nats.js.errors import ServiceUnavailableError
+from nats.js.api import ConsumerConfig, StreamSource
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from hybridbus.jetstream import capture
-from hybridbus.store.api import ConsumerConfig, StreamConfig
 from tests.monitor.conftest import eventually
 from tests.monitor.gocheck import JSZ, VARZ, check
 from tests.monitor.test_metrics import scrape, value
@@ -35,37 +34,48 @@ LIMITS = {"jetstream__max_memory_store": 1 << 28, "jetstream__max_file_store": 1
 ORDERS_BYTES = sum(stored_size(s, p) for s, p in zip(SUBJECTS, PAYLOADS, strict=True))
 
 
+# API requests make_orders sends: STREAM.CREATE and two CONSUMER.CREATE (publishes,
+# pull requests and acks are no API requests, in nats-server's count either)
+SETUP_REQUESTS = 3
+
+
 async def make_orders(server) -> tuple:
-    """ORDERS (orders.>) with 3 messages published through nats-py's JetStream
-    publish (PubAck from the engine), a durable `billing` that has delivered 2 and
-    redelivered 1 of them, and a second consumer `audit` that has delivered none.
-    Returns (connection, JetStreamContext)."""
-    stream = server.store.add_stream(StreamConfig(name="ORDERS", subjects=["orders.>"]))
-    capture.sync(server.jetstream, stream)
+    """Through nats-py's JetStream API: ORDERS (orders.>) with 3 messages, a durable
+    pull consumer `billing` that has been handed 2 of them and NAKed one, which came
+    again (2 unacknowledged, 1 redelivered, 1 never delivered), and a consumer
+    `audit` that has delivered none. Returns (connection, JetStreamContext)."""
     nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
     js = nc.jetstream(timeout=2)
+    await js.add_stream(name="ORDERS", subjects=["orders.>"])
     for i, (subject, payload) in enumerate(zip(SUBJECTS, PAYLOADS, strict=True)):
         ack = await js.publish(subject, payload)
         assert (ack.stream, ack.seq) == ("ORDERS", i + 1)
-    billing = stream.add_consumer(ConsumerConfig(durable_name="billing", ack_wait=30.0))
-    assert [m.seq for m, _ in billing.next_batch(2)] == [1, 2]
-    assert billing.nak(1)
-    assert [m.seq for m, _ in billing.next_batch(1)] == [1]  # the redelivery
-    stream.add_consumer(ConsumerConfig(durable_name="audit", description="the auditors"))
+    await js.add_consumer("ORDERS", ConsumerConfig(durable_name="billing", ack_wait=30))
+    await js.add_consumer("ORDERS", ConsumerConfig(durable_name="audit", description="auditors"))
+    billing = await js.pull_subscribe_bind("billing", stream="ORDERS")
+    first = await billing.fetch(2, timeout=2)
+    assert [m.metadata.sequence.stream for m in first] == [1, 2]
+    await first[0].nak()
+    again = await billing.fetch(1, timeout=2)
+    assert [(m.metadata.sequence.stream, m.metadata.num_delivered) for m in again] == [(1, 2)]
     return nc, js
 
 
-async def api_requests(js, good: int) -> None:
-    """``good`` $JS.API.INFO requests, each answered."""
+async def api_requests(js, good: int, bad: int = 0) -> None:
+    """``good`` $JS.API.INFO requests, each answered, and ``bad`` STREAM.INFO requests
+    for a stream that does not exist, each answered with an error (404, 10059)."""
     for _ in range(good):
         info = await js.account_info()
         assert info.streams >= 1
+    for _ in range(bad):
+        with pytest.raises(NotFoundError):
+            await js.stream_info("NOPE")
 
 
 async def test_jsz_reports_streams_consumers_and_api_counters(monitored):
     server = monitored.server
     nc, js = await make_orders(server)
-    await api_requests(js, 3)
+    await api_requests(js, 3, bad=2)
     doc = await monitored.json("/jsz")
     check(doc, JSZ)
     assert doc["streams"] == 1 + len(MQTT_STREAMS)
@@ -73,28 +83,37 @@ async def test_jsz_reports_streams_consumers_and_api_counters(monitored):
     assert doc["messages"] == 3  # the MQTT state streams are empty
     assert doc["bytes"] == ORDERS_BYTES
     assert doc["storage"] == ORDERS_BYTES and doc["memory"] == 0
-    assert doc["api"] == {"level": server.jetstream.api_level, "total": 3, "errors": 0}
+    total = SETUP_REQUESTS + 3 + 2
+    assert doc["api"] == {"level": server.jetstream.api_level, "total": total, "errors": 2}
     assert (doc["accounts"], doc["ha_assets"], doc["total"]) == (1, 0, 1)
     assert (doc["reserved_memory"], doc["reserved_storage"]) == (0, 0)
     assert doc["config"]["sync_interval"] == 120_000_000_000
     assert "account_details" not in doc and "disabled" not in doc
     # reading the monitor is no API request
     again = await monitored.json("/jsz?consumers=true")
-    assert again["api"]["total"] == 3
+    assert again["api"] == doc["api"]
+    # an unknown API subject gets no reply and is not counted (nats-server 2.15.1 too);
+    # a body that is no JSON is a counted error
+    with pytest.raises(nats.errors.TimeoutError):
+        await nc.request("$JS.API.STREAM.NAMES.EXTRA", b"", timeout=0.3)
+    bad = await nc.request("$JS.API.STREAM.CREATE.X", b"{bad json", timeout=2)
+    assert b'"error"' in bad.data
+    later = await monitored.json("/jsz")
+    assert later["api"]["total"] == total + 1 and later["api"]["errors"] == 3
     await nc.close()
 
 
 async def test_jsz_account_and_stream_details(monitored):
     server = monitored.server
     nc, js = await make_orders(server)
-    await api_requests(js, 2)
+    await api_requests(js, 2, bad=1)
     doc = await monitored.json("/jsz?accounts=true&streams=true&consumers=true&config=true")
     check(doc, JSZ)
     (acc,) = doc["account_details"]
     # nats-server 2.15.1: an account's own stats leave accounts and the API level at 0
     # and show no reservation as uint64's max
     assert (acc["name"], acc["id"]) == ("$G", "$G")
-    assert acc["api"] == {"level": 0, "total": 2, "errors": 0}
+    assert acc["api"] == {"level": 0, "total": SETUP_REQUESTS + 3, "errors": 1}
     assert (acc["accounts"], acc["ha_assets"]) == (0, 0)
     assert acc["reserved_memory"] == acc["reserved_storage"] == UINT64_MAX
     assert (acc["memory"], acc["storage"]) == (0, ORDERS_BYTES)
@@ -123,7 +142,7 @@ async def test_jsz_account_and_stream_details(monitored):
     assert "cluster" not in billing and billing["ts"] >= billing["created"]
     audit = consumers["audit"]
     assert audit["num_pending"] == 3 and audit["num_ack_pending"] == 0
-    assert audit["config"]["description"] == "the auditors"
+    assert audit["config"]["description"] == "auditors"
     # the internal MQTT streams are listed like nats-server lists its $MQTT_ ones
     for detail in acc["stream_detail"]:
         if detail["name"] in MQTT_STREAMS:
@@ -163,7 +182,7 @@ async def test_varz_jetstream_block_counts_the_api(monitored_factory):
     monitored = await monitored_factory(**LIMITS)
     server = monitored.server
     nc, js = await make_orders(server)
-    await api_requests(js, 4)
+    await api_requests(js, 4, bad=1)
     v = await monitored.json("/varz")
     check(v, VARZ)
     stats = v["jetstream"]["stats"]
@@ -174,7 +193,7 @@ async def test_varz_jetstream_block_counts_the_api(monitored_factory):
         "reserved_storage": 0,
         "accounts": 1,
         "ha_assets": 0,
-        "api": {"level": server.jetstream.api_level, "total": 4, "errors": 0},
+        "api": {"level": server.jetstream.api_level, "total": SETUP_REQUESTS + 5, "errors": 1},
     }
     jsz = await monitored.json("/jsz")
     assert v["jetstream"]["config"] == jsz["config"]
@@ -186,7 +205,7 @@ async def test_metrics_jetstream_families(monitored_factory):
     monitored = await monitored_factory(**LIMITS)
     server = monitored.server
     nc, js = await make_orders(server)
-    await api_requests(js, 5)
+    await api_requests(js, 5, bad=3)
     f = await scrape(monitored)
     assert f["hybridbus_jetstream_api_requests"].type == "counter"
     assert f["hybridbus_jetstream_stream_total_messages"].type == "gauge"
@@ -195,8 +214,8 @@ async def test_metrics_jetstream_families(monitored_factory):
     assert value(f, "hybridbus_jetstream_server_total_consumers") == 2
     assert value(f, "hybridbus_jetstream_server_total_messages") == 3
     assert value(f, "hybridbus_jetstream_server_total_message_bytes") == ORDERS_BYTES
-    assert value(f, "hybridbus_jetstream_api_requests_total") == 5
-    assert value(f, "hybridbus_jetstream_api_errors_total") == 0
+    assert value(f, "hybridbus_jetstream_api_requests_total") == SETUP_REQUESTS + 8
+    assert value(f, "hybridbus_jetstream_api_errors_total") == 3
     assert value(f, "hybridbus_jetstream_server_max_memory") == 1 << 28
     assert value(f, "hybridbus_jetstream_server_max_storage") == 1 << 30
     stream = {"stream": "ORDERS"}
@@ -221,10 +240,14 @@ async def test_metrics_jetstream_families(monitored_factory):
 async def test_overviewz_jetstream_section(monitored):
     server = monitored.server
     nc, js = await make_orders(server)
-    await api_requests(js, 2)
+    await api_requests(js, 2, bad=1)
     ov = (await monitored.json("/overviewz"))["jetstream"]
     assert ov["enabled"] is True
-    assert ov["api"] == {"level": server.jetstream.api_level, "total": 2, "errors": 0}
+    assert ov["api"] == {
+        "level": server.jetstream.api_level,
+        "total": SETUP_REQUESTS + 3,
+        "errors": 1,
+    }
     assert ov["streams_total"] == 1 + len(MQTT_STREAMS)
     rows = {r["name"]: r for r in ov["streams"]}
     assert rows["ORDERS"] == {
@@ -269,24 +292,15 @@ async def test_monitoring_with_jetstream_disabled(monitored_factory):
 async def test_jsz_mirror_and_sources_blocks(monitored):
     """A mirror's stream detail has nats-server's ``mirror`` block, a sourcing
     stream's a ``sources`` list (StreamSourceInfo: name, lag, active, filter)."""
-    from hybridbus.jetstream import mirror
-
     server = monitored.server
-    nc, _js = await make_orders(server)
+    nc, js = await make_orders(server)
     engine = server.jetstream
-    for cfg in (
-        {"name": "BACKUP", "mirror": {"name": "ORDERS"}},
-        {
-            "name": "FIRST",
-            "subjects": ["first.>"],
-            "sources": [{"name": "ORDERS", "filter_subject": "orders.1"}],
-        },
-    ):
-        config = StreamConfig.from_dict(cfg, wire=True)
-        mirror.check(engine, config.normalized())
-        stream = engine.store.add_stream(config)
-        capture.sync(engine, stream)
-        mirror.changed(engine, stream)
+    await js.add_stream(name="BACKUP", mirror=StreamSource(name="ORDERS"))
+    await js.add_stream(
+        name="FIRST",
+        subjects=["first.>"],
+        sources=[StreamSource(name="ORDERS", filter_subject="orders.1")],
+    )
 
     def copied() -> bool:
         backup, first = engine.store.stream("BACKUP"), engine.store.stream("FIRST")
@@ -305,4 +319,50 @@ async def test_jsz_mirror_and_sources_blocks(monitored):
     assert "mirror" not in first and "mirror" not in details["ORDERS"]
     assert (backup["state"]["messages"], first["state"]["messages"]) == (3, 1)
     assert doc["messages"] == 3 + 3 + 1
+    await nc.close()
+
+
+async def test_jsz_and_metrics_show_live_consumer_state(monitored):
+    """What only the engine knows: a pull request waiting for messages (num_waiting)
+    and a push consumer whose deliver subject has a subscriber (push_bound)."""
+    server = monitored.server
+    nc, js = await make_orders(server)
+    await js.add_consumer("ORDERS", ConsumerConfig(durable_name="idle", filter_subject="orders.9"))
+    await js.add_consumer(
+        "ORDERS", ConsumerConfig(durable_name="pusher", deliver_subject="deliver.orders")
+    )
+    got: asyncio.Queue = asyncio.Queue()
+    await nc.subscribe("deliver.orders", cb=got.put)
+    inbox = nc.new_inbox()
+    await nc.subscribe(inbox)
+    # a pull request for a message that is not there: it waits (expires in 5 s)
+    await nc.publish(
+        "$JS.API.CONSUMER.MSG.NEXT.ORDERS.idle", b'{"batch":1,"expires":5000000000}', reply=inbox
+    )
+    for _ in range(3):
+        await asyncio.wait_for(got.get(), 2)  # the push consumer delivered all three
+
+    async def waiting() -> bool:
+        doc = await monitored.json("/jsz?consumers=true")
+        orders = next(
+            s for s in doc["account_details"][0]["stream_detail"] if s["name"] == "ORDERS"
+        )
+        return {c["name"]: c for c in orders["consumer_detail"]}["idle"]["num_waiting"] == 1
+
+    await eventually(waiting, timeout=3)
+    doc = await monitored.json("/jsz?consumers=true")
+    check(doc, JSZ)
+    orders = next(s for s in doc["account_details"][0]["stream_detail"] if s["name"] == "ORDERS")
+    consumers = {c["name"]: c for c in orders["consumer_detail"]}
+    assert consumers["pusher"]["push_bound"] is True
+    assert consumers["pusher"]["delivered"]["stream_seq"] == 3
+    assert consumers["pusher"]["num_ack_pending"] == 3
+    assert "push_bound" not in consumers["idle"] and "push_bound" not in consumers["billing"]
+    assert consumers["idle"]["num_pending"] == 0
+    f = await scrape(monitored)
+    idle = {"stream": "ORDERS", "consumer": "idle"}
+    assert value(f, "hybridbus_jetstream_consumer_num_waiting", **idle) == 1
+    pusher = {"stream": "ORDERS", "consumer": "pusher"}
+    assert value(f, "hybridbus_jetstream_consumer_num_ack_pending", **pusher) == 3
+    assert value(f, "hybridbus_jetstream_server_total_consumers") == 4
     await nc.close()
