@@ -718,6 +718,18 @@ def test_live_jetstream_scenarios_against_nats_server() -> None:
     assert r["put_samples"] > 50 and 0 < r["get_p50_us"] <= r["get_p99_us"]
 
 
+def test_live_jetstream_scenarios_against_hybridbus() -> None:
+    # Only that the rows are there and add up (hybridbus's JetStream is being worked on).
+    o = Options(duration=0.5, warmup=0.2, js_prefill=40_000, kv_keys=10)
+    r = run_one(SCENARIOS["js_publish"], "hybridbus", o)
+    assert r["rate"] > 0 and r["errors"] == 0
+    r = run_one(SCENARIOS["js_pull"], "hybridbus", o)
+    assert r["prefill"] == 40_000 and r["rate"] > 0
+    assert r["ack_floor_stream_seq"] == r["received"] == r["workers"]["puller"]["total"]
+    r = run_one(SCENARIOS["kv_latency"], "hybridbus", o)
+    assert r["bad_puts"] == 0 and r["bad_gets"] == 0 and r["get_samples"] > 0
+
+
 def test_js_targets_from_saved_json() -> None:
     def res(**kw: object) -> dict:
         return {"other_cpu": 0.0, **kw}
