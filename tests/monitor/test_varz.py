@@ -30,6 +30,10 @@ async def test_varz_go_types_and_values(probes):
     assert v["max_payload"] == 1048576
     assert v["cluster"] == {} and v["gateway"] == {} and v["leaf"] == {}
     assert v["jetstream"]["config"]["sync_interval"] == 120_000_000_000
+    # JetStreamStats with the engine's API counters (no request made yet)
+    level = server.jetstream.api_level
+    assert v["jetstream"]["stats"]["api"] == {"level": level, "total": 0, "errors": 0}
+    assert v["jetstream"]["stats"]["accounts"] == 1
     assert v["connections"] == 2
     assert v["total_connections"] == 2
     # 3 NATS subs + MQTT: sensors/# is two router subjects, alerts/+/high one
