@@ -23,7 +23,7 @@ from typing import Any
 from hybridbus.jetstream.api import ApiError
 from hybridbus.jetstream.gojson import Enum, List, Map, Struct, decode
 from hybridbus.store.api import StreamConfig
-from hybridbus.store.match import filter_is_subset, filters_overlap, valid_subject
+from hybridbus.store.match import FilterTrie, filter_is_subset, filters_overlap, valid_subject
 
 JS_MAX_NAME_LEN = 255
 JS_MAX_DESCRIPTION_LEN = 4096
@@ -437,6 +437,9 @@ def _check_subjects(c: dict) -> None:
         return
     if c["mirror"] is not None:
         raise ApiError(400, 10034, "stream mirrors can not contain subjects")
+    later = FilterTrie()  # for "overlaps with" in linear time, not pairwise
+    for j, subj in enumerate(subjects):
+        later.add(subj, j)
     seen: set[str] = set()
     for i, subj in enumerate(subjects):
         if not valid_subject(subj):
@@ -456,9 +459,10 @@ def _check_subjects(c: dict) -> None:
                     )
             if filters_overlap(subj, "$SYS.>") and not filter_is_subset(subj, "$SYS.ACCOUNT.>"):
                 raise invalid("subjects that overlap with system api require no-ack to be true")
-        for other in subjects[i + 1 :]:
-            if filters_overlap(other, subj):
-                raise invalid(f"subject {_goq(subj)} overlaps with {_goq(other)}")
+        hits = [j for j in later.colliding(subj) if j > i]
+        if hits:
+            other = subjects[min(hits)]
+            raise invalid(f"subject {_goq(subj)} overlaps with {_goq(other)}")
         seen.add(subj)
 
 

@@ -4,6 +4,7 @@ the answers with a real nats-server 2.15.1 (docs: jetstream-subset.md sections 1
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -419,8 +420,10 @@ async def test_a_retained_mqtt_message_is_readable_in_its_stream(senv):
     await w.send(mp.publish("news/today", b"sunny", qos=1, mid=1, retain=True))
     await w.expect(mp.puback(1))
     await w.close()
-    info = await senv.js.stream_info("$MQTT_rmsgs")
-    assert info.state.messages == 1
+    deadline = time.monotonic() + 3
+    while (info := await senv.js.stream_info("$MQTT_rmsgs")).state.messages < 1:
+        assert time.monotonic() < deadline, "the retained message is not in its stream"
+        await asyncio.sleep(0.02)
     msg = await senv.js.get_msg("$MQTT_rmsgs", info.state.last_seq)
     assert msg.subject.startswith("$MQTT.rmsgs.")
 

@@ -38,3 +38,38 @@ def test_a_fed_stream_keeps_no_duplicate_window(store):
     assert st.config.subjects == []
     own = store.add_stream(StreamConfig(name="O", subjects=["o"]))
     assert own.config.duplicate_window == 120.0
+
+
+def test_filter_trie_finds_the_colliding_filters():
+    import random
+
+    from hybridbus.store.match import FilterTrie, filters_overlap
+
+    rnd = random.Random(7)
+
+    def one() -> str:
+        toks = [rnd.choice(["a", "b", "*"]) for _ in range(rnd.randint(1, 4))]
+        if rnd.random() < 0.3:
+            toks[-1] = ">"
+        return ".".join(toks)
+
+    for _ in range(2000):
+        stored = [one() for _ in range(6)]
+        query = one()
+        trie = FilterTrie()
+        for i, f in enumerate(stored):
+            trie.add(f, i)
+        expect = [i for i, f in enumerate(stored) if filters_overlap(query, f)]
+        assert sorted(trie.colliding(query)) == expect, (query, stored)
+
+
+def test_overlap_checks_stay_fast_with_many_subjects(store):
+    import time
+
+    big = [f"big.{i}" for i in range(20000)]
+    started = time.monotonic()
+    store.add_stream(StreamConfig(name="BIG", subjects=big))
+    store.add_stream(StreamConfig(name="OTHER", subjects=[f"other.{i}" for i in range(20000)]))
+    with pytest.raises(E.SubjectsOverlap):
+        store.add_stream(StreamConfig(name="X", subjects=["x", "big.19999"]))
+    assert time.monotonic() - started < 3
