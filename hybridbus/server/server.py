@@ -714,6 +714,11 @@ class Server:
         """Write every client with queued bytes, once each. Called at the end of
         every read, so it also closes the MQTT store's per-read batch."""
         self._flush_scheduled = False
+        js = self.jetstream
+        if js is not None and js._work:
+            # The read's JetStream work (API replies, deliveries) goes out with this
+            # flush, not a loop turn later; flush never runs inside Server.route.
+            js._run()
         if self._persistence is not None:
             self._persistence.end_of_read()
         dirty = self._dirty
