@@ -54,6 +54,8 @@ class User:
     # an nkey user ("U..." public key) logs in by signing the server's nonce, with no
     # user name or password (hybridbus.security.nkey)
     nkey: str | None = None
+    # the account the user belongs to (accounts { A: { users: [...] } }); None: $G
+    account: str | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +71,46 @@ class AuthOptions:
     timeout: float = 2.0
     users: list[User] = field(default_factory=list)
     default_permissions: Permissions | None = None
+
+
+@dataclass
+class AccountExport:
+    """``exports: [{stream: "a.>"}, {service: "svc.>", accounts: [B]}]``."""
+
+    subject: str
+    service: bool  # False: a stream export
+    accounts: list[str] | None = None  # who may import it; None: every account
+    response_type: str = "Singleton"  # services: Singleton, Stream or Chunked
+    response_threshold: float = 120.0  # services: how long a reply may come back
+
+
+@dataclass
+class AccountImport:
+    """``imports: [{stream: {account: A, subject: "a.>"}, prefix: "p"}]`` or a service."""
+
+    account: str
+    subject: str
+    service: bool
+    to: str | None = None  # services: the local subject; streams: the subject seen
+    prefix: str | None = None  # streams only
+    share: bool = False
+
+
+@dataclass
+class AccountOptions:
+    """One entry of the ``accounts`` block (hybridbus.core.account builds the Account)."""
+
+    name: str
+    users: list[User] = field(default_factory=list)
+    default_permissions: Permissions | None = None
+    # limits { ... }: -1 is no limit (nats-server's jwt.NoLimit)
+    max_connections: int = -1
+    max_subscriptions: int = -1
+    max_payload: int = -1
+    max_leafnodes: int = -1
+    exports: list[AccountExport] = field(default_factory=list)
+    imports: list[AccountImport] = field(default_factory=list)
+    nkey: str | None = None
 
 
 @dataclass
@@ -161,6 +203,8 @@ class Options:
     lame_duck_grace_period: float = DEFAULT_LAME_DUCK_GRACE_PERIOD
     no_auth_user: str | None = None
     auth: AuthOptions = field(default_factory=AuthOptions)
+    # the accounts block (hybridbus.core.account); $G, the global account, is implicit
+    accounts: list[AccountOptions] = field(default_factory=list)
     tls: TLSOptions | None = None
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
     mqtt: MQTTOptions = field(default_factory=MQTTOptions)

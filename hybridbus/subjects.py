@@ -141,6 +141,25 @@ def subject_matches(filter_subject: str, subject: str) -> bool:
     return True
 
 
+def subject_is_subset(subject: str, pattern: str) -> bool:
+    """Every subject that ``subject`` (wildcards allowed) matches is matched by
+    ``pattern`` too (nats-server's subjectIsSubsetMatch: may an import of ``subject``
+    use an export of ``pattern``)."""
+    a, b = subject.split("."), pattern.split(".")
+    for i, tok in enumerate(b):
+        if tok == ">":
+            return i < len(a)
+        if i >= len(a):
+            return False
+        if tok == "*":
+            if a[i] == ">":
+                return False
+            continue
+        if a[i] != tok:
+            return False
+    return len(a) == len(b)
+
+
 def is_valid_queue_name(queue: str) -> bool:
     """A queue group name: non-empty, no ASCII whitespace (it is one protocol field).
 

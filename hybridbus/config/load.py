@@ -19,8 +19,8 @@ all.  Three kinds of keys are told apart:
   set per block in its module); they earn a warning
   ``field "x" is not supported by hybridbus and is ignored`` and are skipped.
   Those whose silent absence would weaken security are errors instead: every
-  authentication or authorization option not enforced (accounts, operator/JWT
-  mode, auth callout, user fields such as ``account``: see
+  authentication or authorization option not enforced (operator/JWT
+  mode, JetStream per account, auth callout, user fields such as ``account``: see
   ``REFUSED_TOP_LEVEL`` and the ``_REFUSED_*`` sets of each block), and
   encryption at rest, certificate pinning and OCSP peer checks. Fail closed:
   hybridbus never runs more open than its config says;
@@ -48,6 +48,7 @@ from .gotext import (  # parse_go_duration is re-exported
     go_type,
     parse_go_duration,
 )
+from .opts_accounts import accounts, check_accounts
 from .opts_auth import authorization
 from .opts_jetstream import j_store_dir, jetstream
 from .opts_listeners import tls
@@ -105,12 +106,11 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
     }
 )
 # nats-server options that decide who may connect and what they may do, which hybridbus
-# does not implement (yet): accounts, operator/JWT mode, auth callout, trusted proxies.
+# does not implement (yet): operator/JWT mode, auth callout, trusted proxies.
 # Ignoring one would run the server more open than its config says, so each one stops
 # the load with a one-line error (``Loader.refused_auth``); never a warning.
 REFUSED_TOP_LEVEL = frozenset(
     {
-        "accounts",
         "system_account",
         "system",
         "operator",
@@ -238,6 +238,10 @@ def t_authorization(ld: Loader, opts: Options, node: Node, key: str) -> None:
         opts.auth = auth
 
 
+def t_accounts(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    accounts(ld, node, opts)
+
+
 def t_tls(ld: Loader, opts: Options, node: Node, key: str) -> None:
     opts.tls = tls(ld, node)
 
@@ -300,6 +304,7 @@ _TOP: dict[str, Handler] = {
     "store_dir": j_store_dir,
     "storedir": j_store_dir,
     "authorization": t_authorization,
+    "accounts": t_accounts,
     "tls": t_tls,
     "jetstream": t_jetstream,
     "mqtt": t_mqtt,
@@ -325,6 +330,8 @@ def load_options(path: str | None) -> tuple[Options, list[str]]:
     loader = Loader()
     opts = Options(config_file=path)
     loader.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL, REFUSED_TOP_LEVEL)
+    if not loader.errors:
+        check_accounts(loader, opts, f"{path}:1:0")
     if loader.errors:
         raise ConfigError(loader.errors, loader.warnings)
     for name, target in (

@@ -41,7 +41,9 @@ def startup_errors(options: Options) -> list[str]:
             f"max_payload ({options.max_payload}) cannot be higher than "
             f"max_pending ({options.max_pending})"
         )
-    users = options.auth.users if options.auth else []
+    users = list(options.auth.users) if options.auth else []
+    for account in options.accounts:  # no_auth_user may name a user of any account
+        users.extend(account.users)
     for name in (options.no_auth_user, options.mqtt.no_auth_user, options.websocket.no_auth_user):
         if name:
             problem = _no_auth_user_problem(name, users)

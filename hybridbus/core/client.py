@@ -144,6 +144,7 @@ class ClientBase(asyncio.Protocol):
         "close_reason",
         "user",
         "perms",
+        "account",
         "tls_version",
         "tls_cipher",
         "verifying",
@@ -181,6 +182,9 @@ class ClientBase(asyncio.Protocol):
         self.close_reason: str | None = None
         self.user: str | None = None
         self.perms = None  # set by authentication when the user has permissions
+        # the account whose subject space the client is in (core/account.py): $G until
+        # a login names another (Security, Server.join_account)
+        self.account = server.global_account
         self.tls_version: str | None = None
         self.tls_cipher: str | None = None
         # A CONNECT's password is being checked off the loop: the login has arrived in

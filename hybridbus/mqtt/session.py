@@ -180,6 +180,12 @@ class Session:
     # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
     echo = True
 
+    @property
+    def account(self) -> Any:
+        """The account a session publishes in (Server.route reads origin.account):
+        MQTT serves the global account only (Server.authenticate_mqtt)."""
+        return self.broker.server.global_account
+
     def __init__(self, broker: MqttBroker, client_id: str, key: str, persistent: bool) -> None:
         self.broker = broker
         self.client_id = client_id

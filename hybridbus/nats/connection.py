@@ -199,7 +199,7 @@ class NatsConnection(ClientBase):
             self.tls_cipher = cipher[0] if cipher else None
 
     def on_closed(self) -> None:
-        sublist = self.server.sublist
+        sublist = self.account.sublist
         for sub in self.subs.values():
             sublist.remove(sub)
         self.subs.clear()
@@ -368,6 +368,15 @@ class NatsConnection(ClientBase):
                 self.close(reasons.AUTH_FAILURE, encode_err("Authorization Violation"))
                 return
             self.user = user or None
+            if not server.join_account(self):
+                self.close(
+                    reasons.MAX_CONNECTIONS,
+                    encode_err("maximum account active connections exceeded"),
+                )
+                return
+            limit = self.account.max_payload
+            if 0 <= limit < self.parser.max_payload:
+                self.parser.max_payload = limit  # the account's limits { max_payload }
         self.connected = True
         if self.verbose:
             self.queue(OK)
@@ -380,7 +389,7 @@ class NatsConnection(ClientBase):
             if self.protocol >= 1 and self.connected:
                 info = self.server.client_info(self)
                 info["connect_info"] = True
-                info["remote_account"] = "$G"
+                info["remote_account"] = self.account.name
                 self.queue(b"INFO " + json.dumps(info, separators=(",", ":")).encode() + b" \r\n")
 
     def handle_pub(
@@ -433,14 +442,18 @@ class NatsConnection(ClientBase):
                 self.queue(OK)
             return
         limit = server.options.max_subscriptions
-        if limit > 0 and len(self.subs) >= limit:
+        at_limit = limit > 0 and len(self.subs) >= limit
+        account_limit = self.account.max_subscriptions  # per connection, as nats-server
+        if account_limit >= 0 and len(self.subs) >= account_limit:
+            at_limit = True
+        if at_limit:
             log.info(
                 "%s:%d - cid:%d - maximum subscriptions exceeded", self.ip, self.port, self.cid
             )
             self.queue(encode_err("maximum subscriptions exceeded"))
             return
         sub = NatsSubscription(subject, queue, self, sid)
-        server.sublist.insert(sub)
+        self.account.sublist.insert(sub)
         self.subs[sid] = sub
         if self.verbose:
             self.queue(OK)
@@ -460,7 +473,7 @@ class NatsConnection(ClientBase):
 
     def _drop_sub(self, sub: NatsSubscription) -> None:
         if self.subs.pop(sub.sid, None) is not None:
-            self.server.sublist.remove(sub)
+            self.account.sublist.remove(sub)
 
     # -- output -----------------------------------------------------------------------
 
@@ -578,7 +591,7 @@ class NatsConnection(ClientBase):
 
     def send_no_responders(self, subject: str, reply: str) -> None:
         """503 status to the requester's own reply subscription (§4.6)."""
-        for sub in self.server.sublist.match(reply).plain:
+        for sub in self.account.sublist.match(reply).plain:
             if sub.client is self:
                 header = b"NATS/1.0 503\r\nNats-Subject: %s\r\n\r\n" % _wire(subject)
                 n = len(header)

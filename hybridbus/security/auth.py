@@ -153,6 +153,8 @@ class AuthUser:
     allowed_types: frozenset[str] | None = None
     # an nkey user's ed25519 key (security.nkey.verify_key); None for other users
     nkey: Any = None
+    # the user's account (accounts { A: { users } }); None: the global account $G
+    account: str | None = None
 
 
 @dataclass

@@ -78,6 +78,8 @@ BAD_SIGNATURE = "signature not verified"
 NKEY_NEEDS_SIGNATURE = "nkey users log in only by signing a nonce"
 BUSY = "bcrypt budget exhausted"
 
+GLOBAL_ACCOUNT = "$G"  # authorization's users, token and anonymous logins
+
 
 class Security:
     def __init__(self, options: Options) -> None:
@@ -91,12 +93,23 @@ class Security:
         auth = options.auth or AuthOptions()
         self.default_perms = P.compile_permissions(auth.default_permissions)
         self.users: dict[str, AuthUser] = {}  # by name, an nkey user by public key
-        for u in auth.users:
-            perms = P.compile_permissions(u.permissions) if u.permissions else self.default_perms
+        # Account objects by name (hybridbus.core.account), given by the server: a
+        # login sets client.account to its user's. Empty: every client stays in $G.
+        self.accounts: dict[str, Any] = {}
+        every_user = list(auth.users)
+        for acc in options.accounts:
+            every_user.extend(acc.users)
+        for u in every_user:
+            if u.permissions:
+                perms = P.compile_permissions(u.permissions)
+            else:
+                # authorization's default_permissions are its own users' (an account's
+                # default_permissions were applied to its users by the loader)
+                perms = self.default_perms if u.account is None else None
             types = frozenset(t.upper() for t in u.allowed_connection_types or ()) or None
             key = nkey.verify_key(u.nkey) if u.nkey else None
-            self.users[u.name] = AuthUser(u.name, u.password, perms, types, key)
-        has_nkeys = any(u.nkey for u in auth.users)
+            self.users[u.name] = AuthUser(u.name, u.password, perms, types, key, u.account)
+        has_nkeys = any(u.nkey for u in every_user)
         plain = [u.name for u in self.users.values() if u.password and not is_bcrypt(u.password)]
         if auth.password and not is_bcrypt(auth.password):
             plain.append(auth.user or "")
@@ -182,7 +195,9 @@ class Security:
                 return self._refuse(client, kind, BAD_SIGNATURE_ENCODING, public_key)
             if not nkey.signature_ok(entry.nkey, nonce, raw):
                 return self._refuse(client, kind, BAD_SIGNATURE, public_key)
-        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+        return self._accept(
+            client, kind, entry.name, entry.perms, entry.allowed_types, entry.account
+        )
 
     def nonce_for(self, client: Any) -> str | None:
         """A fresh nonce for a NATS connection's INFO when its listener has nkey users
@@ -244,13 +259,17 @@ class Security:
             return self._refuse(client, kind, BUSY, user)
         if not ok:
             return self._refuse(client, kind, BAD_PASSWORD, user)
-        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+        return self._accept(
+            client, kind, entry.name, entry.perms, entry.allowed_types, entry.account
+        )
 
     def _no_auth(self, client: Any, realm: Realm, kind: str) -> str | None:
         entry = realm.users.get(realm.no_auth_user) or realm.lookup(realm.no_auth_user)
         if entry is None:
             return self._refuse(client, kind, UNKNOWN_USER, realm.no_auth_user)
-        return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+        return self._accept(
+            client, kind, entry.name, entry.perms, entry.allowed_types, entry.account
+        )
 
     def _login_cert(self, client: Any, realm: Realm, kind: str) -> str | None:
         transport = getattr(client, "transport", None)
@@ -258,7 +277,9 @@ class Security:
         for name in cert_identities(ssl_object):
             entry = realm.lookup(name)
             if entry is not None and entry.nkey is None:  # nats-server maps users only
-                return self._accept(client, kind, entry.name, entry.perms, entry.allowed_types)
+                return self._accept(
+                    client, kind, entry.name, entry.perms, entry.allowed_types, entry.account
+                )
         return self._refuse(client, kind, CERT_NOT_MAPPED, None)
 
     def _accept(
@@ -268,10 +289,13 @@ class Security:
         name: str,
         perms: P.UserPermissions | None,
         allowed: frozenset[str] | None,
+        account: str | None = None,
     ) -> str | None:
         if allowed is not None and kind not in allowed:
             return self._refuse(client, kind, CONNECTION_TYPE, name)
         client.perms = perms.for_client() if perms is not None else None
+        if self.accounts:
+            client.account = self.accounts[account or GLOBAL_ACCOUNT]
         return name
 
     def _refuse(self, client: Any, kind: str, reason: str, user: str | None) -> None:

@@ -25,7 +25,9 @@ from collections import deque
 from typing import Any
 
 from hybridbus import NATS_COMPAT_VERSION, __version__
+from hybridbus.core import account as acct
 from hybridbus.core import client as reasons
+from hybridbus.core.account import GLOBAL_ACCOUNT, Imports, build_accounts
 from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
 from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
 from hybridbus.core.trace import trace_connection
@@ -106,12 +108,21 @@ class Server:
         self.server_id = make_server_id()
         self.server_name = options.server_name or self.server_id
         self.sublist = Sublist()
+        # Accounts (core/account.py): $G owns self.sublist; a client routes in its own
+        # account's sublist (client.account, set at authentication).
+        self.accounts = build_accounts(options, self.sublist)
+        self.global_account = self.accounts[GLOBAL_ACCOUNT]
+        self.imports = Imports(self)
+        self.imports.wire(self.accounts)
+        self._after_scheduled = False
         self.clients: dict[int, ClientBase] = {}
         self.lingering: set = set()  # closed with last words, still draining (core.client)
         self.stats = ServerStats()
         self.closed: deque[ClosedClient] = deque(maxlen=max(options.max_closed_clients, 0) or None)
         self.start_time = time.time()
         self.security = Security(options)
+        if options.accounts:
+            self.security.accounts = self.accounts
         # Both delivery paths (NatsConnection.deliver, Session.deliver) ask
         # perms.may_receive, so wildcard subscriptions overlapping a deny rule are allowed.
         self.security.filter_deliveries = True
@@ -359,6 +370,7 @@ class Server:
         if js.enabled:
             # The JetStream API ($JS.API.>, stream capture, consumers) over the same store.
             self.jetstream = JetStream(self, self.store)
+            self.jetstream.account = self.global_account  # it routes in $G only
             self.jetstream.start()
         tune_gc()
 
@@ -381,6 +393,9 @@ class Server:
         client.cid = self._next_cid
         self.clients[client.cid] = client
         self.stats.total_connections += 1
+        account = client.account
+        account.nconns += 1
+        account.total_conns += 1
         if self.options.trace:
             # Traced or not is decided here, once per connection: the message path
             # never asks (core/trace.py).
@@ -394,10 +409,22 @@ class Server:
         totals[1] += client.in_bytes
         totals[2] += client.out_msgs
         totals[3] += client.out_bytes
+        account = client.account
+        account.nconns -= 1
+        traffic = account.closed_traffic
+        traffic[0] += client.in_msgs
+        traffic[1] += client.in_bytes
+        traffic[2] += client.out_msgs
+        traffic[3] += client.out_bytes
         if self.closed.maxlen != 0:
             self.closed.append(
                 ClosedClient(self.describe(client), time.time(), client.close_reason or "")
             )
+
+    def join_account(self, client: ClientBase) -> bool:
+        """After a NATS login: into its user's account, or False at the account's
+        max_connections (core/account.py join_account)."""
+        return acct.join_account(client, self.global_account)
 
     def over_connection_limit(self) -> bool:
         limit = self.options.max_connections
@@ -461,6 +488,7 @@ class Server:
                 info[attr] = value
         if client.user:
             info["user"] = client.user
+        info["account"] = client.account.name
         return info
 
     # -- security hooks (filled in by the auth module) --------------------------------
@@ -472,7 +500,11 @@ class Server:
     def authenticate_mqtt(
         self, client: ClientBase, username: str | None, password: bytes | None
     ) -> str | None:
-        return self.security.authenticate_mqtt(client, username, password)
+        user = self.security.authenticate_mqtt(client, username, password)
+        if user is not None and not acct.mqtt_account_ok(client, self.global_account, user):
+            self.security.failures["MQTT outside $G"] += 1
+            return None
+        return user
 
     def may_publish(self, client: ClientBase, subject: str, reply: str | None) -> bool:
         return self.security.may_publish(client, subject, reply)
@@ -498,7 +530,8 @@ class Server:
         copy each afterwards (see mqtt/session.py). More than FANOUT_SLICE receivers
         are served a slice per turn of the loop (core/flow.py)."""
         self.route_seq += 1
-        result = self.sublist.match(subject)
+        # in the publisher's account (core/account.py); $G's sublist is self.sublist
+        result = (self.sublist if origin is None else origin.account.sublist).match(subject)
         plain = result.plain
         count = len(plain)
         self.work += count
@@ -602,7 +635,7 @@ class Server:
         groups (a member is picked per message) or a NATS client with two matching
         subscriptions (its copies interleave per message) also takes the
         per-message path (SublistResult.runs)."""
-        result = self.sublist.match(subject)
+        result = (self.sublist if origin is None else origin.account.sublist).match(subject)
         receivers = len(result.plain) + len(result.queues)
         batchable = result.runs if msgs is not None else result.batchable
         if receivers > FANOUT_SLICE and batchable:
@@ -694,12 +727,26 @@ class Server:
 
     def expire(self, sub: Any) -> None:
         """A subscription reached its auto-unsubscribe limit; removed after the route loop."""
-        self._expired.append(sub)
+        self._expired.append((sub.client._drop_sub, sub))
 
-    def _remove_expired(self) -> None:
+    def after_round(self, fn: Any, arg: Any) -> None:
+        """Run ``fn(arg)`` after the delivery round (an import's hop, core/account.py);
+        the call_soon covers deliveries outside a route (a fan-out job's slices)."""
+        self._expired.append((fn, arg))
+        if not self._after_scheduled:
+            self._after_scheduled = True
+            self._loop.call_soon(self._after_soon)
+
+    def _after_soon(self) -> None:
+        self._after_scheduled = False
+        if self._expired:
+            self._remove_expired()
+            self.flush()
+
+    def _remove_expired(self) -> None:  # auto-unsubscribes and after_round work
         expired, self._expired = self._expired, []
-        for sub in expired:
-            sub.client._drop_sub(sub)
+        for fn, arg in expired:
+            fn(arg)
 
     # -- output -----------------------------------------------------------------------
 

@@ -50,8 +50,18 @@ def refused(key: str) -> str:
 # (id, config text, what the one error line must contain). `{cert}`, `{key}` and
 # `{ca}` are the test PKI's files.
 REFUSED = [
-    # accounts and operator (JWT) mode: the lead implements them later in issue 16
-    ("accounts", "accounts { A { users: [{user: a, password: b}] } }", refused("accounts")),
+    # JetStream per account: hybridbus's JetStream serves $G only (accounts are enforced)
+    (
+        "accounts.jetstream",
+        "accounts { A { users: [{user: a, password: b}], jetstream: enabled } }",
+        'field "jetstream" is not supported by hybridbus (in an account: ',
+    ),
+    (
+        "accounts.jetstream_limits",
+        "accounts { A { jetstream: { max_mem: 1M } } }",
+        'field "jetstream" is not supported by hybridbus (in an account: ',
+    ),
+    # operator (JWT) mode: the lead implements it later in issue 16
     ("system_account", "system_account: SYS", refused("system_account")),
     ("system", "system: SYS", refused("system")),
     ("operator", 'operator: "/etc/nats/op.jwt"', refused("operator")),
@@ -204,7 +214,7 @@ def test_refused_options_stop_the_start(tmp_path, pki, text, line):
 
 def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
     (tmp_path / "c.conf").write_text(
-        "port: -1\naccounts { A { users: [{user: a, password: b}] } }\n"
+        "port: -1\nsystem_account: A\n"
     )
     proc = subprocess.run(
         [sys.executable, "-m", "hybridbus", "serve", "-c", "c.conf", "--store-dir", "s"],
@@ -213,7 +223,9 @@ def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 1
-    assert proc.stderr.decode().strip() == f"hybridbus: c.conf:2:1: {refused('accounts')}"
+    assert proc.stderr.decode().strip() == (
+        f"hybridbus: c.conf:2:1: {refused('system_account')}"
+    )
     assert not (tmp_path / "s").exists()  # refused before anything was opened
 
 
@@ -376,6 +388,21 @@ async def probe_auth_timeout(server: Server, pki) -> None:
     await wire.expect_re(rb"INFO \{.*?\} \r\n")
     got = await wire.expect_closed(timeout=4.0)  # no CONNECT: closed after the timeout
     assert got == b"-ERR 'Authentication Timeout'\r\n", got
+
+
+async def probe_accounts(server: Server, pki) -> None:
+    # an account's user logs in with its password only, and lives in its own subject
+    # space: a $G subscriber (the no_auth_user) never sees its publishes
+    port = server.nats_port
+    await nats_refused(port, b'{"verbose":false,"user":"a","pass":"wrong"}')
+    g = await nats_accepted(port, b'{"verbose":false}')
+    await g.send(b"SUB > 1\r\nPING\r\n")
+    await g.expect(b"PONG\r\n")
+    a = await nats_accepted(port, b'{"verbose":false,"user":"a","pass":"b"}')
+    await a.send(b"SUB x 1\r\nPUB x 2\r\nhi\r\nPING\r\n")
+    await a.expect(b"MSG x 1 2\r\nhi\r\nPONG\r\n")
+    await g.send(b"PING\r\n")
+    await g.expect(b"PONG\r\n")  # and nothing before it
 
 
 async def probe_no_auth_user(server: Server, pki) -> None:
@@ -550,6 +577,12 @@ ENFORCED = [
         "no_auth_user",
         "no_auth_user: u\n" + USERS.format(extra=', permissions: { publish: { deny: "no.>" } }'),
         probe_no_auth_user,
+    ),
+    (
+        "accounts",
+        "accounts { A { users: [{user: a, password: b}] } }\n"
+        "no_auth_user: g\nauthorization { users: [{user: g, password: h}] }",
+        probe_accounts,
     ),
     ("tls.verify", TLS_BLOCK.format(what="verify"), probe_tls_verify),
     (
