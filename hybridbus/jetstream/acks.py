@@ -91,55 +91,76 @@ def _nobody(js: JetStream, subject: str, reply: str | None) -> None:
         js.later(js.reply, reply, b"", no_responders(subject))
 
 
-def on_ack(js: JetStream, subject: str, reply: str | None, payload: bytes) -> None:
-    """A publish to ``$JS.ACK.>``, inside Server.route."""
-    # hot path: one split, one dict lookup, one store call per ack.
-    parts = subject.split(".")
-    n = len(parts)
-    if n == 9:
-        off = 2
-    elif n >= 11:
-        off = 4
-    else:
-        _nobody(js, subject, reply)
-        return
-    rt = js.consumers.find(parts[off], parts[off + 1])
-    if rt is None or rt.ack_none:
-        _nobody(js, subject, reply)
-        return
-    try:
-        seq = int(parts[off + 3])
-    except ValueError:
-        _nobody(js, subject, reply)
-        return
-    c = rt.c
+def ack_handler(js: JetStream):
+    """The engine's handler of ``$JS.ACK.>`` (runs inside Server.route)."""
+    by_key = js.consumers.by_key
+    later = js.later
+
+    def on_ack(subject: str, reply: str | None, headers, payload: bytes, _mqtt=None) -> None:
+        # hot path: one split, one dict lookup, one store call per ack.
+        parts = subject.split(".")
+        n = len(parts)
+        if n == 9:
+            key = (parts[2], parts[3])
+            seq_token = parts[5]
+        elif n >= 11:
+            key = (parts[4], parts[5])
+            seq_token = parts[7]
+        else:
+            _nobody(js, subject, reply)
+            return
+        rt = by_key.get(key)
+        if rt is not None:
+            c = rt.c
+            st = c.stream
+            if st._closed or st._consumers.get(key[1]) is not c:
+                rt = js.consumers.find(key[0], key[1])  # drops the stale runtime
+        if rt is None or rt.ack_none:
+            _nobody(js, subject, reply)
+            return
+        try:
+            seq = int(seq_token)
+        except ValueError:
+            _nobody(js, subject, reply)
+            return
+        c = rt.c
+        rt.last_activity = rt.loop.time()  # nats-server suppressDeletion
+        if not payload or payload == b"+ACK" or payload == b"+OK":
+            if seq <= c._sseq:  # nats-server ignores an ack past what it delivered
+                c.ack(seq)
+            if rt.ack_stalled:
+                rt.after_ack()
+            if reply:
+                later(js.reply, reply, b"")
+            return
+        _other(js, rt, c, seq, subject, reply, payload)
+
+    return on_ack
+
+
+def _other(js: JetStream, rt, c, seq: int, subject: str, reply: str | None, payload: bytes) -> None:
+    """Every body but a plain ack."""
     answered = False
-    if not payload or payload == b"+ACK" or payload == b"+OK":
-        if seq <= c._sseq:  # nats-server ignores an ack past what it delivered
+    head = payload[:4]
+    if head == b"-NAK":
+        delay = nak_delay(payload[4:])
+        if c.nak(seq, delay):
+            if delay > 0:
+                rt.wake_at(rt.loop.time() + delay + 0.001)
+            elif rt.has_receiver():
+                rt.kick()
+    elif payload == b"+WPI":
+        c.in_progress(seq)
+    elif payload[:5] == b"+TERM":
+        c.term(seq)
+        rt.after_ack()
+    elif head == b"+NXT":
+        if seq <= c._sseq:
             c.ack(seq)
         rt.after_ack()
-    else:
-        head = payload[:4]
-        if head == b"-NAK":
-            delay = nak_delay(payload[4:])
-            if c.nak(seq, delay):
-                if delay > 0:
-                    rt.wake_at(rt.loop.time() + delay + 0.001)
-                elif rt.has_receiver():
-                    rt.kick()
-        elif payload == b"+WPI":
-            c.in_progress(seq)
-        elif payload[:5] == b"+TERM":
-            c.term(seq)
-            rt.after_ack()
-        elif head == b"+NXT":
-            if seq <= c._sseq:
-                c.ack(seq)
-            rt.after_ack()
-            if reply and rt.pull:
-                js.later(rt.request, reply, payload[4:])
-                answered = True
-    rt.touched()
+        if reply and rt.pull:
+            js.later(rt.request, reply, payload[4:])
+            answered = True
     if reply and not answered:
         js.later(js.reply, reply, b"")
 

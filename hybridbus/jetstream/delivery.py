@@ -58,7 +58,7 @@ class Consumers:
     def start(self) -> None:
         js = self.js
         js.subscribe("$JS.API.CONSUMER.MSG.NEXT.*.*", self._on_next)
-        js.subscribe("$JS.ACK.>", lambda s, r, h, p, m: acks.on_ack(js, s, r, p))
+        js.subscribe("$JS.ACK.>", acks.ack_handler(js))
         js.subscribe("$JS.FC.>", lambda s, r, h, p, m: acks.on_flow_control(js, s))
         for stream in js.store.streams():
             if is_internal(stream.name):

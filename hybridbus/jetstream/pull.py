@@ -199,12 +199,17 @@ class PullRuntime(Runtime):
                     break
                 inbox = req.reply
                 hdr_only = self.headers_only
+                prefix = self.ack_prefix
                 missed = None
                 for msg, d in batch:
                     hdr, payload = msg.headers, msg.payload
                     if hdr_only:
                         hdr, payload = headers_only(hdr, payload), b""
-                    if not send(inbox, msg.subject, self.ack_reply(msg, d), hdr, payload):
+                    reply = (
+                        f"{prefix}{d.num_delivered}.{d.stream_seq}."
+                        f"{d.consumer_seq}.{msg.ts_ns}.{d.num_pending}"
+                    )
+                    if not send(inbox, msg.subject, reply, hdr, payload):
                         missed = missed or []
                         missed.append(msg.seq)
                 if missed:
