@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import nats
+
 from tests.jetstream import consumer_env
 from tests.jetstream.consumer_env import frame, no_frame, pub, pull
 
@@ -202,3 +204,37 @@ async def test_workqueue_acks_remove_messages(env):
     await asyncio.sleep(0.1)
     si = await env.js.stream_info("W")
     assert si.state.messages == 1 and si.state.first_seq == 3
+
+
+async def test_durable_consumer_state_survives_a_restart(server_factory, tmp_path):
+    """hybridbus: the durable's deliveries, acks and ack deadlines are in the store."""
+    store = str(tmp_path / "shared-store")
+    first = await server_factory(jetstream__store_dir=store)
+    nc = await nats.connect(f"nats://127.0.0.1:{first.nats_port}")
+    js = nc.jetstream()
+    await js.add_stream(name="S", subjects=["s.>"])
+    for i in range(3):
+        await js.publish("s.a", b"m%d" % i)
+    await js.add_consumer("S", durable_name="d", ack_policy="explicit", ack_wait=0.5)
+    sub = await js.pull_subscribe_bind("d", "S")
+    msgs = await sub.fetch(2, timeout=1)
+    await msgs[0].ack_sync()
+    await nc.close()
+    await first.shutdown()
+    second = await server_factory(jetstream__store_dir=store)
+    nc = await nats.connect(f"nats://127.0.0.1:{second.nats_port}")
+    try:
+        js = nc.jetstream()
+        info = await js.consumer_info("S", "d")
+        assert (info.num_ack_pending, info.num_pending) == (1, 1)
+        assert info.delivered.consumer_seq == 2 and info.ack_floor.stream_seq == 1
+        await asyncio.sleep(0.6)  # m1's ack deadline passes: it comes first
+        sub = await js.pull_subscribe_bind("d", "S")
+        got = await sub.fetch(2, timeout=2)
+        assert [(m.data, m.metadata.num_delivered) for m in got] == [(b"m1", 2), (b"m2", 1)]
+        for m in got:
+            await m.ack_sync()
+        info = await js.consumer_info("S", "d")
+        assert info.num_ack_pending == 0 and info.ack_floor.stream_seq == 3
+    finally:
+        await nc.close()

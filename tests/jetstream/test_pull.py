@@ -278,3 +278,14 @@ async def test_pull_ephemeral_goes_when_inactive_durable_stays(env):
             break
         await asyncio.sleep(0.1)
     assert names == ["keep"]
+
+
+async def test_stream_deleted_while_a_request_waits(env):
+    await setup(env, 0)
+    w = await env.wire()
+    await w.send(b"SUB inb.> 1\r\n")
+    await pull(w, "S", "d", b'{"batch":1,"expires":3000000000}', "inb.w")
+    await no_frame(w, 0.1)
+    await env.js.delete_stream("S")
+    f = await frame(w)
+    assert (f.subject, f.hdr) == (b"inb.w", b"NATS/1.0 409 Consumer Deleted\r\n\r\n")
