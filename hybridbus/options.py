@@ -80,7 +80,7 @@ class AccountExport:
     subject: str
     service: bool  # False: a stream export
     accounts: list[str] | None = None  # who may import it; None: every account
-    response_type: str = "Singleton"  # services: Singleton, Stream or Chunked
+    response_type: str = "Singleton"  # services: Singleton, Streamed or Chunked
     response_threshold: float = 120.0  # services: how long a reply may come back
 
 

@@ -33,7 +33,7 @@ GLOBAL_ACCOUNT = "$G"
 _RESPONSE_TYPES = {
     "single": "Singleton",
     "singleton": "Singleton",
-    "stream": "Stream",
+    "stream": "Streamed",
     "chunk": "Chunked",
     "chunked": "Chunked",
 }

@@ -137,6 +137,7 @@ class _Row:
         "mqtt_client",
         "client",
         "closed_subs",
+        "account",
     )
 
     def end(self, now: float) -> float:
@@ -170,6 +171,7 @@ def _live_row(c: Any) -> _Row:
     r.mqtt_client = (getattr(c, "client_id", "") or "") if c.conn_type == "mqtt" else ""
     r.client = c
     r.closed_subs = None
+    r.account = c.account.name
     return r
 
 
@@ -198,6 +200,7 @@ def _closed_row(cc: Any) -> _Row:
     r.tls_version = info.get("tls_version", "") or ""
     r.tls_cipher = info.get("tls_cipher", "") or ""
     r.user = info.get("user", "") or ""
+    r.account = info.get("account", GLOBAL_ACCOUNT)
     r.mqtt_client = (info.get("client_id", "") or "") if r.type == "mqtt" else ""
     r.client = None
     # Present only if Server.describe() keeps the subjects of a closing client.
@@ -283,7 +286,9 @@ def _render(r: _Row, o: ConnzOptions, now: float) -> dict:
     if o.auth:
         omitempty(d, "authorized_user", r.user)
         # `account` is omitted for the global account; name_tag names it.
-        d["name_tag"] = GLOBAL_ACCOUNT
+        if r.account != GLOBAL_ACCOUNT:
+            d["account"] = r.account
+        d["name_tag"] = r.account
     omitempty(d, "mqtt_client", r.mqtt_client)
     return d
 
@@ -315,7 +320,7 @@ def connz(server: Server, o: ConnzOptions) -> dict:
     them (``total``), filter by user and MQTT client id, sort all, cut the page."""
     o.check()
     now = time.time()
-    if o.acc and o.acc not in ACCOUNTS:
+    if o.acc and o.acc not in ACCOUNTS and o.acc not in server.accounts:
         # nats-server answers an unknown account with an empty Connz struct.
         return {
             "server_id": "",
@@ -330,6 +335,8 @@ def connz(server: Server, o: ConnzOptions) -> dict:
     if o.cid and o.acc != SYSTEM_ACCOUNT:
         limit = 1
     rows = _candidates(server, o)
+    if o.acc and o.acc != SYSTEM_ACCOUNT:
+        rows = [r for r in rows if r.account == o.acc]
     total = len(rows)
     if o.user:
         rows = [r for r in rows if r.user == o.user]

@@ -137,6 +137,7 @@ class Monitor:
             _join(base, "/jsz"): ("/jsz", self._jsz),
             _join(base, "/healthz"): ("/healthz", self._healthz),
             _join(base, "/accountz"): ("/accountz", self._accountz),
+            _join(base, "/accstatz"): ("/accstatz", self._accstatz),
             _join(base, "/routez"): ("/routez", self._routez),
             _join(base, "/metrics"): ("/metrics", self._metrics),
             _join(base, "/overviewz"): ("/overviewz", self._overviewz),
@@ -276,6 +277,11 @@ class Monitor:
         from hybridbus.monitor.accountz import accountz
 
         return _json(accountz(self.server, q))
+
+    def _accstatz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.accountz import accstatz
+
+        return _json(accstatz(self.server, q))
 
     def _routez(self, q: dict, headers: dict) -> Response:
         from hybridbus.monitor.accountz import routez

@@ -195,8 +195,9 @@ class ServerCollector:
         )
         yield GaugeMetricFamily(
             "hybridbus_subscriptions",
-            "Subscriptions in the router (NATS subscriptions and MQTT filters' subjects).",
-            value=server.sublist.count(),
+            "Subscriptions in the routers of every account (NATS subscriptions and MQTT "
+            "filters' subjects).",
+            value=sum(a.sublist.count() for a in server.accounts.values()),
         )
 
     def _http(self):

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.monitor.common import (
     DEFAULT_LIST_SIZE,
-    GLOBAL_ACCOUNT,
     Query,
     omitempty,
     page_window,
@@ -98,20 +97,50 @@ def subscription_cid(sub: Any) -> int:
 # =========================================================================== /subsz
 
 
-def _listing(server: Server, o: SubszOptions, global_acc: bool) -> tuple[int, list[dict]]:
+def _accounts(server: Server, acc: str) -> list[Any]:
+    """The accounts a request is about: ``acc=`` one (none for an unknown one or
+    $SYS, which holds no subscriptions here), else every account."""
+    if not acc:
+        return list(server.accounts.values())
+    account = server.accounts.get(acc)
+    return [account] if account is not None else []
+
+
+def _stats(accounts: list[Any]) -> dict:
+    """The routers' statistics, summed over ``accounts`` (rates weighted by matches)."""
+    if len(accounts) == 1:
+        return accounts[0].sublist.stats()
+    out: dict[str, Any] = {k: 0 for k in _SUBLIST_STATS}
+    hits = fanout = 0.0
+    for account in accounts:
+        st = account.sublist.stats()
+        for key in ("num_subscriptions", "num_cache", "num_inserts", "num_removes"):
+            out[key] += st.get(key, 0)
+        matches = st.get("num_matches", 0)
+        out["num_matches"] += matches
+        out["max_fanout"] = max(out["max_fanout"], st.get("max_fanout", 0))
+        hits += st.get("cache_hit_rate", 0.0) * matches
+        fanout += st.get("avg_fanout", 0.0) * matches
+    if out["num_matches"]:
+        out["cache_hit_rate"] = hits / out["num_matches"]
+        out["avg_fanout"] = fanout / out["num_matches"]
+    return out
+
+
+def _listing(server: Server, o: SubszOptions, accounts: list[Any]) -> tuple[int, list[dict]]:
     """(total, page): the subscriptions matching ``test``, in a stable order."""
     offset, limit = page_window(o.offset, o.limit)
-    subs = list(server.sublist.subscriptions()) if global_acc else []
+    subs = [(a.name, s) for a in accounts for s in a.sublist.subscriptions()]
     if o.test:
-        subs = [s for s in subs if subject_matches(s.subject, o.test)]
+        subs = [(a, s) for a, s in subs if subject_matches(s.subject, o.test)]
     # The order is unspecified in nats-server; a stable one makes paging usable.
     keyed = sorted(
-        ((subscription_cid(s), s.subject, str(s.sid), s) for s in subs),
-        key=lambda t: t[:3],
+        ((subscription_cid(s), s.subject, str(s.sid), a, s) for a, s in subs),
+        key=lambda t: t[:4],
     )
     listing = []
-    for cid, _subject, _sid, s in keyed[offset : offset + limit]:
-        d = {"account": GLOBAL_ACCOUNT, "account_tag": GLOBAL_ACCOUNT}
+    for cid, _subject, _sid, name, s in keyed[offset : offset + limit]:
+        d = {"account": name, "account_tag": name}
         d.update(sub_detail(s, cid))
         listing.append(d)
     return len(subs), listing
@@ -123,16 +152,16 @@ def subsz(server: Server, o: SubszOptions) -> dict:
     if o.test and not is_valid_publish_subject(o.test):
         raise BadRequest(f"invalid test subject, must be valid publish subject: {o.test}")
     offset, limit = page_window(o.offset, o.limit)
-    global_acc = o.acc in ("", GLOBAL_ACCOUNT)
-    # Every other account has no subscriptions here: its statistics are all zero.
-    stats = server.sublist.stats() if global_acc else {}
+    accounts = _accounts(server, o.acc)
+    # An unknown account (or $SYS) has no subscriptions here: its statistics are zero.
+    stats = _stats(accounts) if accounts else {}
     out: dict[str, Any] = {"server_id": server.server_id, "now": rfc3339(time.time())}
     for key, go_type in _SUBLIST_STATS.items():
         out[key] = go_type(stats.get(key, 0))
     total = 0
     listing: list[dict] | None = None
     if o.subs:
-        total, listing = _listing(server, o, global_acc)
+        total, listing = _listing(server, o, accounts)
     out["total"] = total
     out["offset"] = offset
     out["limit"] = limit

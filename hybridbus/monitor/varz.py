@@ -162,7 +162,7 @@ def _add_counters(v: dict[str, Any], server: Server) -> None:
     v["slow_consumers"] = int(st.slow_consumers)
     v["stale_connections"] = int(st.stale_connections)
     v["stalled_clients"] = 0
-    v["subscriptions"] = int(server.sublist.count())
+    v["subscriptions"] = int(sum(a.sublist.count() for a in server.accounts.values()))
 
 
 def _add_config_and_stats(v: dict[str, Any], server: Server, mon: MonitorContext) -> None:

@@ -490,8 +490,60 @@ ACCOUNTZ_DETAIL = {
         "leafnode_connections": "int",
         "client_connections": "int",
         "subscriptions": "uint",
+        "exports?": [
+            {
+                "subject": "str",
+                "type": "str",
+                "response_type?": "str",
+                "response_threshold?": "int",
+                "approved_accounts?": "[str]",
+            }
+        ],
+        "imports?": [
+            {
+                "subject": "str",
+                "account": "str",
+                "to?": "str",
+                "local_subject": "str",
+                "type": "str",
+                "invalid": "bool",
+                "share": "bool",
+                "tracking": "bool",
+            }
+        ],
         "name_tag?": "str",
+        "sublist_stats?": {
+            "num_subscriptions": "uint",
+            "num_cache": "uint",
+            "num_inserts": "uint",
+            "num_removes": "uint",
+            "num_matches": "uint",
+            "cache_hit_rate": "float",
+            "max_fanout": "uint",
+            "avg_fanout": "float",
+        },
     },
+}
+
+_LINK_STATS = {"msgs": "int", "bytes": "int"}
+ACCSTATZ = {
+    "server_id": "str",
+    "now": "time",
+    "account_statz": [
+        {
+            "acc": "str",
+            "name?": "str",
+            "conns": "int",
+            "leafnodes": "int",
+            "total_conns": "int",
+            "num_subscriptions": "uint",
+            "sent": dict(_LINK_STATS, gateways=_LINK_STATS, routes=_LINK_STATS, leafs=_LINK_STATS),
+            "received": dict(
+                _LINK_STATS, gateways=_LINK_STATS, routes=_LINK_STATS, leafs=_LINK_STATS
+            ),
+            "slow_consumers": "int",
+        }
+    ],
 }
 
 ROUTEZ = {
