@@ -29,7 +29,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from hybridbus.jetstream.runtime import no_responders
+from hybridbus.jetstream.runtime import no_responders, status
 
 if TYPE_CHECKING:
     from hybridbus.jetstream.engine import JetStream
@@ -158,9 +158,12 @@ def _other(js: JetStream, rt, c, seq: int, subject: str, reply: str | None, payl
         if seq <= c._sseq:
             c.ack(seq)
         rt.after_ack()
-        if reply and rt.pull:
-            js.later(rt.request, reply, payload[4:])
+        if reply:
             answered = True
+            if rt.pull:
+                js.later(rt.request, reply, payload[4:])
+            else:  # nats-server processNextMsgRequest on a push consumer
+                js.later(js.reply, reply, b"", status(409, "Consumer is push based"))
     if reply and not answered:
         js.later(js.reply, reply, b"")
 

@@ -289,3 +289,27 @@ async def test_stream_deleted_while_a_request_waits(env):
     await env.js.delete_stream("S")
     f = await frame(w)
     assert (f.subject, f.hdr) == (b"inb.w", b"NATS/1.0 409 Consumer Deleted\r\n\r\n")
+
+
+async def test_an_mqtt_publish_wakes_a_waiting_pull(server_factory):
+    """hybridbus: a QoS 1 PUBLISH to a topic a stream captures reaches a pull consumer."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_connect
+
+    server = await server_factory()
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="M", subjects=["sensors.>"])
+        sub = await js.pull_subscribe("sensors.>", durable="d", stream="M")
+        fetch = asyncio.ensure_future(sub.fetch(1, timeout=2))
+        await asyncio.sleep(0.2)
+        mq = await mqtt_connect(server.mqtt_port, "pub1")
+        await mq.send(mp.publish("sensors/room1", b"21.5", qos=1, mid=7))
+        await mq.expect(mp.puback(7))
+        (m,) = await fetch
+        assert (m.subject, m.data) == ("sensors.room1", b"21.5")
+        await m.ack_sync()
+        await mq.close()
+    finally:
+        await nc.close()
