@@ -82,13 +82,23 @@ def parse(payload: bytes) -> Any:
 
 
 def _too_deep(text: str) -> bool:
-    """A cheap upper bound on nesting (brackets inside strings count too: it only
-    ever refuses absurd bodies, which json.loads would recurse through)."""
+    """Nesting past ``_MAX_BODY_DEPTH`` (json.loads would recurse through it). Counting
+    brackets first keeps ordinary bodies cheap; the scan skips strings."""
     if text.count("[") + text.count("{") < _MAX_BODY_DEPTH:
         return False
     depth = 0
+    in_string = escaped = False
     for ch in text:
-        if ch in "[{":
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
             depth += 1
             if depth > _MAX_BODY_DEPTH:
                 return True
@@ -219,14 +229,13 @@ def decode(payload: bytes, schema: Struct, strict: bool, top: str = "") -> dict:
 
 
 def decode_object(payload: bytes, schema: Struct, strict: bool) -> dict:
-    """As ``decode``, but a body that is JSON and not an object counts as empty: what
-    nats-server's list and info handlers do with one (``STREAM.INFO`` with ``5``)."""
-    if not payload.strip():
+    """As ``decode``, for the handlers that read a body only when it starts like a
+    JSON object or array (nats-server's isJSONObjectOrArray: ``STREAM.INFO``, ``NAMES``,
+    ``LIST``, ``PURGE``): anything else (``5``, ``null``, binary) counts as empty."""
+    data = payload.lstrip()
+    if data[:1] not in (b"{", b"["):
         return {}
-    value = parse(payload)
-    if not isinstance(value, dict):
-        return {}
-    return _struct(value, schema, schema.goname.rsplit(".", 1)[-1], strict)
+    return decode(data, schema, strict)
 
 
 def is_empty_request(payload: bytes) -> bool:

@@ -39,7 +39,8 @@ _INFO_REQ = Struct(
     "server.JSApiStreamInfoRequest",
     {"deleted_details": "bool", "subjects_filter": "string", "offset": "int"},
 )
-_LIST_REQ = Struct("server.JSApiStreamNamesRequest", {"offset": "int", "subject": "string"})
+_NAMES_REQ = Struct("server.JSApiStreamNamesRequest", {"offset": "int", "subject": "string"})
+_LIST_REQ = Struct("server.JSApiStreamListRequest", {"offset": "int", "subject": "string"})
 _PURGE_REQ = Struct(
     "server.JSApiStreamPurgeRequest", {"seq": "uint64", "filter": "string", "keep": "uint64"}
 )
@@ -88,6 +89,13 @@ def internal_refusal(name: str) -> ApiError:
     return ApiError(
         400, 10003, f"stream {name} is internal to the MQTT layer and can not be changed"
     )
+
+
+def _no_path_separators(name: str) -> None:
+    """A create refuses these before checking the config (names are file names);
+    the other requests just find no such stream, as on nats-server."""
+    if "/" in name or "\\" in name:
+        raise ApiError(400, 10128, "Stream name can not contain path separators")
 
 
 def _not_internal(name: str) -> None:
@@ -218,6 +226,7 @@ def create(req: Request) -> dict:
     raw, pedantic = _read_config(req)
     if raw["name"] != name:
         raise ApiError(400, 10056, "stream name in subject does not match request")
+    _no_path_separators(name)
     _not_internal(name)
     cfg = streamcfg.check(raw, _lookup(js), pedantic)
     streamcfg.check_create(cfg)
@@ -286,7 +295,7 @@ def _matching(js: JetStream, subject: str) -> list[Any]:
 @route("STREAM.NAMES", 0, 0, kind="stream_names_response")
 @_failing(total=0, offset=0, limit=0, streams=None)
 def names(req: Request) -> dict:
-    body = _body_object(req, _LIST_REQ)
+    body = _body_object(req, _NAMES_REQ)
     found = _matching(req.js, body.get("subject") or "")
     offset = min(max(0, body.get("offset") or 0), len(found))
     page = [s.config.name for s in found[offset : offset + NAMES_LIMIT]]
