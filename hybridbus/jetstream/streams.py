@@ -171,7 +171,8 @@ def state_body(st: Any, subjects: dict | None = None, deleted: list | None = Non
 
 
 def info_body(js: JetStream, st: Any, *, cluster: bool = True, **state: Any) -> dict:
-    """A StreamInfo: config, created, state, cluster, mirror/sources, ts."""
+    """A StreamInfo: config, created, state, cluster, mirror/sources, ts. nats-server
+    names the leader (``cluster``) in STREAM.INFO only, not in CREATE, UPDATE or LIST."""
     out: dict[str, Any] = {
         "config": streamcfg.to_wire(st.config),
         "created": rfc3339(st.created_ns),
@@ -309,7 +310,7 @@ def listing(req: Request) -> dict:
     body = _body_object(req, _LIST_REQ)
     found = _matching(js, body.get("subject") or "")
     offset = min(max(0, body.get("offset") or 0), len(found))
-    page = [info_body(js, s) for s in found[offset : offset + LIST_LIMIT]]
+    page = [info_body(js, s, cluster=False) for s in found[offset : offset + LIST_LIMIT]]
     return {"total": len(found), "offset": offset, "limit": LIST_LIMIT, "streams": page}
 
 
