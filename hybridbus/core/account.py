@@ -26,9 +26,9 @@ account except through an import:
 Why deferred: ``Server.route`` is not re-entrant (MQTT sessions collect matches per
 round), so an import's delivery only queues the hop (``Server.after_round``), which
 the server runs once the round is over, still inside the publisher's read (so MQTT
-durability tickets and flushes see it). Each hop carries the chain of imports that
-brought the message; an import already in the chain is not taken again, so a cycle
-of imports (A imports B's subject and B imports A's) delivers once, never loops.
+durability tickets and flushes see it). Each hop carries the (account, subject) pairs
+the message has been published as; a hop to one of them is not taken, so a cycle of
+imports (A imports B's ``x`` and B imports A's) delivers once in each, never loops.
 
 Limits (``limits { max_connections, max_subscriptions, max_payload }``) are checked
 where nats-server checks them: connections at authentication (``join_account``),
@@ -176,7 +176,8 @@ class Imports:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self.chain: tuple = ()  # imports that carried the message being routed now
+        # (account, subject) pairs the message being routed now has been through
+        self.chain: tuple = ()
 
     # -- wiring ------------------------------------------------------------------------
 
@@ -225,15 +226,17 @@ class Imports:
             self._response(sub.account, subject, headers, payload)
             return
         imp = sub.imp
-        if imp in self.chain:
-            return  # this import already carried the message: a cycle of imports
         mapped = map_subject(subject, sub.from_toks, sub.to_toks)
+        chain = self.chain or ((sub.source, subject),)
+        hop = (sub.target, mapped)
+        if hop in chain:
+            return  # the message was there already: a cycle of imports
         if imp.service and reply is not None:
             reply = self._remember(sub, reply)
         elif imp.service:
             reply = None
         self.hub.after_round(
-            self._hop, (sub.target, mapped, reply, headers, payload, self.chain + (imp,))
+            self._hop, (sub.target, mapped, reply, headers, payload, chain + (hop,))
         )
 
     def deliver_batch(self, sub, subject: str, payloads: list[bytes]) -> None:

@@ -1,8 +1,10 @@
 """Configuration reload (SIGHUP, `hybridbus reload`): what may change while running.
 
-Users, passwords, permissions, limits and log levels take effect at once, for
-connected clients too: each client's permissions are recomputed, and a client
-whose user is gone is disconnected. Listeners, TLS and the store stay as they
+Users, passwords, permissions, limits, accounts and log levels take effect at once,
+for connected clients too: each client's permissions are recomputed, and a client
+whose user is gone, or now belongs to another account, is disconnected. Accounts
+keep their subject space across a reload (an account still configured keeps its
+Account and its subscriptions); their limits, exports and imports are replaced. Listeners, TLS and the store stay as they
 were started; a change there is reported and waits for a restart. A config that
 does not load leaves the running one in force.
 """
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus import log as hblog
 from hybridbus.core import client as reasons
+from hybridbus.core.account import GLOBAL_ACCOUNT, Account
 from hybridbus.core.trace import retrace
 from hybridbus.security import Security
 
@@ -130,6 +133,9 @@ def reload(server: Server) -> bool:
         log.error("Config reload failed, keeping the running configuration: %s", err)
         return False
     server.options = new
+    _reload_accounts(server, new)
+    if new.accounts:
+        security.accounts = server.accounts
     server.security = security
     server.auth_required = security.auth_required
     if server.mqtt is not None:
@@ -148,6 +154,20 @@ def reload(server: Server) -> bool:
     return True
 
 
+def _reload_accounts(server: Server, new: Options) -> None:
+    """The accounts of `new`, keeping the Account (sublist, connections) of each one
+    still configured; imports are placed again from scratch (core/account.py)."""
+    old = server.accounts
+    server.imports.unwire(old)
+    accounts = {GLOBAL_ACCOUNT: old[GLOBAL_ACCOUNT]}
+    for opts in new.accounts:
+        acc = old.get(opts.name) or Account(opts.name)
+        acc.configure(opts)
+        accounts[opts.name] = acc
+    server.accounts = accounts
+    server.imports.wire(accounts)
+
+
 def _apply_to_clients(server: Server) -> None:
     opts = server.options
     sec = server.security
@@ -155,6 +175,8 @@ def _apply_to_clients(server: Server) -> None:
         parser = getattr(client, "parser", None)
         if client.conn_type == "nats" and parser is not None:
             parser.max_payload = opts.max_payload
+            if 0 <= client.account.max_payload < opts.max_payload:
+                parser.max_payload = client.account.max_payload
             parser.max_control_line = opts.max_control_line
         realm = sec.mqtt if client.conn_type == "mqtt" else sec.nats
         if getattr(client, "ws", False):
@@ -169,6 +191,18 @@ def _apply_to_clients(server: Server) -> None:
                     client.port,
                     client.cid,
                     name,
+                )
+                client.close(reasons.AUTH_FAILURE, client.auth_revoked_notice())
+                continue
+            account = getattr(entry, "account", None) or GLOBAL_ACCOUNT
+            if account != client.account.name:
+                log.info(
+                    "%s:%d - cid:%d - user %r moved to account %s by reload; disconnecting",
+                    client.ip,
+                    client.port,
+                    client.cid,
+                    name,
+                    account,
                 )
                 client.close(reasons.AUTH_FAILURE, client.auth_revoked_notice())
                 continue

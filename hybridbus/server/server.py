@@ -108,8 +108,7 @@ class Server:
         self.server_id = make_server_id()
         self.server_name = options.server_name or self.server_id
         self.sublist = Sublist()
-        # Accounts (core/account.py): $G owns self.sublist; a client routes in its own
-        # account's sublist (client.account, set at authentication).
+        # Accounts (core/account.py): $G owns self.sublist; a client routes in its own.
         self.accounts = build_accounts(options, self.sublist)
         self.global_account = self.accounts[GLOBAL_ACCOUNT]
         self.imports = Imports(self)
@@ -393,9 +392,8 @@ class Server:
         client.cid = self._next_cid
         self.clients[client.cid] = client
         self.stats.total_connections += 1
-        account = client.account
-        account.nconns += 1
-        account.total_conns += 1
+        client.account.nconns += 1
+        client.account.total_conns += 1
         if self.options.trace:
             # Traced or not is decided here, once per connection: the message path
             # never asks (core/trace.py).
@@ -421,9 +419,7 @@ class Server:
                 ClosedClient(self.describe(client), time.time(), client.close_reason or "")
             )
 
-    def join_account(self, client: ClientBase) -> bool:
-        """After a NATS login: into its user's account, or False at the account's
-        max_connections (core/account.py join_account)."""
+    def join_account(self, client: ClientBase) -> bool:  # core/account.py join_account
         return acct.join_account(client, self.global_account)
 
     def over_connection_limit(self) -> bool:
