@@ -175,16 +175,11 @@ class Session:
         "inflight_bytes",
         "queued_bytes",
         "closing",
+        "account",
     )
 
     # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
     echo = True
-
-    @property
-    def account(self) -> Any:
-        """The account a session publishes in (Server.route reads origin.account):
-        MQTT serves the global account only (Server.authenticate_mqtt)."""
-        return self.broker.server.global_account
 
     def __init__(self, broker: MqttBroker, client_id: str, key: str, persistent: bool) -> None:
         self.broker = broker
@@ -219,6 +214,9 @@ class Session:
         self.inflight_bytes = 0
         self.queued_bytes = 0
         self.closing = False  # ended (MqttBroker.end_session): a late delivery is dropped
+        # the account it publishes in (Server.route reads origin.account): MQTT serves
+        # the global account only (Server.authenticate_mqtt refuses the others)
+        self.account = broker.server.global_account
 
     # -- router side ------------------------------------------------------------------
 
