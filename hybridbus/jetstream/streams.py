@@ -429,9 +429,9 @@ def _status(code: int, text: str) -> bytes:
     return f"NATS/1.0 {code} {text}\r\n\r\n".encode()
 
 
-def direct_headers(name: str, msg: Any) -> bytes:
+def direct_headers(name: str, msg: Any, *extra: tuple[str, Any]) -> bytes:
     """The stored headers, then Nats-Stream/-Subject/-Sequence/-Time-Stamp (the order
-    nats-server writes them in a direct get reply)."""
+    nats-server writes them in a direct get reply), then ``extra`` (a batch's)."""
     lines = b""
     if msg.headers:
         block = msg.headers
@@ -439,12 +439,13 @@ def direct_headers(name: str, msg: Any) -> bytes:
         end = block.rfind(b"\r\n\r\n")
         if 0 <= start < end:
             lines = block[start + 2 : end + 2]
+    more = "".join(f"{k}: {v}\r\n" for k, v in extra)
     return (
         b"NATS/1.0\r\n"
         + lines
         + (
             f"Nats-Stream: {name}\r\nNats-Subject: {msg.subject}\r\n"
-            f"Nats-Sequence: {msg.seq}\r\nNats-Time-Stamp: {rfc3339(msg.ts_ns)}\r\n\r\n"
+            f"Nats-Sequence: {msg.seq}\r\nNats-Time-Stamp: {rfc3339(msg.ts_ns)}\r\n{more}\r\n"
         ).encode()
     )
 
@@ -452,8 +453,9 @@ def direct_headers(name: str, msg: Any) -> bytes:
 @route("DIRECT.GET", 1, None, kind="direct_get")
 def direct_get(req: Request) -> None:
     """``$JS.API.DIRECT.GET.<stream>`` (a body) and ``...<stream>.<subject>`` (the last
-    message on that subject, no body): the raw message, or a 404/408 status. Only
-    streams with ``allow_direct`` have responders (``capture.sync``)."""
+    message on that subject, no body): the raw message, or a 404/408 status; with
+    ``batch`` or ``multi_last``, several messages and a ``204 EOB``. Only streams with
+    ``allow_direct`` have responders (``capture.sync``)."""
     js = req.js
     name = req.args[0]
     try:
@@ -462,34 +464,117 @@ def direct_get(req: Request) -> None:
         return None
     if not st.config.allow_direct:
         return None  # no responder of its own (the engine's old catch-all delivered it)
-    reply = _direct_answer(js, st, req)
-    req.respond(reply[1], reply[0])
+    for headers, payload in _direct_answer(st, req):
+        req.respond(payload, headers)
     return None
 
 
-def _direct_answer(js: JetStream, st: Any, req: Request) -> tuple[bytes, bytes]:
-    """(headers, payload) of a direct get's reply."""
+Reply = list[tuple[bytes, bytes]]
+
+
+def _direct_answer(st: Any, req: Request) -> Reply:
+    """The (headers, payload) replies of a direct get, in order."""
     data = req.payload.strip()
     if len(req.args) > 1:
         if data:
-            return _status(408, "Bad Request"), b""
+            return [(_status(408, "Bad Request"), b"")]
         body = {"last_by_subj": ".".join(req.args[1:])}
     else:
         if not data:
-            return _status(408, "Empty Request"), b""
+            return [(_status(408, "Empty Request"), b"")]
         try:
             body = decode(data, GET_REQ, False)
         except ApiError:
-            return _status(408, "Malformed Request"), b""
+            return [(_status(408, "Malformed Request"), b"")]
         seq = body.get("seq") or 0
         last = body.get("last_by_subj") or ""
         nxt = body.get("next_by_subj") or ""
-        if (seq and last) or (last and nxt) or body.get("batch") or body.get("multi_last"):
-            return _status(408, "Bad Request"), b""
+        if (seq and last) or (last and nxt) or (last and body.get("batch")):
+            return [(_status(408, "Bad Request"), b"")]
+        if body.get("multi_last"):
+            return _direct_multi_last(st, body)
         if not seq and not last and not nxt and not body.get("start_time"):
-            return _status(408, "Empty Request"), b""
+            return [(_status(408, "Empty Request"), b"")]
+        if body.get("batch"):
+            return _direct_batch(st, body)
     try:
         msg = _find_msg(st, body)
     except StoreError:
-        return _status(404, "Message Not Found"), b""
-    return direct_headers(st.config.name, msg), msg.payload
+        return [(_status(404, "Message Not Found"), b"")]
+    return [(direct_headers(st.config.name, msg), msg.payload)]
+
+
+def _batch_replies(st: Any, msgs: list, pending: Callable[[int, Any], int]) -> Reply:
+    out: Reply = []
+    prev = 0
+    for i, msg in enumerate(msgs):
+        extra = (("Nats-Num-Pending", pending(i, msg)), ("Nats-Last-Sequence", prev))
+        out.append((direct_headers(st.config.name, msg, *extra), msg.payload))
+        prev = msg.seq
+    return out
+
+
+def _direct_batch(st: Any, body: dict) -> Reply:
+    """``batch``: up to that many messages from ``seq`` (or ``start_time``) matching
+    ``next_by_subj``, each with ``Nats-Num-Pending`` (what matches after it) and
+    ``Nats-Last-Sequence`` (the one sent before it), then ``204 EOB``. ``max_bytes``
+    ends the batch once the messages sent reach it (subject, headers and payload
+    counted, as a live nats-server 2.15 does)."""
+    flt = body.get("next_by_subj") or None
+    try:
+        first = _find_msg(st, body)
+    except StoreError:
+        return [(_status(404, "Message Not Found"), b"")]
+    limit, max_bytes = body["batch"], body.get("max_bytes") or 0
+    msgs, size = [first], _size(first)
+    for msg in st.iter(first.seq + 1, flt):
+        if len(msgs) >= limit or (max_bytes and size >= max_bytes):
+            break
+        msgs.append(msg)
+        size += _size(msg)
+    out = _batch_replies(st, msgs, lambda _i, m: st.count_after(m.seq, flt))
+    left = st.count_after(msgs[-1].seq, flt)
+    eob = f"NATS/1.0 204 EOB\r\nNats-Num-Pending: {left}\r\nNats-Last-Sequence: {msgs[-1].seq}\r\n\r\n"
+    out.append((eob.encode(), b""))
+    return out
+
+
+def _size(msg: Any) -> int:
+    return len(msg.subject) + len(msg.headers or b"") + len(msg.payload)
+
+
+def _direct_multi_last(st: Any, body: dict) -> Reply:
+    """``multi_last``: the last message of every subject the filters match (at or before
+    ``up_to_seq``/``up_to_time``), in stream order, then ``204 EOB`` with
+    ``Nats-UpTo-Sequence``; ``404 No Results`` when there is none."""
+    up_to = body.get("up_to_seq") or st.state().last_seq
+    up_to_ns = parse_rfc3339(body["up_to_time"]) if body.get("up_to_time") else None
+    found: dict[int, Any] = {}
+    for flt in body["multi_last"]:
+        for subject in st.subjects(flt or None):
+            msg = _last_before(st, subject, up_to, up_to_ns)
+            if msg is not None:
+                found[msg.seq] = msg
+    msgs = [found[seq] for seq in sorted(found)][: body.get("batch") or None]
+    if not msgs:
+        return [(_status(404, "No Results"), b"")]
+    out = _batch_replies(st, msgs, lambda i, _m: len(msgs) - i - 1)
+    eob = (
+        f"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: {msgs[-1].seq}\r\n"
+        f"Nats-UpTo-Sequence: {up_to}\r\n\r\n"
+    )
+    out.append((eob.encode(), b""))
+    return out
+
+
+def _last_before(st: Any, subject: str, up_to: int, up_to_ns: int | None) -> Any:
+    """The newest message on ``subject`` at or before ``up_to`` (and ``up_to_ns``)."""
+    msg = st.last(subject)
+    if msg.seq <= up_to and (up_to_ns is None or msg.ts_ns <= up_to_ns):
+        return msg
+    best = None
+    for m in st.iter(0, subject):
+        if m.seq > up_to or (up_to_ns is not None and m.ts_ns > up_to_ns):
+            break
+        best = m
+    return best

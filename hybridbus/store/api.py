@@ -161,10 +161,14 @@ def decode_headers(block: bytes | None) -> dict[str, list[str]]:
 
 
 def rfc3339(ts_ns: int) -> str:
-    """UTC RFC 3339 with nanoseconds and a ``Z`` (the form nats-py parses)."""
+    """UTC RFC 3339 with a ``Z``, as Go's ``RFC3339Nano`` writes it (nats-server's JSON
+    times and ``Nats-Time-Stamp``): up to nine fraction digits, trailing zeros dropped,
+    no fraction at all on a whole second. nats-py parses every such form."""
     secs, frac = divmod(ts_ns, 1_000_000_000)
     base = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{frac:09d}Z"
+    if not frac:
+        return base + "Z"
+    return f"{base}.{frac:09d}".rstrip("0") + "Z"
 
 
 def parse_rfc3339(text: str) -> int:
@@ -604,6 +608,10 @@ class Stream(Protocol):
 
     def compact(self) -> int:
         """Rewrite mostly-dead segments now (also done in the background); returns a count."""
+
+    def count_after(self, seq: int, subject: str | None = None) -> int:
+        """Live messages with a sequence past ``seq`` matching ``subject`` (wildcards
+        allowed): a direct get batch's ``Nats-Num-Pending``."""
 
     def subjects(self, filter: str | None = None) -> dict[str, int]: ...
 

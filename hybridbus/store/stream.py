@@ -234,6 +234,10 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
             consumer_count=self._public_count(),
         )
 
+    def count_after(self, seq: int, subject: str | None = None) -> int:
+        """Live messages with a sequence past ``seq`` matching ``subject``."""
+        return self._count_after(seq, _as_filter(subject))
+
     def subjects(self, filter: str | None = None) -> dict[str, int]:
         flt = _as_filter(filter)
         return {self._names[sid]: self._sstate[sid][0] for sid in self._matching_sids(flt)}

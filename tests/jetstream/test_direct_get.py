@@ -15,7 +15,7 @@ from tests.jetstream import stream_env
 
 senv = stream_env.senv  # the fixture
 
-TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z"
+TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z"  # Go's RFC3339Nano
 
 
 async def _stream(senv, allow_direct: bool = True) -> None:
@@ -124,3 +124,62 @@ async def test_a_kv_bucket_with_direct_reads_through_direct_get(senv):
     await w.send(b"SUB r 1\r\nPUB $JS.API.DIRECT.GET.KV_dkv.$KV.dkv.k r 0\r\n\r\n")
     m = await w.expect_re(rb"HMSG r 1 \d+ \d+\r\nNATS/1\.0\r\nKV-Operation: DEL\r\n")
     assert re.match(rb"HMSG", m.group(0))
+
+
+async def test_batch_and_multi_last(senv):
+    """The batch forms nats-py 2.16 does not use, checked against nats-server 2.15.1."""
+    await _stream(senv)
+    w = await senv.wire()
+    await w.send(b"SUB r.> 1\r\n")
+
+    async def replies(body: bytes, reply: bytes) -> list[bytes]:
+        await w.send(b"PUB $JS.API.DIRECT.GET.D %s %d\r\n%s\r\n" % (reply, len(body), body))
+        out = []
+        while True:
+            m = await w.expect_re(
+                rb"(?:PING\r\n)*HMSG " + re.escape(reply) + rb" 1 (\d+) (\d+)\r\n"
+            )
+            hlen, total = int(m.group(1)), int(m.group(2))
+            data = (await w.expect_re(rb"(.{%d})\r\n" % total, 3)).group(1)
+            hdr = re.sub(rb"Nats-Time-Stamp: [^\r]+", b"Nats-Time-Stamp: T", data[:hlen])
+            out.append(hdr + data[hlen:])
+            if hdr.startswith((b"NATS/1.0 204", b"NATS/1.0 404", b"NATS/1.0 408")):
+                return out
+
+    def msg(subject: str, seq: int, pending: int, last: int, data: bytes, extra=b"") -> bytes:
+        return (
+            b"NATS/1.0\r\n%sNats-Stream: D\r\nNats-Subject: %s\r\nNats-Sequence: %d\r\n"
+            b"Nats-Time-Stamp: T\r\nNats-Num-Pending: %d\r\nNats-Last-Sequence: %d\r\n\r\n%s"
+        ) % (extra, subject.encode(), seq, pending, last, data)
+
+    assert await replies(b'{"seq":1,"batch":2}', b"r.1") == [
+        msg("d.a", 1, 2, 0, b"one"),
+        msg("d.b", 2, 1, 1, b"two", b"X-Y: z\r\n"),
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 1\r\nNats-Last-Sequence: 2\r\n\r\n",
+    ]
+    assert await replies(b'{"seq":1,"batch":9,"next_by_subj":"d.a"}', b"r.2") == [
+        msg("d.a", 1, 1, 0, b"one"),
+        msg("d.a", 3, 0, 1, b"three"),
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 3\r\n\r\n",
+    ]
+    # max_bytes: the batch ends once what was sent (subject, headers, payload) reaches it
+    got = await replies(b'{"seq":1,"batch":9,"max_bytes":7}', b"r.3")
+    assert len(got) == 3 and got[-1].startswith(b"NATS/1.0 204 EOB")  # 2 messages
+    assert await replies(b'{"multi_last":["d.*"]}', b"r.4") == [
+        msg("d.b", 2, 1, 0, b"two", b"X-Y: z\r\n"),
+        msg("d.a", 3, 0, 2, b"three"),
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 3\r\n"
+        b"Nats-UpTo-Sequence: 3\r\n\r\n",
+    ]
+    assert await replies(b'{"multi_last":["d.a"],"up_to_seq":2}', b"r.5") == [
+        msg("d.a", 1, 0, 0, b"one"),
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 1\r\n"
+        b"Nats-UpTo-Sequence: 2\r\n\r\n",
+    ]
+    assert await replies(b'{"multi_last":["zz"]}', b"r.6") == [b"NATS/1.0 404 No Results\r\n\r\n"]
+    assert await replies(b'{"seq":9,"batch":2}', b"r.7") == [
+        b"NATS/1.0 404 Message Not Found\r\n\r\n"
+    ]
+    assert await replies(b'{"batch":2,"last_by_subj":"d.a"}', b"r.8") == [
+        b"NATS/1.0 408 Bad Request\r\n\r\n"
+    ]

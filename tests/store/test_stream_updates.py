@@ -73,3 +73,21 @@ def test_overlap_checks_stay_fast_with_many_subjects(store):
     with pytest.raises(E.SubjectsOverlap):
         store.add_stream(StreamConfig(name="X", subjects=["x", "big.19999"]))
     assert time.monotonic() - started < 3
+
+
+def test_rfc3339_is_gos_rfc3339nano():
+    from hybridbus.store.api import parse_rfc3339, rfc3339
+
+    assert rfc3339(1_795_313_256_658_128_180) == "2026-11-22T02:07:36.65812818Z"
+    assert rfc3339(1_795_313_256_000_000_000) == "2026-11-22T02:07:36Z"
+    assert rfc3339(1_795_313_256_000_000_001) == "2026-11-22T02:07:36.000000001Z"
+    for ns in (1_795_313_256_658_128_180, 1_795_313_256_000_000_000, 1):
+        assert parse_rfc3339(rfc3339(ns)) == ns
+
+
+def test_count_after(store):
+    st = store.add_stream(StreamConfig(name="C", subjects=["c.>"]))
+    for subject in ("c.a", "c.b", "c.a", "c.c"):
+        st.append(subject, b"x")
+    assert [st.count_after(n) for n in (0, 1, 3, 4)] == [4, 3, 1, 0]
+    assert st.count_after(1, "c.a") == 1 and st.count_after(0, "c.*") == 4
