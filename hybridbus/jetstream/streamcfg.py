@@ -183,6 +183,9 @@ def read_request(payload: bytes, strict: bool) -> tuple[dict, bool]:
             cfg[key] = value
     if cfg["persist_mode"] == "default":
         cfg["persist_mode"] = ""
+    if cfg["metadata"]:  # the server's own keys: nats-server drops what a client sends
+        meta = {k: v for k, v in cfg["metadata"].items() if not k.startswith("_nats.")}
+        cfg["metadata"] = meta or None
     cfg["sources"] = [s for s in cfg["sources"] if s is not None] if cfg["sources"] else []
     return cfg, pedantic
 

@@ -34,6 +34,7 @@ NAMES_LIMIT = 1024  # nats-server's JSApiNamesLimit
 LIST_LIMIT = 256  # JSApiListLimit
 SUBJECTS_LIMIT = 100_000  # JSMaxSubjectDetails: subjects in one STREAM.INFO page
 ZERO_TIME = "0001-01-01T00:00:00Z"
+DELETED_LIMIT = 100_000  # deleted_details: a hybridbus bound (the reply must fit a message)
 
 _INFO_REQ = Struct(
     "server.JSApiStreamInfoRequest",
@@ -192,16 +193,20 @@ def info_body(js: JetStream, st: Any, *, cluster: bool = True, **state: Any) -> 
 
 
 def _deleted_seqs(st: Any) -> list[int]:
-    """The sequences between first and last that are gone (``deleted_details``)."""
+    """The sequences between first and last that are gone (``deleted_details``), at
+    most ``DELETED_LIMIT`` of them (a stream with a gap of billions must not make a
+    reply, or a list, of that size)."""
     s = st.state()
     if not s.num_deleted:
         return []
     out: list[int] = []
     expect = s.first_seq
     for msg in st.iter(s.first_seq):
-        out.extend(range(expect, msg.seq))
+        out.extend(range(expect, min(msg.seq, expect + DELETED_LIMIT - len(out))))
+        if len(out) >= DELETED_LIMIT:
+            return out
         expect = msg.seq + 1
-    out.extend(range(expect, s.last_seq + 1))
+    out.extend(range(expect, min(s.last_seq + 1, expect + DELETED_LIMIT - len(out))))
     return out
 
 
@@ -457,6 +462,9 @@ def direct_get(req: Request) -> None:
     ``batch`` or ``multi_last``, several messages and a ``204 EOB``. Only streams with
     ``allow_direct`` have responders (``capture.sync``)."""
     js = req.js
+    # Not an API request to nats-server (a stream answers it, not the API handler):
+    # $JS.API.INFO's "total" leaves direct gets out, so take back the dispatcher's count.
+    js.api_total -= 1
     name = req.args[0]
     try:
         st = _stream(js, name)

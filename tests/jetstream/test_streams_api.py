@@ -581,3 +581,21 @@ async def test_answers_match_nats_server_key_by_key(server_factory, tmp_path):
     for (subject, body), a, b in zip(COMPARED, theirs, ours, strict=True):
         assert b == a, f"{subject} {body!r}"
     assert time.monotonic() - started < 10
+
+
+async def test_direct_gets_are_not_counted_as_api_requests(senv):
+    await senv.js.add_stream(name="D", subjects=["d"], allow_direct=True)
+    await senv.js.publish("d", b"x")
+    before = (await senv.js.account_info()).api.total
+    for _ in range(5):
+        await senv.js.get_msg("D", 1, direct=True)
+    after = (await senv.js.account_info()).api.total
+    assert after == before + 1  # the second INFO only, as nats-server counts
+
+
+async def test_the_servers_own_metadata_keys_are_not_taken_from_a_client(senv):
+    doc = await senv.api(
+        "$JS.API.STREAM.CREATE.M", {"name": "M", "metadata": {"_nats.ver": "9.9.9", "k": "v"}}
+    )
+    meta = doc["config"]["metadata"]
+    assert meta["k"] == "v" and meta.get("_nats.ver") != "9.9.9"
