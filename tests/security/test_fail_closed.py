@@ -213,9 +213,7 @@ def test_refused_options_stop_the_start(tmp_path, pki, text, line):
 
 
 def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
-    (tmp_path / "c.conf").write_text(
-        "port: -1\nsystem_account: A\n"
-    )
+    (tmp_path / "c.conf").write_text('port: -1\noperator: "/etc/nats/op.jwt"\n')
     proc = subprocess.run(
         [sys.executable, "-m", "hybridbus", "serve", "-c", "c.conf", "--store-dir", "s"],
         capture_output=True,
@@ -223,9 +221,7 @@ def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 1
-    assert proc.stderr.decode().strip() == (
-        f"hybridbus: c.conf:2:1: {refused('system_account')}"
-    )
+    assert proc.stderr.decode().strip() == (f"hybridbus: c.conf:2:1: {refused('operator')}")
     assert not (tmp_path / "s").exists()  # refused before anything was opened
 
 
