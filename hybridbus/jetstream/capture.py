@@ -140,6 +140,14 @@ def store_publish(
     mqtt_msg: Any,
 ) -> None:
     """Append one captured publish; answer ``reply`` with the PubAck once durable."""
+    if headers is None and mqtt_msg is None:
+        batch = _batches(js).get(name)
+        if batch is None:
+            _batches(js)[name] = batch = []
+            js.later(_append_batch, js, name)
+        batch.append((subject, reply, payload))
+        return
+    _append_batch(js, name)  # the read's earlier publishes to this stream go first
     try:
         stream = js.store.stream(name)
     except StoreError:
@@ -168,6 +176,72 @@ def store_publish(
             _stored(js, name, subject, headers, payload)
         return
     _append_with_ack(js, stream, subject, reply, headers, payload, kw)
+
+
+def _batches(js: JetStream) -> dict[str, list]:
+    """Stream name -> the plain publishes (``(subject, reply, payload)``) captured in
+    the current read and not appended yet (``_append_batch``)."""
+    batches = getattr(js, "pub_batches", None)
+    if batches is None:
+        batches = js.pub_batches = {}
+    return batches
+
+
+def _append_batch(js: JetStream, name: str) -> None:
+    """Append the read's plain publishes to stream ``name`` (no headers, not MQTT), in
+    order, and send their PubAcks once all are durable.
+
+    Why batched: per publish, a checked append, two closures, a durability callback
+    and a deferred call cost more than the append itself (the js_publish profile). A
+    read's plain publishes are kept (``store_publish``) and appended together by
+    deferred work at the end of the read (``Server.flush`` runs it), with one
+    durability registration; the PubAcks share one prefix. Order is kept: any other
+    publish to the stream (headers, MQTT) appends the batch first, and everything else
+    that reads or changes streams (API requests, pulls) is deferred work queued after
+    this. Each publish keeps its own outcome: a refused one gets its error PubAck."""
+    items = _batches(js).pop(name, None)
+    if not items:
+        return
+    try:
+        stream = js.store.stream(name)
+    except StoreError:
+        return
+    results: list = []
+    i, n = 0, len(items)
+    while i < n:  # runs of one subject (usually the whole batch)
+        subject = items[i][0]
+        j = i + 1
+        while j < n and items[j][0] == subject:
+            j += 1
+        results += stream.append_each(subject, [item[2] for item in items[i:j]])
+        i = j
+    kv = getattr(js, "retained_kv", None)
+    if kv is not None and kv.stream_name == name:
+        for (subject, _reply, payload), res in zip(items, results, strict=True):
+            if res.__class__ is int:
+                kv.stored(subject, None, payload)
+    if stream.config.no_ack:
+        return  # nats-server sends no PubAck for a no_ack stream
+    domain = js.hub.options.jetstream.domain
+
+    def durable(_seq: int, err: BaseException | None) -> None:
+        js.later(_send_acks, js, name, domain, items, results, err)
+
+    stream.when_durable(durable)
+
+
+def _send_acks(js: JetStream, name: str, domain, items: list, results: list, err) -> None:
+    """A batch is durable (or its write failed: ``err``): one PubAck per publish with a
+    reply, in order."""
+    route = js.hub.route
+    head = pub_ack(name, 0, False, domain)[: -len(b'"seq":0}')]
+    for (_subject, reply, _payload), res in zip(items, results, strict=True):
+        if reply is None:
+            continue
+        if err is None and res.__class__ is int:
+            route(js, reply, None, None, b'%s"seq":%d}' % (head, res))
+        else:
+            js.reply(reply, pub_error(name, _as_store_error(err or res)))
 
 
 def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, payload, kw):

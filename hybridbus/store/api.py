@@ -577,6 +577,11 @@ class Stream(Protocol):
         """``append(subject, p)`` for each payload, in order, in one call; returns the
         sequences. ``on_durable(last_seq, err)`` runs once, when all are durable."""
 
+    def append_each(self, subject: str, payloads: list[bytes]) -> list[int | StoreError]:
+        """``append(subject, p)`` for each payload, in order, each with its own outcome:
+        its sequence, or the StoreError that refused it (the others are stored). For
+        durability, ``when_durable`` once afterwards."""
+
     def get(self, seq: int) -> StoredMsg:
         """Raises MsgNotFound."""
 

@@ -218,6 +218,26 @@ class StreamAppend:
             self._touch()
         return seqs
 
+    def append_each(self, subject: str, payloads: list[bytes]) -> list[int | E.StoreError]:
+        """`append(subject, p)` for each payload, in order, each on its own: returns each
+        one's sequence or the StoreError that refused it (the others are stored). For
+        a burst of separate publishes (JetStream's captures of one read), where one
+        refusal must not undo the rest as in `append_many`. A plain stream takes them in
+        one commit step; register durability once afterwards (`when_durable`)."""
+        out: list = []
+        if self._takes_plain():
+            try:
+                self._append_many_plain(subject, payloads, out)
+                return out
+            except E.StoreError:
+                pass  # those in `out` are stored; the rest go one by one, for their errors
+        for payload in payloads[len(out) :]:
+            try:
+                out.append(self.append(subject, payload))
+            except E.StoreError as err:
+                out.append(err)
+        return out
+
     def _takes_plain(self) -> bool:
         """No policy, limit, consumer or store-wide quota for an append to consult."""
         return self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0

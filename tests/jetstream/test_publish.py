@@ -5,6 +5,7 @@ publishes without a reply, PUB and HPUB on raw wires."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import nats
@@ -46,6 +47,29 @@ async def test_raw_pub_and_hpub_transcripts(senv):
     import base64
 
     assert base64.b64decode(raw["message"]["hdrs"]) == hdr  # stored byte for byte
+
+
+async def test_one_write_of_publishes_keeps_order_and_each_outcome(senv):
+    # Plain PUBs, an HPUB with an expectation and PUBs past a discard-new limit, all in
+    # one write: one PubAck each, in publish order, the HPUB seeing the PUBs before it
+    # stored, the refused ones an error each (the store batches a read's plain ones).
+    await senv.js.add_stream(name="B", subjects=["b.>"], max_msgs=3, discard="new")
+    w = await senv.wire()
+    hdr = b"NATS/1.0\r\nNats-Expected-Last-Sequence: 2\r\n\r\n"
+    await w.send(
+        b"SUB r.> 1\r\nPUB b.a r.1 1\r\n1\r\nPUB b.a r.2 1\r\n2\r\n"
+        + b"HPUB b.b r.3 %d %d\r\n%s3\r\n" % (len(hdr), len(hdr) + 1, hdr)
+        + b"PUB b.a r.4 1\r\n4\r\nPUB b.c r.5 1\r\n5\r\n"
+    )
+    acks = []
+    for _ in range(5):
+        m = await w.expect_re(rb"MSG (r\.\d) 1 \d+\r\n(\{.*?\})\r\n")
+        acks.append((m.group(1).decode(), json.loads(m.group(2))))
+    assert [r for r, _ in acks] == ["r.1", "r.2", "r.3", "r.4", "r.5"]
+    assert [a for _, a in acks[:3]] == [{"stream": "B", "seq": n} for n in (1, 2, 3)]
+    for _, ack in acks[3:]:
+        assert _err(ack) == (503, 10077, "maximum messages exceeded")
+    await w.expect_nothing(0.2)
 
 
 async def test_duplicates_within_the_window(senv):

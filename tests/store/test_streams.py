@@ -210,6 +210,37 @@ def test_append_many_is_all_or_none_under_a_store_quota(make_store):
     assert st.append_many("s.b", [b"z" * 300]) == [st.state().last_seq]  # room is back
 
 
+def test_append_each_keeps_each_outcome(store):
+    # A plain stream takes the burst in one commit; a checked one message by message,
+    # a refusal refusing that message only (no sequence used), the rest stored.
+    plain = store.add_stream(cfg("P", ["p.>"]))
+    assert plain.append_each("p.x", [b"a", b"b", b"c"]) == [1, 2, 3]
+    assert [(m.seq, m.subject, m.payload) for m in plain.iter()] == [
+        (1, "p.x", b"a"),
+        (2, "p.x", b"b"),
+        (3, "p.x", b"c"),
+    ]
+    checked = store.add_stream(cfg("C", ["c.>"], max_msgs=2, discard="new"))
+    out = checked.append_each("c.x", [b"1", b"2", b"3"])
+    assert out[:2] == [1, 2] and isinstance(out[2], E.LimitExceeded)
+    seen = []
+    checked.when_durable(lambda s, e: seen.append((s, e)))
+    assert seen == [(2, None)]  # one registration for the burst (no loop: at once)
+    assert [m.payload for m in checked.iter()] == [b"1", b"2"]
+
+
+def test_append_each_under_a_store_quota(make_store):
+    store = make_store(max_memory=2000, max_file=2000)
+    st = store.add_stream(cfg())
+    assert st.append_each("s.x", [b"a", b"b"]) == [1, 2]
+    out = st.append_each("s.x", [b"y" * 300 for _ in range(8)] + [b"z"])
+    # 2 x 20 bytes stored, then 6 x 319 fit in 2000, the next 2 do not; b"z" does
+    assert out[:6] == [3, 4, 5, 6, 7, 8]
+    assert all(isinstance(r, E.StoreFull) for r in out[6:8])
+    assert out[8] == 9
+    assert st.state().last_seq == 9
+
+
 def test_delete_many_tries_each_run_once(store, monkeypatch):
     # A run of consecutive seqs that cannot be removed as one slice (here it crosses
     # a block edge) is removed one by one, and then passed: it is not tried again
