@@ -405,6 +405,16 @@ class ConsumerImpl:
             blk, j = found
             subj, first = blk.subj, blk.first
             end = len(subj)
+            run = None
+            if pred is None:
+                # Every live slot from here on is taken: load the run this call can
+                # take at once (one read on a file stream), up to the block's end.
+                room = n - len(out)
+                if limit > 0:
+                    room = min(room, limit - len(pending))
+                end = min(end, j + room)
+                run = s._load_slots(blk, j, end)
+                base = j
             while j < end:
                 sid = subj[j]
                 if sid == DEAD:
@@ -419,7 +429,7 @@ class ConsumerImpl:
                         continue
                 seq = first + j
                 j += 1
-                msg = s._load_slot(blk, j - 1, seq)
+                msg = s._load_slot(blk, j - 1, seq) if run is None else run[j - 1 - base]
                 self._num_pending -= 1
                 self._sseq = seq
                 if msg is None:  # unreadable record: skip it rather than stall the consumer

@@ -105,6 +105,14 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
     def _load_slot(self, blk: Block, i: int, seq: int) -> StoredMsg | None:
         raise NotImplementedError
 
+    def _load_slots(self, blk: Block, i: int, k: int) -> list[StoredMsg | None]:
+        """The messages of slots ``i..k-1`` of ``blk`` (None for a dead or unreadable
+        one): a consumer's run of new messages (the file store reads it at once)."""
+        subj, first = blk.subj, blk.first
+        return [
+            None if subj[x] == DEAD else self._load_slot(blk, x, first + x) for x in range(i, k)
+        ]
+
     def _slot_removed(self, blk: Block, i: int, seq: int) -> None:
         """A live slot died (tombstone it)."""
 
