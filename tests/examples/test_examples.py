@@ -92,3 +92,39 @@ def test_mqtt5_device_asks_a_nats_service(server_process):
             service.kill()
     assert device.stdout.count("(correlation matched: True)") == 2, device.stdout
     assert proc.stop() == 0
+
+
+def test_mqtt_telemetry_into_a_stream_and_config_from_kv(server_process):
+    proc = server_process(config=str(ROOT / "conf/jetstream-mqtt.conf")).start()
+    nats_url = f"nats://127.0.0.1:{proc.ports['nats']}"
+    service = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples/mqtt_to_stream.py"), "--server", nats_url]
+        + ["--count", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert service.stdout.readline().strip() == "ready"
+        device = subprocess.run(
+            [sys.executable, str(ROOT / "examples/telemetry_device.py")]
+            + ["--port", str(proc.ports["mqtt"]), "--id", "k7", "--count", "3"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert device.returncode == 0, device.stdout + device.stderr
+        out, _ = service.communicate(timeout=30)
+    finally:
+        if service.poll() is None:
+            service.kill()
+    assert [line.split(":")[0] for line in out.splitlines() if "telemetry" in line] == [
+        "telemetry k7 #1",
+        "telemetry k7 #2",
+        "telemetry k7 #3",
+    ], out
+    assert "state k7: online" in out
+    assert "config k7: {'interval': 5, 'unit': 'C'} (revision" in out
+    assert device.stdout.count(" stored") == 3
+    assert 'config received: {"interval": 5, "unit": "C"} (retained=False)' in device.stdout
+    assert proc.stop() == 0
