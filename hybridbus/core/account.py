@@ -80,6 +80,12 @@ class Account:
         # service replies: "_R_.<tag>.<random>" -> [importer, reply, expires, singleton]
         self.responses: dict[str, list] = {}
         self.tag = secrets.token_hex(4)  # the _R_ subjects of this account's services
+        # The account's MQTT broker and JetStream engine (server/account_state.py): $G's
+        # are the server's; another account's are made at its first MQTT CONNECT (or at
+        # start when it has state on disk) and when its block enables JetStream.
+        self.mqtt: Any = None
+        self.jetstream: Any = None
+        self.store: Any = None  # the store they keep their streams in
 
     def configure(self, opts: AccountOptions | None) -> None:
         self.options = opts
@@ -99,8 +105,9 @@ class Account:
         return f"<Account {self.name}>"
 
 
-class _Origin:
-    """The publisher a hop is routed as: of the target account, never a receiver."""
+class Origin:
+    """A publisher that is no connection, routed in ``account`` (an import's hop, an
+    account's MQTT wills and $SYS topics): never a receiver, so never skipped."""
 
     __slots__ = ("account",)
     echo = True
@@ -285,7 +292,7 @@ class Imports:
         target, subject, reply, headers, payload, chain = item
         saved, self.chain = self.chain, chain
         try:
-            self.hub.route(_Origin(target), subject, reply, headers, payload)
+            self.hub.route(Origin(target), subject, reply, headers, payload)
         finally:
             self.chain = saved
 
@@ -321,26 +328,6 @@ def join_account(client: Any, gacc: Account) -> bool:
     account.nconns += 1
     account.total_conns += 1
     return True
-
-
-def mqtt_account_ok(client: Any, gacc: Account, user: str) -> bool:
-    """MQTT state (sessions, retained messages, wills, QoS 1/2 stores) is the global
-    account's only: a user of another account is refused (CONNACK not authorized)
-    rather than let into $G's topics. Fail closed."""
-    if client.account is gacc:
-        return True
-    log.warning(
-        "%s:%s - cid:%s - MQTT authentication failed for user %r: account %s has no MQTT "
-        "(MQTT serves the global account $G only)",
-        client.ip,
-        client.port,
-        client.cid,
-        user,
-        client.account.name,
-    )
-    client.account = gacc
-    client.perms = None
-    return False
 
 
 def build_accounts(options: Any, global_sublist: Sublist) -> dict[str, Account]:

@@ -36,8 +36,12 @@ class Hub(Protocol):
     stats: Any  # ServerStats: server-wide counters the protocols bump
     auth_required: bool
     nats_tls: ssl.SSLContext | None  # TLS a NATS client upgrades to after INFO
-    mqtt: Any  # the MqttBroker (sessions, retained, wills), owned by the server
-    jetstream: Any  # the JetStream engine (hybridbus.jetstream), None when disabled
+    # $G's MqttBroker (sessions, retained, wills) and JetStream engine (None when
+    # disabled). Another account's are account.mqtt / account.jetstream
+    # (server/account_state.py): an MQTT connection uses its session's broker
+    # (session.broker), and a JetStream engine routes in its `account`.
+    mqtt: Any
+    jetstream: Any
     mqtt_flap_delay: float  # how long a refused MQTT CONNECT waits before its answer
     # Transports of closed connections still draining after their last words
     # (ClientBase.close, _Linger); shutdown waits for their output, then drops them.
@@ -70,6 +74,8 @@ class Hub(Protocol):
     def unregister(self, client: ClientBase) -> None: ...
     def over_connection_limit(self) -> bool: ...
     def join_account(self, client: ClientBase) -> bool: ...
+    # An account's MQTT broker, made on first use (None: its store cannot be opened)
+    def mqtt_broker(self, account: Any) -> Any: ...
     def client_info(self, client: ClientBase) -> dict: ...
 
     # -- security --------------------------------------------------------------------

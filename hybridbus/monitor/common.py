@@ -70,8 +70,10 @@ def mqtt_counts(server: Server) -> dict[str, int]:
     """MQTT sessions online/offline, retained, in-flight, queued and dropped messages
     (/overviewz, /metrics and the dashboard read the same figures)."""
     online = offline = inflight = queued = retained = dropped = 0
-    broker = server.mqtt
-    if broker is not None:
+    # $G's broker and every account's (server/account_state.py)
+    brokers = [server.mqtt] if server.mqtt is not None else []
+    brokers += [a.mqtt for a in getattr(server, "_accounts_live", ()) if a.mqtt is not None]
+    for broker in brokers:
         for session in broker.sessions.values():
             inflight += len(session.inflight)
             queued += len(session.queued)
@@ -79,8 +81,8 @@ def mqtt_counts(server: Server) -> dict[str, int]:
                 online += 1
             else:
                 offline += 1
-        retained = len(broker.retained)
-        dropped = broker.stats_dropped
+        retained += len(broker.retained)
+        dropped += broker.stats_dropped
     return {
         "sessions_online": online,
         "sessions_offline": offline,

@@ -231,8 +231,8 @@ def _varz_mqtt(server: Server) -> dict:
     omitempty(d, "max_ack_pending", min(max(int(m.max_ack_pending or 0), 0), 65535))
     # hybridbus's own: QoS 1/2 messages an offline session's cap (max_session_messages)
     # dropped; never any for an online session (core/flow.py).
-    broker = server.mqtt
-    d["dropped_messages"] = broker.stats_dropped if broker is not None else 0
+    brokers = [server.mqtt] + [a.mqtt for a in getattr(server, "_accounts_live", ())]
+    d["dropped_messages"] = sum(b.stats_dropped for b in brokers if b is not None)
     return d
 
 

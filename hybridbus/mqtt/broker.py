@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.mqtt import encode_publish
 from hybridbus.codec.nats import encode_headers, parse_headers
+from hybridbus.core.account import Origin
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.persistence import Ticket
 from hybridbus.mqtt.retained import RetainedIndex
@@ -143,10 +144,28 @@ def session_key(client_id: str) -> str:
 
 
 class MqttBroker:
-    def __init__(self, server: Hub, options: MQTTOptions, persistence: Persistence | None):
+    """One account's MQTT state. ``$G``'s broker is ``server.mqtt``; another account's
+    (server/account_state.py) has its own sessions (client ids are per account), retained
+    messages, wills and store, subscribes in its account's sublist and routes there:
+    what it publishes with no client behind it (wills, $SYS, KV changes) goes out as
+    ``origin``, None for $G (as before accounts), the account's Origin otherwise."""
+
+    def __init__(
+        self,
+        server: Hub,
+        options: MQTTOptions,
+        persistence: Persistence | None,
+        account: Any = None,
+    ):
         self.server = server
         self.options = options
         self.persistence = persistence
+        self.account = account if account is not None else server.global_account
+        self.sublist = self.account.sublist
+        self.origin: Any = None if self.account is server.global_account else Origin(self.account)
+        # traffic of this broker's closed connections (in_msgs, in_bytes, out_msgs,
+        # out_bytes) for $SYS of an account's broker ($G's reads the server's totals)
+        self.closed_traffic = [0, 0, 0, 0]
         self.sessions: dict[str, Session] = {}
         self.retained = RetainedIndex()
         self.stats_dropped = 0
@@ -175,10 +194,13 @@ class MqttBroker:
             self.sessions[session.client_id] = session
             for subs in session.subs.values():
                 for sub in subs:
-                    self.server.sublist.insert(sub)
+                    self.sublist.insert(sub)
         if sessions or retained:
             log.info(
-                "Restored %d MQTT sessions and %d retained messages", len(sessions), len(retained)
+                "Restored %d MQTT sessions and %d retained messages%s",
+                len(sessions),
+                len(retained),
+                "" if self.origin is None else f" of account {self.account.name}",
             )
 
     def start(self) -> None:
@@ -250,6 +272,12 @@ class MqttBroker:
             return  # taken over: the session already belongs to a newer connection
         session.conn = None
         session.disconnected_at = time.monotonic()
+        if self.origin is not None:
+            traffic = self.closed_traffic
+            traffic[0] += conn.in_msgs
+            traffic[1] += conn.in_bytes
+            traffic[2] += conn.out_msgs
+            traffic[3] += conn.out_bytes
         if not session.persistent:
             self.end_session(session)
             return
@@ -307,10 +335,12 @@ class MqttBroker:
         expiry = will.properties.get("message_expiry_interval") if will.properties else None
         if expiry is not None:
             will.expires_at = time.monotonic() + expiry
+        if will.origin is None:
+            will.origin = self.origin  # published in this broker's account
         self.publish(will, topic_to_subject(will.topic))
 
     def end_session(self, session: Session) -> None:
-        sublist = self.server.sublist
+        sublist = self.sublist
         for subs in session.subs.values():
             for sub in subs:
                 sublist.remove(sub)
@@ -363,7 +393,7 @@ class MqttBroker:
                 sub_id=sub_id,
                 skips_dollar=skips,
             )
-            self.server.sublist.insert(sub)
+            self.sublist.insert(sub)
             subs.append(sub)
         session.subs[topic_filter] = subs
         return existed
@@ -376,7 +406,7 @@ class MqttBroker:
         if subs is None:
             return False
         for sub in subs:
-            self.server.sublist.remove(sub)
+            self.sublist.remove(sub)
         return True
 
     def save(self, session: Session) -> None:
@@ -602,7 +632,7 @@ class MqttBroker:
         topic's subject, which no bucket captures."""
         msg = self.message_from_kv(topic, payload, headers)
         headers = properties_to_headers(msg.properties) if msg.properties else None
-        self.server.route(None, subject, None, headers, payload, msg)
+        self.server.route(self.origin, subject, None, headers, payload, msg)
 
     def message_from_nats(
         self, subject: str, reply: str | None, headers: bytes | None, payload: bytes

@@ -647,7 +647,7 @@ class MqttConnection(ClientBase):
             # the id for a new message at once, so it is no longer awaiting PUBREL.
             entry = self.session.incoming.pop(packet_id, None)
             if entry is not None and entry[0]:
-                self.server.mqtt.release_incoming(self.session, entry[0])
+                self.session.broker.release_incoming(self.session, entry[0])
         if qos == 1:
             self.queue(encode_puback(packet_id, reason, None, level))
         elif qos == 2:
@@ -705,7 +705,7 @@ class MqttConnection(ClientBase):
         if session is None:
             return
         self.session = None
-        broker = self.server.mqtt
+        broker = session.broker  # its account's
         will = self.will
         self.will = None
         try:

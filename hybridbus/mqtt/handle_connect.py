@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
 from hybridbus.core import client as reasons
@@ -43,12 +43,18 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
     assigned = _identify(conn, p)
     if assigned is None or not _authenticate(conn, p):
         return
-    if conn.server.mqtt.is_flapping(conn.client_id) and not conn.flap_delayed:
+    # The MQTT state of the client's account (client ids, retained messages, wills and
+    # stores are per account): $G's is the server's, another's made on first use.
+    broker = conn.account.mqtt or conn.server.mqtt_broker(conn.account)
+    if broker is None:
+        conn.refuse(SERVER_UNAVAILABLE, f"MQTT state of account {conn.account.name} unavailable")
+        return
+    if broker.is_flapping(conn.client_id) and not conn.flap_delayed:
         # Two devices sharing one id would take the session from each other in a
         # tight loop; slow the newcomer down instead of letting them storm.
         conn.delay_connect(p)
         return
-    _open_session(conn, p, assigned)
+    _open_session(conn, p, assigned, broker)
 
 
 def _identify(conn: MqttConnection, p: Connect) -> bool | None:
@@ -111,9 +117,8 @@ def _authenticate(conn: MqttConnection, p: Connect) -> bool:
     return True
 
 
-def _open_session(conn: MqttConnection, p: Connect, assigned: bool) -> None:
+def _open_session(conn: MqttConnection, p: Connect, assigned: bool, broker: Any) -> None:
     """Keep-alive, will and client limits; open or resume the session; CONNACK."""
-    broker = conn.server.mqtt
     level = p.protocol_level
     props = p.properties
     if level == 5:
@@ -225,7 +230,7 @@ def handle_disconnect(conn: MqttConnection, p: Disconnect) -> None:
                 return
             session.expiry_interval = new_expiry
             session.persistent = new_expiry > 0
-            conn.server.mqtt.save(session)
+            session.broker.save(session)
         if p.reason_code == 0x04:
             # "Disconnect with Will Message": the client asks for its will.
             conn.close_normally(publish_will=True)

@@ -89,10 +89,10 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         return
     msg = MqttMessage(topic, p.payload, qos, p.retain, conn.forwardable_properties(props), session)
     if qos == 2:
-        ticket = server.mqtt.receive_qos2(msg, subject, p.packet_id)
+        ticket = session.broker.receive_qos2(msg, subject, p.packet_id)
         conn.ack_inbound(p.packet_id, 2, ticket, 0)
         return
-    ticket = server.mqtt.publish(msg, subject)
+    ticket = session.broker.publish(msg, subject)
     if qos:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 
@@ -129,7 +129,7 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
                 break  # a fan-out job or a congested receiver: the rest waits
         return max(handled, 1)
     msgs = [MqttMessage(topic, p.payload, qos, False, None, session) for p in run]
-    ticket, routed = conn.server.mqtt.publish_run(msgs, subject)
+    ticket, routed = session.broker.publish_run(msgs, subject)
     if routed < len(run):
         run = run[:routed]
     conn.in_msgs += routed
@@ -141,7 +141,7 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
 
 def _captured(conn: MqttConnection, subject: str) -> bool:
     """Whether a JetStream stream captures `subject` (jetstream/capture.py CaptureIndex)."""
-    index = getattr(conn.server.jetstream, "capture_index", None)
+    index = getattr(conn.account.jetstream, "capture_index", None)  # its account's
     return index is not None and index.covers(subject)
 
 
@@ -188,7 +188,7 @@ def handle_pubrec(conn: MqttConnection, p: Pubrec) -> None:
 def handle_pubrel(conn: MqttConnection, p: Pubrel) -> None:
     session = conn.session
     entry = session.incoming.pop(p.packet_id, None)
-    ticket = None if entry is None else conn.server.mqtt.release_qos2(session, entry)
+    ticket = None if entry is None else session.broker.release_qos2(session, entry)
     # [MQTT-4.3.3-11] PUBCOMP answers every PUBREL, even a repeated one; it waits until
     # the message is delivered and its stored copy gone for good (release_qos2).
     reason = 0 if entry is not None else PACKET_ID_NOT_FOUND

@@ -40,7 +40,7 @@ def parse_shared(topic_filter: str) -> tuple[str | None, str]:
 
 def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
     session = conn.session
-    broker = conn.server.mqtt
+    broker = session.broker  # its account's
     server = conn.server
     level = conn.level
     sub_id = p.properties.get("subscription_identifier", 0) if level == 5 else 0
@@ -101,7 +101,7 @@ def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
 
 def handle_unsubscribe(conn: MqttConnection, p: Unsubscribe) -> None:
     session = conn.session
-    broker = conn.server.mqtt
+    broker = session.broker  # its account's
     codes = []
     for topic_filter in p.topic_filters:
         existed = broker.unsubscribe(session, topic_filter)

@@ -214,9 +214,8 @@ class Session:
         self.inflight_bytes = 0
         self.queued_bytes = 0
         self.closing = False  # ended (MqttBroker.end_session): a late delivery is dropped
-        # the account it publishes in (Server.route reads origin.account): MQTT serves
-        # the global account only (Server.authenticate_mqtt refuses the others)
-        self.account = broker.server.global_account
+        # the account it publishes in (Server.route reads origin.account): its broker's
+        self.account = broker.account
 
     # -- router side ------------------------------------------------------------------
 

@@ -139,7 +139,14 @@ class SysTopics:
     def counts(self) -> tuple[dict[str, int], tuple[int, ...]]:
         """Gauges, and the four traffic totals (messages/bytes received/sent)."""
         broker = self.broker
-        totals = list(broker.server.closed_by_protocol.get("mqtt") or (0, 0, 0, 0))
+        if broker.origin is None:  # $G: the server's MQTT totals less other accounts'
+            totals = list(broker.server.closed_by_protocol.get("mqtt") or (0, 0, 0, 0))
+            for other in broker.server.accounts.values():
+                if other.mqtt is not None and other.mqtt is not broker:
+                    gone = other.mqtt.closed_traffic
+                    totals = [max(0, totals[i] - gone[i]) for i in range(4)]
+        else:
+            totals = list(broker.closed_traffic)
         connected = subscriptions = 0
         for session in broker.sessions.values():
             subscriptions += len(session.subs)
@@ -208,6 +215,7 @@ class SysTopics:
     def publish(self, values: list[tuple[str, str]]) -> None:
         """Retain (in memory) and route each value, QoS 0, from no client."""
         route = self.broker.server.route
+        origin = self.broker.origin  # in the broker's account
         subjects = self.subjects
         for topic, text in values:
             subject = subjects.get(topic)
@@ -215,7 +223,7 @@ class SysTopics:
                 subject = subjects[topic] = topic_to_subject(topic)
             payload = text.encode()
             msg = self.retained[topic] = MqttMessage(topic, payload, 0, True)
-            route(None, subject, None, None, payload, msg)
+            route(origin, subject, None, None, payload, msg)
 
     def match(self, topic_filter: str) -> Iterator[MqttMessage]:
         """The retained $SYS values a new subscription to `topic_filter` replays: none

@@ -30,6 +30,7 @@ class FanoutJob:
         "seq",
         "reader",
         "ticket",
+        "persistence",
         "payloads",
         "msgs",
     )
@@ -47,6 +48,7 @@ class FanoutJob:
         self.seq = 0
         self.reader: Any = None
         self.ticket: Any = None
+        self.persistence: Any = None  # the store whose ticket it holds
         # A run of messages (Server.route_run) instead of one: payloads, and the
         # MqttMessages when an MQTT session published them.
         self.payloads: list | None = None
@@ -69,14 +71,18 @@ class FanoutJob:
             reader.hold_input()
             server.work = WORK_CHECK  # the read loop looks at once, and stops
             self.reader = reader
-        persistence = server._persistence
+        # the publisher's account's MQTT store (server/account_state.py)
+        origin = self.origin
+        broker = server.mqtt if origin is None else origin.account.mqtt
+        persistence = broker.persistence if broker is not None else None
         if persistence is not None and persistence.collecting():
             self.ticket = persistence.hold_ticket()
+            self.persistence = persistence
         self.step()
 
     def step(self) -> None:
         server = self.server
-        persistence = server._persistence if self.ticket is not None else None
+        persistence = self.persistence if self.ticket is not None else None
         saved_seq, saved_reading = server.route_seq, server.reading
         # Sessions met in an earlier slice keep their mark: one copy per session.
         server.route_seq = self.seq

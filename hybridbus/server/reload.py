@@ -21,6 +21,7 @@ from hybridbus.core import client as reasons
 from hybridbus.core.account import GLOBAL_ACCOUNT, Account
 from hybridbus.core.trace import retrace
 from hybridbus.security import Security
+from hybridbus.server import account_state
 
 if TYPE_CHECKING:
     from hybridbus.options import Options
@@ -138,10 +139,10 @@ def reload(server: Server) -> bool:
         security.accounts = server.accounts
     server.security = security
     server.auth_required = security.auth_required
-    if server.mqtt is not None:
-        server.mqtt.options = new.mqtt
+    for broker in account_state.brokers(server):  # $G's and every account's
+        broker.options = new.mqtt
         if new.mqtt.sys_interval != old.mqtt.sys_interval:
-            server.mqtt.sys_topics.reconfigure()
+            broker.sys_topics.reconfigure()
     hblog.configure(debug=new.debug, trace=new.trace, logtime=new.logtime, log_file=new.log_file)
     if new.trace != old.trace:
         retrace(list(server.clients.values()), new.trace)  # new connections: Server.register

@@ -40,6 +40,7 @@ from hybridbus.nats.connection import NatsConnection, pick_member
 from hybridbus.options import Options
 from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
+from hybridbus.server import account_state
 from hybridbus.server.fanout import FanoutJob
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
 from hybridbus.store import StoreError, open_store
@@ -160,6 +161,9 @@ class Server:
         self.mqtt: MqttBroker | None = None
         self._persistence: Any = None  # the MQTT broker's, once the store is open
         self.jetstream: JetStream | None = None  # with jetstream enabled (jetstream/)
+        # Accounts other than $G with MQTT or JetStream state of their own (their broker,
+        # engine and store: server/account_state.py); empty on a single-account server.
+        self._accounts_live: list = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -256,6 +260,7 @@ class Server:
             self.mqtt.shutdown()
         if self.jetstream is not None:
             self.jetstream.stop()
+        await account_state.close_accounts(self)
         if self.store is not None:
             await self.store.close()
 
@@ -318,6 +323,7 @@ class Server:
             await self.monitor.close()
         if self.mqtt is not None:
             self.mqtt.shutdown()
+        await account_state.close_accounts(self)
         if self.store is not None:
             try:
                 await self.store.close()
@@ -369,8 +375,11 @@ class Server:
         if js.enabled:
             # The JetStream API ($JS.API.>, stream capture, consumers) over the same store.
             self.jetstream = JetStream(self, self.store)
-            self.jetstream.account = self.global_account  # it routes in $G only
+            self.jetstream.account = self.global_account  # it routes in $G
             self.jetstream.start()
+        gacc = self.global_account
+        gacc.mqtt, gacc.jetstream, gacc.store = self.mqtt, self.jetstream, self.store
+        account_state.open_accounts(self)  # the other accounts' state on disk, JetStream
         tune_gc()
 
     @property
@@ -496,11 +505,12 @@ class Server:
     def authenticate_mqtt(
         self, client: ClientBase, username: str | None, password: bytes | None
     ) -> str | None:
-        user = self.security.authenticate_mqtt(client, username, password)
-        if user is not None and not acct.mqtt_account_ok(client, self.global_account, user):
-            self.security.failures["MQTT outside $G"] += 1
-            return None
-        return user
+        return self.security.authenticate_mqtt(client, username, password)
+
+    def mqtt_broker(self, account: Any) -> Any:
+        """The MQTT broker of an account other than $G, made on first use; None when
+        its store cannot be opened (account_state.py)."""
+        return account_state.mqtt_broker(self, account)
 
     def may_publish(self, client: ClientBase, subject: str, reply: str | None) -> bool:
         return self.security.may_publish(client, subject, reply)
@@ -567,7 +577,8 @@ class Server:
         seen with the stream's subject). With ``queue_group`` only one member of that
         group gets it; otherwise every plain receiver and one member per group."""
         self.route_seq += 1
-        result = self.sublist.match(inbox)
+        # in the sender's account (a JetStream engine's: its `account`)
+        result = (self.sublist if origin is None else origin.account.sublist).match(inbox)
         count = 0
         if queue_group is None:
             for sub in result.plain:
@@ -764,6 +775,8 @@ class Server:
             js._run()
         if self._persistence is not None:
             self._persistence.end_of_read()
+        if self._accounts_live:
+            account_state.flush_accounts(self)  # the other accounts' engines and stores
         dirty = self._dirty
         if not dirty:
             return

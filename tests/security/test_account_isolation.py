@@ -1,8 +1,8 @@
 """Accounts are separate subject spaces: every path that could carry a message from
 one account to another is tried, and nothing crosses (real server, nats-py, paho and
-raw MQTT). MQTT serves the global account only: an MQTT user of another account is
-refused at CONNECT, and $G's MQTT traffic (publishes, retained messages, wills) never
-reaches another account's NATS clients, nor theirs MQTT devices."""
+raw MQTT). $G's MQTT traffic (publishes, retained messages, wills) never reaches
+another account's NATS clients, nor theirs MQTT devices; MQTT inside the accounts
+(each its own sessions, retained messages, wills, stores) is test_account_mqtt.py's."""
 
 from __future__ import annotations
 
@@ -84,25 +84,6 @@ async def test_a_full_wildcard_in_g_sees_no_account(server):
     assert everything.got == []
     await a.close()
     await g.close()
-
-
-async def test_mqtt_user_of_an_account_is_refused(tmp_path):
-    text = PLAIN.replace(
-        "{user: a, password: a}", "{user: a, password: a}, {user: ma, password: ma}"
-    )
-    server = await start(tmp_path, text)
-    try:
-        wire = await Wire.open(server.mqtt_port)
-        await wire.send(mp.connect("dev", username="ma", password=b"ma"))
-        # refused as a failed login: 3.1.1 CONNACK 0x04, then the close
-        assert await wire.expect_closed() == mp.connack(0, 0x04)
-        wire = await Wire.open(server.mqtt_port)
-        await wire.send(mp.connect("dev", username="ma", password=b"ma", level=5))
-        got = await wire.expect_closed()
-        assert got[:1] == b"\x20" and got[3] == 0x86  # 5.0: Bad User Name or Password
-        assert server.security.failures["MQTT outside $G"] == 2
-    finally:
-        await server.shutdown()
 
 
 def _paho(port: int, client_id: str, user: str, clean: bool = True) -> mqtt.Client:
