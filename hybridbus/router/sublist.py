@@ -46,7 +46,8 @@ matches. The matching nodes are collected first; when there is just one (the usu
 case) its ``res`` is the answer as is, otherwise the results are concatenated. A
 subject with an empty token matches nothing, as in nats-server.
 
-Cache. ``subject -> SublistResult``, at most ``cache_max`` entries (1024). When a
+Cache. ``subject -> SublistResult``, at most ``cache_max`` entries (1024), JetStream
+acks (``ONE_OFF_PREFIX``, one subject per delivery) left out. When a
 miss pushes it over, the oldest entries are dropped until ``cache_sweep`` remain
 (768): amortised O(1) per miss. Results are shared (between cache keys, callers and
 nodes), so callers treat them as read-only and the router never mutates one after
@@ -88,6 +89,10 @@ DEFAULT_CACHE_MAX = 1024
 # Entries kept after a trim. Dropping a quarter at a time keeps trims rare (one per
 # 256 misses once full) without throwing away most of a warm cache.
 DEFAULT_CACHE_SWEEP = 768
+# Subjects published once each and never again: a JetStream ack names the delivery
+# (stream and consumer sequence) in its subject. Caching them would only push the
+# hot subjects out (a pull consumer's 500 acks a batch were 500 useless entries).
+ONE_OFF_PREFIX = "$JS.ACK."
 
 
 class Subscription:
@@ -494,7 +499,7 @@ class Sublist:
             r = n.res
             if r is None:
                 r = _node_result(n)
-        if self._cache_on:
+        if self._cache_on and not subject.startswith(ONE_OFF_PREFIX):
             cache = self._cache
             cache[subject] = r
             if len(cache) > self._cache_max:

@@ -366,6 +366,19 @@ def test_cache_is_bounded():
     assert "a.0" not in sl._cache
 
 
+def test_jetstream_acks_are_matched_but_not_cached():
+    # One subject per delivery: caching them would only evict the hot subjects.
+    sl = Sublist()
+    acks, hot = sub("$JS.ACK.>"), sub("hot")
+    sl.insert(acks)
+    sl.insert(hot)
+    sl.match("hot")
+    for i in range(2000):
+        assert sl.match(f"$JS.ACK.S.C.1.{i}.{i}.0.0").plain == [acks]
+    assert set(sl._cache) == {"hot"}
+    assert sl.match("hot").plain == [hot]
+
+
 def test_cache_off_keeps_nothing():
     sl = Sublist(cache=False)
     sl.insert(sub("a.b"))
