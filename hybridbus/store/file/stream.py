@@ -19,14 +19,13 @@ from ..consumer import ConsumerImpl
 from ..records import (
     FORMAT_VERSION,
     NONE32,
-    REC_HEADER_SIZE,
     T_MSG,
     add_range,
     csnap_record,
     decode_body,
+    decode_msg_run,
     read_record_at,
     record_length,
-    valid_record_end,
 )
 from ..stream import BaseStream
 from .compact import FileCompaction, _CompactPlan
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hybridbus.store")
 
 READ_RUN_MAX = 256 * 1024  # bytes read at once for a consumer's run of messages
-REC_TYPE_AT = 7  # a record header's type byte (records.REC_HEADER: magic, crc, version, type)
 
 
 class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
@@ -162,19 +160,12 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
             buf = os.pread(fd, hi - lo, lo)
         except OSError:
             buf = b""
-        n = len(buf)
-        mv = memoryview(buf)
-        for x in xs:
-            pos = offs[x] - lo
-            end = valid_record_end(buf, mv, pos, n)  # -1: cut short by the read, or bad
-            if end >= 0 and buf[pos + REC_TYPE_AT] == T_MSG:
-                try:
-                    body = decode_body(mv[pos + REC_HEADER_SIZE : end])
-                    out[x - i] = StoredMsg(body[0], body[2], body[3], body[4], body[1])
-                    continue
-                except (ValueError, TypeError, IndexError):
-                    pass
-            out[x - i] = self._load_slot(seg, x, first + x)
+        bodies = decode_msg_run(buf, [offs[x] - lo for x in xs])
+        for x, body in zip(xs, bodies, strict=True):
+            if body is not None and len(body) >= 5:
+                out[x - i] = StoredMsg(body[0], body[2], body[3], body[4], body[1])
+            else:  # cut short by the read, or damaged: _load_slot re-reads or reports it
+                out[x - i] = self._load_slot(seg, x, first + x)
 
     # ---- removal hooks ------------------------------------------------------
 
