@@ -187,6 +187,8 @@ SUBJECT_CACHE_SIZE = 256
 # seen before is looked up instead of split and checked again. Lines are cached only
 # once they passed every check, under the limits in force then.
 PUB_LINE_CACHE_SIZE = 256
+# Subjects published once each (a JetStream ack names its delivery): not cached.
+ONE_OFF_SUBJECT = b"$JS.ACK."
 
 
 def _remember_subject(cache: dict, raw: bytes) -> str:
@@ -423,16 +425,20 @@ class Parser:
                         return self._fail(out, _E_VIOLATION)
                 if size > maxp:
                     return self._fail(out, _E_PAYLOAD)
-                subject = subjects.get(parts[1])
+                raw = parts[1]
+                one_off = raw.startswith(ONE_OFF_SUBJECT)
+                subject = subjects.get(raw)
                 if subject is None:
-                    subject = _remember_subject(subjects, parts[1])
+                    subject = _dec(raw) if one_off else _remember_subject(subjects, raw)
                 if reply is None:
-                    pub = (subject, None, size, parts[1], None)
+                    pub = (subject, None, size, raw, None)
                     # Only reply-less lines are kept: a request's reply inbox is new
-                    # every time, so caching those would only churn the cache.
-                    if len(pub_lines) >= PUB_LINE_CACHE_SIZE:
-                        pub_lines.clear()
-                    pub_lines[line] = pub
+                    # every time, so caching those would only churn the cache (so
+                    # would a JetStream ack's, whose subject names one delivery).
+                    if not one_off:
+                        if len(pub_lines) >= PUB_LINE_CACHE_SIZE:
+                            pub_lines.clear()
+                        pub_lines[line] = pub
                 else:
                     pub = (subject, reply.decode("utf-8", "surrogateescape"), size, parts[1], reply)
             # A PUB control line (parsed or cached); its payload comes next.

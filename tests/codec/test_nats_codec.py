@@ -303,6 +303,21 @@ def test_repeated_control_lines_with_many_subjects_and_sizes():
     assert Parser().feed(wire) == [(OP_PUB, s, None, b) for s, b in frames]
 
 
+def test_jetstream_acks_parse_without_filling_the_caches():
+    # One subject per delivery: parsed like any PUB, remembered by neither cache, so
+    # the subjects a publisher repeats stay cached.
+    p = Parser()
+    assert p.feed(b"PUB hot 1\r\nx\r\n") == [(OP_PUB, "hot", None, b"x")]
+    acks = [f"$JS.ACK.S.C.1.{i}.{i}.0.0" for i in range(600)]
+    wire = b"".join(
+        b"PUB %s 0\r\n\r\nPUB %s r.1 4\r\n+ACK\r\n" % (a.encode(), a.encode()) for a in acks
+    )
+    got = p.feed(wire)
+    assert got[0::2] == [(OP_PUB, a, None, b"") for a in acks]
+    assert got[1::2] == [(OP_PUB, a, "r.1", b"+ACK") for a in acks]
+    assert set(p._subjects) == {b"hot"} and len(p._pub_lines) == 1
+
+
 def test_max_payload_attribute_change_applies_to_next_feed():
     p = Parser()
     assert p.feed(b"PUB a 20\r\n" + b"x" * 20 + b"\r\n")[0][0] == OP_PUB
