@@ -425,13 +425,16 @@ class Parser:
                         return self._fail(out, _E_VIOLATION)
                 if size > maxp:
                     return self._fail(out, _E_PAYLOAD)
-                raw = parts[1]
-                one_off = raw.startswith(ONE_OFF_SUBJECT)
-                subject = subjects.get(raw)
+                subject = subjects.get(parts[1])
+                one_off = False  # tested only on a subject cache miss, as acks all are
                 if subject is None:
-                    subject = _dec(raw) if one_off else _remember_subject(subjects, raw)
+                    if parts[1].startswith(ONE_OFF_SUBJECT):
+                        one_off = True
+                        subject = _dec(parts[1])
+                    else:
+                        subject = _remember_subject(subjects, parts[1])
                 if reply is None:
-                    pub = (subject, None, size, raw, None)
+                    pub = (subject, None, size, parts[1], None)
                     # Only reply-less lines are kept: a request's reply inbox is new
                     # every time, so caching those would only churn the cache (so
                     # would a JetStream ack's, whose subject names one delivery).
