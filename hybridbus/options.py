@@ -155,6 +155,21 @@ class MQTTOptions:
 
 
 @dataclass
+class OperatorOptions:
+    """Operator (JWT) mode (hybridbus.security.operator, config/opts_operator.py)."""
+
+    jwts: list[str] = field(default_factory=list)  # the operator JWTs, as text
+    system_account: str | None = None  # its public key (config or operator JWT)
+    resolver: str = ""  # "MEMORY" or "full" (the directory resolver)
+    resolver_dir: str | None = None
+    allow_delete: bool = False
+    interval: float = 120.0
+    timeout: float = 1.9
+    preload: dict[str, str] = field(default_factory=dict)  # account pubkey -> JWT
+    pinned_accounts: list[str] | None = None
+
+
+@dataclass
 class WebSocketOptions:
     enabled: bool = False
     host: str = "0.0.0.0"
@@ -205,6 +220,8 @@ class Options:
     auth: AuthOptions = field(default_factory=AuthOptions)
     # the accounts block (hybridbus.core.account); $G, the global account, is implicit
     accounts: list[AccountOptions] = field(default_factory=list)
+    # operator (JWT) mode: None unless the config names an operator or a resolver
+    operator: OperatorOptions | None = None
     tls: TLSOptions | None = None
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
     mqtt: MQTTOptions = field(default_factory=MQTTOptions)

@@ -53,6 +53,7 @@ from .opts_auth import authorization
 from .opts_jetstream import j_store_dir, jetstream
 from .opts_listeners import tls
 from .opts_mqtt import mqtt, websocket
+from .opts_operator import check_operator, t_operator, t_pinned, t_resolver, t_resolver_preload
 from .parser import ConfigError, Node, config_digest, parse_file_nodes, to_plain
 from .readers import BAD, Handler, Loader, store, store_listen
 from .startup import startup_errors  # re-exported: it lives apart to load fast
@@ -106,27 +107,19 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
     }
 )
 # nats-server options that decide who may connect and what they may do, which hybridbus
-# does not implement (yet): operator/JWT mode, auth callout, trusted proxies.
+# does not implement (yet): trusted keys without an operator JWT, resolvers that fetch
+# accounts over TLS, auth callout, trusted proxies. (Operator mode: opts_operator.py.)
 # Ignoring one would run the server more open than its config says, so each one stops
 # the load with a one-line error (``Loader.refused_auth``); never a warning.
 REFUSED_TOP_LEVEL = frozenset(
     {
         "system_account",
         "system",
-        "operator",
-        "operators",
         "root",
         "roots",
-        "root_operator",
-        "root_operators",
         "trusted",
         "trusted_keys",
-        "resolver",
-        "account_resolver",
-        "accounts_resolver",
         "resolver_tls",
-        "resolver_preload",
-        "resolver_pinned_accounts",
         # a JWT given to clients that bring no credentials (auth callout)
         "default_sentinel",
         # trusted proxies, for users with proxy_required
@@ -303,6 +296,16 @@ _TOP: dict[str, Handler] = {
     "server_metadata": t_server_metadata,
     "store_dir": j_store_dir,
     "storedir": j_store_dir,
+    # operator (JWT) mode (opts_operator.py)
+    "operator": t_operator,
+    "operators": t_operator,
+    "root_operator": t_operator,
+    "root_operators": t_operator,
+    "resolver": t_resolver,
+    "account_resolver": t_resolver,
+    "accounts_resolver": t_resolver,
+    "resolver_preload": t_resolver_preload,
+    "resolver_pinned_accounts": t_pinned,
     "authorization": t_authorization,
     "accounts": t_accounts,
     "tls": t_tls,
@@ -330,6 +333,8 @@ def load_options(path: str | None) -> tuple[Options, list[str]]:
     loader = Loader()
     opts = Options(config_file=path)
     loader.dispatch(nodes, opts, _TOP, UNSUPPORTED_TOP_LEVEL, REFUSED_TOP_LEVEL)
+    if not loader.errors:
+        check_operator(loader, opts, f"{path}:1:0")
     if not loader.errors:
         check_accounts(loader, opts, f"{path}:1:0")
     if loader.errors:

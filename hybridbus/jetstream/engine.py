@@ -193,6 +193,12 @@ class JetStream:
         ``deliver_group``). Returns how many got it. Call from deferred work only."""
         return self.hub.route_to(self, inbox, subject, reply, headers, payload, queue_group)
 
+    def send_each(self, inbox: str, msgs: list[tuple]) -> list[int]:
+        """``send_to`` for each ``(subject, reply, headers, payload)`` of ``msgs`` (a pull
+        batch: the inbox matched once); returns the indices that reached nobody. Call
+        from deferred work only."""
+        return self.hub.route_to_each(self, inbox, msgs)
+
     def has_interest(self, inbox: str) -> bool:
         result = self.hub.sublist.match(inbox)
         return bool(result.plain or result.queues)

@@ -170,7 +170,7 @@ class PullRuntime(Runtime):
             return
         c = self.c
         has_interest = self.js.has_interest
-        send = self.js.send_to
+        send_each = self.js.send_each
         now = self.loop.time()
         budget = BUDGET
         eos = False
@@ -197,10 +197,9 @@ class PullRuntime(Runtime):
                 if not batch:
                     eos = True
                     break
-                inbox = req.reply
                 hdr_only = self.headers_only
                 prefix = self.ack_prefix
-                missed = None
+                msgs = []
                 for msg, d in batch:
                     hdr, payload = msg.headers, msg.payload
                     if hdr_only:
@@ -209,11 +208,10 @@ class PullRuntime(Runtime):
                         f"{prefix}{d.num_delivered}.{d.stream_seq}."
                         f"{d.consumer_seq}.{msg.ts_ns}.{d.num_pending}"
                     )
-                    if not send(inbox, msg.subject, reply, hdr, payload):
-                        missed = missed or []
-                        missed.append(msg.seq)
+                    msgs.append((msg.subject, reply, hdr, payload))
+                missed = send_each(req.reply, msgs)  # one router lookup for the batch
                 if missed:
-                    self.undelivered(missed)
+                    self.undelivered([batch[k][0].seq for k in missed])
                 got = len(batch)
                 req.n -= got
                 req.d += got

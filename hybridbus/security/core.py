@@ -43,6 +43,7 @@ from typing import Any
 
 from hybridbus.options import AuthOptions, Options, TLSOptions
 from hybridbus.security import nkey
+from hybridbus.security import operator as op_mode
 from hybridbus.security import permissions as P
 from hybridbus.security.auth import (
     AuthBusy,
@@ -77,6 +78,7 @@ BAD_SIGNATURE_ENCODING = "signature not valid base64"
 BAD_SIGNATURE = "signature not verified"
 NKEY_NEEDS_SIGNATURE = "nkey users log in only by signing a nonce"
 BUSY = "bcrypt budget exhausted"
+NO_JWT = "Authentication requires a user JWT"  # operator mode (operator.py)
 
 GLOBAL_ACCOUNT = "$G"  # authorization's users, token and anonymous logins
 
@@ -96,6 +98,12 @@ class Security:
         # Account objects by name (hybridbus.core.account), given by the server: a
         # login sets client.account to its user's. Empty: every client stays in $G.
         self.accounts: dict[str, Any] = {}
+        # Operator (JWT) mode (operator.py): every login is a user JWT. on_login(client,
+        # login) is called after each one (hybridbus.core.operator sets it).
+        self.trust = None
+        if options.operator is not None and options.operator.jwts:
+            self.trust = op_mode.Trust(options.operator)
+        self.on_login: Any = None
         every_user = list(auth.users)
         for acc in options.accounts:
             every_user.extend(acc.users)
@@ -150,7 +158,8 @@ class Security:
         # clients alike) when this is set; anonymous clients need that call too when
         # default permissions must reach them.
         self.auth_required = (
-            self.nats.required
+            self.trust is not None
+            or self.nats.required
             or (ws.enabled and self.websocket.required)
             or self.default_perms is not None
         )
@@ -168,6 +177,9 @@ class Security:
         token = connect.get("auth_token")
         if not all(v is None or isinstance(v, str) for v in (user, password, token)):
             return self._refuse(client, kind, UNSUPPORTED, None)
+        if self.trust is not None:
+            # nats-server: with trusted operators only a user JWT logs in
+            return self._login_jwt(client, kind, connect.get("jwt"), connect.get("sig"))
         public_key = connect.get("nkey")
         if public_key and realm.nonce:
             # nats-server: a CONNECT naming an nkey is an nkey login, whatever else it has
@@ -203,7 +215,37 @@ class Security:
         """A fresh nonce for a NATS connection's INFO when its listener has nkey users
         (nats-server sends one then), else None."""
         realm = self.websocket if getattr(client, "ws", False) else self.nats
-        return nkey.new_nonce() if realm.nonce else None
+        return nkey.new_nonce() if realm.nonce or self.trust is not None else None
+
+    def _login_jwt(self, client: Any, kind: str, token: Any, sig: Any) -> str | None:
+        """A user JWT login (operator.py): into the account that issued the user."""
+        if not token:
+            return self._refuse(client, kind, NO_JWT, None)
+        try:
+            login = self.trust.login(
+                token, sig, getattr(client, "nonce", None), kind, getattr(client, "ip", "")
+            )
+        except op_mode.LoginRefused as err:
+            # counted by the reason's fixed part; the log line has the details
+            reason = str(err)
+            self.failures[reason.split(":")[0]] += 1
+            client.perms = None
+            log.warning(
+                "%s:%s - cid:%s - %s authentication failed for user JWT: %s",
+                getattr(client, "ip", "?"),
+                getattr(client, "port", "?"),
+                getattr(client, "cid", "?"),
+                kind,
+                reason,
+            )
+            return None
+        if login.account not in self.accounts:
+            return self._refuse(client, kind, "account not loaded", login.user)
+        perms = P.compile_permissions(login.perms)
+        name = self._accept(client, kind, login.user, perms, login.allowed_types, login.account)
+        if name is not None and self.on_login is not None:
+            self.on_login(client, login)
+        return name
 
     def authenticate_mqtt(
         self, client: Any, username: str | None, password: bytes | None
@@ -212,6 +254,11 @@ class Security:
             realm, kind = self.mqtt_ws, MQTT_WS
         else:
             realm, kind = self.mqtt, MQTT
+        if self.trust is not None:
+            # nats-server: an MQTT client logs in with a bearer user JWT as its password
+            # (any user name); there is no nonce to sign
+            token = password.decode("ascii", "replace") if password else None
+            return self._login_jwt(client, kind, token, None)
         # nats-server: with a token configured, the MQTT password carries it and the
         # user name is ignored.
         token = password if realm.token is not None else None
@@ -317,6 +364,8 @@ class Security:
     def pending_nats(self, client: Any, connect: dict) -> tuple | None:
         """bcrypt work this CONNECT's check needs (run it off the loop first), or None."""
         realm = self.websocket if getattr(client, "ws", False) else self.nats
+        if self.trust is not None:
+            return None  # no bcrypt in operator mode
         return self._pending(
             realm, connect.get("user"), connect.get("pass"), connect.get("auth_token")
         )
@@ -325,6 +374,8 @@ class Security:
         self, client: Any, username: str | None, password: bytes | None
     ) -> tuple | None:
         realm = self.mqtt_ws if getattr(client, "ws", False) else self.mqtt
+        if self.trust is not None:
+            return None
         token = password if realm.token is not None else None
         return self._pending(realm, username, password, token)
 

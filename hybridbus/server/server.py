@@ -42,6 +42,7 @@ from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
 from hybridbus.server import account_state
 from hybridbus.server.fanout import FanoutJob
+from hybridbus.server.route_each import route_to_each
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
 from hybridbus.store import StoreError, open_store
 
@@ -598,6 +599,8 @@ class Server:
         if self._expired:
             self._remove_expired()
         return count
+
+    route_to_each = route_to_each  # route_to for a batch (server/route_each.py)
 
     def _route_queues(self, queues, origin, subject, reply, headers, payload, mqtt_msg) -> int:
         count = 0

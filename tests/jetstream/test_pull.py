@@ -313,3 +313,18 @@ async def test_an_mqtt_publish_wakes_a_waiting_pull(server_factory):
         await mq.close()
     finally:
         await nc.close()
+
+
+async def test_a_batch_stops_at_an_inbox_that_reaches_its_max(env):
+    # The inbox auto-unsubscribes after 2 messages (UNSUB <sid> 2) in the middle of a
+    # batch of 4: 2 arrive, the other 2 reach nobody and go to the next request.
+    await setup(env, 4)
+    w = await env.wire()
+    await w.send(b"SUB inb.x 1\r\nUNSUB 1 2\r\nSUB inb.y 2\r\n")
+    await pull(w, "S", "d", b'{"batch":4,"expires":3000000000}')
+    assert [ack_tokens(await frame(w))[1] for _ in range(2)] == [1, 2]
+    await no_frame(w, 0.2)
+    await pull(w, "S", "d", b'{"batch":4,"expires":1000000000}', "inb.y")
+    got = [await frame(w) for _ in range(2)]
+    assert [f.sid for f in got] == [b"2", b"2"]
+    assert [ack_tokens(f)[1] for f in got] == [3, 4]

@@ -31,6 +31,7 @@ from hybridbus.config import load as config_load
 from hybridbus.config.load import load_options, startup_errors
 from hybridbus.server.server import Server
 from tests.conftest import free_port
+from tests.helpers import jwts
 from tests.helpers import mqtt_packets as mp
 from tests.helpers.wire import Wire, eventually
 
@@ -40,6 +41,15 @@ AUTH = "(an authentication setting: refusing to start rather than ignore it)"
 # the nkey user of the enforced cases (`{nkey}` in a config)
 NKEY = nkeys.from_seed(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
 NO_CERT = "a tls block needs cert_file and key_file"
+# operator mode (`{opjwt}`, `{opconf}` in a config): an operator, account A, a user of A
+OPERATOR = jwts.operator_key()
+OP_ACCOUNT = jwts.account_key()
+OP_USER = jwts.user_key()
+OP_JWT = jwts.operator_jwt(OPERATOR)
+OP_CONF = (
+    f'operator: "{OP_JWT}"\nresolver: MEMORY\n'
+    f'resolver_preload {{ {jwts.pub(OP_ACCOUNT)}: "{jwts.account_jwt(OP_ACCOUNT, OPERATOR)}" }}'
+)
 CERT_PAIR = 'cert_file: "{cert}", key_file: "{key}"'
 
 
@@ -64,27 +74,42 @@ REFUSED = [
     # operator (JWT) mode: the lead implements it later in issue 16
     ("system_account", "system_account: SYS", refused("system_account")),
     ("system", "system: SYS", refused("system")),
-    ("operator", 'operator: "/etc/nats/op.jwt"', refused("operator")),
-    ("operators", 'operators: ["/etc/nats/op.jwt"]', refused("operators")),
+    # operator (JWT) mode is enforced (ENFORCED below); what it does not implement
+    # stops the start: resolvers that fetch accounts, trusted keys without an operator
+    ("resolver.url", 'operator: "{opjwt}"\nresolver: URL("http://x/jwt/v1/accounts/")', "URL"),
+    ("resolver.cache", 'operator: "{opjwt}"\nresolver: { type: cache, dir: "./j" }', "type cache"),
+    (
+        "operator.users",
+        'operator: "{opjwt}"\nresolver: MEMORY\nauthorization { user: a, password: b }',
+        "operators do not allow users to be configured directly",
+    ),
+    (
+        "operator.accounts",
+        'operator: "{opjwt}"\nresolver: MEMORY\naccounts { A { users: [{user: a, password: b}] } }',
+        "operators do not allow Accounts to be configured directly",
+    ),
+    (
+        "operator.mqtt_override",
+        'operator: "{opjwt}"\nresolver: MEMORY\nmqtt { authorization { token: t } }',
+        "operators do not allow users to be configured directly",
+    ),
+    ("operator.no_resolver", 'operator: "{opjwt}"', "operators require an account resolver"),
+    ("operator.missing_file", 'operator: "/etc/nats/op.jwt"', "error parsing operator JWT"),
+    ("resolver.alone", "resolver: MEMORY", "need operator mode"),
     ("root", 'root: "/etc/nats/op.jwt"', refused("root")),
     ("roots", 'roots: ["/etc/nats/op.jwt"]', refused("roots")),
-    ("root_operator", 'root_operator: "/etc/nats/op.jwt"', refused("root_operator")),
-    ("root_operators", 'root_operators: ["/etc/nats/op.jwt"]', refused("root_operators")),
     ("trusted", 'trusted: "OABC"', refused("trusted")),
     ("trusted_keys", 'trusted_keys: ["OABC"]', refused("trusted_keys")),
-    ("resolver", "resolver: MEMORY", refused("resolver")),
-    ("account_resolver", "account_resolver: MEMORY", refused("account_resolver")),
-    (
-        "accounts_resolver",
-        'accounts_resolver: { type: full, dir: "./jwt" }',
-        refused("accounts_resolver"),
-    ),
     ("resolver_tls", 'resolver_tls { ca_file: "{ca}" }', refused("resolver_tls")),
-    ("resolver_preload", 'resolver_preload { AABC: "eyJhbGciOi" }', refused("resolver_preload")),
     (
-        "resolver_pinned_accounts",
-        'resolver_pinned_accounts: ["AABC"]',
-        refused("resolver_pinned_accounts"),
+        "resolver_preload.bad",
+        'operator: "{opjwt}"\nresolver: MEMORY\nresolver_preload { AABC: "eyJhbGciOi" }',
+        "preload account error",
+    ),
+    (
+        "resolver_pinned_accounts.bad",
+        'operator: "{opjwt}"\nresolver: MEMORY\nresolver_pinned_accounts: ["AABC"]',
+        "not a valid public account nkey",
     ),
     ("default_sentinel", 'default_sentinel: "eyJhbGciOi"', refused("default_sentinel")),
     ("proxies", 'proxies { trusted: [{ key: "UABC" }] }', refused("proxies")),
@@ -190,6 +215,7 @@ def _write(tmp_path, text: str, pki) -> str:
     text = text.replace("{cert}", pki.server_cert).replace("{key}", pki.server_key)
     text = text.replace("{nkey}", NKEY.public_key.decode())
     text = text.replace("{ca}", pki.ca_file)
+    text = text.replace("{opjwt}", OP_JWT)
     path = tmp_path / "c.conf"
     path.write_text(text + "\n")
     return str(path)
@@ -213,7 +239,7 @@ def test_refused_options_stop_the_start(tmp_path, pki, text, line):
 
 
 def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
-    (tmp_path / "c.conf").write_text('port: -1\noperator: "/etc/nats/op.jwt"\n')
+    (tmp_path / "c.conf").write_text('port: -1\ntrusted: "OABC"\n')
     proc = subprocess.run(
         [sys.executable, "-m", "hybridbus", "serve", "-c", "c.conf", "--store-dir", "s"],
         capture_output=True,
@@ -221,7 +247,7 @@ def test_refusal_is_one_line_and_exit_1_from_the_command_line(tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 1
-    assert proc.stderr.decode().strip() == (f"hybridbus: c.conf:2:1: {refused('operator')}")
+    assert proc.stderr.decode().strip() == (f"hybridbus: c.conf:2:1: {refused('trusted')}")
     assert not (tmp_path / "s").exists()  # refused before anything was opened
 
 
@@ -377,6 +403,23 @@ async def probe_connection_types(server: Server, pki) -> None:
     wire = await Wire.open(server.mqtt_port)
     await wire.send(mp.connect("fc", username="u", password=b"p"))
     await wire.expect(mp.connack(0, 0))
+
+
+async def probe_operator(server: Server, pki) -> None:
+    # only a user JWT of a trusted account, signing this connection's nonce, logs in
+    port = server.nats_port
+    await nats_refused(port, b'{"verbose":false}')
+    await nats_refused(port, b'{"verbose":false,"user":"u","pass":"p"}')
+    stranger = jwts.account_key()  # an account no operator signed
+    for issuer in (stranger, OP_ACCOUNT):
+        token = jwts.user_jwt(OP_USER, issuer)
+        await nats_refused(port, b'{"verbose":false,"jwt":"%s"}' % token.encode())  # no sig
+    path = pki.ca_file + ".op.creds"
+    jwts.write_creds(path, jwts.user_jwt(OP_USER, OP_ACCOUNT), OP_USER)
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", user_credentials=path)
+    await nc.flush(1)
+    await nc.close()
+    assert await mqtt_rc(server.mqtt_port, username="x", password=b"p") == 4
 
 
 async def probe_auth_timeout(server: Server, pki) -> None:
@@ -569,6 +612,7 @@ ENFORCED = [
         probe_connection_types,
     ),
     ("authorization.timeout", "authorization { token: t0k, timeout: 0.5 }", probe_auth_timeout),
+    ("operator", OP_CONF, probe_operator),
     (
         "no_auth_user",
         "no_auth_user: u\n" + USERS.format(extra=', permissions: { publish: { deny: "no.>" } }'),
