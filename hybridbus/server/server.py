@@ -31,7 +31,6 @@ from hybridbus.core.account import GLOBAL_ACCOUNT, Imports, build_accounts
 from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
 from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
 from hybridbus.core.operator import operator_mode
-from hybridbus.core.operator import operator_mode
 from hybridbus.core.trace import trace_connection
 from hybridbus.jetstream.engine import JetStream
 from hybridbus.monitor.http import start_monitor
@@ -126,8 +125,6 @@ class Server:
         self.security = Security(options)
         if options.accounts:
             self.security.accounts = self.accounts
-        # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
-        self.operator = operator_mode(self)
         # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
         self.operator = operator_mode(self)
         # Both delivery paths (NatsConnection.deliver, Session.deliver) ask
