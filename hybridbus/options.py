@@ -111,6 +111,8 @@ class AccountOptions:
     exports: list[AccountExport] = field(default_factory=list)
     imports: list[AccountImport] = field(default_factory=list)
     nkey: str | None = None
+    # subject mappings (hybridbus.transform): [(src, [(dest, weight, cluster)])]
+    mappings: list = field(default_factory=list)
 
 
 @dataclass
@@ -217,6 +219,8 @@ class Options:
     lame_duck_duration: float = DEFAULT_LAME_DUCK_DURATION
     lame_duck_grace_period: float = DEFAULT_LAME_DUCK_GRACE_PERIOD
     no_auth_user: str | None = None
+    # top-level mappings, the global account's: [(src, [(dest, weight, cluster)])]
+    mappings: list = field(default_factory=list)
     auth: AuthOptions = field(default_factory=AuthOptions)
     # the accounts block (hybridbus.core.account); $G, the global account, is implicit
     accounts: list[AccountOptions] = field(default_factory=list)

@@ -48,7 +48,7 @@ from .gotext import (  # parse_go_duration is re-exported
     go_type,
     parse_go_duration,
 )
-from .opts_accounts import accounts, check_accounts
+from .opts_accounts import accounts, check_accounts, mappings
 from .opts_auth import authorization
 from .opts_jetstream import j_store_dir, jetstream
 from .opts_listeners import tls
@@ -98,8 +98,6 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "no_header_support",
         "max_sub_tokens",
         "max_subscription_tokens",
-        "mappings",
-        "maps",
         "default_js_domain",
         "ocsp",
         "ocsp_cache",
@@ -235,6 +233,10 @@ def t_accounts(ld: Loader, opts: Options, node: Node, key: str) -> None:
     accounts(ld, node, opts)
 
 
+def t_mappings(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    opts.mappings = mappings(ld, node)  # the global account's, as nats-server's
+
+
 def t_tls(ld: Loader, opts: Options, node: Node, key: str) -> None:
     opts.tls = tls(ld, node)
 
@@ -308,6 +310,8 @@ _TOP: dict[str, Handler] = {
     "resolver_pinned_accounts": t_pinned,
     "authorization": t_authorization,
     "accounts": t_accounts,
+    "mappings": t_mappings,
+    "maps": t_mappings,
     "tls": t_tls,
     "jetstream": t_jetstream,
     "mqtt": t_mqtt,

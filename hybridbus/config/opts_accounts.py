@@ -10,8 +10,9 @@ max_leafnodes }``, ``exports``, ``imports``, ``nkey`` (the account's public key)
 Fail closed: ``jetstream`` enabled for an account stops the load (hybridbus's JetStream
 serves ``$G`` only; an account that asks for its own would otherwise share it or run
 without it). ``jetstream: disabled`` is what hybridbus does anyway and loads.
-``mappings`` are subject transforms, not access rules: warned about and ignored, as at
-the top level.
+``mappings`` (here and at the top level, where they are ``$G``'s) are read by
+``mappings``: each source with its weighted destinations, checked with
+``router/transform.py`` so a mapping nats-server refuses stops the load with its words.
 
 Exports and imports are checked once every account is read (``check_accounts``, which
 also checks users across ``authorization`` and the accounts), with nats-server's
@@ -24,6 +25,7 @@ from __future__ import annotations
 from ..codec.nkey import PREFIX_ACCOUNT, decode_public_key
 from ..options import AccountExport, AccountImport, AccountOptions, Options
 from ..subjects import subject_is_subset
+from ..transform import MappingError, Mappings
 from .gotext import go_quote, go_type, parse_go_duration
 from .opts_auth import permissions, user_entries
 from .parser import Node
@@ -110,7 +112,7 @@ def _account(ld: Loader, node: Node, acc: AccountOptions) -> None:
             else:
                 acc.nkey = sub.value
         elif name in ("mappings", "maps"):
-            ld.unsupported(key, sub)
+            acc.mappings = mappings(ld, sub)
         elif name == "jetstream":
             if _jetstream_wanted(sub):
                 ld.refused(key, sub, JETSTREAM_REFUSAL)
@@ -119,6 +121,79 @@ def _account(ld: Loader, node: Node, acc: AccountOptions) -> None:
     for user in acc.users:
         if acc.default_permissions is not None and user.permissions is None:
             user.permissions = acc.default_permissions
+
+
+def mappings(ld: Loader, node: Node) -> list:
+    """``mappings { src: dest, src: {destination, weight}, src: [{...}, ...] }`` as
+    ``[(src, [(dest, weight, cluster), ...]), ...]`` in the file's order, each checked
+    as nats-server's parseAccountMappings / AddWeightedMappings check it."""
+    out: list = []
+    if not isinstance(node.value, dict):
+        ld.err(node, f"Expected mappings to be a map, got {go_type(node.value)}")
+        return out
+    check = Mappings()
+    for src, sub in node.value.items():
+        if not _valid_subject(src):
+            ld.err(node, f"Subject {go_quote(src)} is not a valid subject")
+            continue
+        value = sub.value
+        if isinstance(value, str):
+            if value == "":
+                # nats-server 2.15.1 takes this and dies on the first publish to src
+                ld.err(sub, f'Error adding mapping for {go_quote(src)} to "" : empty destination')
+                continue
+            dests = [(value, 100, "")]
+        else:
+            entries = value if isinstance(value, list) else [sub]
+            dests = [d for e in entries if (d := _map_dest(ld, e)) is not None]
+            if len(dests) < len(entries):
+                continue
+        try:
+            check.add(src, dests)
+        except MappingError as exc:
+            to = f" to {go_quote(value)}" if isinstance(value, str) else ""
+            ld.err(sub, f"Error adding mapping for {go_quote(src)}{to} : {exc}")
+            continue
+        out.append((src, dests))
+    return out
+
+
+def _map_dest(ld: Loader, entry: Node) -> tuple[str, int, str] | None:
+    """One ``{destination, weight, cluster}`` (nats-server parseAccountMapDest)."""
+    if not isinstance(entry.value, dict):
+        ld.err(entry, "Expected an entry for the mapping destination")
+        return None
+    dest = cluster = ""
+    weight = None
+    for key, sub in entry.value.items():
+        name, v = key.lower(), sub.value
+        if name in ("dest", "destination", "cluster"):
+            if not isinstance(v, str):
+                ld.err(sub, f"Expected {name} to be a string, got {go_type(v)}")
+                return None
+            dest, cluster = (v, cluster) if name != "cluster" else (dest, v)
+        elif name == "weight":
+            if isinstance(v, str):
+                text = v.removesuffix("%")
+                n = int(text) if text.lstrip("+-").isdigit() and text.isascii() else None
+                if n is None:
+                    ld.err(sub, f"Invalid weight {go_quote(text)} for mapping destination")
+                    return None
+                v = n
+            elif not isinstance(v, int) or isinstance(v, bool):
+                ld.err(sub, f"Unknown entry type for weight of {v}")
+                return None
+            if not 0 <= v <= 100:
+                ld.err(sub, f"Invalid weight {v} for mapping destination")
+                return None
+            weight = v
+        else:
+            ld.err(sub, f"Unknown field {go_quote(key)} for mapping destination")
+            return None
+    if weight is None:
+        ld.err(entry, f"Missing weight for mapping destination {go_quote(dest)}")
+        return None
+    return dest, weight, cluster
 
 
 def _jetstream_wanted(node: Node) -> bool:

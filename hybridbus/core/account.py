@@ -42,8 +42,10 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.codec.nats import encode_err
 from hybridbus.router.sublist import Sublist, Subscription
 from hybridbus.subjects import subject_is_subset
+from hybridbus.transform import Mappings
 
 if TYPE_CHECKING:
     from hybridbus.core.hub import Hub
@@ -80,6 +82,9 @@ class Account:
         # service replies: "_R_.<tag>.<random>" -> [importer, reply, expires, singleton]
         self.responses: dict[str, list] = {}
         self.tag = secrets.token_hex(4)  # the _R_ subjects of this account's services
+        # subject mappings (hybridbus.transform.Mappings), None without any: Server.route
+        # reads this one attribute per message and maps only when it is set
+        self.mappings: Mappings | None = None
         # The account's MQTT broker and JetStream engine (server/account_state.py): $G's
         # are the server's; another account's are made at its first MQTT CONNECT (or at
         # start when it has state on disk) and when its block enables JetStream.
@@ -96,7 +101,15 @@ class Account:
         self.max_payload = opts.max_payload
         self.exports = list(opts.exports)
         self.imports = list(opts.imports)
+        self.set_mappings(opts.mappings)
         self.update_time = time.time()
+
+    def set_mappings(self, entries: list) -> None:
+        """``[(src, [(dest, weight, cluster)])]`` as the config loader checked them."""
+        table = Mappings()
+        for src, dests in entries:
+            table.add(src, dests)
+        self.mappings = table or None
 
     def is_global(self) -> bool:
         return self.name == GLOBAL_ACCOUNT
@@ -330,9 +343,33 @@ def join_account(client: Any, gacc: Account) -> bool:
     return True
 
 
+# Publishers whose messages mappings leave alone: nats-server maps what CLIENT (and
+# LEAF) connections publish in its parser, never its internal clients' messages.
+_UNMAPPED = ("jetstream", "system")
+
+
+def mapped(hub: Any, origin: Any, subject: str, reply: str | None) -> str:
+    """``subject`` after the publisher's account's mappings (Server.route calls this only
+    when the account has some); '' drops the message. Publish permissions apply to the
+    mapped subject too: nats-server maps before it checks them (parser.go), so a user
+    allowed ``a`` but not ``b`` cannot publish through a mapping ``a -> b``."""
+    if getattr(origin, "kind", "") in _UNMAPPED:
+        return subject
+    account = hub.global_account if origin is None else origin.account
+    new = account.mappings.map(subject)
+    if new and new != subject and getattr(origin, "perms", None) is not None:
+        if not hub.security.may_publish(origin, new, reply):
+            log.info("publish to %r (mapped from %r) denied", new, subject)
+            if getattr(origin, "conn_type", "") == "nats":
+                origin.queue(encode_err(f'Permissions Violation for Publish to "{new}"'))
+            return ""
+    return new
+
+
 def build_accounts(options: Any, global_sublist: Sublist) -> dict[str, Account]:
     """``$G`` (around the server's sublist) and one Account per ``accounts`` entry."""
     accounts = {GLOBAL_ACCOUNT: Account(GLOBAL_ACCOUNT, global_sublist)}
+    accounts[GLOBAL_ACCOUNT].set_mappings(options.mappings)  # top-level mappings: $G's
     for opts in options.accounts:
         acc = Account(opts.name)
         acc.configure(opts)

@@ -161,6 +161,7 @@ def _reload_accounts(server: Server, new: Options) -> None:
     old = server.accounts
     server.imports.unwire(old)
     accounts = {GLOBAL_ACCOUNT: old[GLOBAL_ACCOUNT]}
+    accounts[GLOBAL_ACCOUNT].set_mappings(new.mappings)  # the top-level mappings
     for opts in new.accounts:
         acc = old.get(opts.name) or Account(opts.name)
         acc.configure(opts)

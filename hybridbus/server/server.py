@@ -31,6 +31,7 @@ from hybridbus.core.account import GLOBAL_ACCOUNT, Imports, build_accounts
 from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
 from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
 from hybridbus.core.operator import operator_mode
+from hybridbus.core.operator import operator_mode
 from hybridbus.core.trace import trace_connection
 from hybridbus.jetstream.engine import JetStream
 from hybridbus.monitor.http import start_monitor
@@ -125,6 +126,8 @@ class Server:
         self.security = Security(options)
         if options.accounts:
             self.security.accounts = self.accounts
+        # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
+        self.operator = operator_mode(self)
         # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
         self.operator = operator_mode(self)
         # Both delivery paths (NatsConnection.deliver, Session.deliver) ask
@@ -535,13 +538,14 @@ class Server:
     ) -> int:
         """Deliver one message to every matching receiver; returns how many got it.
 
-        `mqtt_msg` is the MqttMessage when an MQTT client published it (None for
-        NATS). MQTT sessions collect their matches during the loop and send one
-        copy each afterwards (see mqtt/session.py). More than FANOUT_SLICE receivers
-        are served a slice per turn of the loop (core/flow.py)."""
+        `mqtt_msg`: the MqttMessage of an MQTT publish (None for NATS); MQTT sessions send one
+        copy after the loop (mqtt/session.py); past FANOUT_SLICE receivers, a slice per turn
+        (core/flow.py). In the publisher's account, after its mappings (core/account.py)."""
         self.route_seq += 1
-        # in the publisher's account (core/account.py); $G's sublist is self.sublist
-        result = (self.sublist if origin is None else origin.account.sublist).match(subject)
+        acc = self.global_account if origin is None else origin.account
+        if acc.mappings is not None and not (subject := acct.mapped(self, origin, subject, reply)):
+            return 0  # dropped by a weighted mapping, or the mapped subject is denied
+        result = acc.sublist.match(subject)
         plain = result.plain
         count = len(plain)
         self.work += count
@@ -648,9 +652,10 @@ class Server:
         groups (a member is picked per message) or a NATS client with two matching
         subscriptions (its copies interleave per message) also takes the
         per-message path (SublistResult.runs)."""
-        result = (self.sublist if origin is None else origin.account.sublist).match(subject)
+        acc = self.global_account if origin is None else origin.account
+        result = acc.sublist.match(subject)
         receivers = len(result.plain) + len(result.queues)
-        batchable = result.runs if msgs is not None else result.batchable
+        batchable = (result.runs if msgs is not None else result.batchable) and acc.mappings is None
         if receivers > FANOUT_SLICE and batchable:
             # Thousands of receivers: a job serves a run of messages to each in one
             # write per receiver and slice (FanoutJob), instead of one message a job.

@@ -229,7 +229,7 @@ def test_server_tags_and_metadata(conf):
         ("leafnodes { port: -1 }", "leafnodes"),
         ("leaf { port: -1 }", "leaf"),
         ("logtime_utc: true", "logtime_utc"),
-        ("mappings { a: b }", "mappings"),
+        ("max_sub_tokens: 5", "max_sub_tokens"),
         ("write_timeout: close", "write_timeout"),
         ("Trace_Headers: true", "Trace_Headers"),
     ],
