@@ -208,12 +208,22 @@ class OperatorMode:
                 )
         for client in alive:
             parser = getattr(client, "parser", None)
-            if parser is not None and 0 <= acc_jwt.max_payload < parser.max_payload:
-                parser.max_payload = acc_jwt.max_payload
+            if parser is None:
+                continue
+            entry = self.logins.get(client.cid)
+            for limit in (acc_jwt.max_payload, entry[1].max_payload if entry else -1):
+                if 0 <= limit < parser.max_payload:
+                    parser.max_payload = limit
         self.server.flush()
 
-    def reloaded(self, old_trust: Trust | None) -> None:
-        """After a reload: new operator/preload set; apply every account."""
+    def reloaded(self, old_accounts: dict) -> None:
+        """After a reload (a new Security, so a new Trust: operator JWTs, preloads, the
+        directory read again): the JWT accounts keep their Account objects (connected
+        clients hold them), then every account is applied as an update."""
+        accounts = self.server.accounts
+        for name, acc in old_accounts.items():
+            if name not in accounts and J_is_account(name):
+                accounts[name] = acc
         self.attach()
         for acc_jwt in list(self.trust.accounts.values()):
             self.applied(acc_jwt)

@@ -133,7 +133,11 @@ def reload(server: Server) -> bool:
     except Exception as err:  # a bad certificate or hash must not take the server down
         log.error("Config reload failed, keeping the running configuration: %s", err)
         return False
+    if (old.operator is None) != (new.operator is None):
+        log.error("Config reload failed: operator (JWT) mode cannot be turned on or off; restart")
+        return False
     server.options = new
+    old_accounts = server.accounts  # operator mode keeps its JWT accounts (core/operator.py)
     _reload_accounts(server, new)
     if new.accounts:
         security.accounts = server.accounts
@@ -147,6 +151,8 @@ def reload(server: Server) -> bool:
     if new.trace != old.trace:
         retrace(list(server.clients.values()), new.trace)  # new connections: Server.register
     _apply_to_clients(server)
+    if getattr(server, "operator", None) is not None:
+        server.operator.reloaded(old_accounts)  # revocations, removed accounts, limits
     server.config_load_time = time.time()
     if changed:
         log.info("Reloaded server configuration: %s", ", ".join(changed))
@@ -180,6 +186,8 @@ def _apply_to_clients(server: Server) -> None:
             if 0 <= client.account.max_payload < opts.max_payload:
                 parser.max_payload = client.account.max_payload
             parser.max_control_line = opts.max_control_line
+        if sec.trust is not None:
+            continue  # JWT logins: OperatorMode.reloaded checks them
         realm = sec.mqtt if client.conn_type == "mqtt" else sec.nats
         if getattr(client, "ws", False):
             realm = sec.mqtt_ws if client.conn_type == "mqtt" else sec.websocket
