@@ -37,6 +37,7 @@ subscriptions per connection at SUB, the payload by the connection's parser.
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
 import time
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.nats import encode_err
 from hybridbus.router.sublist import Sublist, Subscription
-from hybridbus.subjects import subject_is_subset
+from hybridbus.subjects import subject_is_subset, subject_to_topic
 from hybridbus.transform import Mappings
 
 if TYPE_CHECKING:
@@ -348,22 +349,31 @@ def join_account(client: Any, gacc: Account) -> bool:
 _UNMAPPED = ("jetstream", "system")
 
 
-def mapped(hub: Any, origin: Any, subject: str, reply: str | None) -> str:
-    """``subject`` after the publisher's account's mappings (Server.route calls this only
-    when the account has some); '' drops the message. Publish permissions apply to the
-    mapped subject too: nats-server maps before it checks them (parser.go), so a user
-    allowed ``a`` but not ``b`` cannot publish through a mapping ``a -> b``."""
+def mapped(hub: Any, origin: Any, subject: str, reply: str | None, msg: Any) -> tuple:
+    """(subject, MQTT message) after the publisher's account's mappings (Server.route
+    calls this only when the account has some); subject '' drops the message. An MQTT
+    message gets a copy on the mapped topic, so MQTT subscribers see the topic they
+    subscribed to. Publish permissions apply to the mapped subject too: nats-server maps
+    before it checks them (parser.go), so a user allowed ``a`` but not ``b`` cannot
+    publish through a mapping ``a -> b``."""
     if getattr(origin, "kind", "") in _UNMAPPED:
-        return subject
+        return subject, msg
     account = hub.global_account if origin is None else origin.account
     new = account.mappings.map(subject)
-    if new and new != subject and getattr(origin, "perms", None) is not None:
-        if not hub.security.may_publish(origin, new, reply):
-            log.info("publish to %r (mapped from %r) denied", new, subject)
-            if getattr(origin, "conn_type", "") == "nats":
-                origin.queue(encode_err(f'Permissions Violation for Publish to "{new}"'))
-            return ""
-    return new
+    if new == subject or not new:
+        return new, msg
+    if getattr(origin, "perms", None) is not None and not hub.security.may_publish(
+        origin, new, reply
+    ):
+        log.info("publish to %r (mapped from %r) denied", new, subject)
+        if getattr(origin, "conn_type", "") == "nats":
+            origin.queue(encode_err(f'Permissions Violation for Publish to "{new}"'))
+        return "", msg
+    if msg is not None:
+        msg = copy.copy(msg)
+        msg.topic = subject_to_topic(new)
+        msg._topic_bytes = None
+    return new, msg
 
 
 def build_accounts(options: Any, global_sublist: Sublist) -> dict[str, Account]:

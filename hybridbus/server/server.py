@@ -543,8 +543,10 @@ class Server:
         (core/flow.py). In the publisher's account, after its mappings (core/account.py)."""
         self.route_seq += 1
         acc = self.global_account if origin is None else origin.account
-        if acc.mappings is not None and not (subject := acct.mapped(self, origin, subject, reply)):
-            return 0  # dropped by a weighted mapping, or the mapped subject is denied
+        if acc.mappings is not None:
+            subject, mqtt_msg = acct.mapped(self, origin, subject, reply, mqtt_msg)
+            if not subject:
+                return 0  # dropped by a weighted mapping, or the mapped subject is denied
         result = acc.sublist.match(subject)
         plain = result.plain
         count = len(plain)
