@@ -224,6 +224,10 @@ class Options:
     auth: AuthOptions = field(default_factory=AuthOptions)
     # the accounts block (hybridbus.core.account); $G, the global account, is implicit
     accounts: list[AccountOptions] = field(default_factory=list)
+    # the system account (hybridbus.server.system): system_account names one of the
+    # accounts; without it "$SYS" is made, unless no_system_account
+    system_account: str = ""
+    no_system_account: bool = False
     # operator (JWT) mode: None unless the config names an operator or a resolver
     operator: OperatorOptions | None = None
     tls: TLSOptions | None = None

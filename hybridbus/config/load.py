@@ -111,8 +111,6 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
 # the load with a one-line error (``Loader.refused_auth``); never a warning.
 REFUSED_TOP_LEVEL = frozenset(
     {
-        "system_account",
-        "system",
         "root",
         "roots",
         "trusted",
@@ -220,7 +218,16 @@ def t_server_metadata(ld: Loader, opts: Options, node: Node, key: str) -> None:
 
 
 def t_no_system_account(ld: Loader, opts: Options, node: Node, key: str) -> None:
-    ld.bool_(node)  # type-checked only: see the table entry
+    if (v := ld.bool_(node)) is not BAD:
+        opts.no_system_account = v
+
+
+def t_system_account(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    # which account it names is checked at start (startup.py), as nats-server does
+    if not isinstance(node.value, str):
+        ld.err(node, "system account name must be a string")
+        return
+    opts.system_account = node.value
 
 
 def t_authorization(ld: Loader, opts: Options, node: Node, key: str) -> None:
@@ -288,9 +295,9 @@ _TOP: dict[str, Handler] = {
     "pid_file": store("pid_file", Loader.str_),
     "pidfile": store("pid_file", Loader.str_),
     "no_auth_user": store("no_auth_user", Loader.str_),
-    # hybridbus has no system account, which is what these ask for when true; when
-    # false (nats-server's default) a $SYS account would exist, but nothing here
-    # grants access through one, so either value is honoured as "no system account".
+    # the system account (hybridbus.server.system): "$SYS" unless no_system_account
+    "system_account": t_system_account,
+    "system": t_system_account,
     "no_system_account": t_no_system_account,
     "no_system": t_no_system_account,
     "no_sys_acc": t_no_system_account,

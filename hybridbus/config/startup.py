@@ -64,6 +64,16 @@ def startup_errors(options: Options) -> list[str]:
         problems.append("websocket requires TLS configuration")
     if options.mqtt.ack_wait < 0:
         problems.append("ack wait must be a positive value")
+    sys_acc = options.system_account
+    # nats-server: a named system account must be configured ("$G" counts; "$SYS" only
+    # when the accounts block defines it)
+    if (
+        sys_acc
+        and sys_acc != "$G"
+        and getattr(options, "operator", None) is None  # operator mode: accounts from JWTs
+        and all(a.name != sys_acc for a in options.accounts)
+    ):
+        problems.append("error resolving system account: account missing")
     return problems
 
 

@@ -1,5 +1,5 @@
 """``/accountz``, ``/accstatz`` and ``/routez``: the accounts (``$G``, those of the
-``accounts`` block, and ``$SYS`` by name: hybridbus has no system account), their
+``accounts`` block, and the system account, ``$SYS`` unless another is named), their
 statistics, and the empty route table of a standalone server.
 
 Shapes as nats-server 2.15 answers (server/monitor.go Accountz, AccountStatz): an
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from hybridbus.monitor.common import (
     GLOBAL_ACCOUNT,
-    SYSTEM_ACCOUNT,
     Query,
     nanos,
     omitempty,
+    system_account_name,
 )
 from hybridbus.monitor.gotypes import BadRequest, parse_bool, rfc3339
 
@@ -41,11 +41,8 @@ _DEFAULT_THRESHOLD = 120.0
 
 
 def account_names(server: Server) -> list[str]:
-    """Every account /accountz lists: the server's, then $SYS (by name only)."""
-    names = list(server.accounts)
-    if SYSTEM_ACCOUNT not in names:
-        names.append(SYSTEM_ACCOUNT)
-    return names
+    """Every account /accountz lists ($G, the configured ones, the system account)."""
+    return list(server.accounts)
 
 
 def accountz(server: Server, q: Query) -> dict:
@@ -53,7 +50,7 @@ def accountz(server: Server, q: Query) -> dict:
     now = rfc3339(time.time())
     acc = q.get("acc", "")
     out: dict[str, Any] = {"server_id": server.server_id, "now": now}
-    out["system_account"] = SYSTEM_ACCOUNT
+    omitempty(out, "system_account", system_account_name(server))
     if not acc:
         out["accounts"] = account_names(server)
         return out
@@ -65,7 +62,7 @@ def accountz(server: Server, q: Query) -> dict:
         "account_name": acc,
         "update_time": rfc3339(account.update_time if account else server.start_time),
     }
-    omitempty(detail, "is_system", account is None)
+    omitempty(detail, "is_system", bool(acc == system_account_name(server)))
     detail["expired"] = False
     detail["complete"] = True
     detail["jetstream_enabled"] = bool(is_global and server.options.jetstream.enabled)
@@ -73,14 +70,58 @@ def accountz(server: Server, q: Query) -> dict:
     detail["client_connections"] = account.nconns if account else 0
     detail["subscriptions"] = int(account.sublist.count()) if account else 0
     if account is not None:
-        omitempty(detail, "exports", [_export(e) for e in account.exports])
-        omitempty(detail, "imports", [_import(i) for i in account.imports])
+        exports, imports = _system_links(acc, system_account_name(server))
+        omitempty(detail, "exports", [_export(e) for e in account.exports] + exports)
+        omitempty(detail, "imports", [_import(i) for i in account.imports] + imports)
     detail["name_tag"] = acc
     if account is not None:
         stats = account.sublist.stats()
         detail["sublist_stats"] = {k: stats.get(k, 0) for k in _STATS}
     out["account_detail"] = detail
     return out
+
+
+# What nats-server's system account exports, and every other account imports from it
+# (events.go addSystemAccountExports, registerSystemImports; server/system.py answers them)
+_SYSTEM_EXPORTS = (
+    ("$SYS.REQ.ACCOUNT.*.CONNZ", "Streamed"),
+    ("$SYS.REQ.ACCOUNT.*.STATZ", "Streamed"),
+    ("$SYS.DEBUG.SUBSCRIBERS", "Singleton"),
+    ("$SYS.REQ.USER.*.INFO", "Singleton"),
+)
+_SYSTEM_IMPORTS = (
+    ("$SYS.REQ.ACCOUNT.{}.CONNZ", "$SYS.REQ.ACCOUNT.PING.CONNZ", False),
+    ("$SYS.REQ.ACCOUNT.{}.CONNZ", "$SYS.REQ.SERVER.PING.CONNZ", False),
+    ("$SYS.REQ.ACCOUNT.{}.STATZ", "$SYS.REQ.ACCOUNT.PING.STATZ", False),
+    ("$SYS.REQ.USER.{}.INFO", "$SYS.REQ.USER.INFO", True),
+)
+
+
+def _system_links(acc: str, system: str) -> tuple[list[dict], list[dict]]:
+    """(exports, imports) an account has from the system account, as /accountz shows."""
+    if not system:
+        return [], []
+    rows = _SYSTEM_IMPORTS
+    exports: list[dict] = []
+    if acc == system:
+        exports = [
+            {"subject": s, "type": "service", "response_type": r} for s, r in _SYSTEM_EXPORTS
+        ]
+        rows = rows[3:]  # the system account imports its own user info only
+    imports = [
+        {
+            "subject": subject.format(acc),
+            "account": system,
+            "to": local,
+            "local_subject": local,
+            "type": "service",
+            "invalid": False,
+            "share": share,
+            "tracking": False,
+        }
+        for subject, local, share in rows
+    ]
+    return exports, imports
 
 
 def _export(e: Any) -> dict:

@@ -12,8 +12,13 @@ if TYPE_CHECKING:
     from hybridbus.server.server import Server
 
 GLOBAL_ACCOUNT = "$G"
-SYSTEM_ACCOUNT = "$SYS"
-ACCOUNTS = (GLOBAL_ACCOUNT, SYSTEM_ACCOUNT)
+SYSTEM_ACCOUNT = "$SYS"  # the system account's name unless system_account names another
+
+
+def system_account_name(server: Server) -> str:
+    """The system account's name ("" with no_system_account): server/system.py."""
+    system = getattr(server, "system", None)
+    return system.account.name if system is not None else ""
 
 # nats-server's DefaultConnListSize / DefaultSubListSize.
 DEFAULT_LIST_SIZE = 1024

@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.monitor.common import (
-    ACCOUNTS,
     DEFAULT_LIST_SIZE,
     GLOBAL_ACCOUNT,
-    SYSTEM_ACCOUNT,
     Query,
     omitempty,
     page_window,
@@ -296,8 +294,6 @@ def _render(r: _Row, o: ConnzOptions, now: float) -> dict:
 def _candidates(server: Server, o: ConnzOptions) -> list[_Row]:
     """The rows of the requested state (and cid), before any filter."""
     rows: list[_Row] = []
-    if o.acc == SYSTEM_ACCOUNT:  # $SYS has no client connections here
-        return rows
     if o.cid:
         c = server.clients.get(o.cid) if o.state != STATE_CLOSED else None
         if c is not None:
@@ -320,7 +316,7 @@ def connz(server: Server, o: ConnzOptions) -> dict:
     them (``total``), filter by user and MQTT client id, sort all, cut the page."""
     o.check()
     now = time.time()
-    if o.acc and o.acc not in ACCOUNTS and o.acc not in server.accounts:
+    if o.acc and o.acc not in server.accounts:
         # nats-server answers an unknown account with an empty Connz struct.
         return {
             "server_id": "",
@@ -332,10 +328,10 @@ def connz(server: Server, o: ConnzOptions) -> dict:
             "connections": None,
         }
     offset, limit = page_window(o.offset, o.limit)
-    if o.cid and o.acc != SYSTEM_ACCOUNT:
+    if o.cid:
         limit = 1
     rows = _candidates(server, o)
-    if o.acc and o.acc != SYSTEM_ACCOUNT:
+    if o.acc:
         rows = [r for r in rows if r.account == o.acc]
     total = len(rows)
     if o.user:

@@ -277,6 +277,7 @@ function renderClients(connz, dt) {
 function renderSubjects(subsz, dt) {
   const agg = new Map();
   for (const s of subsz.subscriptions_list || []) {
+    if (s.cid === 0 && s.subject.startsWith("$SYS.")) continue;  // the server's own services
     const a = agg.get(s.subject) || { subject: s.subject, subs: 0, msgs: 0 };
     a.subs++; a.msgs += s.msgs;
     agg.set(s.subject, a);

@@ -98,8 +98,8 @@ def subscription_cid(sub: Any) -> int:
 
 
 def _accounts(server: Server, acc: str) -> list[Any]:
-    """The accounts a request is about: ``acc=`` one (none for an unknown one or
-    $SYS, which holds no subscriptions here), else every account."""
+    """The accounts a request is about: ``acc=`` one (none for an unknown one),
+    else every account."""
     if not acc:
         return list(server.accounts.values())
     account = server.accounts.get(acc)
@@ -153,7 +153,7 @@ def subsz(server: Server, o: SubszOptions) -> dict:
         raise BadRequest(f"invalid test subject, must be valid publish subject: {o.test}")
     offset, limit = page_window(o.offset, o.limit)
     accounts = _accounts(server, o.acc)
-    # An unknown account (or $SYS) has no subscriptions here: its statistics are zero.
+    # An unknown account has no subscriptions: its statistics are zero.
     stats = _stats(accounts) if accounts else {}
     out: dict[str, Any] = {"server_id": server.server_id, "now": rfc3339(time.time())}
     for key, go_type in _SUBLIST_STATS.items():

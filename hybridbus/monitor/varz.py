@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hybridbus import NATS_COMPAT_VERSION, __version__
 from hybridbus.monitor.common import (
-    SYSTEM_ACCOUNT,
     nanos,
     omitempty,
     rss_bytes,
+    system_account_name,
     traffic_totals,
 )
 from hybridbus.monitor.gotypes import rfc3339, uptime
@@ -176,7 +176,7 @@ def _add_config_and_stats(v: dict[str, Any], server: Server, mon: MonitorContext
     v["config_digest"] = digest
     omitempty(v, "tags", list(opts.tags or []))
     omitempty(v, "metadata", {str(k): str(val) for k, val in (opts.metadata or {}).items()})
-    v["system_account"] = SYSTEM_ACCOUNT
+    omitempty(v, "system_account", system_account_name(server))
     v["slow_consumer_stats"] = _clients_only(int(st.slow_consumers))
     v["stale_connection_stats"] = _clients_only(int(st.stale_connections))
     v["disk_io_wait_stats"] = {"waiters": 0, "waits": 0, "wait_time": 0, "max_wait_time": 0}

@@ -443,6 +443,7 @@ class MqttConnection(ClientBase):
 
     def on_connected(self) -> None:
         log.debug("%s - Client connection created (mqtt, level %d)", self.describe(), self.level)
+        self.server.client_connected(self)  # the system account's CONNECT event
 
     def resolve_topic_alias(self, topic: str, props: dict) -> str | None:
         """Apply a 5.0 Topic Alias (3.3.2.3.4); None after a protocol error."""

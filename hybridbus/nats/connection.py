@@ -377,7 +377,9 @@ class NatsConnection(ClientBase):
             limit = self.account.max_payload
             if 0 <= limit < self.parser.max_payload:
                 self.parser.max_payload = limit  # the account's limits { max_payload }
-        self.connected = True
+        if not self.connected:
+            self.connected = True
+            server.client_connected(self)  # the system account's CONNECT event
         if self.verbose:
             self.queue(OK)
 

@@ -46,6 +46,8 @@ FIXED = (
     "websocket",
     "server_name",
     "config_file",
+    "system_account",
+    "no_system_account",
 )
 # Bookkeeping, not settings.
 IGNORED = ("raw", "config_digest", "overrides", "hosts_from_config")
@@ -172,8 +174,13 @@ def _reload_accounts(server: Server, new: Options) -> None:
         acc = old.get(opts.name) or Account(opts.name)
         acc.configure(opts)
         accounts[opts.name] = acc
+    system = server.system
+    if system is not None:  # the system account stays (an implicit $SYS too)
+        accounts.setdefault(system.account.name, system.account)
     server.accounts = accounts
     server.imports.wire(accounts)
+    if system is not None:
+        system.wire_accounts()  # the new accounts' imports of the system services
 
 
 def _apply_to_clients(server: Server) -> None:

@@ -15,8 +15,6 @@ span them:
 from __future__ import annotations
 
 import asyncio
-import base64
-import gc
 import logging
 import os
 import sys
@@ -30,7 +28,6 @@ from hybridbus.core import client as reasons
 from hybridbus.core.account import GLOBAL_ACCOUNT, Imports, build_accounts
 from hybridbus.core.client import CONGESTED_OUTPUT, ClientBase
 from hybridbus.core.flow import FANOUT_RUN, FANOUT_SLICE, RUN_WORK, STALL, TURN_BUDGET, WORK_CHECK
-from hybridbus.core.operator import operator_mode
 from hybridbus.core.operator import operator_mode
 from hybridbus.core.trace import trace_connection
 from hybridbus.jetstream.engine import JetStream
@@ -46,6 +43,8 @@ from hybridbus.server import account_state
 from hybridbus.server.fanout import FanoutJob
 from hybridbus.server.route_each import route_to_each
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
+from hybridbus.server.state import ClosedClient, ServerStats, make_server_id, tune_gc
+from hybridbus.server.system import SystemAccount, system_account_for
 from hybridbus.store import StoreError, open_store
 
 log = logging.getLogger("hybridbus.server")
@@ -57,55 +56,6 @@ PYTHON = "{} {}.{}.{}".format(
 )
 
 
-def tune_gc() -> None:
-    """Keep the cyclic garbage collector from stopping the loop for long.
-
-    A full collection walks every tracked object: with 100,000 sessions (their
-    subscriptions, queued messages) that is a pause of several hundred milliseconds,
-    and Python runs one whenever the long-lived set has grown by a quarter. What was
-    restored from the store is frozen (never walked again), and the thresholds make
-    the young collections rarer and the full ones rarer still; the server's own
-    objects rarely form cycles, and those that do are mostly young when they die."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
-
-
-GC_THRESHOLDS = (10_000, 10, 100)
-
-
-def make_server_id() -> str:
-    """A 56-character, N-prefixed id shaped like nats-server's."""
-    raw = base64.b32encode(os.urandom(35)).decode().rstrip("=")
-    return ("N" + raw)[:56]
-
-
-class ServerStats:
-    """Counters of the server as a whole; per-client counters live on the clients."""
-
-    __slots__ = (
-        "total_connections",
-        "slow_consumers",
-        "stale_connections",
-        "auth_failures",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-
-class ClosedClient:
-    """What /connz?state=closed shows of a connection that has gone."""
-
-    __slots__ = ("info", "stop", "reason")
-
-    def __init__(self, info: dict, stop: float, reason: str) -> None:
-        self.info = info
-        self.stop = stop
-        self.reason = reason
-
-
 class Server:
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -115,6 +65,8 @@ class Server:
         # Accounts (core/account.py): $G owns self.sublist; a client routes in its own.
         self.accounts = build_accounts(options, self.sublist)
         self.global_account = self.accounts[GLOBAL_ACCOUNT]
+        sys_acc = system_account_for(self)  # server/system.py: $SYS.> services, events
+        self.system = SystemAccount(self, sys_acc) if sys_acc is not None else None
         self.imports = Imports(self)
         self.imports.wire(self.accounts)
         self._after_scheduled = False
@@ -126,8 +78,6 @@ class Server:
         self.security = Security(options)
         if options.accounts:
             self.security.accounts = self.accounts
-        # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
-        self.operator = operator_mode(self)
         # operator (JWT) mode: accounts from JWTs, logins that end, claims updates
         self.operator = operator_mode(self)
         # Both delivery paths (NatsConnection.deliver, Session.deliver) ask
@@ -194,6 +144,8 @@ class Server:
         except StartError:
             await self._close_after_failed_start()
             raise
+        if self.system is not None:
+            self.system.start()
         log.info("Server is ready")
         self._ready.set()
         self._schedule_sweep()
@@ -308,6 +260,8 @@ class Server:
             listener.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.system is not None:
+            self.system.stop()
         for client in list(self.clients.values()):
             client.shutdown()
         # Give transports a moment to drain what was queued; a lingering one only
@@ -430,6 +384,8 @@ class Server:
         traffic[1] += client.in_bytes
         traffic[2] += client.out_msgs
         traffic[3] += client.out_bytes
+        if self.system is not None:
+            self.system.client_closed(client)  # $SYS.ACCOUNT.<acc>.DISCONNECT
         if self.closed.maxlen != 0:
             self.closed.append(
                 ClosedClient(self.describe(client), time.time(), client.close_reason or "")
@@ -437,6 +393,10 @@ class Server:
 
     def join_account(self, client: ClientBase) -> bool:  # core/account.py join_account
         return acct.join_account(client, self.global_account)
+
+    def client_connected(self, client: ClientBase) -> None:  # its CONNECT was accepted
+        if self.system is not None:
+            self.system.client_connected(client)  # $SYS.ACCOUNT.<acc>.CONNECT
 
     def over_connection_limit(self) -> bool:
         limit = self.options.max_connections

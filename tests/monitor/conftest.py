@@ -147,7 +147,8 @@ async def probes(monitored):
     server = monitored.server
     # The server's own subscriptions (the JetStream engine's $JS.API.> and friends):
     # counted in /varz, /subsz and /accountz like nats-server counts its internal ones.
-    monitored.extra["base_subs"] = server.sublist.count()
+    # (and the system account's $SYS services, in every account: server/system.py)
+    monitored.extra["base_subs"] = sum(a.sublist.count() for a in server.accounts.values())
     nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}", name="hb-nats-probe")
     await nc.subscribe("orders.>")
     await nc.subscribe("orders.new", queue="workers")

@@ -31,10 +31,12 @@ async def test_subsz_list_and_test_filter(probes):
     total = 6 + probes.extra["base_subs"]
     assert doc["total"] == total and len(doc["subscriptions_list"]) == total
     # the engine's subscriptions are the server's own: cid 0, like an offline session's
-    internal = [s for s in doc["subscriptions_list"] if s["subject"].startswith("$JS.")]
+    # (and the system account's services: server/system.py)
+    internal = [s for s in doc["subscriptions_list"] if s["subject"].startswith(("$JS.", "$SYS."))]
     assert len(internal) == probes.extra["base_subs"] and all(s["cid"] == 0 for s in internal)
     for sub in doc["subscriptions_list"]:
-        assert sub["account"] == sub["account_tag"] == "$G"
+        assert sub["account"] == sub["account_tag"]
+        assert sub["account"] == "$G" or sub in internal  # $SYS: the system's only
     by_subject = {s["subject"]: s for s in doc["subscriptions_list"]}
     assert by_subject["sensors.>"]["cid"] == cids["mqtt"]
     assert by_subject["orders.new"]["cid"] == cids["nats"]
@@ -62,8 +64,9 @@ async def test_subsz_paging_and_accounts(probes):
     assert page["subscriptions_list"] == everything[2:5]
     tail = await probes.json("/subsz?subs=1&offset=-4&limit=0")
     assert (tail["offset"], tail["limit"]) == (0, 1024)
-    sys = await probes.json("/subsz?subs=1&acc=$SYS")
-    assert sys["num_subscriptions"] == 0 and sys["total"] == 0
+    sys = await probes.json("/subsz?subs=1&acc=$SYS")  # the system account's services
+    own = probes.server.accounts["$SYS"].sublist.count()
+    assert sys["num_subscriptions"] == sys["total"] == own > 0
 
 
 async def test_subsz_offline_mqtt_session_has_cid_zero(monitored):

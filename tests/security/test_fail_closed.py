@@ -72,8 +72,9 @@ REFUSED = [
         'field "jetstream" is not supported by hybridbus (in an account: ',
     ),
     # operator (JWT) mode: the lead implements it later in issue 16
-    ("system_account", "system_account: SYS", refused("system_account")),
-    ("system", "system: SYS", refused("system")),
+    # a system account that is not configured (nats-server's start-up error)
+    ("system_account", "system_account: SYS", "error resolving system account: account missing"),
+    ("system", "system: SYS", "error resolving system account: account missing"),
     # operator (JWT) mode is enforced (ENFORCED below); what it does not implement
     # stops the start: resolvers that fetch accounts, trusted keys without an operator
     ("resolver.url", 'operator: "{opjwt}"\nresolver: URL("http://x/jwt/v1/accounts/")', "URL"),
@@ -444,6 +445,24 @@ async def probe_accounts(server: Server, pki) -> None:
     await g.expect(b"PONG\r\n")  # and nothing before it
 
 
+async def probe_system_account(server: Server, pki) -> None:
+    # the $SYS services answer the system account's users only: a user of another
+    # account (and $G) publishes in its own subject space, where nobody answers
+    port = server.nats_port
+    await nats_refused(port, b'{"verbose":false,"user":"s","pass":"wrong"}')
+    for user in (b"a", b"g"):
+        other = await nats_accepted(
+            port,
+            b'{"verbose":false,"headers":true,"no_responders":true,'
+            b'"user":"' + user + b'","pass":"' + user + b'"}',
+        )
+        await other.send(b"SUB in 1\r\nPUB $SYS.REQ.SERVER.PING.VARZ in 0\r\n\r\n")
+        await other.expect_re(rb"HMSG in 1 \d+ \d+\r\nNATS/1.0 503\r\n")
+    s = await nats_accepted(port, b'{"verbose":false,"user":"s","pass":"s"}')
+    await s.send(b"SUB in 1\r\nPUB $SYS.REQ.SERVER.PING.VARZ in 0\r\n\r\n")
+    await s.expect_re(rb"MSG in 1 \d+\r\n\{\"server\":")
+
+
 async def probe_no_auth_user(server: Server, pki) -> None:
     # an anonymous client is the no_auth_user, with its permissions; bad credentials
     # are still refused
@@ -623,6 +642,12 @@ ENFORCED = [
         "accounts { A { users: [{user: a, password: b}] } }\n"
         "no_auth_user: g\nauthorization { users: [{user: g, password: h}] }",
         probe_accounts,
+    ),
+    (
+        "system_account",
+        "accounts { S { users: [{user: s, password: s}] }, A { users: [{user: a, password: a}] } }"
+        "\nsystem_account: S\nauthorization { users: [{user: g, password: g}] }",
+        probe_system_account,
     ),
     ("tls.verify", TLS_BLOCK.format(what="verify"), probe_tls_verify),
     (
