@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from . import errors as E
 from .api import OnDurable, encode_headers
 from .filters import _CACHE_TRIM, SubjectFilter
-from .match import valid_subject
+from .match import valid_stored_subject
 
 if TYPE_CHECKING:
     from .consumer import ConsumerImpl
@@ -65,7 +65,7 @@ class StreamAppend:
             payload = bytes(payload)
         sid = self._sids.get(subject)
         if sid is None:
-            if not valid_subject(subject, wildcards=False) or (
+            if not valid_stored_subject(subject) or (
                 self._accept is not None and not self._accept(subject)
             ):
                 raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
@@ -251,7 +251,7 @@ class StreamAppend:
             raise E.StoreClosed()
         sid = self._sids.get(subject)
         if sid is None:
-            if not valid_subject(subject, wildcards=False) or (
+            if not valid_stored_subject(subject) or (
                 self._accept is not None and not self._accept(subject)
             ):
                 raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")

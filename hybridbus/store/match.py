@@ -33,6 +33,17 @@ def valid_subject(subject: str, *, wildcards: bool = True) -> bool:
     return True
 
 
+def valid_stored_subject(subject: str) -> bool:
+    """A subject a message can be stored under: no empty token, no whitespace. A
+    ``*`` or ``>`` token is an ordinary character here: nats-server's non-pedantic
+    publish takes ``a.*`` as a normal publish, a stream on ``a.>`` stores it under that
+    literal subject (nats.py's ``kv.purge("hello.*")``), and filters later match it
+    token by token (a filter ``a.b`` never matches the stored ``a.*``)."""
+    if not subject or any(c in subject for c in _BAD_CHARS):
+        return False
+    return "" not in subject.split(".")
+
+
 def is_literal(subject: str) -> bool:
     """True when the subject has no wildcard token (fast: whole-token checks only)."""
     if "*" not in subject and ">" not in subject:

@@ -82,8 +82,17 @@ def test_append_rejects_subjects_outside_the_stream(store):
     with pytest.raises(E.StoreError):
         st.append("s.a.b", b"")
     with pytest.raises(E.StoreError):
-        st.append("s.*", b"")
+        st.append("s..a", b"")
+    with pytest.raises(E.StoreError):
+        st.append("s.a b", b"")
     assert st.state().messages == 0
+    # a `*` or `>` token is stored literally (nats-server's non-pedantic publish of
+    # `s.*` is a normal publish), and matched token by token
+    assert st.append("s.*", b"") == 1
+    assert st.append("s.>", b"") == 2
+    with pytest.raises(E.StoreError):
+        st.append("s.>.b", b"")
+    assert st.state().messages == 2
     assert store.stream_for_subject("s.a") is st
     assert store.stream_for_subject("t.a") is None
 
@@ -272,7 +281,7 @@ def test_plain_and_checked_appends_agree(store):
     with pytest.raises(E.InvalidConfig):
         plain.append("other", b"x")  # not one of the stream's subjects
     with pytest.raises(E.InvalidConfig):
-        plain.append("p.*", b"x")  # wildcards are never a message subject
+        plain.append("p..x", b"x")  # an empty token is never a message subject
 
 
 def test_delete_one(store):
