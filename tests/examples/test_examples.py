@@ -128,3 +128,37 @@ def test_mqtt_telemetry_into_a_stream_and_config_from_kv(server_process):
     assert device.stdout.count(" stored") == 3
     assert 'config received: {"interval": 5, "unit": "C"} (retained=False)' in device.stdout
     assert proc.stop() == 0
+
+
+def test_two_tenants_with_a_shared_service(server_process):
+    # conf/accounts.conf as shipped: the command line's ports and store replace its own.
+    proc = server_process(config=str(ROOT / "conf/accounts.conf")).start()
+    demo = subprocess.run(
+        [sys.executable, str(ROOT / "examples/multi_tenant.py")]
+        + ["--server", f"nats://127.0.0.1:{proc.ports['nats']}"]
+        + ["--mqtt", f"127.0.0.1:{proc.ports['mqtt']}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    out = demo.stdout
+    assert demo.returncode == 0, out + demo.stderr
+    lines = out.splitlines()
+    # Same topic, same MQTT client id: each service got its own tenant's reading only.
+    assert [line for line in lines if line.startswith("service ")] == [
+        "service A got plant.sensor-1.temp: {'tenant': 'A', 'temp': 21.5}",
+        "service B got plant.sensor-1.temp: {'tenant': 'B', 'temp': 35.0}",
+    ], out
+    assert "B asks plant.latest: {'tenant': 'B', 'latest': {'tenant': 'B', 'temp': 35.0}}" in lines
+    assert (
+        "B asks partner.a.latest (A's export): "
+        "{'tenant': 'A', 'latest': {'tenant': 'A', 'temp': 21.5}}"
+    ) in lines
+    assert sorted(line for line in lines if line.startswith("admin sees")) == [
+        "admin sees mqtt connection of a-device in account A",
+        "admin sees mqtt connection of b-device in account B",
+        "admin sees nats connection of a-service in account A",
+        "admin sees nats connection of admin in account SYS",
+        "admin sees nats connection of b-service in account B",
+    ], out
+    assert proc.stop() == 0
