@@ -113,6 +113,13 @@ class AccountOptions:
     nkey: str | None = None
     # subject mappings (hybridbus.transform): [(src, [(dest, weight, cluster)])]
     mappings: list = field(default_factory=list)
+    # jetstream: enabled | { max_mem, max_file, max_streams, max_consumers }: the
+    # account's own JetStream (server/account_state.py); -1 is no limit
+    jetstream: bool = False
+    js_max_memory: int = -1
+    js_max_file: int = -1
+    js_max_streams: int = -1
+    js_max_consumers: int = -1
 
 
 @dataclass

@@ -7,9 +7,11 @@ max_leafnodes }``, ``exports``, ``imports``, ``nkey`` (the account's public key)
 ``mappings`` and ``jetstream``. ``$G`` is reserved (the global account that
 ``authorization`` users and anonymous clients belong to).
 
-Fail closed: ``jetstream`` enabled for an account stops the load (hybridbus's JetStream
-serves ``$G`` only; an account that asks for its own would otherwise share it or run
-without it). ``jetstream: disabled`` is what hybridbus does anyway and loads.
+``jetstream: enabled`` (or true, or a block of limits: ``max_mem``, ``max_file``,
+``max_streams``, ``max_consumers`` with nats-server's aliases) gives the account its own
+JetStream (server/account_state.py); the limits hybridbus does not enforce
+(``max_ack_pending``, ``max_bytes_required``, the per-stream byte caps) stop the load
+rather than be shown and ignored.
 ``mappings`` (here and at the top level, where they are ``$G``'s) are read by
 ``mappings``: each source with its weighted destinations, checked with
 ``router/transform.py`` so a mapping nats-server refuses stops the load with its words.
@@ -28,6 +30,7 @@ from ..subjects import subject_is_subset
 from ..transform import MappingError, Mappings
 from .gotext import go_quote, go_type, parse_go_duration
 from .opts_auth import permissions, user_entries
+from .opts_jetstream import storage_size
 from .parser import Node
 from .readers import BAD, Loader
 
@@ -49,10 +52,24 @@ _LIMITS = {
     "max_leafnodes": "max_leafnodes",
     "max_leafs": "max_leafnodes",
 }
-JETSTREAM_REFUSAL = (
-    "in an account: hybridbus's JetStream serves the global account $G only; "
-    "refusing to start rather than share it or run the account without it"
-)
+# nats-server's parseJetStreamForAccount names (and aliases) -> AccountOptions field
+_JS_LIMITS = {
+    "max_memory": "js_max_memory",
+    "max_mem": "js_max_memory",
+    "mem": "js_max_memory",
+    "memory": "js_max_memory",
+    "max_store": "js_max_file",
+    "max_file": "js_max_file",
+    "max_disk": "js_max_file",
+    "store": "js_max_file",
+    "disk": "js_max_file",
+    "max_streams": "js_max_streams",
+    "streams": "js_max_streams",
+    "max_consumers": "js_max_consumers",
+    "consumers": "js_max_consumers",
+}
+_JS_SIZES = ("js_max_memory", "js_max_file")
+JS_LIMIT_REFUSAL = "an account JetStream limit hybridbus does not enforce"
 
 
 def accounts(ld: Loader, node: Node, opts: Options) -> None:
@@ -114,8 +131,7 @@ def _account(ld: Loader, node: Node, acc: AccountOptions) -> None:
         elif name in ("mappings", "maps"):
             acc.mappings = mappings(ld, sub)
         elif name == "jetstream":
-            if _jetstream_wanted(sub):
-                ld.refused(key, sub, JETSTREAM_REFUSAL)
+            _jetstream(ld, sub, acc)
         else:
             ld.unknown(key, sub)
     for user in acc.users:
@@ -196,15 +212,52 @@ def _map_dest(ld: Loader, entry: Node) -> tuple[str, int, str] | None:
     return dest, weight, cluster
 
 
-def _jetstream_wanted(node: Node) -> bool:
-    """``jetstream: disabled`` (or false) asks for nothing; anything else asks for
-    JetStream in this account."""
+def _jetstream(ld: Loader, node: Node, acc: AccountOptions) -> None:
+    """nats-server's shapes: a bool, ``enabled``/``disabled``, or a map of limits
+    (which enables it); its messages for anything else."""
     v = node.value
     if isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        return v.lower() not in ("disabled", "disable", "false")
-    return True
+        acc.jetstream = v
+    elif isinstance(v, str):
+        if v.lower() in ("enabled", "enable"):
+            acc.jetstream = True
+        elif v.lower() in ("disabled", "disable"):
+            acc.jetstream = False
+        else:
+            ld.err(node, f"Expected 'enabled' or 'disabled' for string value, got '{v}'")
+    elif isinstance(v, dict):
+        acc.jetstream = True
+        for key, sub in v.items():
+            attr = _JS_LIMITS.get(key.lower())
+            if attr is None:
+                if key.lower() in _JS_UNENFORCED:
+                    ld.refused(key, sub, JS_LIMIT_REFUSAL)
+                else:
+                    ld.unknown(key, sub)
+                continue
+            if attr in _JS_SIZES:
+                size = storage_size(ld, sub, key)
+            elif isinstance(sub.value, int) and not isinstance(sub.value, bool):
+                size = sub.value
+            else:
+                ld.err(sub, f"Expected a parseable size for {go_quote(key)}, got {sub.value}")
+                continue
+            if size is not None:
+                setattr(acc, attr, size)
+    else:
+        ld.err(node, f"Expected map, bool or string to define JetStream, got {go_type(v)}")
+
+
+_JS_UNENFORCED = (
+    "max_bytes_required",
+    "max_stream_bytes",
+    "max_bytes",
+    "mem_max_stream_bytes",
+    "memory_max_stream_bytes",
+    "disk_max_stream_bytes",
+    "store_max_stream_bytes",
+    "max_ack_pending",
+)
 
 
 def _limits(ld: Loader, node: Node, acc: AccountOptions) -> None:

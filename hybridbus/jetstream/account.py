@@ -12,6 +12,8 @@ def account_info(js: Any) -> dict:
     """The account_info body (also /jsz's account detail): every key nats-py requires."""
     usage = js.store.usage()
     opts = js.hub.options.jetstream
+    # its store's limits: the server's for $G, the account's for an account's engine
+    limits = getattr(js.store, "_limits", None) or {}
     out = {
         "memory": usage["memory"],
         "storage": usage["storage"],
@@ -20,10 +22,10 @@ def account_info(js: Any) -> dict:
         "streams": usage["streams"],
         "consumers": usage["consumers"],
         "limits": {
-            "max_memory": opts.max_memory_store,
-            "max_storage": opts.max_file_store,
-            "max_streams": -1,
-            "max_consumers": -1,
+            "max_memory": limits.get("memory", opts.max_memory_store),
+            "max_storage": limits.get("file", opts.max_file_store),
+            "max_streams": js.max_streams,
+            "max_consumers": js.max_consumers,
             "max_ack_pending": -1,
             "memory_max_stream_bytes": -1,
             "storage_max_stream_bytes": -1,

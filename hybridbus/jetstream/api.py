@@ -45,7 +45,34 @@ def bad_request(text: str = "bad request") -> ApiError:
 
 
 def not_enabled() -> ApiError:
-    return ApiError(503, 10039, "jetstream not enabled for account")
+    return ApiError(503, 10039, "JetStream not enabled for account")  # nats-server's words
+
+
+# Response types that carry ApiPaged (and their list, null) even in an error answer
+_PAGED = {
+    "stream_names_response": "streams",
+    "stream_list_response": "streams",
+    "consumer_names_response": "consumers",
+    "consumer_list_response": "consumers",
+    "stream_info_response": None,
+}
+
+
+def not_enabled_answer(subject: str) -> dict | None:
+    """What nats-server answers an API request of an account without JetStream (on a
+    server with JetStream): 503 10039 in the request's response type; None for a
+    subject that is no API request (no answer)."""
+    _load_handlers()
+    found = find(subject[len(API_PREFIX) :].split("."))
+    if found is None:
+        return None
+    kind = found[0][2]
+    out: dict = {"type": TYPE_PREFIX + kind, "error": not_enabled().to_error()}
+    if kind in _PAGED:
+        out.update(total=0, offset=0, limit=0)
+        if _PAGED[kind]:
+            out[_PAGED[kind]] = None
+    return out
 
 
 class Request:

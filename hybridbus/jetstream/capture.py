@@ -159,12 +159,12 @@ def store_publish(
         try:
             kw = _header_checks(stream, subject, decode_headers(headers), mqtt_msg is None)
         except StoreError as err:
-            if mqtt_msg is not None and js.hub.mqtt is not None:
+            if mqtt_msg is not None and js.account.mqtt is not None:
                 _refuse_mqtt(js, mqtt_msg, err)
             elif reply is not None:
                 js.later(js.reply, reply, pub_error(name, err))
             return
-    if mqtt_msg is not None and js.hub.mqtt is not None:
+    if mqtt_msg is not None and js.account.mqtt is not None:
         _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw)
         return
     if reply is None:
@@ -317,7 +317,7 @@ def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw) 
         return stream.append(subject, payload, headers, on_durable=on_durable, **kw)
 
     try:
-        js.hub.mqtt.capture(mqtt_msg, append)
+        js.account.mqtt.capture(mqtt_msg, append)
     except StoreError as err:
         log.info("stream %s refused an MQTT message on %r: %s", stream.name, subject, err)
         return
@@ -333,7 +333,7 @@ def _refuse_mqtt(js: JetStream, mqtt_msg: Any, err: StoreError) -> None:
         raise err
 
     try:
-        js.hub.mqtt.capture(mqtt_msg, append)
+        js.account.mqtt.capture(mqtt_msg, append)
     except StoreError:
         pass
 

@@ -155,6 +155,13 @@ def _ephemeral_name(stream: Any) -> str:
             return name
 
 
+def _check_consumer_limit(js: Any) -> None:
+    """The account's ``max_consumers``, over all its streams (nats-server: 10026)."""
+    limit = js.max_consumers
+    if limit >= 0 and sum(s._public_count() for s in js.store.streams()) >= limit:
+        raise ApiError(400, 10026, "maximum consumers limit reached")
+
+
 def create(req: Request, durable_form: bool) -> dict:
     body = req.body()
     config = body.get("config")
@@ -185,6 +192,8 @@ def create(req: Request, durable_form: bool) -> dict:
         cc.check_update(old, new, bound)
     elif action == "update":
         raise ApiError(400, 10149, "consumer does not exist")
+    else:
+        _check_consumer_limit(req.js)
     if name is None:
         cfg = cfg.copy(name=_ephemeral_name(stream))
     c = stream.add_consumer(cfg)

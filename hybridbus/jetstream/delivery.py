@@ -174,7 +174,7 @@ class Consumers:
         self._poll = None
         if not self.push:
             return
-        genid = self.js.hub.sublist.genid
+        genid = self.js.sublist.genid
         if genid != self._genid:
             self._genid = genid
             for rt in list(self.push):

@@ -69,9 +69,18 @@ class JetStream:
     cid = 0  # not a connection: /subsz shows its subscriptions under cid 0
     api_level = API_LEVEL  # for the monitor (/jsz, /varz), which cannot import this package
 
-    def __init__(self, hub: Hub, store: Any) -> None:
+    def __init__(self, hub: Hub, store: Any, account: Any = None) -> None:
         self.hub = hub
         self.store = store
+        # The account it serves (server/account_state.py): it subscribes in that
+        # account's sublist, and what it sends (Server.route / route_to read
+        # origin.account) is routed there. $G's engine is the server's.
+        self.account = account if account is not None else hub.global_account
+        self.sublist = self.account.sublist
+        # the account's JetStream limits (max_streams, max_consumers: -1 no limit;
+        # memory and storage are its store's limits), $JS.API.INFO's "limits"
+        self.max_streams = -1
+        self.max_consumers = -1
         self._work: deque[tuple[Callable, tuple]] = deque()
         self._scheduled = False
         self._subs: list[InternalSub] = []
@@ -112,7 +121,7 @@ class JetStream:
         if self.consumers is not None:
             self.consumers.stop()
         for sub in self._subs:
-            self.hub.sublist.remove(sub)
+            self.sublist.remove(sub)
         self._subs.clear()
         self.started = False
 
@@ -120,12 +129,12 @@ class JetStream:
 
     def subscribe(self, subject: str, handler: Handler, queue: str | None = None) -> InternalSub:
         sub = InternalSub(subject, queue, self, handler)
-        self.hub.sublist.insert(sub)
+        self.sublist.insert(sub)
         self._subs.append(sub)
         return sub
 
     def unsubscribe(self, sub: InternalSub) -> None:
-        self.hub.sublist.remove(sub)
+        self.sublist.remove(sub)
         try:
             self._subs.remove(sub)
         except ValueError:
@@ -200,7 +209,7 @@ class JetStream:
         return self.hub.route_to_each(self, inbox, msgs)
 
     def has_interest(self, inbox: str) -> bool:
-        result = self.hub.sublist.match(inbox)
+        result = self.sublist.match(inbox)
         return bool(result.plain or result.queues)
 
     # -- what the monitor reads (monitor/ may not import this package) ------------------

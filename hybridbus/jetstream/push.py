@@ -91,7 +91,7 @@ class PushRuntime(Runtime):
     # -- interest ------------------------------------------------------------------------
 
     def interest(self) -> bool:
-        r = self.js.hub.sublist.match(self.dsubj)
+        r = self.js.sublist.match(self.dsubj)
         if self.group is not None:
             return any(g and g[0].queue == self.group for g in r.queues)
         return bool(r.plain or r.queues)

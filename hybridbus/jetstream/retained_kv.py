@@ -150,7 +150,7 @@ class RetainedKV:
         except StreamNotFound:
             return
         seen: set[str] = set()
-        make = self.js.hub.mqtt.message_from_kv
+        make = self.js.account.mqtt.message_from_kv
         for flt in filter_to_subjects(topic_filter):
             for subject in stream.subjects(self.prefix + flt):
                 key = subject[len(self.prefix) :]
@@ -190,7 +190,7 @@ class RetainedKV:
             return  # a NATS-only key
         if headers and is_marker(decode_headers(headers)):
             payload = b""  # cleared: delivered as MQTT delivers a cleared retained topic
-        mqtt = self.js.hub.mqtt
+        mqtt = self.js.account.mqtt
         if mqtt is not None:
             self.js.later(mqtt.retained_changed, subject_to_topic(key), key, headers, payload)
 
@@ -198,9 +198,9 @@ class RetainedKV:
 def start(js: JetStream) -> None:
     """With ``mqtt.retained_kv`` set: the bucket (made if missing), joined to the broker."""
     bucket = js.hub.options.mqtt.retained_kv
-    if not bucket or js.hub.mqtt is None:
+    if not bucket or js.account.mqtt is None:
         return
     kv = RetainedKV(js, bucket)
     kv.stream()
     js.retained_kv = kv
-    js.hub.mqtt.attach_retained_kv(kv)
+    js.account.mqtt.attach_retained_kv(kv)

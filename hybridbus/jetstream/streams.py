@@ -24,7 +24,7 @@ from hybridbus.jetstream.api import ApiError, Request, bad_request, route
 from hybridbus.jetstream.engine import is_internal
 from hybridbus.jetstream.gojson import List, Struct, decode, decode_object, is_empty_request
 from hybridbus.store.api import parse_rfc3339, rfc3339
-from hybridbus.store.errors import MsgNotFound, StoreError, StreamNotFound
+from hybridbus.store.errors import MemoryFull, MsgNotFound, StoreError, StoreFull, StreamNotFound
 from hybridbus.store.match import filters_overlap
 
 if TYPE_CHECKING:
@@ -225,6 +225,28 @@ def _check_mirror(js: JetStream, config: Any, old: Any = None) -> None:
         mirror.check(js, config, old)
 
 
+def _check_stream_limit(js: JetStream, name: str) -> None:
+    """The account's ``max_streams`` (nats-server: 10027 for a new stream; the MQTT
+    layer's own $MQTT_ streams are not counted here)."""
+    limit = js.max_streams
+    if limit < 0:
+        return
+    names = [s.name for s in js.store.streams()]
+    if name not in names and sum(1 for n in names if not is_internal(n)) >= limit:
+        raise ApiError(400, 10027, "maximum number of streams reached")
+
+
+def _check_bytes_limit(js: JetStream, config: Any) -> None:
+    """An account's stream asking for more bytes than the account may hold
+    (``max_mem`` / ``max_file``): nats-server's 10028 / 10047 at create."""
+    if js.account is js.hub.global_account or config.max_bytes < 0:
+        return
+    kind = "memory" if config.storage == "memory" else "file"
+    limit = (getattr(js.store, "_limits", None) or {}).get(kind, -1)
+    if 0 <= limit < config.max_bytes:
+        raise MemoryFull() if kind == "memory" else StoreFull()
+
+
 @route("STREAM.CREATE", 1, 1, kind="stream_create_response")
 def create(req: Request) -> dict:
     js = req.js
@@ -238,6 +260,8 @@ def create(req: Request) -> dict:
     streamcfg.check_create(cfg)
     config = streamcfg.to_store(cfg)
     _check_mirror(js, config)
+    _check_stream_limit(js, name)
+    _check_bytes_limit(js, config)
     st = js.store.add_stream(config)
     capture.sync(js, st)
     _changed(js, st)

@@ -26,14 +26,17 @@ message path reads the session's own broker (``session.broker``) as before it re
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from hybridbus.jetstream.api import API_PREFIX, not_enabled_answer
 from hybridbus.jetstream.engine import JetStream
 from hybridbus.mqtt.broker import MqttBroker
 from hybridbus.mqtt.persistence import Persistence
+from hybridbus.router.sublist import Subscription
 from hybridbus.server.startup import StartError
 from hybridbus.store import StoreError, open_store
 
@@ -63,8 +66,8 @@ def _limits(server: Server, account: Account) -> tuple[int, int]:
     set, else the server's."""
     js = server.options.jetstream
     opts = account.options
-    mem = getattr(opts, "js_max_memory", -1) if opts is not None else -1
-    disk = getattr(opts, "js_max_file", -1) if opts is not None else -1
+    mem = opts.js_max_memory if opts is not None else -1
+    disk = opts.js_max_file if opts is not None else -1
     return (mem if mem >= 0 else js.max_memory_store, disk if disk >= 0 else js.max_file_store)
 
 
@@ -115,7 +118,7 @@ def mqtt_broker(server: Server, account: Account) -> MqttBroker | None:
 
 def jetstream_enabled(account: Account) -> bool:
     opts = account.options
-    return bool(opts is not None and getattr(opts, "jetstream", False))
+    return bool(opts is not None and opts.jetstream)
 
 
 def open_accounts(server: Server) -> None:
@@ -127,14 +130,19 @@ def open_accounts(server: Server) -> None:
             continue
         directory = account_dir(server, account)
         on_disk = directory is not None and os.path.isdir(directory)
+        # nats-server: an account's JetStream needs the server's; without it the
+        # account's API requests get no responders
+        wants_js = jetstream_enabled(account) and server.options.jetstream.enabled
         try:
-            if jetstream_enabled(account) or on_disk:
+            if wants_js or on_disk:
                 store = account_store(server, account)
             if on_disk and any(s.name.startswith("$MQTT_") for s in store.streams()):
                 if mqtt_broker(server, account) is None:
                     raise StoreError(f"MQTT state of account {account.name} unreadable")
-            if jetstream_enabled(account):
+            if wants_js:
                 start_jetstream(server, account)
+            elif server.jetstream is not None:
+                NoJetStream(server, account)
         except (StoreError, OSError) as err:
             raise StartError(
                 f"Could not open the store of account {account.name} "
@@ -145,10 +153,44 @@ def open_accounts(server: Server) -> None:
 def start_jetstream(server: Server, account: Account) -> JetStream:
     """The account's own engine over its store, subscribed in its sublist."""
     js = JetStream(server, account_store(server, account), account)
+    opts = account.options
+    js.max_streams = opts.js_max_streams
+    js.max_consumers = opts.js_max_consumers
     account.jetstream = js
     js.start()
     _live(server, account)
     return js
+
+
+class NoJetStream:
+    """The answer of a server with JetStream to an account without it: each API
+    request gets 503 10039 'JetStream not enabled for account' in its response type
+    (as nats-server 2.15.1 answers), instead of no responders."""
+
+    kind = "jetstream"  # an internal client (mappings leave its replies alone)
+    echo = False
+    closing = False
+    cid = 0
+
+    def __init__(self, server: Server, account: Account) -> None:
+        self.server = server
+        self.account = account
+        self.sub = Subscription(API_PREFIX + ">", None, self, 0)
+        account.sublist.insert(self.sub)
+
+    def deliver(self, sub, subject, reply, headers, payload, mqtt_msg=None) -> None:
+        if reply:  # routed after the round: Server.route is not re-entrant
+            self.server.after_round(self._answer, (subject, reply))
+
+    def deliver_batch(self, sub, subject: str, payloads: list) -> None:
+        pass  # a run has no replies
+
+    def _answer(self, item: tuple) -> None:
+        subject, reply = item
+        body = not_enabled_answer(subject)
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            self.server.route(self, reply, None, None, data)
 
 
 def _live(server: Server, account: Account) -> None:

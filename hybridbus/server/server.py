@@ -333,13 +333,13 @@ class Server:
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
         self.mqtt.start()
-        if js.enabled:
-            # The JetStream API ($JS.API.>, stream capture, consumers) over the same store.
-            self.jetstream = JetStream(self, self.store)
-            self.jetstream.account = self.global_account  # it routes in $G
-            self.jetstream.start()
         gacc = self.global_account
-        gacc.mqtt, gacc.jetstream, gacc.store = self.mqtt, self.jetstream, self.store
+        gacc.mqtt, gacc.store = self.mqtt, self.store
+        if js.enabled:
+            # The JetStream API ($JS.API.>, stream capture, consumers) over the same store,
+            # in $G (an account's own: account_state.py).
+            self.jetstream = gacc.jetstream = JetStream(self, self.store, gacc)
+            self.jetstream.start()
         account_state.open_accounts(self)  # the other accounts' state on disk, JetStream
         tune_gc()
 

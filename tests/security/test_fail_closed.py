@@ -60,16 +60,17 @@ def refused(key: str) -> str:
 # (id, config text, what the one error line must contain). `{cert}`, `{key}` and
 # `{ca}` are the test PKI's files.
 REFUSED = [
-    # JetStream per account: hybridbus's JetStream serves $G only (accounts are enforced)
+    # JetStream per account is enforced (ENFORCED below); the account limits hybridbus
+    # does not enforce stop the start rather than show in $JS.API.INFO unenforced
     (
-        "accounts.jetstream",
-        "accounts { A { users: [{user: a, password: b}], jetstream: enabled } }",
-        'field "jetstream" is not supported by hybridbus (in an account: ',
+        "accounts.jetstream.max_ack_pending",
+        "accounts { A { jetstream: { max_streams: 2, max_ack_pending: 10 } } }",
+        'field "max_ack_pending" is not supported by hybridbus (an account JetStream limit ',
     ),
     (
-        "accounts.jetstream_limits",
-        "accounts { A { jetstream: { max_mem: 1M } } }",
-        'field "jetstream" is not supported by hybridbus (in an account: ',
+        "accounts.jetstream.max_bytes_required",
+        "accounts { A { jetstream: { max_bytes_required: true } } }",
+        'field "max_bytes_required" is not supported by hybridbus (an account JetStream limit ',
     ),
     # operator (JWT) mode: the lead implements it later in issue 16
     # a system account that is not configured (nats-server's start-up error)
@@ -445,6 +446,24 @@ async def probe_accounts(server: Server, pki) -> None:
     await g.expect(b"PONG\r\n")  # and nothing before it
 
 
+async def probe_account_jetstream(server: Server, pki) -> None:
+    # the account's own JetStream with its limits; $G's (the no_auth_user) is another
+    port = server.nats_port
+    a = await nats_accepted(port, b'{"verbose":false,"user":"a","pass":"b"}')
+    await a.send(b"SUB in 1\r\nPUB $JS.API.INFO in 0\r\n\r\n")
+    msg = rb"(?:PING\r\n)*MSG in 1 \d+\r\n[^\r]*"
+    limits = rb'"limits":\{"max_memory":1000000,"max_storage":-1,"max_streams":1,'
+    await a.expect_re(msg + limits + rb"[^\r]*\r\n")
+    create = b'{"name":"S%d","subjects":["s%d"],"storage":"memory"}'
+    for i, answer in ((0, rb'"did_create":true'), (1, rb'"err_code":10027')):
+        body = create % (i, i)
+        await a.send(b"PUB $JS.API.STREAM.CREATE.S%d in %d\r\n%s\r\n" % (i, len(body), body))
+        await a.expect_re(msg + answer + rb"[^\r]*\r\n")
+    g = await nats_accepted(port, b'{"verbose":false}')
+    await g.send(b"SUB in 1\r\nPUB $JS.API.STREAM.NAMES in 0\r\n\r\n")
+    await g.expect_re(msg + rb'"total":0,[^\r]*"streams":null')  # A's stream is not $G's
+
+
 async def probe_system_account(server: Server, pki) -> None:
     # the $SYS services answer the system account's users only: a user of another
     # account (and $G) publishes in its own subject space, where nobody answers
@@ -642,6 +661,12 @@ ENFORCED = [
         "accounts { A { users: [{user: a, password: b}] } }\n"
         "no_auth_user: g\nauthorization { users: [{user: g, password: h}] }",
         probe_accounts,
+    ),
+    (
+        "accounts.jetstream",
+        "accounts { A { users: [{user: a, password: b}], jetstream { max_mem: 1M, max_streams: 1 }"
+        " } }\nno_auth_user: g\nauthorization { users: [{user: g, password: h}] }",
+        probe_account_jetstream,
     ),
     (
         "system_account",
