@@ -45,6 +45,8 @@ _ALNUM = string.ascii_letters + string.digits
 
 
 def _stream(req: Request, name: str) -> Any:
+    if req.js.store.is_hidden(name):
+        raise StreamNotFound()  # an $MQTT_ stream before MQTT is used (store.hide)
     try:
         return req.js.store.stream(name)
     except StoreError:

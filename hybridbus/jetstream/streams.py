@@ -8,7 +8,8 @@ error envelopes with the extra keys some of them carry). Configs are read and ec
 ``capture.sync``/``capture.drop``; a mirror or sources stream is handed to ``mirror.py``.
 
 The MQTT layer's own streams (``$MQTT_*``, ``engine.is_internal``) are listed and
-readable like any other (nats-server shows its ``$MQTT_`` streams too), but every
+readable like any other once MQTT has been used (nats-server creates its ``$MQTT_``
+streams at the first MQTT CONNECT; before that the store keeps ours hidden), but every
 request that would change one is refused: their records belong to the MQTT sessions.
 """
 
@@ -71,6 +72,8 @@ def _strict(js: JetStream) -> bool:
 
 
 def _stream(js: JetStream, name: str) -> Any:
+    if js.store.is_hidden(name):
+        raise StreamNotFound()  # an $MQTT_ stream before MQTT is used (store.hide)
     return js.store.stream(name)  # StreamNotFound: 404/10059
 
 
@@ -316,7 +319,7 @@ def info(req: Request) -> dict:
 
 
 def _matching(js: JetStream, subject: str) -> list[Any]:
-    streams = sorted(js.store.streams(), key=lambda s: s.config.name)
+    streams = sorted(js.store.listed_streams(), key=lambda s: s.config.name)
     if not subject:
         return streams
     return [s for s in streams if any(filters_overlap(subject, x) for x in s.config.subjects)]

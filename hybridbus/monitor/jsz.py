@@ -281,9 +281,10 @@ def _account_details(server: Server, o: JszOptions, streams: list, now: str) -> 
 
 
 def jsz(server: Server, o: JszOptions) -> dict:
-    """``/jsz`` (nats-conventions §1.6). Every stream of the store shows, the MQTT
-    state streams (``$MQTT_*``) included, as nats-server shows its own ``$MQTT_``
-    streams; all of them live in account ``$G``. ``leader-only`` changes nothing: a
+    """``/jsz`` (nats-conventions §1.6). Every listed stream of the store shows, the
+    MQTT state streams (``$MQTT_*``) once MQTT has been used, as nats-server shows its
+    own ``$MQTT_`` streams from the first MQTT CONNECT; all of them live in account
+    ``$G``. ``leader-only`` changes nothing: a
     standalone server is always the meta leader. With JetStream off (no engine) the
     report is nats-server's: ``disabled``, zero counters and limits, no details."""
     now_s = rfc3339(time.time())
@@ -296,7 +297,7 @@ def jsz(server: Server, o: JszOptions) -> dict:
     else:
         out["disabled"] = True
         out["config"] = {"max_memory": 0, "max_storage": 0}
-    streams = server.store.streams() if (js_on and server.store is not None) else []
+    streams = server.store.listed_streams() if (js_on and server.store is not None) else []
     streams.sort(key=lambda s: s.name)
     states = [s.state() for s in streams]
     out["streams"] = len(streams)

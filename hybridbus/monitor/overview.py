@@ -59,7 +59,7 @@ def overview(server: Server) -> dict[str, Any]:
 def _jetstream(server: Server) -> dict[str, Any]:
     level, total, errors = api_counters(server)
     enabled = server.jetstream is not None and server.store is not None
-    streams = sorted(server.store.streams(), key=lambda s: s.name) if enabled else []
+    streams = sorted(server.store.listed_streams(), key=lambda s: s.name) if enabled else []
     rows = []
     for stream in streams[:DEFAULT_LIST_SIZE]:
         state = stream.state()
@@ -99,7 +99,7 @@ def _store(server: Server) -> dict[str, Any]:
     if store is None:
         return out
     usage = store.usage()
-    streams = store.streams()
+    streams = store.listed_streams()
     out["file_bytes"] = int(usage.get("storage", 0))
     out["memory_bytes"] = int(usage.get("memory", 0))
     out["bytes"] = out["file_bytes"] + out["memory_bytes"]

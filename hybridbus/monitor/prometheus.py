@@ -248,7 +248,7 @@ class ServerCollector:
         stats = store.stats()
         usage = store.usage()
         messages = 0
-        streams = store.streams()
+        streams = store.listed_streams()
         for s in streams:
             messages += s.state().messages
         size = GaugeMetricFamily(
@@ -295,7 +295,7 @@ class ServerCollector:
     def _jetstream(self):
         server = self.server
         enabled = server.jetstream is not None and server.store is not None
-        streams = sorted(server.store.streams(), key=lambda s: s.name) if enabled else []
+        streams = sorted(server.store.listed_streams(), key=lambda s: s.name) if enabled else []
         states = [s.state() for s in streams]
         max_memory, max_storage = js_limits(server) if enabled else (0, 0)
         _level, api_total, api_errors = api_counters(server)

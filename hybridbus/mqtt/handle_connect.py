@@ -49,6 +49,8 @@ def handle_connect(conn: MqttConnection, p: Connect) -> None:
     if broker is None:
         conn.refuse(SERVER_UNAVAILABLE, f"MQTT state of account {conn.account.name} unavailable")
         return
+    if broker.persistence is not None:
+        broker.persistence.reveal()  # its $MQTT_ streams show from the first CONNECT on
     if broker.is_flapping(conn.client_id) and not conn.flap_delayed:
         # Two devices sharing one id would take the session from each other in a
         # tight loop; slow the newcomer down instead of letting them storm.

@@ -185,6 +185,13 @@ class Persistence:
             if stream.config.max_msgs_per_subject != config.max_msgs_per_subject:
                 stream = store.update_stream(config)  # a store from an older version
             self.streams[config.name] = stream
+        self._hidden = not any(st.state().last_seq for st in self.streams.values())
+        if self._hidden:
+            # No MQTT state yet: nats-server creates its $MQTT_ streams at the first
+            # MQTT CONNECT, so until then (`reveal`) STREAM.NAMES/LIST/INFO, account
+            # info and /jsz do not show ours. Restored state shows at once.
+            for name in self.streams:
+                store.hide(name)
         self._outgoing = self.streams[OUTGOING]
         self._collecting = False
         self._wrote = False  # the PUBLISH being handled appended something
@@ -193,6 +200,13 @@ class Persistence:
         self._ticket: Ticket | None = None
         self._acked: list[int] = []  # outbox records to delete at the end of the read
         self.write_errors = 0
+
+    def reveal(self) -> None:
+        """MQTT is used (a CONNECT got past authentication): the streams show from now on."""
+        if self._hidden:
+            self._hidden = False
+            for name in self.streams:
+                self.store.show(name)
 
     # -- tickets ----------------------------------------------------------------------
 

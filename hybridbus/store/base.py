@@ -35,6 +35,10 @@ class BaseStore:
         self._used = {"memory": 0, "file": 0}
         self._streams: dict[str, BaseStream] = {}
         self._route: dict[str, BaseStream | None] = {}
+        # Streams that exist but are left out of listings and counts (`hide`/`show`):
+        # the MQTT layer's state streams until MQTT is first used, as nats-server
+        # creates its own $MQTT_ streams at the first MQTT CONNECT.
+        self._hidden: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deferred: list = []
         self._defer_scheduled = False
@@ -148,12 +152,31 @@ class BaseStore:
         return st
 
     def streams(self) -> list[BaseStream]:
+        """Every stream, hidden ones included (the store's own and internal users)."""
         return list(self._streams.values())
+
+    def listed_streams(self) -> list[BaseStream]:
+        """The streams a client or the monitor sees: all but the hidden ones."""
+        if not self._hidden:
+            return list(self._streams.values())
+        return [st for name, st in self._streams.items() if name not in self._hidden]
+
+    def hide(self, name: str) -> None:
+        """Leave stream `name` out of `listed_streams` and `usage` (it keeps working)."""
+        if name in self._streams:
+            self._hidden.add(name)
+
+    def show(self, name: str) -> None:
+        self._hidden.discard(name)
+
+    def is_hidden(self, name: str) -> bool:
+        return name in self._hidden
 
     def delete_stream(self, name: str) -> None:
         st = self._streams.pop(name, None)
         if st is None:
             raise E.StreamNotFound()
+        self._hidden.discard(name)
         self._route.clear()
         self._used[st.storage_kind] -= st._bytes
         self._destroy_stream(st)
@@ -180,8 +203,8 @@ class BaseStore:
         return {
             "memory": self._used["memory"],
             "storage": self._used["file"],
-            "streams": len(self._streams),
-            "consumers": sum(s._public_count() for s in self._streams.values()),
+            "streams": len(self._streams) - len(self._hidden),
+            "consumers": sum(s._public_count() for s in self.listed_streams()),
         }
 
     def stats(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from nats.js.errors import NotFoundError
 
+from tests.helpers.wire import mqtt_connect
 from tests.jetstream import stream_env
 
 senv = stream_env.senv  # the fixture
@@ -57,3 +58,27 @@ async def test_kv_purge_with_wildcard_key_rolls_up_the_matching_keys(senv):
     assert (await kv.get("hello")).value == b"world"
     seq = await kv.put("x.>", b"v", validate_keys=False)
     assert seq == 8
+
+
+# -- 2. the $MQTT_ streams show once MQTT has been used ------------------------------------
+
+
+async def test_mqtt_streams_show_only_once_mqtt_is_used(senv):
+    """nats-server creates its $MQTT_ streams at the first MQTT CONNECT: before that a
+    fresh server lists no stream at all (nats.py's js.pull_subscribe("", "all") takes
+    the first stream STREAM.NAMES gives)."""
+    assert (await senv.api("$JS.API.STREAM.NAMES"))["streams"] is None
+    assert (await senv.api("$JS.API.STREAM.LIST"))["total"] == 0
+    assert (await senv.js.account_info()).streams == 0
+    with pytest.raises(NotFoundError):
+        await senv.js.stream_info("$MQTT_sess")
+    await senv.js.add_stream(name="ALL", subjects=["all.>"])
+    names = await senv.api("$JS.API.STREAM.NAMES", {"subject": ""})
+    assert names["streams"] == ["ALL"]
+    if senv.reference:
+        return  # (the reference runs without MQTT)
+    await (await mqtt_connect(senv.server.mqtt_port)).close()
+    internal = ["$MQTT_out", "$MQTT_qos2in", "$MQTT_rmsgs", "$MQTT_sess"]
+    assert (await senv.api("$JS.API.STREAM.NAMES"))["streams"] == [*internal, "ALL"]
+    assert (await senv.js.account_info()).streams == 5
+    assert (await senv.js.stream_info("$MQTT_sess")).config.subjects == ["$MQTT.sess.>"]

@@ -296,6 +296,9 @@ async def test_push_bound_only_while_subscribed(env):
 async def test_internal_mqtt_streams_refuse_consumers(server_factory):
     """hybridbus only: the MQTT layer's $MQTT_* streams are not for clients' consumers."""
     server = await server_factory()
+    from tests.helpers.wire import mqtt_connect
+
+    await (await mqtt_connect(server.mqtt_port)).close()  # they show once MQTT is used
     nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
     try:
         internal = [s.name for s in server.store.streams() if s.name.startswith("$MQTT_")]

@@ -386,6 +386,9 @@ async def test_delete_msg(senv):
 async def test_mqtt_streams_are_listed_readable_and_protected(senv):
     if senv.reference:
         pytest.skip("hybridbus's own streams")
+    from tests.helpers.wire import mqtt_connect
+
+    await (await mqtt_connect(senv.server.mqtt_port)).close()  # they show once MQTT is used
     names = (await senv.api("$JS.API.STREAM.NAMES"))["streams"]
     internal = ["$MQTT_out", "$MQTT_qos2in", "$MQTT_rmsgs", "$MQTT_sess"]
     assert [n for n in names if n.startswith("$MQTT_")] == internal

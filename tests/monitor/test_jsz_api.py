@@ -12,6 +12,7 @@ import pytest
 from nats.js.api import ConsumerConfig, StreamSource
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
+from tests.helpers.wire import mqtt_connect
 from tests.monitor.conftest import eventually
 from tests.monitor.gocheck import JSZ, VARZ, check
 from tests.monitor.test_metrics import scrape, value
@@ -43,7 +44,10 @@ async def make_orders(server) -> tuple:
     """Through nats-py's JetStream API: ORDERS (orders.>) with 3 messages, a durable
     pull consumer `billing` that has been handed 2 of them and NAKed one, which came
     again (2 unacknowledged, 1 redelivered, 1 never delivered), and a consumer
-    `audit` that has delivered none. Returns (connection, JetStreamContext)."""
+    `audit` that has delivered none. An MQTT client has connected (and gone), so the
+    MQTT state streams show too (`MQTT_STREAMS`, empty). Returns (connection,
+    JetStreamContext)."""
+    await (await mqtt_connect(server.mqtt_port)).close()
     nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
     js = nc.jetstream(timeout=2)
     await js.add_stream(name="ORDERS", subjects=["orders.>"])
