@@ -141,7 +141,7 @@ def open_accounts(server: Server) -> None:
                     raise StoreError(f"MQTT state of account {account.name} unreadable")
             if wants_js:
                 start_jetstream(server, account)
-            elif server.jetstream is not None:
+            elif server.jetstream is not None and not _is_system(server, account):
                 NoJetStream(server, account)
         except (StoreError, OSError) as err:
             raise StartError(
@@ -191,6 +191,12 @@ class NoJetStream:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             self.server.route(self, reply, None, None, data)
+
+
+def _is_system(server: Server, account: Account) -> bool:
+    """The system account ($SYS services, server/system.py): no JetStream answers."""
+    system = getattr(server, "system", None)
+    return system is not None and system.account is account
 
 
 def _live(server: Server, account: Account) -> None:
