@@ -9,8 +9,9 @@ and a NATS service (nats-py) on the same names: the devices, both with client id
 answers `plant.latest` with the last reading it saw. Each service sees only its own
 tenant's device. A exports `plant.latest` to B, which imports it as
 `partner.a.latest`: B's service asks A's service through it, while B's own
-`plant.latest` stays B's. The system account's admin lists every connection with
-its user and account ($SYS.REQ.SERVER.PING.CONNZ).
+`plant.latest` stays B's. A has JetStream of its own (a stream of A's readings
+only); B has none. The system account's admin lists every connection with its user
+and account ($SYS.REQ.SERVER.PING.CONNZ).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 
 import nats
 import paho.mqtt.client as mqtt
+from nats.js.errors import APIError
 
 # The users and passwords of conf/accounts.conf.
 TENANTS = {
@@ -90,6 +92,10 @@ async def main() -> None:
     host, _, port = args.mqtt.removeprefix("mqtt://").rpartition(":")
 
     services = {t: await start_service(args.server, t) for t in TENANTS}
+    # A has its own JetStream (conf/accounts.conf): a stream of A's readings. Made
+    # before the devices publish; an existing one with this config is accepted.
+    js_a = services["A"][0].jetstream()
+    await js_a.add_stream(name="READINGS", subjects=["plant.*.temp"])
     devices = [
         await asyncio.to_thread(start_device, host or "127.0.0.1", int(port), t) for t in TENANTS
     ]
@@ -104,6 +110,17 @@ async def main() -> None:
     print(f"B asks plant.latest: {own}", flush=True)
     partner = json.loads((await nc_b.request("partner.a.latest", b"", timeout=2)).data)
     print(f"B asks partner.a.latest (A's export): {partner}", flush=True)
+
+    info = await js_a.stream_info("READINGS")
+    last = await js_a.get_last_msg("READINGS", "plant.sensor-1.temp")
+    print(
+        f"A's stream READINGS: {info.state.messages} message(s), last {json.loads(last.data)}",
+        flush=True,
+    )
+    try:
+        await nc_b.jetstream().account_info()
+    except APIError as err:
+        print(f"B's JetStream: {err.description} ({err.err_code})", flush=True)
 
     # The system account sees every account's connections ($SYS.REQ.SERVER.PING.CONNZ,
     # nats-server's /connz as a request; auth: true adds the users and accounts).

@@ -33,6 +33,8 @@ def test_accounts_example_loads_without_errors_or_warnings():
     (imp,) = accounts["B"].imports
     assert (imp.account, imp.subject, imp.to) == ("A", "plant.latest", "partner.a.latest")
     assert accounts["A"].max_connections == 50 and accounts["B"].max_payload == 65536
+    assert accounts["A"].jetstream and not accounts["B"].jetstream
+    assert (accounts["A"].js_max_streams, accounts["A"].js_max_file) == (10, 1 << 30)
     rc, lines = check_config(str(EXAMPLE))
     assert rc == 0 and lines[0].endswith(f"is valid ({opts.config_digest})")
 

@@ -154,6 +154,9 @@ def test_two_tenants_with_a_shared_service(server_process):
         "B asks partner.a.latest (A's export): "
         "{'tenant': 'A', 'latest': {'tenant': 'A', 'temp': 21.5}}"
     ) in lines
+    # A's own JetStream captured A's reading only; B has no JetStream.
+    assert "A's stream READINGS: 1 message(s), last {'tenant': 'A', 'temp': 21.5}" in lines
+    assert "B's JetStream: JetStream not enabled for account (10039)" in lines
     assert sorted(line for line in lines if line.startswith("admin sees")) == [
         "admin sees mqtt connection of a-device in account A",
         "admin sees mqtt connection of b-device in account B",
