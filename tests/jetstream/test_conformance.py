@@ -6,6 +6,8 @@ max_ack_pending, consumer pause, subject transforms and republish, stored byte c
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from nats.js.errors import NotFoundError
 
@@ -82,3 +84,19 @@ async def test_mqtt_streams_show_only_once_mqtt_is_used(senv):
     assert (await senv.api("$JS.API.STREAM.NAMES"))["streams"] == [*internal, "ALL"]
     assert (await senv.js.account_info()).streams == 5
     assert (await senv.js.stream_info("$MQTT_sess")).config.subjects == ["$MQTT.sess.>"]
+
+
+# -- 3. stream creates are cheap ----------------------------------------------------------
+
+
+async def test_300_stream_creates_and_two_list_pages_in_time(senv):
+    """nats.py's test_jsm_stream_management_with_offset: 300 STREAM.CREATE in a row
+    and two STREAM.LIST pages within its 5 s (nats-server: a few ms per create)."""
+
+    async def run() -> None:
+        for i in range(300):
+            await senv.js.add_stream(name=f"stream_{i}")
+        assert len(await senv.js.streams_info(offset=0)) == 256
+        assert len(await senv.js.streams_info(offset=256)) == 44
+
+    await asyncio.wait_for(run(), 5)

@@ -74,17 +74,30 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_json_atomic(path: str, doc: dict) -> None:
+def _write_json_atomic(path: str, doc: dict, sync: bool = True) -> None:
+    """Replace ``path`` by ``doc`` through a rename (a crash leaves the old or the new
+    file). ``sync=False`` leaves the fsyncs to the caller (a new stream under the
+    interval policy: ``FileStore._sync_tick``)."""
     tmp = path + ".tmp"
     data = json.dumps(doc, sort_keys=True, indent=1).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _pwrite_all(fd, data, 0)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    if sync:
+        _fsync_dir(os.path.dirname(path))
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_file(path: str) -> bytes:

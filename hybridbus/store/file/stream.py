@@ -70,6 +70,7 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
         self._unsynced_dels: list[int] = []  # tombstones in bytes not yet fsynced
         self._jobs: set[concurrent.futures.Future] = set()
         self._dir_dirty = False
+        self._created_unsynced = False  # FileStore._new_stream: its files await a sync
         # recent messages, kept until written (and a while after): seq -> (subject,
         # headers, payload, ts), a tuple being far cheaper to make than a StoredMsg
         self._cache: dict[int, tuple] = {}
