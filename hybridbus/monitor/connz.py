@@ -27,6 +27,7 @@ from hybridbus.monitor.gotypes import (
     uptime,
 )
 from hybridbus.monitor.subsz import sub_detail
+from hybridbus.security.permissions import intersects
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -67,6 +68,8 @@ class ConnzOptions:
     user: str = ""
     acc: str = ""
     mqtt_client: str = ""
+    # only from $SYS.REQ...CONNZ (ConnzOptions.FilterSubject; /connz has no parameter)
+    filter_subject: str = ""
 
     @classmethod
     def from_query(cls, q: Query) -> ConnzOptions:
@@ -244,6 +247,16 @@ def client_subscriptions(c: Any) -> list:
     return list(subs.values()) if subs else []
 
 
+def _interested(r: _Row, filter_subject: str) -> bool:
+    """nats-server's subject filter: an open connection stays when one of its
+    subscriptions collides with the filter (SubjectsCollide), a closed one always
+    (the filter only walks the open clients); ``total`` counts before it."""
+    if r.client is None:
+        return True
+    want = filter_subject.split(".")
+    return any(intersects(want, s.subject.split(".")) for s in client_subscriptions(r.client))
+
+
 def _render(r: _Row, o: ConnzOptions, now: float) -> dict:
     end = r.end(now)
     d: dict[str, Any] = {
@@ -338,6 +351,8 @@ def connz(server: Server, o: ConnzOptions) -> dict:
         rows = [r for r in rows if r.user == o.user]
     if o.mqtt_client:
         rows = [r for r in rows if r.mqtt_client == o.mqtt_client]
+    if o.filter_subject and o.filter_subject != ">":
+        rows = [r for r in rows if _interested(r, o.filter_subject)]
     rows.sort(key=_sort_key(o.sort, now), reverse=SORT_OPTIONS[o.sort])
     page = rows[offset : offset + limit]
     conns = [_render(r, o, now) for r in page]

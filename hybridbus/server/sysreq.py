@@ -299,7 +299,8 @@ def connz(system: SystemAccount, opts: dict, account: str = "") -> dict:
     o.state = {1: STATE_CLOSED, 2: STATE_ALL}.get(opts.get("state") or 0, STATE_OPEN)
     o.user = opts.get("user") or ""
     o.acc = account or opts.get("acc") or ""
-    if opts.get("filter_subject") and opts["filter_subject"] != ">" and not o.acc:
+    o.filter_subject = opts.get("filter_subject") or ""
+    if o.filter_subject and o.filter_subject != ">" and not o.acc:
         raise _Failed(500, "filter by subject only valid with account filtering")
     return _checked(build, system.server, o)
 
