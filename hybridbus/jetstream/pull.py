@@ -310,7 +310,16 @@ class PullRuntime(Runtime):
     def tick(self, now: float) -> None:
         if not self.waiting:
             return
-        self.expire(now, eos=False)
+        # A request's own deadline (expiry or heartbeat) is due: nats-server's wait
+        # timer runs processWaiting(eos=true) then, so a no_wait request held at
+        # max_ack_pending (which the pump does not end: acks may come) ends with 404
+        # at its first heartbeat, or 408 at its expiry (nats.py's fetch(n, heartbeat=)).
+        due = False
+        for req in self.waiting:
+            if (req.expires and now >= req.expires) or (req.hb and now >= req.hb_due):
+                due = True
+                break
+        self.expire(now, eos=due)
         c = self.c
         for req in self.waiting:
             if req.hb and now >= req.hb_due:

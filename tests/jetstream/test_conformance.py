@@ -7,7 +7,9 @@ max_ack_pending, consumer pause, subject transforms and republish, stored byte c
 from __future__ import annotations
 
 import asyncio
+import json
 
+import nats
 import pytest
 from nats.js.errors import NotFoundError
 
@@ -100,3 +102,48 @@ async def test_300_stream_creates_and_two_list_pages_in_time(senv):
         assert len(await senv.js.streams_info(offset=256)) == 44
 
     await asyncio.wait_for(run(), 5)
+
+
+# -- 4. a no_wait pull held at max_ack_pending ---------------------------------------------
+
+
+async def _pull_at_max_ack_pending(senv, body: dict, wait: float) -> list[tuple[float, str]]:
+    """9 messages, a consumer with max_ack_pending 5, one pull request: what arrives
+    (time, "msg" or the status line) within ``wait`` seconds."""
+    await senv.js.add_stream(name="EV", subjects=["ev.>"])
+    await senv.js.add_consumer("EV", durable_name="a", max_ack_pending=5, ack_wait=30)
+    for i in range(9):
+        await senv.js.publish(f"ev.{i}", b"x")
+    inbox = senv.nc.new_inbox()
+    sub = await senv.nc.subscribe(inbox)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await senv.nc.publish("$JS.API.CONSUMER.MSG.NEXT.EV.a", json.dumps(body).encode(), inbox)
+    got = []
+    deadline = t0 + wait
+    while (left := deadline - loop.time()) > 0:
+        try:
+            m = await sub.next_msg(timeout=left)
+        except nats.errors.TimeoutError:
+            break
+        status = m.headers and m.headers.get("Status")
+        what = f"{status} {m.headers.get('Description', '')}" if status else "msg"
+        got.append((loop.time() - t0, what))
+    return got
+
+
+async def test_no_wait_pull_at_max_ack_pending_ends_at_its_first_heartbeat(senv):
+    """nats.py's fetch(n, heartbeat=0.1): the no_wait request that hit max_ack_pending
+    ends with 404 at its first heartbeat time (nats-server's wait timer runs
+    processWaiting(eos=true)), not at its expiry."""
+    body = {"batch": 20, "expires": 2_000_000_000, "idle_heartbeat": 100_000_000, "no_wait": True}
+    got = await _pull_at_max_ack_pending(senv, body, 1.0)
+    assert [w for _, w in got] == ["msg"] * 5 + ["404 No Messages"]
+    assert 0.05 <= got[-1][0] < 0.6
+
+
+async def test_no_wait_pull_at_max_ack_pending_without_heartbeat_expires(senv):
+    body = {"batch": 20, "expires": 500_000_000, "no_wait": True}
+    got = await _pull_at_max_ack_pending(senv, body, 1.5)
+    assert [w for _, w in got] == ["msg"] * 5 + ["408 Request Timeout"]
+    assert got[-1][0] >= 0.45
