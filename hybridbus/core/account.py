@@ -344,6 +344,20 @@ def join_account(client: Any, gacc: Account) -> bool:
     return True
 
 
+def leave_account(client: Any, gacc: Account) -> None:
+    """Undo ``join_account``: the client's count goes back to $G, and so does the
+    client (an MQTT CONNECT delayed for flapping is authenticated again, and joins
+    again, when it resumes: mqtt/connection.py ``_resume_connect``)."""
+    account = client.account
+    if account is gacc:
+        return
+    account.nconns -= 1
+    account.total_conns -= 1
+    gacc.nconns += 1
+    gacc.total_conns += 1
+    client.account = gacc
+
+
 # Publishers whose messages mappings leave alone: nats-server maps what CLIENT (and
 # LEAF) connections publish in its parser, never its internal clients' messages.
 _UNMAPPED = ("jetstream", "system")

@@ -45,6 +45,7 @@ from hybridbus.codec.mqtt.packets import (
 )
 from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.core import client as reasons
+from hybridbus.core.account import leave_account
 from hybridbus.core.client import ClientBase
 from hybridbus.core.flow import READ_AHEAD, WORK_CHECK
 from hybridbus.mqtt.handle_connect import handle_connect, handle_disconnect
@@ -407,6 +408,9 @@ class MqttConnection(ClientBase):
     def _resume_connect(self, p: Any) -> None:
         if self.closing:
             return
+        # handle_connect authenticates again and joins the account again: give back
+        # the slot the first pass took (a reload may have moved the user meanwhile)
+        leave_account(self, self.server.global_account)
         handle_connect(self, p)
         self.server.flush()
         if not self.closing:

@@ -107,6 +107,15 @@ def _authenticate(conn: MqttConnection, p: Connect) -> bool:
         conn.refuse(code, "authentication failed")
         return False
     conn.user = user or None
+    if not server.join_account(conn):
+        # The account's max_connections (core/account.py join_account): the count moves
+        # from $G to the account only here, as a NATS CONNECT's does. nats-server 2.15.1
+        # (auth.go RegisterUser -> reportErrRegisterAccount -> maxAccountConnExceeded)
+        # closes an MQTT client without any CONNACK; we say why, as for the server's
+        # own max_connections: 3.1.1 0x03 Server unavailable, 5.0 0x97 Quota exceeded.
+        code = QUOTA_EXCEEDED if p.protocol_level == 5 else SERVER_UNAVAILABLE
+        conn.refuse(code, "maximum account active connections exceeded", reasons.MAX_CONNECTIONS)
+        return False
     if p.will_topic is not None and is_sys_topic(p.will_topic):
         # A will is a publish: not into the broker's own $SYS tree (handle_publish).
         conn.refuse(NOT_AUTHORIZED, "will topic in $SYS")
