@@ -9,6 +9,7 @@ from hybridbus.codec.mqtt import Connect, Disconnect, encode_connack
 from hybridbus.core import client as reasons
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.systopics import is_sys_topic
+from hybridbus.security.core import JWT_BAD_CREDENTIALS
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ def _authenticate(conn: MqttConnection, p: Connect) -> bool:
     user = server.authenticate_mqtt(conn, p.username, p.password)
     if user is None:
         server.stats.auth_failures += 1
-        code = BAD_USER_OR_PASSWORD if p.username is not None else NOT_AUTHORIZED
-        conn.refuse(code, "authentication failed")
+        conn.refuse(_refusal_code(conn, p), "authentication failed")
         return False
     conn.user = user or None
     if not server.join_account(conn):
@@ -126,6 +126,24 @@ def _authenticate(conn: MqttConnection, p: Connect) -> bool:
             conn.refuse(NOT_AUTHORIZED, "will topic not authorized")
             return False
     return True
+
+
+def _refusal_code(conn: MqttConnection, p: Connect) -> int:
+    """The CONNACK code of a refused login. Config users: a user name that did not
+    log in is 0x86 Bad User Name or Password (3.1.1 0x04), none at all 0x87 Not
+    authorized (0x05). Operator mode (a bearer user JWT as the password): 3.1.1 0x05
+    Not authorized, as nats-server's MQTT answers every failed login (auth.go
+    authViolation); 5.0 (MQTT 5 §3.2.2.2.2): 0x86 when the password is no usable JWT
+    ("the data in the user name or password is malformed or not acceptable": not a
+    JWT, a bad signature, an issuer nobody trusts), 0x87 when a valid JWT may not log
+    in ("the Client is not authorized to connect": not a bearer token, expired,
+    revoked, its src, times or connection types)."""
+    security = conn.server.security
+    if security.trust is None:
+        return BAD_USER_OR_PASSWORD if p.username is not None else NOT_AUTHORIZED
+    if p.protocol_level == 5 and security.jwt_refusal == JWT_BAD_CREDENTIALS:
+        return BAD_USER_OR_PASSWORD
+    return NOT_AUTHORIZED
 
 
 def _open_session(conn: MqttConnection, p: Connect, assigned: bool, broker: Any) -> None:

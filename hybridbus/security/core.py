@@ -80,10 +80,21 @@ NKEY_NEEDS_SIGNATURE = "nkey users log in only by signing a nonce"
 BUSY = "bcrypt budget exhausted"
 NO_JWT = "Authentication requires a user JWT"  # operator mode (operator.py)
 
+# The kinds of refused user JWT logins (Security.jwt_refusal)
+JWT_BAD_CREDENTIALS = "bad credentials"
+JWT_NOT_AUTHORIZED = "not authorized"
+
 GLOBAL_ACCOUNT = "$G"  # authorization's users, token and anonymous logins
 
 
 class Security:
+    # Why the last user JWT login was refused: JWT_BAD_CREDENTIALS (no JWT, not a JWT,
+    # a bad signature, an issuer nobody trusts) or JWT_NOT_AUTHORIZED (a valid JWT
+    # this login may not use). MQTT answers each with its own CONNACK code
+    # (mqtt/handle_connect.py); logins are synchronous, so the CONNECT that just
+    # failed reads its own.
+    jwt_refusal = JWT_NOT_AUTHORIZED
+
     def __init__(self, options: Options) -> None:
         self.options = options
         self.failures: Counter[str] = Counter()
@@ -219,6 +230,7 @@ class Security:
 
     def _login_jwt(self, client: Any, kind: str, token: Any, sig: Any) -> str | None:
         """A user JWT login (operator.py): into the account that issued the user."""
+        self.jwt_refusal = JWT_BAD_CREDENTIALS
         if not token:
             return self._refuse(client, kind, NO_JWT, None)
         try:
@@ -226,6 +238,8 @@ class Security:
                 token, sig, getattr(client, "nonce", None), kind, getattr(client, "ip", "")
             )
         except op_mode.LoginRefused as err:
+            if not err.credentials:
+                self.jwt_refusal = JWT_NOT_AUTHORIZED
             # counted by the reason's fixed part; the log line has the details
             reason = str(err)
             self.failures[reason.split(":")[0]] += 1
@@ -239,6 +253,7 @@ class Security:
                 reason,
             )
             return None
+        self.jwt_refusal = JWT_NOT_AUTHORIZED  # the JWT is good; what follows is policy
         if login.account not in self.accounts:
             return self._refuse(client, kind, "account not loaded", login.user)
         perms = P.compile_permissions(login.perms)

@@ -125,7 +125,17 @@ _ACCOUNT_LIMITS = frozenset(
 
 
 class LoginRefused(Exception):
-    """A user JWT login refused; ``str()`` is the reason (nats-server's debug text)."""
+    """A user JWT login refused; ``str()`` is the reason (nats-server's debug text).
+    A valid JWT that may not log in (here, now, from there, ...)."""
+
+    credentials = False
+
+
+class BadCredentials(LoginRefused):
+    """Refused for what the token is: not a JWT, badly signed, or issued by a key
+    nobody trusts (MQTT 5: 0x86 Bad User Name or Password, not 0x87)."""
+
+    credentials = True
 
 
 @dataclass
@@ -471,7 +481,7 @@ class Trust:
         try:
             claims = J.decode(token, "user")
         except J.JwtError as err:
-            raise LoginRefused(f"User JWT not valid: {err}") from None
+            raise BadCredentials(f"User JWT not valid: {err}") from None
         problem = J.time_problem(claims, now)
         if problem:
             raise LoginRefused(f"User JWT no longer valid: {problem}")
@@ -515,13 +525,14 @@ class Trust:
             raise LoginRefused(f"Account {account_key} not listed as operator pinned account")
         acc = self.accounts.get(account_key)
         if acc is None:
-            raise LoginRefused(f"Account JWT lookup error: no account {account_key}")
+            # the chain ends at an account nobody here vouches for: an untrusted issuer
+            raise BadCredentials(f"Account JWT lookup error: no account {account_key}")
         if acc.expires and acc.expires < int(now):
             raise LoginRefused("Account JWT has expired")
         if issuer in acc.scoped_keys:
             raise LoginRefused("User JWT signed by a scoped signing key: not supported")
         if issuer != acc.pubkey and issuer not in acc.signing_keys:
-            raise LoginRefused("User JWT issuer is not known")
+            raise BadCredentials("User JWT issuer is not known")
         return acc
 
 
@@ -627,12 +638,12 @@ def _check_nonce_signature(user: str, sig: Any, nonce: str | None) -> None:
     if not nonce:
         raise LoginRefused("no nonce to sign")
     if not sig:
-        raise LoginRefused("Signature missing")
+        raise BadCredentials("Signature missing")
     raw = N.decode_signature(sig)
     if raw is None:
-        raise LoginRefused("Signature not valid base64")
+        raise BadCredentials("Signature not valid base64")
     if not N.signature_ok(N.verify_key(user), nonce, raw):
-        raise LoginRefused("Signature not verified")
+        raise BadCredentials("Signature not verified")
 
 
 def compile_login(login: UserLogin) -> P.UserPermissions | None:
