@@ -55,7 +55,6 @@ from typing import TYPE_CHECKING, Any
 from hybridbus import NATS_COMPAT_VERSION
 from hybridbus.core.account import GLOBAL_ACCOUNT, Account
 from hybridbus.router.sublist import Subscription
-from hybridbus.server import sysreq
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -67,15 +66,36 @@ STATSZ_INTERVAL = 10.0  # nats-server's statsHBInterval
 STATSZ_FIRST = 0.25
 EVENTS_FOR_GLOBAL = False  # nats-server: "Ignore global account activity"
 
-# the monitoring requests of $SYS.REQ.SERVER.PING.<X> and $SYS.REQ.SERVER.<id>.<X>
-SERVER_SERVICES: dict[str, tuple[Any, Callable]] = {
-    "VARZ": (sysreq.VARZ, sysreq.varz),
-    "CONNZ": (sysreq.CONNZ, sysreq.connz),
-    "SUBSZ": (sysreq.SUBSZ, sysreq.subsz),
-    "JSZ": (sysreq.JSZ, sysreq.jsz),
-    "HEALTHZ": (sysreq.HEALTHZ, sysreq.healthz),
-    "ACCOUNTZ": (sysreq.ACCOUNTZ, sysreq.accountz),
+
+
+class _LazySysreq:
+    """``sysreq`` on first use: it pulls in the monitor's report builders (and the
+    config language through them), which start-up must not import (test_startup_time)."""
+
+    def __getattr__(self, name: str) -> Any:
+        from hybridbus.server import sysreq as module
+
+        globals()["sysreq"] = module
+        return getattr(module, name)
+
+
+sysreq: Any = _LazySysreq()
+
+# the monitoring requests of $SYS.REQ.SERVER.PING.<X> and $SYS.REQ.SERVER.<id>.<X>:
+# name -> (options schema, builder), both looked up in sysreq when first asked
+SERVER_SERVICES: dict[str, tuple[str, str]] = {
+    "VARZ": ("VARZ", "varz"),
+    "CONNZ": ("CONNZ", "connz"),
+    "SUBSZ": ("SUBSZ", "subsz"),
+    "JSZ": ("JSZ", "jsz"),
+    "HEALTHZ": ("HEALTHZ", "healthz"),
+    "ACCOUNTZ": ("ACCOUNTZ", "accountz"),
 }
+
+
+def _service(name: str) -> tuple[Any, Callable]:
+    schema, build = SERVER_SERVICES[name]
+    return getattr(sysreq, schema), getattr(sysreq, build)
 _EVENT_ID_CHARS = string.ascii_letters + string.digits
 
 
@@ -313,8 +333,12 @@ class SystemAccount:
             return self._statsz
         if name == "IDZ":
             return lambda req: sysreq.idz(self) if req.reply else None
-        schema, build = SERVER_SERVICES[name]
-        return lambda req: sysreq.zreq(self, req, schema, lambda o: build(self, o))
+
+        def handle(req: SysRequest) -> Any:
+            schema, build = _service(name)
+            return sysreq.zreq(self, req, schema, lambda o: build(self, o))
+
+        return handle
 
     def _account_handler(self, name: str) -> Handler:
         def handle(req: SysRequest) -> dict | None:
@@ -329,7 +353,7 @@ class SystemAccount:
                 )
             if name == "INFO":
                 return sysreq.zreq(self, req, sysreq.INFO, lambda o: sysreq.account_info(self, acc))
-            schema, build = SERVER_SERVICES[name]
+            schema, build = _service(name)
             return sysreq.zreq(self, req, schema, lambda o: build(self, o, acc))
 
         return handle
