@@ -69,9 +69,9 @@ class StreamAppend:
                 self._accept is not None and not self._accept(subject)
             ):
                 raise E.InvalidConfig(f"subject {subject!r} is not part of stream {self.name}")
-        size = len(subject) + len(payload) + 16
+        size = len(subject) + len(payload) + self._msg_overhead
         if headers is not None:
-            size += len(headers)
+            size += len(headers) + self._hdr_overhead
         now_ns = _time_ns()
         if (
             self._checks
@@ -81,7 +81,7 @@ class StreamAppend:
             or expected_last_msg_id is not None
         ):
             self._check_append(
-                len(subject),
+                len(payload) + (len(headers) if headers is not None else 0),
                 sid,
                 size,
                 now_ns,
@@ -262,7 +262,7 @@ class StreamAppend:
         self.was_duplicate = False
         put = self._put
         guarded = self._guarded
-        overhead = len(subject) + 16
+        overhead = len(subject) + self._msg_overhead
         first = seq = self._last_seq + 1
         total = 0
         try:
@@ -298,7 +298,7 @@ class StreamAppend:
 
     def _check_append(
         self,
-        subject_len,
+        data_len,
         sid,
         size,
         now_ns,
@@ -331,7 +331,7 @@ class StreamAppend:
                 raise E.RollupError("rollup not permitted")
             if rollup not in ("sub", "all"):
                 raise E.RollupError(f'rollup value invalid: "{rollup}"')
-        if cfg.max_msg_size > 0 and size - 16 - subject_len > cfg.max_msg_size:
+        if cfg.max_msg_size > 0 and data_len > cfg.max_msg_size:
             raise E.MsgSizeExceeded()
         if cfg.discard == "new" and not rollup:
             if cfg.max_msgs > 0 and self._msgs >= cfg.max_msgs:

@@ -99,8 +99,11 @@ already fsynced. A segment that would come out empty is unlinked instead.
 
 Stored size
 ===========
-``len(subject) + len(headers) + len(payload) + 16``, the same in both stores; it is what
-``state().bytes``, ``max_bytes`` and ``max_file_store`` count.
+What ``state().bytes``, ``max_bytes`` and ``max_file_store`` count, nats-server's rule
+for each storage: a memory stream ``len(subject) + len(headers) + len(payload) + 16``
+(memStoreMsgSize), a file stream ``len(subject) + len(payload) + 30``, plus
+``len(headers) + 4`` with headers (fileStoreMsgSize: its record framing). Indexes say
+which rule their sizes follow (``MSG_SIZES``); one written before this rule is rebuilt.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ T_COPS = 4
 IDX_MAGIC = b"HBIX"
 IDX_HEADER = struct.Struct("<4sB3xII")
 IDX_HEADER_SIZE = IDX_HEADER.size  # 16
+MSG_SIZES = 2  # the index's "msg_sizes": sizes by each storage's nats-server rule
 
 NONE32 = 0xFFFFFFFF
 # A record larger than this is not believed during recovery (guards resync against a
@@ -147,8 +151,10 @@ _crc32 = zlib.crc32
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def msg_size(subject: str, headers: bytes | None, payload: bytes) -> int:
+def msg_size(subject: str, headers: bytes | None, payload: bytes, file: bool = False) -> int:
     """The stored size of a message (see the module docstring)."""
+    if file:
+        return len(subject) + len(payload) + 30 + (len(headers) + 4 if headers else 0)
     return len(subject) + (len(headers) if headers else 0) + len(payload) + 16
 
 

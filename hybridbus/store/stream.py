@@ -42,6 +42,10 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
     """Everything about a stream except where message bodies live."""
 
     storage_kind = "memory"
+    # What a message counts in ``bytes`` (and ``max_bytes``, the store quotas): subject
+    # + headers + payload + these (nats-server's memStoreMsgSize: 16 for seq and time).
+    _msg_overhead = 16
+    _hdr_overhead = 0  # extra for a message with headers
     _guarded = False  # True: call _check_writable before committing an append
 
     def __init__(self, store: BaseStore, config: StreamConfig, created_ns: int):

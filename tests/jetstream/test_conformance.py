@@ -147,3 +147,33 @@ async def test_no_wait_pull_at_max_ack_pending_without_heartbeat_expires(senv):
     got = await _pull_at_max_ack_pending(senv, body, 1.5)
     assert [w for _, w in got] == ["msg"] * 5 + ["408 Request Timeout"]
     assert got[-1][0] >= 0.45
+
+
+# -- 7. what a stored message counts, per storage ------------------------------------------
+
+
+@pytest.mark.parametrize("storage", ["file", "memory"])
+async def test_state_bytes_follow_each_storage_rule(senv, storage):
+    """nats-server's fileStoreMsgSize (subject + payload + 30, + headers + 4 with
+    headers) and memStoreMsgSize (subject + headers + payload + 16); max_bytes counts
+    the same (nats.py's test_stream_management: "foo" + 14 bytes is 47 in a file
+    stream)."""
+    kind = nats.js.api.StorageType(storage)
+    await senv.js.add_stream(name="B", subjects=["foo", "bar"], storage=kind)
+    await senv.js.publish("foo", b"Hello World!!!")
+    state = (await senv.js.stream_info("B")).state
+    plain = 47 if storage == "file" else 33
+    assert state.bytes == plain
+    await senv.js.publish("bar", b"xy", headers={"A": "b"})
+    hdr = len(b"NATS/1.0\r\nA: b\r\n\r\n")
+    with_hdr = 3 + 2 + hdr + (34 if storage == "file" else 16)
+    assert (await senv.js.stream_info("B")).state.bytes == plain + with_hdr
+    # max_bytes room for exactly two of these (discard old): a third drops the first
+    each = 1 + 13 + (30 if storage == "file" else 16)
+    await senv.js.add_stream(
+        name="L", subjects=["l"], storage=kind, max_bytes=2 * each, discard="old"
+    )
+    for _ in range(3):
+        await senv.js.publish("l", b"Hello World!!")
+    state = (await senv.js.stream_info("L")).state
+    assert (state.messages, state.first_seq, state.bytes) == (2, 2, 2 * each)

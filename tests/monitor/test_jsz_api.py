@@ -24,9 +24,9 @@ PAYLOADS = [b"payload-1", b"payload-22", b"payload-333"]
 
 
 def stored_size(subject: str, payload: bytes) -> int:
-    """What the store counts for a message without headers: subject, payload and 16
-    bytes of overhead (nats-server's memory-store formula)."""
-    return len(subject) + len(payload) + 16
+    """What a file stream counts for a message without headers: subject, payload and
+    30 bytes of record framing (nats-server's fileStoreMsgSize)."""
+    return len(subject) + len(payload) + 30
 
 
 # Fixed limits: unlimited ones are derived from free RAM and disk, which move.

@@ -645,3 +645,30 @@ def test_a_new_stream_cut_short_by_a_power_loss_recovers(reopen, store_dir):
     assert s.stream("B").append("b.x", b"1") == 1
     s = reopen()
     assert [(x.name, x.state().messages) for x in s.streams()] == [("A", 1), ("B", 1)]
+
+
+def test_an_index_with_sizes_by_the_older_rule_is_rebuilt(reopen, store_dir):
+    """Sizes follow nats-server's fileStoreMsgSize (subject + payload + 30, headers + 4
+    more); an index written when they were counted as in memory is rebuilt."""
+    from array import array
+
+    from hybridbus.store import records
+
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    st.append("s.a", b"12345")
+    st.append("s.b", b"", b"NATS/1.0\r\nA: b\r\n\r\n")
+    want = (3 + 5 + 30) + (3 + 18 + 34)
+    assert st.state().bytes == want
+    s.close_sync()
+    (idx,) = files(store_dir, ".idx")
+    path = os.path.join(sdir(store_dir), idx)
+    with open(path, "rb") as f:
+        body = records.decode_index(f.read())
+    del body["msg_sizes"]  # as written before: sizes as a memory stream counts them
+    body["size"] = records.pack_array(array("I", [3 + 5 + 16, 3 + 18 + 16]))
+    with open(path, "wb") as f:
+        f.write(records.encode_index(body))
+    s = reopen()
+    assert s.stream("S").state().bytes == want
+    assert s.usage()["storage"] == want

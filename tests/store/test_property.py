@@ -19,8 +19,9 @@ FILTERS = ["p.a", "p.*", "p.c.>", ">"]
 CONSUMER_FILTER = "p.c.>"
 
 
-def size_of(subject: str, payload: bytes) -> int:
-    return len(subject) + len(payload) + 16
+def size_of(subject: str, payload: bytes, kind: str = "memory") -> int:
+    """nats-server's memStoreMsgSize / fileStoreMsgSize (no headers here)."""
+    return len(subject) + len(payload) + (30 if kind == "file" else 16)
 
 
 class StoreModel(RuleBasedStateMachine):
@@ -166,7 +167,7 @@ class StoreModel(RuleBasedStateMachine):
             assert s.first_seq == min(self.msgs)
         else:
             assert s.first_seq == (self.last + 1 if self.last else 0)
-        assert s.bytes == sum(size_of(sub, p) for sub, p in self.msgs.values())
+        assert s.bytes == sum(size_of(sub, p, self.kind) for sub, p in self.msgs.values())
         counts: dict[str, int] = {}
         for sub, _ in self.msgs.values():
             counts[sub] = counts.get(sub, 0) + 1

@@ -14,6 +14,15 @@ def cfg(name="S", subjects=("s.>",), **kw) -> StreamConfig:
     return StreamConfig(name=name, subjects=list(subjects), **kw)
 
 
+def stored(st, subject: str, payload: bytes, headers: bytes = b"") -> int:
+    """What stream ``st`` counts for a message: nats-server's memStoreMsgSize (subject +
+    headers + payload + 16) or fileStoreMsgSize (subject + payload + 30, and headers
+    + 4 with headers), by the stream's storage."""
+    if st.storage_kind == "file":
+        return len(subject) + len(payload) + 30 + (len(headers) + 4 if headers else 0)
+    return len(subject) + len(headers) + len(payload) + 16
+
+
 def test_append_assigns_sequences_and_keeps_every_field(store):
     st = store.add_stream(cfg())
     assert [st.append("s.a", b"1"), st.append("s.b", b"2", {"X-Y": "z"})] == [1, 2]
@@ -239,11 +248,12 @@ def test_append_each_keeps_each_outcome(store):
 
 
 def test_append_each_under_a_store_quota(make_store):
-    store = make_store(max_memory=2000, max_file=2000)
+    store = make_store(max_memory=2100, max_file=2100)
     st = store.add_stream(cfg())
     assert st.append_each("s.x", [b"a", b"b"]) == [1, 2]
     out = st.append_each("s.x", [b"y" * 300 for _ in range(8)] + [b"z"])
-    # 2 x 20 bytes stored, then 6 x 319 fit in 2000, the next 2 do not; b"z" does
+    # 2 small ones stored, then 6 x 300 (+ overhead) fit in 2100, the next 2 do not;
+    # b"z" does
     assert out[:6] == [3, 4, 5, 6, 7, 8]
     assert all(isinstance(r, E.StoreFull) for r in out[6:8])
     assert out[8] == 9
@@ -342,7 +352,7 @@ def test_state_counts(store):
     st.append("s.a", b"12345")
     st.append("s.b", b"", b"NATS/1.0\r\n\r\n")
     s = st.state()
-    assert s.bytes == (3 + 5 + 16) + (3 + 12 + 16)  # subject + headers + payload + 16
+    assert s.bytes == stored(st, "s.a", b"12345") + stored(st, "s.b", b"", b"NATS/1.0\r\n\r\n")
     assert (s.num_subjects, s.first_seq, s.last_seq, s.num_deleted) == (2, 1, 2, 0)
     d = s.to_dict()
     assert d["messages"] == 2 and d["first_ts"].endswith("Z") and "consumer_count" in d
@@ -353,7 +363,9 @@ def test_limits_discard_old(store):
     for i in range(5):
         st.append("s.a", b"%d" % i)
     assert [m.seq for m in st.iter()] == [3, 4, 5]
-    st2 = store.add_stream(cfg("B", ["b.>"], max_bytes=3 * (3 + 10 + 16)))
+    st2 = store.add_stream(cfg("B", ["b.>"], max_bytes=3 * (3 + 10 + 30)))
+    if st2.storage_kind == "memory":
+        st2 = store.update_stream(cfg("B", ["b.>"], max_bytes=3 * (3 + 10 + 16)))
     for _ in range(5):
         st2.append("b.a", b"0123456789")
     assert st2.state().messages == 3 and st2.state().first_seq == 3
@@ -371,6 +383,8 @@ def test_limits_discard_new(store):
         "maximum messages exceeded",
     )
     b = store.add_stream(cfg("B", ["b.>"], max_bytes=40, discard="new"))
+    if b.storage_kind == "file":  # one message of 3 + 10 + 30 must fit, two not
+        b = store.update_stream(cfg("B", ["b.>"], max_bytes=60, discard="new"))
     b.append("b.a", b"x" * 10)
     with pytest.raises(E.LimitExceeded, match="maximum bytes exceeded"):
         b.append("b.a", b"x" * 10)
@@ -500,17 +514,18 @@ def test_first_seq_option(store):
 def test_store_full_is_an_error_not_a_crash(kind, make_store):
     store = make_store(max_memory=200, max_file=200)
     st = store.add_stream(cfg(storage="memory" if kind == "memory" else "file"))
-    for _ in range(4):
-        st.append("s.a", b"x" * 20)  # 39 bytes each
+    each = stored(st, "s.a", b"x" * 20)  # 39 (memory) or 53 (file) bytes
+    for _ in range(200 // each - 1):
+        st.append("s.a", b"x" * 20)
     with pytest.raises(E.StoreFull) as ei:
         for _ in range(10):
             st.append("s.a", b"x" * 20)
     assert ei.value.err_code in (10047, 10028)
-    assert st.state().messages == 5
+    assert st.state().messages == 200 // each
     st.purge()
     st.append("s.a", b"x" * 20)  # room again
     u = store.usage()
-    assert u["memory"] + u["storage"] == 39
+    assert u["memory"] + u["storage"] == each
 
 
 def test_config_roundtrip_and_wire_units():

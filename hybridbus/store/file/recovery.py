@@ -27,6 +27,7 @@ from ..blocks import DEAD
 from ..consumer import ConsumerImpl
 from ..records import (
     FORMAT_VERSION,
+    MSG_SIZES,
     NONE32,
     REC_VERSION,
     SEG_HEADER_SIZE,
@@ -207,9 +208,9 @@ class FileRecovery:
                 try:
                     body = decode_body(mv[b0:end])
                     seq, ts, subject, hdrs, payload = body[:5]
-                    size = len(subject) + len(payload) + 16
+                    size = len(subject) + len(payload) + self._msg_overhead
                     if hdrs:
-                        size += len(hdrs)
+                        size += len(hdrs) + self._hdr_overhead
                 except Exception:
                     res.corrupt.append((off, end))
                     continue
@@ -386,6 +387,8 @@ class FileRecovery:
             size = idx["seg_size"]
             if size > len(data) or zlib.crc32(memoryview(data)[:size]) != idx["seg_crc"]:
                 raise ValueError("does not match its segment")
+            if idx.get("msg_sizes") != MSG_SIZES:
+                raise ValueError("counts message sizes by an older rule")
             n = idx["n"]
             subj = unpack_array("I", idx["subj"])
             offs = unpack_array("I", idx["offs"])

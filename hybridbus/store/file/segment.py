@@ -14,7 +14,7 @@ import zlib
 from array import array
 
 from ..blocks import Block
-from ..records import encode_index, pack_array
+from ..records import MSG_SIZES, encode_index, pack_array
 
 _SEG_RE = re.compile(r"^(\d{10})\.seg$")
 
@@ -54,6 +54,7 @@ def _index_body(
             "crecs": crecs,
             "maxseq": maxseq,
             "mids": list(mids),
+            "msg_sizes": MSG_SIZES,
         }
     )
 

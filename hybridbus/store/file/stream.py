@@ -48,6 +48,10 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
     ``_touch``) and ``compact``."""
 
     storage_kind = "file"
+    # nats-server's fileStoreMsgSize: its record's length, seq, time, subject length and
+    # hash (4 + 8 + 8 + 2 + 8), and a 4-byte header length when there are headers.
+    _msg_overhead = 30
+    _hdr_overhead = 4
     _guarded = True
 
     def __init__(self, store: FileStore, config: StreamConfig, created_ns: int, path: str):

@@ -77,7 +77,8 @@ def build() -> dict[str, bytes]:
         1,  # first
         array("I", msg_offs),
         array("I", [0, 1, 0, 2]),
-        array("I", [3 + len(HDR) + 3 + 16, 3 + 3 + 16, 3 + 5 + 16, 3 + 4 + 16]),
+        # nats-server's fileStoreMsgSize: subject + payload + 30, + headers + 4
+        array("I", [3 + len(HDR) + 3 + 34, 3 + 3 + 30, 3 + 5 + 30, 3 + 4 + 30]),
         array("q", [T0, T0 + 1000, T0 + 2000, T0 + 3000]),
         sids,
         [2, 2],
