@@ -92,6 +92,8 @@ class Account:
         self.mqtt: Any = None
         self.jetstream: Any = None
         self.store: Any = None  # the store they keep their streams in
+        # without JetStream, on a server with it: the 10039 responder (account_state.py)
+        self.no_jetstream: Any = None
 
     def configure(self, opts: AccountOptions | None) -> None:
         self.options = opts

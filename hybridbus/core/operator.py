@@ -8,9 +8,11 @@ act on the server (nats-server's accounts.go updateAccountClaims, events.go):
 
 * **Accounts.** Every usable account JWT of the resolver is an ``Account`` named by
   its public key in ``server.accounts``, with the JWT's ``conn``/``subs``/``payload``
-  limits (A1's ``Account.configure`` from an ``AccountOptions``), its exports, and
-  those imports whose exporter exports the subject to it (an import of something not
-  exported, or exported only with an activation token, is logged and not wired).
+  limits (A1's ``Account.configure`` from an ``AccountOptions``), its mappings, its
+  JetStream and its limits (started, changed or stopped through ``on_account``), its
+  exports, and those imports whose exporter exports the subject to it (an import of
+  something not exported, or exported only with an activation token, is logged and
+  not wired).
   ``sync`` rebuilds the import wiring whenever the set of JWTs changes.
 * **Logins.** ``Security`` calls ``note_login`` after each JWT login: the user's
   ``payload`` limit goes to the connection's parser, and a timer closes the client
@@ -69,6 +71,10 @@ class OperatorMode:
         self.logins: dict[int, tuple[Any, UserLogin]] = {}
         self.timers: dict[int, Any] = {}
         self.sys_subs: list = []
+        # on_account(account) after each sync, for every JWT account: the server
+        # starts, changes or stops its JetStream (server/account_state.py sets it once
+        # the accounts' stores are open; before that, the start makes them)
+        self.on_account: Any = None
 
     @property
     def trust(self) -> Trust:
@@ -104,6 +110,10 @@ class OperatorMode:
         system = getattr(server, "system", None)
         if system is not None and hasattr(system, "wire_accounts"):
             system.wire_accounts()  # new accounts get the system services' imports
+        if self.on_account is not None:
+            for pubkey in list(accounts):
+                if J_is_account(pubkey):
+                    self.on_account(accounts[pubkey])
 
     def _account_options(self, acc_jwt: AccountJwt) -> AccountOptions:
         imports = []
@@ -130,6 +140,12 @@ class OperatorMode:
             max_payload=acc_jwt.max_payload,
             exports=list(acc_jwt.exports),
             imports=imports,
+            mappings=list(acc_jwt.mappings),
+            jetstream=acc_jwt.jetstream,
+            js_max_memory=acc_jwt.js_max_memory,
+            js_max_file=acc_jwt.js_max_file,
+            js_max_streams=acc_jwt.js_max_streams,
+            js_max_consumers=acc_jwt.js_max_consumers,
         )
 
     def _register_services(self) -> None:

@@ -26,8 +26,9 @@ Theory of operation (nats-server's server/jwt.go, accounts.go, auth.go)
 
 Fail closed: what is not implemented is refused, never ignored. An account JWT
 with an auth callout (``authorization``), a ``data`` limit, or a ``nats`` field or
-limit not listed in ``_ACCOUNT_FIELDS``/``_ACCOUNT_LIMITS`` cannot be used: its users
-are refused. A user signed by a scoped signing key (``kind: user_scope``), or whose
+limit not listed in ``_ACCOUNT_FIELDS``/``_ACCOUNT_LIMITS``, a JetStream limit in
+``_JS_REFUSED`` (or ``max_bytes_required``, or a tier other than R1), or a mapping
+``hybridbus.transform`` refuses cannot be used: its users are refused. A user signed by a scoped signing key (``kind: user_scope``), or whose
 JWT sets a ``subs`` or ``data`` limit, or a field not in ``_USER_FIELDS``, is
 refused. Imports that need an activation token, and so exports that require one
 (``token_req``), are not wired (no path rather than an open one).
@@ -48,6 +49,7 @@ from hybridbus.codec.nkey import PREFIX_ACCOUNT, decode_public_key
 from hybridbus.options import AccountExport, AccountImport, OperatorOptions, Permissions
 from hybridbus.security import nkey as N
 from hybridbus.security import permissions as P
+from hybridbus.transform import MappingError, Mappings
 
 log = logging.getLogger("hybridbus.security")
 
@@ -98,8 +100,9 @@ _ACCOUNT_FIELDS = frozenset(
         "authorization",
     }
 )
-# limits of an account JWT: the connection limits are enforced; JetStream's are
-# accepted because JetStream serves $G only (these accounts have none at all)
+# limits of an account JWT (jwt v2 OperatorLimits): the connection limits and
+# JetStream's mem_storage, disk_storage, streams and consumer are enforced (the
+# account's own JetStream, server/account_state.py); _JS_REFUSED are refused
 _ACCOUNT_LIMITS = frozenset(
     {
         "subs",
@@ -122,6 +125,11 @@ _ACCOUNT_LIMITS = frozenset(
         "tiered_limits",
     }
 )
+# JetStream limits hybridbus does not enforce (as in a config account's jetstream
+# block): set (> 0, or true), the account JWT is not used
+_JS_REFUSED = ("max_ack_pending", "mem_max_stream_bytes", "disk_max_stream_bytes")
+# the only tier a single server has (nats-server's selectLimits: "R<replicas>")
+_R1 = "R1"
 
 
 class LoginRefused(Exception):
@@ -158,6 +166,14 @@ class AccountJwt:
     default_permissions: Permissions | None = None
     exports: list[AccountExport] = field(default_factory=list)
     imports: list[AccountImport] = field(default_factory=list)
+    # JetStream (nats-server's IsJSEnabled: mem_storage or disk_storage not 0) and its
+    # limits, -1 none; mappings as the config's: [(src, [(dest, weight, cluster)])]
+    jetstream: bool = False
+    js_max_memory: int = NO_LIMIT
+    js_max_file: int = NO_LIMIT
+    js_max_streams: int = NO_LIMIT
+    js_max_consumers: int = NO_LIMIT
+    mappings: list = field(default_factory=list)
 
     def revoked(self, user: str, issued_at: int) -> bool:
         """nats-server's isRevoked: a revocation at t covers JWTs issued at or before t."""
@@ -330,8 +346,7 @@ def parse_account(claims: dict, token: str) -> AccountJwt:
         cap = _int(limits.get(what))
         if 0 <= cap < len(entries):
             raise J.JwtError(f"more {what} than the limits allow")
-    if nats.get("mappings"):
-        log.warning("Account %s: mappings are not supported and are ignored", claims["sub"])
+    js = _jetstream_limits(limits)
     return AccountJwt(
         pubkey=claims["sub"],
         jwt=token,
@@ -349,7 +364,76 @@ def parse_account(claims: dict, token: str) -> AccountJwt:
         default_permissions=jwt_permissions(nats.get("default_permissions")),
         exports=exports,
         imports=imports,
+        jetstream=js is not None,
+        js_max_memory=js[0] if js else NO_LIMIT,
+        js_max_file=js[1] if js else NO_LIMIT,
+        js_max_streams=js[2] if js else NO_LIMIT,
+        js_max_consumers=js[3] if js else NO_LIMIT,
+        mappings=_mappings(nats.get("mappings")),
     )
+
+
+def _jetstream_limits(limits: dict) -> tuple[int, int, int, int] | None:
+    """(memory, file, streams, consumers) of an account JWT's JetStream, -1 for none,
+    or None when it has no JetStream. nats-server (accounts.go updateAccountClaims,
+    jwt v2 IsJSEnabled): enabled when mem_storage or disk_storage is not 0, -1 being
+    unlimited; 0 streams or consumers is no limit (its checks are 'MaxStreams > 0').
+    A tiered limit is read only for R1, the one tier of a single server."""
+    tiers = limits.get("tiered_limits") or {}
+    if not isinstance(tiers, dict):
+        raise J.JwtError("tiered_limits is not a map")
+    if tiers:
+        if set(tiers) != {_R1} or any(limits.get(k) for k in ("mem_storage", "disk_storage")):
+            raise J.JwtError(f"tiered JetStream limits other than {_R1} are not supported")
+        limits = tiers[_R1]
+        if not isinstance(limits, dict):
+            raise J.JwtError(f"tiered limit {_R1} is not an object")
+    for key in _JS_REFUSED:
+        if _int(limits.get(key), 0) > 0:
+            raise J.JwtError(f"JetStream limit {key} is not supported")
+    if limits.get("max_bytes_required"):
+        raise J.JwtError("JetStream limit max_bytes_required is not supported")
+    mem, disk = _int(limits.get("mem_storage"), 0), _int(limits.get("disk_storage"), 0)
+    if mem == 0 and disk == 0:
+        return None
+    streams, consumers = _int(limits.get("streams"), 0), _int(limits.get("consumer"), 0)
+    return (
+        mem if mem > 0 else (0 if mem == 0 else NO_LIMIT),
+        disk if disk > 0 else (0 if disk == 0 else NO_LIMIT),
+        streams if streams > 0 else NO_LIMIT,
+        consumers if consumers > 0 else NO_LIMIT,
+    )
+
+
+def _mappings(section: Any) -> list:
+    """An account JWT's ``mappings`` (jwt v2 Mapping: subject -> [{subject, weight,
+    cluster}], a weight of 0 meaning 100) in the config's shape, each checked as the
+    config's are (hybridbus.transform). nats-server logs a bad one and goes on without
+    it; here the JWT is not used (a claim that cannot be honoured is refused)."""
+    if not section:
+        return []
+    if not isinstance(section, dict):
+        raise J.JwtError("mappings are not a map")
+    check = Mappings()
+    out = []
+    for src, entries in section.items():
+        if not isinstance(entries, list) or not entries:
+            raise J.JwtError(f"mapping {src!r} has no destinations")
+        dests = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("subject"), str):
+                raise J.JwtError(f"mapping {src!r}: a destination has no subject")
+            weight = _int(entry.get("weight"), 0) or 100
+            cluster = entry.get("cluster") or ""
+            if not 0 < weight <= 100 or not isinstance(cluster, str):
+                raise J.JwtError(f"mapping {src!r}: bad weight or cluster")
+            dests.append((entry["subject"], weight, cluster))
+        try:
+            check.add(src, dests)
+        except MappingError as err:
+            raise J.JwtError(f"mapping {src!r}: {err}") from None
+        out.append((src, dests))
+    return out
 
 
 # -- resolvers -------------------------------------------------------------------------

@@ -142,12 +142,53 @@ def open_accounts(server: Server) -> None:
             if wants_js:
                 start_jetstream(server, account)
             elif server.jetstream is not None and not _is_system(server, account):
-                NoJetStream(server, account)
+                account.no_jetstream = NoJetStream(server, account)
         except (StoreError, OSError) as err:
             raise StartError(
                 f"Could not open the store of account {account.name} "
                 f"({os.path.abspath(directory or '.')}): {err}"
             ) from None
+    operator = getattr(server, "operator", None)
+    if operator is not None:
+        # from now on, a claims update (or a reload) applies JWT accounts' JetStream
+        operator.on_account = lambda account: apply_jetstream(server, account)
+
+
+def apply_jetstream(server: Server, account: Account) -> None:
+    """Operator mode: make a JWT account's JetStream what its (new) JWT says, at once.
+    Enabled: an engine (started, or its limits changed: the store's memory and file
+    limits, max_streams, max_consumers; lowered below what is used, new streams and
+    writes are refused, nothing is removed, as nats-server). Disabled (or the account
+    gone): the engine stops, its streams stay in its store, and its API requests get
+    10039 again (nats-server's DisableJetStream keeps the data too). A store that
+    cannot be opened leaves the account without JetStream (logged)."""
+    if server.jetstream is None or _is_system(server, account):
+        return  # no JetStream on this server; the system account has none
+    js = account.jetstream
+    if not jetstream_enabled(account):
+        if js is not None:
+            js.stop()
+            account.jetstream = None
+            log.info("JetStream of account %s disabled", account.name)
+        if account.no_jetstream is None:
+            account.no_jetstream = NoJetStream(server, account)
+        return
+    if js is not None:
+        opts = account.options
+        js.max_streams, js.max_consumers = opts.js_max_streams, opts.js_max_consumers
+        account.store._limits["memory"], account.store._limits["file"] = _limits(server, account)
+        return
+    try:
+        store = account_store(server, account)
+    except (StoreError, OSError) as err:
+        log.error("JetStream of account %s cannot start: %s", account.name, err)
+        return
+    store._limits["memory"], store._limits["file"] = _limits(server, account)
+    if account.no_jetstream is not None:
+        account.no_jetstream.stop()
+        account.no_jetstream = None
+    start_jetstream(server, account)
+    log.info("JetStream of account %s enabled", account.name)
 
 
 def start_jetstream(server: Server, account: Account) -> JetStream:
@@ -184,6 +225,9 @@ class NoJetStream:
 
     def deliver_batch(self, sub, subject: str, payloads: list) -> None:
         pass  # a run has no replies
+
+    def stop(self) -> None:
+        self.account.sublist.remove(self.sub)
 
     def _answer(self, item: tuple) -> None:
         subject, reply = item
