@@ -19,8 +19,8 @@ all.  Three kinds of keys are told apart:
   set per block in its module); they earn a warning
   ``field "x" is not supported by hybridbus and is ignored`` and are skipped.
   Those whose silent absence would weaken security are errors instead: every
-  authentication or authorization option not enforced (operator/JWT
-  mode, JetStream per account, auth callout, user fields such as ``account``: see
+  authentication or authorization option not enforced (auth callout, trusted
+  keys, URL resolvers, account JetStream limits hybridbus does not apply: see
   ``REFUSED_TOP_LEVEL`` and the ``_REFUSED_*`` sets of each block), and
   encryption at rest, certificate pinning and OCSP peer checks. Fail closed:
   hybridbus never runs more open than its config says;

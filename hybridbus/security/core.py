@@ -115,20 +115,7 @@ class Security:
         if options.operator is not None and options.operator.jwts:
             self.trust = op_mode.Trust(options.operator)
         self.on_login: Any = None
-        every_user = list(auth.users)
-        for acc in options.accounts:
-            every_user.extend(acc.users)
-        for u in every_user:
-            if u.permissions:
-                perms = P.compile_permissions(u.permissions)
-            else:
-                # authorization's default_permissions are its own users' (an account's
-                # default_permissions were applied to its users by the loader)
-                perms = self.default_perms if u.account is None else None
-            types = frozenset(t.upper() for t in u.allowed_connection_types or ()) or None
-            key = nkey.verify_key(u.nkey) if u.nkey else None
-            self.users[u.name] = AuthUser(u.name, u.password, perms, types, key, u.account)
-        has_nkeys = any(u.nkey for u in every_user)
+        has_nkeys = self._load_users(options, auth)
         plain = [u.name for u in self.users.values() if u.password and not is_bcrypt(u.password)]
         if auth.password and not is_bcrypt(auth.password):
             plain.append(auth.user or "")
@@ -174,6 +161,24 @@ class Security:
             or (ws.enabled and self.websocket.required)
             or self.default_perms is not None
         )
+
+    def _load_users(self, options: Options, auth: AuthOptions) -> bool:
+        """The user table: authorization's users and every account's, by name (an nkey
+        user by public key). Returns whether any user logs in with an nkey."""
+        every_user = list(auth.users)
+        for acc in options.accounts:
+            every_user.extend(acc.users)
+        for u in every_user:
+            if u.permissions:
+                perms = P.compile_permissions(u.permissions)
+            else:
+                # authorization's default_permissions are its own users' (an account's
+                # default_permissions were applied to its users by the loader)
+                perms = self.default_perms if u.account is None else None
+            types = frozenset(t.upper() for t in u.allowed_connection_types or ()) or None
+            key = nkey.verify_key(u.nkey) if u.nkey else None
+            self.users[u.name] = AuthUser(u.name, u.password, perms, types, key, u.account)
+        return any(u.nkey for u in every_user)
 
     # -- authentication --------------------------------------------------------------
 
