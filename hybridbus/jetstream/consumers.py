@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 from hybridbus.jetstream import consumer_config as cc
+from hybridbus.jetstream import pause
 from hybridbus.jetstream.api import ApiError, Request, route
 from hybridbus.jetstream.engine import is_internal
 from hybridbus.store.api import rfc3339
@@ -89,6 +90,7 @@ def info(js: Any, c: Any, rt: Any = None) -> dict:
     }
     if rt is not None and not rt.pull and rt.interest():
         out["push_bound"] = True
+    pause.add_info(out, cfg)
     out["ts"] = rfc3339(time.time_ns())
     return out
 
@@ -179,12 +181,16 @@ def create(req: Request, durable_form: bool) -> dict:
     stream = _stream(req, req.args[0])
     _refuse_internal(stream.name)
     cfg = cc.build(config, stream.config)
+    pause.normalize(cfg.extra)
     name = cfg.name or cfg.durable_name
     existing = stream._consumers.get(name) if name else None
     if existing is not None and existing.config.extra.get("direct"):
         existing = None  # an internal cursor (mirror.py) is not a client's consumer
     reg = req.js.consumers
     if existing is not None:
+        if "pause_until" not in cfg.extra and "pause_until" in existing.config.extra:
+            # an update that does not name a pause keeps the current one (nats-server)
+            cfg.extra["pause_until"] = existing.config.extra["pause_until"]
         new = cfg.copy(name=name).normalized()
         old = existing.config
         if action == "create" and not cc.same(old, new):

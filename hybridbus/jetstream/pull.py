@@ -168,6 +168,11 @@ class PullRuntime(Runtime):
         waiting = self.waiting
         if not waiting:
             return
+        if self.pause_until and self.paused(self.loop.time()):
+            # paused (pause.py): requests wait, expire, a no_wait one ends as at the end
+            # of the stream (nats-server's loop goes to processWaiting(eos))
+            self.expire(self.loop.time(), eos=True)
+            return
         c = self.c
         has_interest = self.js.has_interest
         send_each = self.js.send_each

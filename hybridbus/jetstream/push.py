@@ -120,6 +120,8 @@ class PushRuntime(Runtime):
         self.check_interest()
         if not self.active:
             return
+        if self.pause_until and self.paused(self.loop.time()):
+            return  # paused (pause.py): the unpause timer kicks again
         if self.held and not self.release(self.loop.time()):
             return  # the timer releases the rest in order
         c = self.c

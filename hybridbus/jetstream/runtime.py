@@ -27,6 +27,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from hybridbus.jetstream.pause import until_ns as pause_until_ns
+
 if TYPE_CHECKING:
     from hybridbus.jetstream.delivery import Consumers
     from hybridbus.store.api import DeliveryInfo, StoredMsg
@@ -79,6 +81,8 @@ class Runtime:
         self._timer_at = 0.0
         self.last_activity = self.loop.time()
         self.ack_stalled = False  # the last pump stopped at max_ack_pending
+        self.pause_until = 0.0  # loop time a paused consumer resumes at (pause.py)
+        self._unpause: Any = None
         self.apply_config()
         c.on_available = self.kick
 
@@ -88,6 +92,34 @@ class Runtime:
         self.ack_none = cfg.ack_policy == "none"
         self.threshold = float(cfg.inactive_threshold or 0.0)
         self.max_ack_pending = cfg.max_ack_pending
+        self._apply_pause(cfg)
+
+    def _apply_pause(self, cfg: Any) -> None:
+        """``pause_until`` (pause.py): until then ``paused`` holds the pumps back; a
+        timer kicks delivery at the time."""
+        if self._unpause is not None:
+            self._unpause.cancel()
+            self._unpause = None
+        self.pause_until = 0.0
+        until = pause_until_ns(cfg)
+        left = (until - time.time_ns()) / 1e9 if until else 0.0
+        if left > 0:
+            self.pause_until = self.loop.time() + left
+            self._unpause = self.loop.call_at(self.pause_until, self._end_pause)
+
+    def _end_pause(self) -> None:
+        # (asyncio may run a timer up to its clock resolution early: the pause ends
+        # here, not by comparing times in the pump)
+        self._unpause = None
+        self.pause_until = 0.0
+        self.kick()
+
+    def paused(self, now: float) -> bool:
+        """Still paused at loop time ``now`` (callers test ``pause_until`` first)."""
+        if now < self.pause_until:
+            return True
+        self.pause_until = 0.0
+        return False
 
     @property
     def durable(self) -> bool:

@@ -177,3 +177,79 @@ async def test_state_bytes_follow_each_storage_rule(senv, storage):
         await senv.js.publish("l", b"Hello World!!")
     state = (await senv.js.stream_info("L")).state
     assert (state.messages, state.first_seq, state.bytes) == (2, 2, 2 * each)
+
+
+# -- 5. consumer pause -----------------------------------------------------------------------
+
+
+def _rfc3339_in(seconds: float) -> str:
+    import datetime
+
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def test_pause_and_resume_a_pull_consumer(senv):
+    """nats-py's pause_consumer / resume_consumer: paused, ConsumerInfo says so, a pull
+    waits (no_wait: 404 at once); resumed, it delivers."""
+    await senv.js.add_stream(name="PZ", subjects=["pz"])
+    await senv.js.publish("pz", b"m")
+    await senv.js.add_consumer("PZ", durable_name="c", ack_policy="explicit")
+    resp = await senv.js.pause_consumer("PZ", "c", _rfc3339_in(3600))
+    assert resp.paused is True and resp.pause_remaining
+    info = await senv.js.consumer_info("PZ", "c")
+    assert info.paused is True and info.config.pause_until
+    inbox = senv.nc.new_inbox()
+    sub = await senv.nc.subscribe(inbox)
+    await senv.nc.publish("$JS.API.CONSUMER.MSG.NEXT.PZ.c", b'{"no_wait":true}', inbox)
+    msg = await sub.next_msg(timeout=2)
+    assert msg.headers["Status"] == "404"
+    body = b'{"batch":1,"expires":300000000}'
+    await senv.nc.publish("$JS.API.CONSUMER.MSG.NEXT.PZ.c", body, inbox)
+    msg = await sub.next_msg(timeout=2)
+    assert (msg.headers["Status"], msg.headers["Nats-Pending-Messages"]) == ("408", "1")
+    resp = await senv.js.resume_consumer("PZ", "c")
+    assert resp.paused is False
+    assert (await senv.js.consumer_info("PZ", "c")).paused is None
+    psub = await senv.js.pull_subscribe_bind("c", "PZ")
+    assert [m.data for m in await psub.fetch(1, timeout=2)] == [b"m"]
+
+
+async def test_a_pause_ends_by_itself(senv):
+    """A pull request waiting on a paused consumer gets its message when the pause
+    ends; a push consumer created paused starts delivering then."""
+    await senv.js.add_stream(name="PT", subjects=["pt"])
+    await senv.js.publish("pt", b"m")
+    loop = asyncio.get_running_loop()
+    until = _rfc3339_in(0.6)
+    await senv.js.add_consumer("PT", durable_name="pull", pause_until=until)
+    inbox = senv.nc.new_inbox()
+    psub = await senv.nc.subscribe(inbox)
+    push = await senv.nc.subscribe("pt.push")
+    await senv.js.add_consumer(
+        "PT", durable_name="push", deliver_subject="pt.push", pause_until=until
+    )
+    t0 = loop.time()
+    body = b'{"batch":1,"expires":3000000000}'
+    await senv.nc.publish("$JS.API.CONSUMER.MSG.NEXT.PT.pull", body, inbox)
+    msg = await psub.next_msg(timeout=3)
+    assert msg.data == b"m" and loop.time() - t0 > 0.3
+    msg = await push.next_msg(timeout=3)
+    assert msg.data == b"m" and loop.time() - t0 > 0.3
+    assert (await senv.js.consumer_info("PT", "pull")).paused is None
+
+
+async def test_pause_answers_and_errors(senv):
+    await senv.js.add_stream(name="PE", subjects=["pe"])
+    await senv.js.add_consumer("PE", durable_name="c")
+    zero = "0001-01-01T00:00:00Z"
+    assert await senv.api("$JS.API.CONSUMER.PAUSE.PE.c") == {"paused": False, "pause_until": zero}
+    past = {"pause_until": "1970-01-01T00:00:00Z"}
+    assert await senv.api("$JS.API.CONSUMER.PAUSE.PE.c", past) == {"paused": False, **past}
+    for subject, code in (("PE.nope", 10014), ("NOPE.c", 10059)):
+        doc = await senv.api(f"$JS.API.CONSUMER.PAUSE.{subject}", {"pause_until": _rfc3339_in(9)})
+        assert doc["error"]["err_code"] == code
+        assert (doc["paused"], doc["pause_until"]) == (False, zero)
+    doc = await senv.api("$JS.API.CONSUMER.PAUSE.PE.c", {"pause_until": "tomorrow"})
+    assert doc["error"]["err_code"] == 10025
+    assert doc["error"]["description"].startswith('invalid JSON: parsing time "tomorrow"')
