@@ -25,7 +25,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hybridbus.jetstream import api
+from hybridbus.jetstream import api, republish
 from hybridbus.jetstream.api import ApiError
 from hybridbus.jetstream.engine import is_internal
 from hybridbus.router.sublist import Sublist
@@ -154,6 +154,9 @@ def store_publish(
         return
     if stream.config.no_ack:
         reply = None  # nats-server sends no PubAck for a no_ack stream
+    rp = _rules_for(stream, subject, js)
+    if rp is not None:
+        subject = rp[2]  # the subject transform comes first (processJetStreamMsg)
     kw: dict[str, Any] = {}
     if headers:
         try:
@@ -165,17 +168,31 @@ def store_publish(
                 js.later(js.reply, reply, pub_error(name, err))
             return
     if mqtt_msg is not None and js.account.mqtt is not None:
-        _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw)
+        _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw, rp)
         return
     if reply is None:
         try:
-            stream.append(subject, payload, headers, **kw)
+            seq = stream.append(subject, payload, headers, **kw)
         except StoreError:
             return
         if not stream.was_duplicate:
             _stored(js, name, subject, headers, payload)
+            if rp is not None and rp[0].rp is not None:
+                republish.republish(js, stream, rp[0], seq, rp[1])
         return
-    _append_with_ack(js, stream, subject, reply, headers, payload, kw)
+    _append_with_ack(js, stream, subject, reply, headers, payload, kw, rp)
+
+
+def _rules_for(stream: Any, subject: str, js: JetStream) -> tuple | None:
+    """``(rules, last sequence on the stored subject, stored subject)`` for a stream
+    with a subject transform or republish (republish.py), None for any other. The last
+    sequence is read before the append, for the republish's Nats-Last-Sequence."""
+    r = republish.rules(js, stream)
+    if r is None:
+        return None
+    subject = r.transform(subject)
+    last = republish.last_seq(stream, subject) if r.republishes(subject) else 0
+    return r, last, subject
 
 
 def _batches(js: JetStream) -> dict[str, list]:
@@ -206,6 +223,9 @@ def _append_batch(js: JetStream, name: str) -> None:
         stream = js.store.stream(name)
     except StoreError:
         return
+    r = republish.rules(js, stream)
+    if r is not None and r.tr is not None:  # store under the transformed subjects
+        items = [(r.transform(subject), reply, payload) for subject, reply, payload in items]
     results: list = []
     i, n = 0, len(items)
     while i < n:  # runs of one subject (usually the whole batch)
@@ -213,7 +233,10 @@ def _append_batch(js: JetStream, name: str) -> None:
         j = i + 1
         while j < n and items[j][0] == subject:
             j += 1
-        results += stream.append_each(subject, [item[2] for item in items[i:j]])
+        if r is not None and r.republishes(subject):
+            results += _append_republished(js, stream, r, subject, items[i:j])
+        else:
+            results += stream.append_each(subject, [item[2] for item in items[i:j]])
         i = j
     kv = getattr(js, "retained_kv", None)
     if kv is not None and kv.stream_name == name:
@@ -230,6 +253,18 @@ def _append_batch(js: JetStream, name: str) -> None:
     stream.when_durable(durable)
 
 
+def _append_republished(js: JetStream, stream: Any, r: Any, subject: str, run: list) -> list:
+    """``append_each`` for a run of one subject the stream republishes: each stored
+    message is republished with the previous one on the subject as its last sequence."""
+    last = republish.last_seq(stream, subject)
+    results = stream.append_each(subject, [item[2] for item in run])
+    for res in results:
+        if res.__class__ is int:
+            republish.republish(js, stream, r, res, last)
+            last = res
+    return results
+
+
 def _send_acks(js: JetStream, name: str, domain, items: list, results: list, err) -> None:
     """A batch is durable (or its write failed: ``err``): one PubAck per publish with a
     reply, in order."""
@@ -244,7 +279,7 @@ def _send_acks(js: JetStream, name: str, domain, items: list, results: list, err
             js.reply(reply, pub_error(name, _as_store_error(err or res)))
 
 
-def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, payload, kw):
+def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, payload, kw, rp):
     """Append, and send one PubAck when the store says the message is durable: the
     duplicate flag is read then (the store may call ``on_durable`` before ``append``
     returns when no loop runs), so a duplicate gets exactly one PubAck, with the
@@ -263,13 +298,15 @@ def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, p
             js.reply(reply, pub_ack(name, seq, bool(outcome and outcome[0]), domain))
 
     try:
-        stream.append(subject, payload, headers, on_durable=durable, **kw)
+        seq = stream.append(subject, payload, headers, on_durable=durable, **kw)
     except StoreError as err:
         js.later(js.reply, reply, pub_error(name, err))
         return
     outcome.append(stream.was_duplicate)
     if not stream.was_duplicate:
         _stored(js, name, subject, headers, payload)
+        if rp is not None and rp[0].rp is not None:
+            republish.republish(js, stream, rp[0], seq, rp[1])
 
 
 def _header_checks(stream: Any, subject: str, hdrs: dict[str, list[str]], nats: bool) -> dict:
@@ -305,7 +342,7 @@ def _header_checks(stream: Any, subject: str, hdrs: dict[str, list[str]], nats: 
     return kw
 
 
-def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw) -> None:
+def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw, rp) -> None:
     """An MQTT PUBLISH: its PUBACK/PUBREC is its ack. The broker joins the append to
     the publisher's durability ticket (MqttBroker.capture): the ack waits until the
     message is durable here, and a refusal becomes its MQTT 5 reason code. No PubAck
@@ -317,12 +354,14 @@ def _store_mqtt(js: JetStream, stream, subject, headers, payload, mqtt_msg, kw) 
         return stream.append(subject, payload, headers, on_durable=on_durable, **kw)
 
     try:
-        js.account.mqtt.capture(mqtt_msg, append)
+        seq = js.account.mqtt.capture(mqtt_msg, append)
     except StoreError as err:
         log.info("stream %s refused an MQTT message on %r: %s", stream.name, subject, err)
         return
     if not stream.was_duplicate:
         _stored(js, stream.name, subject, headers, payload)
+        if rp is not None and rp[0].rp is not None:
+            republish.republish(js, stream, rp[0], seq, rp[1])
 
 
 def _refuse_mqtt(js: JetStream, mqtt_msg: Any, err: StoreError) -> None:

@@ -12,7 +12,8 @@ its ``omitempty`` rules.
 Fields the store does not model (placement, mirror, sources, subject_transform,
 republish, consumer_limits, the counter/atomic/batch/schedule switches, persist_mode)
 travel in ``StreamConfig.extra`` as their wire values and are echoed back; a mirror or
-sources stream is filled by ``mirror.py``, the others are accepted and not acted on.
+sources stream is filled by ``mirror.py``, ``subject_transform`` and ``republish`` act
+in ``republish.py``, the others are accepted and not acted on.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hybridbus.jetstream.api import ApiError
 from hybridbus.jetstream.gojson import Enum, List, Map, Struct, decode
 from hybridbus.store.api import StreamConfig
 from hybridbus.store.match import FilterTrie, filter_is_subset, filters_overlap, valid_subject
+from hybridbus.transform import MappingError, Transform
 
 JS_MAX_NAME_LEN = 255
 JS_MAX_DESCRIPTION_LEN = 4096
@@ -482,6 +484,11 @@ def _check_transforms(c: dict, pedantic: bool) -> None:
             raise ApiError(400, 10155, f"stream transform source: invalid subject {src}")
         if not valid_subject(tr.get("dest") or ">"):
             raise ApiError(400, 10156, "stream transform: invalid subject")
+        if tr.get("dest"):
+            try:  # nats-server builds it (NewSubjectTransform) and quotes its error
+                Transform(src or ">", tr["dest"])
+            except MappingError as err:
+                raise ApiError(400, 10156, f"stream transform: {err}") from None
     rp = c["republish"]
     if rp is not None:
         rp = c["republish"] = dict(rp)
@@ -492,11 +499,22 @@ def _check_transforms(c: dict, pedantic: bool) -> None:
         dest = rp.get("dest") or ""
         if any(filters_overlap(dest, s) for s in c["subjects"] if dest):
             raise invalid("stream configuration for republish destination forms a cycle")
-        if not dest or not valid_subject(dest) or not valid_subject(rp["src"]):
+        if not dest or not valid_subject(dest) or not _transformable(rp["src"], dest):
             raise invalid(
                 f"stream configuration for republish with transform from '{rp['src']}' "
                 f"to '{dest}' not valid"
             )
+
+
+def _transformable(src: str, dest: str) -> bool:
+    """nats-server refuses a republish whose src -> dest is not a valid transform."""
+    if not valid_subject(src):
+        return False
+    try:
+        Transform(src, dest)
+    except MappingError:
+        return False
+    return True
 
 
 def check_create(cfg: dict) -> None:

@@ -81,8 +81,11 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
     def _apply_config(self, config: StreamConfig) -> None:
         self.config = config
         self._own = compile_filters(config.subjects)
-        # A stream fed by a mirror or sources stores its origins' subjects as well.
-        fed = bool(config.extra.get("mirror") or config.extra.get("sources"))
+        # A stream fed by a mirror or sources stores its origins' subjects as well, and
+        # one with a subject_transform stores the transformed subjects (nats-server
+        # checks a publish against the stream's subjects before it transforms it).
+        extra = config.extra
+        fed = bool(extra.get("mirror") or extra.get("sources") or extra.get("subject_transform"))
         self._accept = None if fed else self._own
         # appends take a slower, fully checked path only when a limit or policy needs it
         self._checks = config.sealed or config.max_msg_size > 0 or config.discard == "new"

@@ -116,3 +116,16 @@ def test_a_direct_consumer_reads_along_a_work_queue(store):
     assert st.state().messages == 0  # the worker's ack does
     with pytest.raises(E.WorkQueueConsumerError):
         st.add_consumer(ConsumerConfig(durable_name="w2", ack_policy="none"))
+
+
+def test_a_stream_with_a_subject_transform_stores_the_transformed_subjects(store):
+    # jetstream/republish.py stores a publish on "in.x" as "out.in.x": the store must
+    # take a subject outside the stream's own, and consumers may filter on it.
+    extra = {"subject_transform": {"src": ">", "dest": "out.>"}}
+    st = store.add_stream(StreamConfig(name="T", subjects=["in.>"], extra=extra))
+    assert st.append("out.in.x", b"1") == 1
+    c = st.add_consumer(ConsumerConfig(name="C", filter_subject="out.in.x", ack_policy="none"))
+    assert c.num_pending == 1
+    st = store.update_stream(StreamConfig(name="T", subjects=["in.>"]))
+    with pytest.raises(E.InvalidConfig):
+        st.append("out.in.y", b"2")  # without the transform: its subjects only
