@@ -120,6 +120,13 @@ class AccountOptions:
     js_max_file: int = -1
     js_max_streams: int = -1
     js_max_consumers: int = -1
+    # enforced at stream and consumer create/update (jetstream/streams.py, consumers.py):
+    # max_ack_pending caps (and defaults) a consumer's; the per-stream byte caps and
+    # max_bytes_required bound a stream's max_bytes (-1 / False: none)
+    js_max_ack_pending: int = -1
+    js_max_bytes_required: bool = False
+    js_mem_max_stream_bytes: int = -1
+    js_disk_max_stream_bytes: int = -1
 
 
 @dataclass

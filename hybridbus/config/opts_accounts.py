@@ -67,9 +67,16 @@ _JS_LIMITS = {
     "streams": "js_max_streams",
     "max_consumers": "js_max_consumers",
     "consumers": "js_max_consumers",
+    "max_ack_pending": "js_max_ack_pending",
+    "mem_max_stream_bytes": "js_mem_max_stream_bytes",
+    "memory_max_stream_bytes": "js_mem_max_stream_bytes",
+    "disk_max_stream_bytes": "js_disk_max_stream_bytes",
+    "store_max_stream_bytes": "js_disk_max_stream_bytes",
+    "max_bytes_required": "js_max_bytes_required",
+    "max_stream_bytes": "js_max_bytes_required",
+    "max_bytes": "js_max_bytes_required",
 }
 _JS_SIZES = ("js_max_memory", "js_max_file")
-JS_LIMIT_REFUSAL = "an account JetStream limit hybridbus does not enforce"
 
 
 def accounts(ld: Loader, node: Node, opts: Options) -> None:
@@ -230,10 +237,15 @@ def _jetstream(ld: Loader, node: Node, acc: AccountOptions) -> None:
         for key, sub in v.items():
             attr = _JS_LIMITS.get(key.lower())
             if attr is None:
-                if key.lower() in _JS_UNENFORCED:
-                    ld.refused(key, sub, JS_LIMIT_REFUSAL)
+                ld.unknown(key, sub)
+                continue
+            if attr == "js_max_bytes_required":
+                # nats-server takes a bool only (max_stream_bytes and max_bytes are its
+                # aliases for this flag, not sizes)
+                if isinstance(sub.value, bool):
+                    acc.js_max_bytes_required = sub.value
                 else:
-                    ld.unknown(key, sub)
+                    ld.err(sub, f"Expected a parseable bool for {go_quote(key)}, got {sub.value}")
                 continue
             if attr in _JS_SIZES:
                 size = storage_size(ld, sub, key)
@@ -246,18 +258,6 @@ def _jetstream(ld: Loader, node: Node, acc: AccountOptions) -> None:
                 setattr(acc, attr, size)
     else:
         ld.err(node, f"Expected map, bool or string to define JetStream, got {go_type(v)}")
-
-
-_JS_UNENFORCED = (
-    "max_bytes_required",
-    "max_stream_bytes",
-    "max_bytes",
-    "mem_max_stream_bytes",
-    "memory_max_stream_bytes",
-    "disk_max_stream_bytes",
-    "store_max_stream_bytes",
-    "max_ack_pending",
-)
 
 
 def _limits(ld: Loader, node: Node, acc: AccountOptions) -> None:

@@ -146,6 +146,10 @@ class OperatorMode:
             js_max_file=acc_jwt.js_max_file,
             js_max_streams=acc_jwt.js_max_streams,
             js_max_consumers=acc_jwt.js_max_consumers,
+            js_max_ack_pending=acc_jwt.js_max_ack_pending,
+            js_max_bytes_required=acc_jwt.js_max_bytes_required,
+            js_mem_max_stream_bytes=acc_jwt.js_mem_max_stream_bytes,
+            js_disk_max_stream_bytes=acc_jwt.js_disk_max_stream_bytes,
         )
 
     def _register_services(self) -> None:

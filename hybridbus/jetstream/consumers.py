@@ -166,6 +166,20 @@ def _check_consumer_limit(js: Any) -> None:
         raise ApiError(400, 10026, "maximum consumers limit reached")
 
 
+def _account_ack_pending(js: Any, config: dict, cfg: Any) -> None:
+    """The account's ``max_ack_pending`` (nats-server 2.15.1, checked against the
+    binary): a consumer that sets none gets the smaller of the default and the
+    account's (ack none has no default); one asking for more is 10121, whatever its
+    ack policy (-1, no limit, passes)."""
+    limit = js.max_ack_pending
+    if limit <= 0:
+        return
+    if not config.get("max_ack_pending") and cfg.max_ack_pending > limit:
+        cfg.max_ack_pending = limit
+    if cfg.max_ack_pending > limit:
+        raise ApiError(400, 10121, f"consumer max ack pending exceeds system limit of {limit}")
+
+
 def create(req: Request, durable_form: bool) -> dict:
     body = req.body()
     config = body.get("config")
@@ -181,6 +195,7 @@ def create(req: Request, durable_form: bool) -> dict:
     stream = _stream(req, req.args[0])
     _refuse_internal(stream.name)
     cfg = cc.build(config, stream.config)
+    _account_ack_pending(req.js, config, cfg)
     pause.normalize(cfg.extra)
     name = cfg.name or cfg.durable_name
     existing = stream._consumers.get(name) if name else None

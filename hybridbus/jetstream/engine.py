@@ -81,6 +81,12 @@ class JetStream:
         # memory and storage are its store's limits), $JS.API.INFO's "limits"
         self.max_streams = -1
         self.max_consumers = -1
+        # enforced at create/update (streams.py, consumers.py), as nats-server's
+        # jsa limits: -1 / False none
+        self.max_ack_pending = -1
+        self.max_bytes_required = False
+        self.mem_max_stream_bytes = -1
+        self.disk_max_stream_bytes = -1
         self._work: deque[tuple[Callable, tuple]] = deque()
         self._scheduled = False
         self._subs: list[InternalSub] = []

@@ -250,6 +250,20 @@ def _check_bytes_limit(js: JetStream, config: Any) -> None:
         raise MemoryFull() if kind == "memory" else StoreFull()
 
 
+def _check_stream_bytes(js: JetStream, config: Any) -> None:
+    """The account's per-stream byte limits, at create and update (nats-server 2.15.1,
+    checked against the binary): with ``max_bytes_required`` a stream must set
+    max_bytes (> 0; 0 reads as unset) or 10113; a max_bytes over the storage's
+    ``mem_max_stream_bytes`` / ``disk_max_stream_bytes`` is 10122. An unset max_bytes
+    without the requirement passes (the cap is not applied to it)."""
+    if js.max_bytes_required and config.max_bytes <= 0:
+        raise ApiError(400, 10113, "account requires a stream config to have max bytes set")
+    memory = config.storage == "memory"
+    cap = js.mem_max_stream_bytes if memory else js.disk_max_stream_bytes
+    if 0 < cap < config.max_bytes:
+        raise ApiError(400, 10122, "stream max bytes exceeds account limit max stream bytes")
+
+
 @route("STREAM.CREATE", 1, 1, kind="stream_create_response")
 def create(req: Request) -> dict:
     js = req.js
@@ -264,6 +278,7 @@ def create(req: Request) -> dict:
     config = streamcfg.to_store(cfg)
     _check_mirror(js, config)
     _check_stream_limit(js, name)
+    _check_stream_bytes(js, config)
     _check_bytes_limit(js, config)
     st = js.store.add_stream(config)
     capture.sync(js, st)
@@ -286,6 +301,7 @@ def update(req: Request) -> dict:
     cfg = streamcfg.check_update(st.config, cfg)
     config = streamcfg.to_store(cfg)
     _check_mirror(js, config, st.config)
+    _check_stream_bytes(js, config)
     st = js.store.update_stream(config)
     capture.sync(js, st)
     _changed(js, st)

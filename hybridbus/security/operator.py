@@ -26,8 +26,8 @@ Theory of operation (nats-server's server/jwt.go, accounts.go, auth.go)
 
 Fail closed: what is not implemented is refused, never ignored. An account JWT
 with an auth callout (``authorization``), a ``data`` limit, or a ``nats`` field or
-limit not listed in ``_ACCOUNT_FIELDS``/``_ACCOUNT_LIMITS``, a JetStream limit in
-``_JS_REFUSED`` (or ``max_bytes_required``, or a tier other than R1), or a mapping
+limit not listed in ``_ACCOUNT_FIELDS``/``_ACCOUNT_LIMITS``, a JetStream tier other
+than R1, or a mapping
 ``hybridbus.transform`` refuses cannot be used: its users are refused. A user signed by a scoped signing key (``kind: user_scope``), or whose
 JWT sets a ``subs`` or ``data`` limit, or a field not in ``_USER_FIELDS``, is
 refused. Imports that need an activation token, and so exports that require one
@@ -102,7 +102,7 @@ _ACCOUNT_FIELDS = frozenset(
 )
 # limits of an account JWT (jwt v2 OperatorLimits): the connection limits and
 # JetStream's mem_storage, disk_storage, streams and consumer are enforced (the
-# account's own JetStream, server/account_state.py); _JS_REFUSED are refused
+# account's own JetStream, server/account_state.py, all enforced)
 _ACCOUNT_LIMITS = frozenset(
     {
         "subs",
@@ -125,9 +125,6 @@ _ACCOUNT_LIMITS = frozenset(
         "tiered_limits",
     }
 )
-# JetStream limits hybridbus does not enforce (as in a config account's jetstream
-# block): set (> 0, or true), the account JWT is not used
-_JS_REFUSED = ("max_ack_pending", "mem_max_stream_bytes", "disk_max_stream_bytes")
 # the only tier a single server has (nats-server's selectLimits: "R<replicas>")
 _R1 = "R1"
 
@@ -173,6 +170,10 @@ class AccountJwt:
     js_max_file: int = NO_LIMIT
     js_max_streams: int = NO_LIMIT
     js_max_consumers: int = NO_LIMIT
+    js_max_ack_pending: int = NO_LIMIT
+    js_max_bytes_required: bool = False
+    js_mem_max_stream_bytes: int = NO_LIMIT
+    js_disk_max_stream_bytes: int = NO_LIMIT
     mappings: list = field(default_factory=list)
 
     def revoked(self, user: str, issued_at: int) -> bool:
@@ -369,13 +370,18 @@ def parse_account(claims: dict, token: str) -> AccountJwt:
         js_max_file=js[1] if js else NO_LIMIT,
         js_max_streams=js[2] if js else NO_LIMIT,
         js_max_consumers=js[3] if js else NO_LIMIT,
+        js_max_ack_pending=js[4] if js else NO_LIMIT,
+        js_max_bytes_required=bool(js and js[5]),
+        js_mem_max_stream_bytes=js[6] if js else NO_LIMIT,
+        js_disk_max_stream_bytes=js[7] if js else NO_LIMIT,
         mappings=_mappings(nats.get("mappings")),
     )
 
 
-def _jetstream_limits(limits: dict) -> tuple[int, int, int, int] | None:
-    """(memory, file, streams, consumers) of an account JWT's JetStream, -1 for none,
-    or None when it has no JetStream. nats-server (accounts.go updateAccountClaims,
+def _jetstream_limits(limits: dict) -> tuple | None:
+    """(memory, file, streams, consumers, max_ack_pending, max_bytes_required,
+    mem_max_stream_bytes, disk_max_stream_bytes) of an account JWT's JetStream, -1
+    (False) for none, or None when it has no JetStream. nats-server (accounts.go updateAccountClaims,
     jwt v2 IsJSEnabled): enabled when mem_storage or disk_storage is not 0, -1 being
     unlimited; 0 streams or consumers is no limit (its checks are 'MaxStreams > 0').
     A tiered limit is read only for R1, the one tier of a single server."""
@@ -388,11 +394,6 @@ def _jetstream_limits(limits: dict) -> tuple[int, int, int, int] | None:
         limits = tiers[_R1]
         if not isinstance(limits, dict):
             raise J.JwtError(f"tiered limit {_R1} is not an object")
-    for key in _JS_REFUSED:
-        if _int(limits.get(key), 0) > 0:
-            raise J.JwtError(f"JetStream limit {key} is not supported")
-    if limits.get("max_bytes_required"):
-        raise J.JwtError("JetStream limit max_bytes_required is not supported")
     mem, disk = _int(limits.get("mem_storage"), 0), _int(limits.get("disk_storage"), 0)
     if mem == 0 and disk == 0:
         return None
@@ -402,7 +403,17 @@ def _jetstream_limits(limits: dict) -> tuple[int, int, int, int] | None:
         disk if disk > 0 else (0 if disk == 0 else NO_LIMIT),
         streams if streams > 0 else NO_LIMIT,
         consumers if consumers > 0 else NO_LIMIT,
+        _positive(limits, "max_ack_pending"),
+        limits.get("max_bytes_required") is True,
+        _positive(limits, "mem_max_stream_bytes"),
+        _positive(limits, "disk_max_stream_bytes"),
     )
+
+
+def _positive(limits: dict, key: str) -> int:
+    """A cap that limits only when positive (nats-server's '> 0' checks), else -1."""
+    v = _int(limits.get(key), 0)
+    return v if v > 0 else NO_LIMIT
 
 
 def _mappings(section: Any) -> list:

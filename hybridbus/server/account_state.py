@@ -42,6 +42,7 @@ from hybridbus.store import StoreError, open_store
 
 if TYPE_CHECKING:
     from hybridbus.core.account import Account
+    from hybridbus.options import AccountOptions
     from hybridbus.server.server import Server
 
 log = logging.getLogger("hybridbus.server")
@@ -157,7 +158,7 @@ def open_accounts(server: Server) -> None:
 def apply_jetstream(server: Server, account: Account) -> None:
     """Operator mode: make a JWT account's JetStream what its (new) JWT says, at once.
     Enabled: an engine (started, or its limits changed: the store's memory and file
-    limits, max_streams, max_consumers; lowered below what is used, new streams and
+    limits, max_streams, max_consumers and the rest; lowered below what is used, new streams and
     writes are refused, nothing is removed, as nats-server). Disabled (or the account
     gone): the engine stops, its streams stay in its store, and its API requests get
     10039 again (nats-server's DisableJetStream keeps the data too). A store that
@@ -174,8 +175,7 @@ def apply_jetstream(server: Server, account: Account) -> None:
             account.no_jetstream = NoJetStream(server, account)
         return
     if js is not None:
-        opts = account.options
-        js.max_streams, js.max_consumers = opts.js_max_streams, opts.js_max_consumers
+        set_engine_limits(js, account.options)
         account.store._limits["memory"], account.store._limits["file"] = _limits(server, account)
         return
     try:
@@ -191,12 +191,20 @@ def apply_jetstream(server: Server, account: Account) -> None:
     log.info("JetStream of account %s enabled", account.name)
 
 
+def set_engine_limits(js: JetStream, opts: AccountOptions) -> None:
+    """The account's JetStream limits its engine checks (the store holds memory/file)."""
+    js.max_streams = opts.js_max_streams
+    js.max_consumers = opts.js_max_consumers
+    js.max_ack_pending = opts.js_max_ack_pending
+    js.max_bytes_required = opts.js_max_bytes_required
+    js.mem_max_stream_bytes = opts.js_mem_max_stream_bytes
+    js.disk_max_stream_bytes = opts.js_disk_max_stream_bytes
+
+
 def start_jetstream(server: Server, account: Account) -> JetStream:
     """The account's own engine over its store, subscribed in its sublist."""
     js = JetStream(server, account_store(server, account), account)
-    opts = account.options
-    js.max_streams = opts.js_max_streams
-    js.max_consumers = opts.js_max_consumers
+    set_engine_limits(js, account.options)
     account.jetstream = js
     js.start()
     _live(server, account)

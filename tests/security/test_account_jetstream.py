@@ -12,7 +12,8 @@ import json
 
 import nats
 import pytest
-from nats.js.errors import NotFoundError
+from nats.js.api import AccountLimits
+from nats.js.errors import BadRequestError, NotFoundError
 
 from tests.helpers import mqtt_packets as mp
 from tests.helpers.wire import Wire
@@ -208,3 +209,135 @@ async def test_each_accounts_streams_survive_a_restart(server_process, tmp_path)
         await nc.jetstream().stream_info("KEEP")
     await nc.close()
     proc.stop()
+
+
+# nats.py's test_account_limits (tests/conf/js-limits.conf): the per-stream and
+# per-consumer limits of an account's jetstream block, with nats-server 2.15.1's errors
+# (each checked against the binary); ``max_stream_bytes: true`` is its alias of
+# max_bytes_required.
+LIMITS = """
+accounts {
+  A {
+    users: [{ user: a, password: a }]
+    jetstream: {
+      max_mem: 64MB, max_file: 32MB, max_streams: 10, max_consumers: 20,
+      max_ack_pending: 100, memory_max_stream_bytes: 2048, store_max_stream_bytes: 4096,
+      max_stream_bytes: true
+    }
+  }
+  B {
+    users: [{ user: b, password: b }]
+    jetstream { max_ack_pending: 100, mem_max_stream_bytes: 2048, disk_max_stream_bytes: 4096 }
+  }
+}
+"""
+REQUIRED = {
+    "code": 400,
+    "err_code": 10113,
+    "description": "account requires a stream config to have max bytes set",
+}
+OVER_CAP = {
+    "code": 400,
+    "err_code": 10122,
+    "description": "stream max bytes exceeds account limit max stream bytes",
+}
+
+
+@pytest.fixture
+async def limited(tmp_path):
+    server = await start(tmp_path, LIMITS)
+    yield server
+    await server.shutdown()
+
+
+async def test_nats_py_account_limits(limited):
+    nc = await login(limited, "a")
+    js = nc.jetstream()
+    with pytest.raises(BadRequestError) as err:
+        await js.add_stream(name="limits", subjects=["limits"])
+    assert (err.value.err_code, err.value.description) == (10113, REQUIRED["description"])
+    with pytest.raises(BadRequestError) as err:
+        await js.add_stream(name="limits", subjects=["limits"], max_bytes=65536)
+    assert (err.value.err_code, err.value.description) == (10122, OVER_CAP["description"])
+    si = await js.add_stream(name="limits", subjects=["limits"], max_bytes=128)
+    assert si.config.max_bytes == 128
+    await js.publish("limits", b"A" * 55)
+    assert (await js.stream_info("limits")).state.messages == 1
+    for _ in range(5):
+        await js.publish("limits", b"A")
+    info = await js.account_info()
+    assert (info.memory, info.storage, info.streams, info.consumers) == (0, 111, 1, 0)
+    assert info.limits == AccountLimits(
+        max_memory=64 << 20,
+        max_storage=32 << 20,
+        max_streams=10,
+        max_consumers=20,
+        max_ack_pending=100,
+        memory_max_stream_bytes=2048,
+        storage_max_stream_bytes=4096,
+        max_bytes_required=True,
+    )
+    assert (info.api.total, info.api.errors) == (4, 2)
+    assert (await js.stream_info("limits")).state.messages == 3  # max_bytes 128 holds
+    await nc.close()
+
+
+async def test_stream_byte_limits_at_create_and_update(limited):
+    a, b = await login(limited, "a"), await login(limited, "b")
+
+    async def create(nc, verb: str, name: str, **cfg) -> dict:
+        body = {"name": name, "subjects": [name], **cfg}
+        out = await request(nc, f"$JS.API.STREAM.{verb}.{name}", body)
+        return out.get("error") or out["config"]["max_bytes"]
+
+    # A requires max_bytes (0 reads as unset), of any storage; the caps per storage
+    assert await create(a, "CREATE", "m", storage="memory") == REQUIRED
+    assert await create(a, "CREATE", "z", max_bytes=0) == REQUIRED
+    assert await create(a, "CREATE", "m", storage="memory", max_bytes=2049) == OVER_CAP
+    assert await create(a, "CREATE", "m", storage="memory", max_bytes=2048) == 2048
+    assert await create(a, "CREATE", "f", max_bytes=4097) == OVER_CAP
+    assert await create(a, "CREATE", "f", max_bytes=4096) == 4096
+    assert await create(a, "UPDATE", "f", max_bytes=5000) == OVER_CAP
+    assert await create(a, "UPDATE", "f") == REQUIRED
+    assert await create(a, "UPDATE", "f", max_bytes=4000) == 4000
+    # B has the caps without the requirement: an unset max_bytes passes, uncapped
+    assert await create(b, "CREATE", "f") == -1
+    assert await create(b, "CREATE", "g", max_bytes=4097) == OVER_CAP
+    assert await create(b, "UPDATE", "f", max_bytes=5000) == OVER_CAP
+    assert await create(b, "UPDATE", "f", max_bytes=4096) == 4096
+    assert await create(b, "UPDATE", "f") == -1
+    for nc in (a, b):
+        await nc.close()
+
+
+async def test_consumer_max_ack_pending_is_capped_by_the_account(limited):
+    nc = await login(limited, "b")
+    await nc.jetstream().add_stream(name="S", subjects=["s"])
+
+    async def consumer(name: str, **cfg) -> object:
+        body = {"stream_name": "S", "config": {"durable_name": name, **cfg}}
+        out = await request(nc, f"$JS.API.CONSUMER.CREATE.S.{name}", body)
+        return out.get("error") or out["config"].get("max_ack_pending")
+
+    over = {
+        "code": 400,
+        "err_code": 10121,
+        "description": "consumer max ack pending exceeds system limit of 100",
+    }
+    # the default (1000) becomes the account's; more than it is refused, whatever the
+    # ack policy; -1 (no limit) passes; an update is checked too
+    assert await consumer("c1", ack_policy="explicit") == 100
+    assert await consumer("c2", ack_policy="explicit", max_ack_pending=101) == over
+    assert await consumer("c3", ack_policy="all", max_ack_pending=100) == 100
+    assert await consumer("c4", ack_policy="explicit", max_ack_pending=-1) == -1
+    assert await consumer("c5", max_ack_pending=101) == over  # ack none
+    assert await consumer("c6") is None  # ack none: no default
+    assert await consumer("c1", ack_policy="explicit", max_ack_pending=200) == over
+    # and the pull consumer holds at most 100 unacknowledged
+    js = nc.jetstream()
+    for i in range(120):
+        await nc.publish("s", b"%d" % i)
+    sub = await js.pull_subscribe_bind("c1", "S")
+    msgs = await sub.fetch(120, timeout=1)
+    assert len(msgs) == 100
+    await nc.close()

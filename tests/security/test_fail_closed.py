@@ -60,18 +60,7 @@ def refused(key: str) -> str:
 # (id, config text, what the one error line must contain). `{cert}`, `{key}` and
 # `{ca}` are the test PKI's files.
 REFUSED = [
-    # JetStream per account is enforced (ENFORCED below); the account limits hybridbus
-    # does not enforce stop the start rather than show in $JS.API.INFO unenforced
-    (
-        "accounts.jetstream.max_ack_pending",
-        "accounts { A { jetstream: { max_streams: 2, max_ack_pending: 10 } } }",
-        'field "max_ack_pending" is not supported by hybridbus (an account JetStream limit ',
-    ),
-    (
-        "accounts.jetstream.max_bytes_required",
-        "accounts { A { jetstream: { max_bytes_required: true } } }",
-        'field "max_bytes_required" is not supported by hybridbus (an account JetStream limit ',
-    ),
+    # JetStream per account is enforced with all its limits (ENFORCED below)
     # operator (JWT) mode: the lead implements it later in issue 16
     # a system account that is not configured (nats-server's start-up error)
     ("system_account", "system_account: SYS", "error resolving system account: account missing"),
@@ -453,13 +442,25 @@ async def probe_account_jetstream(server: Server, pki) -> None:
     a = await nats_accepted(port, b'{"verbose":false,"user":"a","pass":"b"}')
     await a.send(b"SUB in 1\r\nPUB $JS.API.INFO in 0\r\n\r\n")
     msg = rb"(?:PING\r\n)*MSG in 1 \d+\r\n[^\r]*"
-    limits = rb'"limits":\{"max_memory":1000000,"max_storage":-1,"max_streams":1,'
-    await a.expect_re(msg + limits + rb"[^\r]*\r\n")
-    create = b'{"name":"S%d","subjects":["s%d"],"storage":"memory"}'
-    for i, answer in ((0, rb'"did_create":true'), (1, rb'"err_code":10027')):
-        body = create % (i, i)
+    limits = (
+        rb'"limits":\{"max_memory":1000000,"max_storage":-1,"max_streams":1,"max_consumers":-1,'
+        rb'"max_ack_pending":10,"memory_max_stream_bytes":1024,"storage_max_stream_bytes":-1,'
+        rb'"max_bytes_required":true\}'
+    )
+    await a.expect_re(msg + rb"[^\r]*" + limits + rb"[^\r]*\r\n")
+    create = b'{"name":"S%d","subjects":["s%d"],"storage":"memory"%s}'
+    for i, extra, answer in (
+        (0, b"", rb'"err_code":10113'),  # max_bytes_required
+        (0, b',"max_bytes":1025', rb'"err_code":10122'),  # over memory_max_stream_bytes
+        (0, b',"max_bytes":1024', rb'"did_create":true'),
+        (1, b',"max_bytes":1024', rb'"err_code":10027'),
+    ):
+        body = create % (i, i, extra)
         await a.send(b"PUB $JS.API.STREAM.CREATE.S%d in %d\r\n%s\r\n" % (i, len(body), body))
         await a.expect_re(msg + answer + rb"[^\r]*\r\n")
+    body = b'{"stream_name":"S0","config":{"durable_name":"D","max_ack_pending":11}}'
+    await a.send(b"PUB $JS.API.CONSUMER.CREATE.S0.D in %d\r\n%s\r\n" % (len(body), body))
+    await a.expect_re(msg + rb'[^\r]*"err_code":10121[^\r]*\r\n')
     g = await nats_accepted(port, b'{"verbose":false}')
     await g.send(b"SUB in 1\r\nPUB $JS.API.STREAM.NAMES in 0\r\n\r\n")
     # A's stream is not $G's (whose list may hold its $MQTT_ streams only)
@@ -666,7 +667,8 @@ ENFORCED = [
     ),
     (
         "accounts.jetstream",
-        "accounts { A { users: [{user: a, password: b}], jetstream { max_mem: 1M, max_streams: 1 }"
+        "accounts { A { users: [{user: a, password: b}], jetstream { max_mem: 1M, max_streams: 1,"
+        " max_ack_pending: 10, mem_max_stream_bytes: 1024, max_bytes_required: true }"
         " } }\nno_auth_user: g\nauthorization { users: [{user: g, password: h}] }",
         probe_account_jetstream,
     ),

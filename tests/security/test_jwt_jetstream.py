@@ -1,8 +1,9 @@
 """Operator mode: an account JWT's JetStream limits give the account its own JetStream
 (nats-server: enabled when mem_storage or disk_storage is not 0; streams and consumer
-limits, 0 being none), its mappings apply, and a claims update changes both at once.
-What is not enforced (max_ack_pending, per-stream byte caps, max_bytes_required, tiers
-other than R1) and mappings that cannot be honoured make the JWT unusable."""
+limits, 0 being none; max_ack_pending, the per-stream byte caps and max_bytes_required
+with nats-server's errors), its mappings apply, and a claims update changes both at once.
+What is not enforced (tiers other than R1) and mappings that cannot be honoured make the
+JWT unusable."""
 
 from __future__ import annotations
 
@@ -170,10 +171,6 @@ async def test_jwt_mappings_apply_to_nats_and_mqtt(env):
 @pytest.mark.parametrize(
     "nats, why",
     [
-        ({"limits": dict(A_JS, max_ack_pending=100)}, "max_ack_pending"),
-        ({"limits": dict(A_JS, mem_max_stream_bytes=1024)}, "mem_max_stream_bytes"),
-        ({"limits": dict(A_JS, disk_max_stream_bytes=1024)}, "disk_max_stream_bytes"),
-        ({"limits": dict(A_JS, max_bytes_required=True)}, "max_bytes_required"),
         ({"limits": {"tiered_limits": {"R3": {"mem_storage": -1}}}}, "tiered"),
         ({"mappings": {"a.*": [{"subject": "b.$2"}]}}, "mapping"),
         (
@@ -195,7 +192,7 @@ async def test_what_is_not_enforced_is_refused(env, nats, why):
 
 async def test_an_account_whose_jwt_is_refused_logs_nobody_in(tmp_path):
     op = Op(tmp_path)
-    op.set_account("A", limits=dict(A_JS, max_ack_pending=100))
+    op.set_account("A", limits={"tiered_limits": {"R3": {"mem_storage": -1}}})
     server = await start(op)
     try:
         assert op.key("A") not in server.accounts
@@ -206,3 +203,51 @@ async def test_an_account_whose_jwt_is_refused_logs_nobody_in(tmp_path):
         await b.close()
     finally:
         await server.shutdown()
+
+
+async def test_jwt_stream_and_consumer_limits_are_enforced(env):
+    """A claims update with max_ack_pending, mem/disk_max_stream_bytes and
+    max_bytes_required applies at once, with nats-server 2.15.1's errors."""
+    op, server = env
+    limits = dict(
+        A_JS,
+        max_ack_pending=10,
+        mem_max_stream_bytes=1024,
+        disk_max_stream_bytes=2048,
+        max_bytes_required=True,
+    )
+    op.account_jwts["A"] = T.account_jwt(op.accounts["A"], op.signer, limits=limits)
+    assert "error" not in await push(op, server, "A")
+    a = await connect(server, op.creds("A"))
+    info = await request(a, "$JS.API.INFO")
+    assert info["limits"] == {
+        "max_memory": 1 << 20,
+        "max_storage": 10 << 20,
+        "max_streams": 2,
+        "max_consumers": 1,
+        "max_ack_pending": 10,
+        "memory_max_stream_bytes": 1024,
+        "storage_max_stream_bytes": 2048,
+        "max_bytes_required": True,
+    }
+    err = (await request(a, "$JS.API.STREAM.CREATE.S", stream("S")))["error"]
+    assert (err["err_code"], err["description"]) == (
+        10113,
+        "account requires a stream config to have max bytes set",
+    )
+    err = (await request(a, "$JS.API.STREAM.CREATE.S", stream("S", max_bytes=1025)))["error"]
+    assert (err["err_code"], err["description"]) == (
+        10122,
+        "stream max bytes exceeds account limit max stream bytes",
+    )
+    assert "error" not in await request(a, "$JS.API.STREAM.CREATE.S", stream("S", max_bytes=1024))
+    body = {"stream_name": "S", "config": {"durable_name": "D", "ack_policy": "explicit"}}
+    err = await request(a, "$JS.API.CONSUMER.CREATE.S.D", body)
+    assert err["config"]["max_ack_pending"] == 10  # the account's, not the default 1000
+    body["config"]["max_ack_pending"] = 11
+    err = (await request(a, "$JS.API.CONSUMER.CREATE.S.D", body))["error"]
+    assert (err["err_code"], err["description"]) == (
+        10121,
+        "consumer max ack pending exceeds system limit of 10",
+    )
+    await a.close()
