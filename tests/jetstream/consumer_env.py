@@ -9,20 +9,13 @@ says which one it is, for the few hybridbus-only checks.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import shutil
-import socket
-import subprocess
 from typing import Any, NamedTuple
 
-import nats
 import pytest
 
-from tests.helpers.wire import Wire, nats_connect
-
-JS_CONNECT = b'{"verbose":false,"pedantic":false,"headers":true,"no_responders":true}'
+from tests.helpers.wire import Wire
+from tests.jetstream.stream_env import StreamEnv, start_nats_server, stop
 
 
 class Frame(NamedTuple):
@@ -92,45 +85,11 @@ async def pull(
     await pub(w, f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", body, inbox)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Env:
-    def __init__(self, port: int, server: Any = None) -> None:
-        self.port = port
-        self.url = f"nats://127.0.0.1:{port}"
-        self.server = server
-        self.reference = server is None
-        self.nc: Any = None
-        self.js: Any = None
-        self._clients: list[Any] = []
-        self._wires: list[Wire] = []
-
-    async def connect(self) -> Any:
-        nc = await nats.connect(self.url)
-        self._clients.append(nc)
-        return nc
-
-    async def wire(self) -> Wire:
-        """A raw connection with headers and no_responders, PING/PONG synced."""
-        w = await nats_connect(self.port, JS_CONNECT)
-        self._wires.append(w)
-        return w
+class Env(StreamEnv):
+    """StreamEnv (connect, raw wires, raw API requests) plus consumer helpers."""
 
     async def add_stream(self, name: str, subjects: list[str], **kw: Any) -> None:
         await self.js.add_stream(name=name, subjects=subjects, **kw)
-
-    async def api(self, subject: str, body: Any = b"", timeout: float = 2.0) -> dict:
-        """A raw $JS.API request; the JSON answer (type dropped)."""
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        msg = await self.nc.request(subject, body, timeout=timeout)
-        doc = json.loads(msg.data)
-        doc.pop("type", None)
-        return doc
 
     async def create(self, stream: str, config: dict, subject: str | None = None) -> dict:
         """CONSUMER.CREATE (named form when the config has a name)."""
@@ -146,42 +105,12 @@ class Env:
         for i in range(count):
             await self.js.publish(subject, prefix + b"%d" % i)
 
-    async def close(self) -> None:
-        for w in self._wires:
-            await w.close()
-        for nc in self._clients:
-            try:
-                await nc.close()
-            except Exception:
-                pass
-
-
-async def _start_reference(tmp_path) -> tuple[subprocess.Popen, int]:
-    binary = (
-        os.environ.get("HB_NATS_SERVER")
-        or shutil.which("nats-server")
-        or "/tmp/venv/bin/nats-server"
-    )
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp_path / "ref")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
-    return proc, port
-
 
 @pytest.fixture
 async def env(server_factory, tmp_path):
     proc = None
     if os.environ.get("HB_REFERENCE"):
-        proc, port = await _start_reference(tmp_path)
+        proc, port = await start_nats_server(str(tmp_path / "ref"))
         e = Env(port)
     else:
         server = await server_factory()
@@ -193,5 +122,4 @@ async def env(server_factory, tmp_path):
     finally:
         await e.close()
         if proc is not None:
-            proc.kill()
-            proc.wait(5)
+            stop(proc)
