@@ -58,6 +58,8 @@ from hybridbus.store.errors import (
     StreamNotFound,
 )
 from hybridbus.store.match import valid_subject
+from hybridbus.subjects import subject_matches
+from hybridbus.transform import Transform
 
 if TYPE_CHECKING:
     from hybridbus.jetstream.engine import JetStream
@@ -76,54 +78,20 @@ _REF = re.compile(r"^(?:\$(\d+)|\{\{\s*wildcard\s*\(\s*(\d+)\s*\)\s*\}\})$", re.
 
 
 def compile_transform(src: str, dest: str) -> Callable[[str], str | None]:
-    """A subject transform (nats-server ``NewSubjectTransform``, the wildcard subset):
-    ``src`` a filter, ``dest`` literal tokens, ``$N`` / ``{{wildcard(N)}}`` (the N-th
-    ``*`` of ``src``) and a last ``>`` (what ``src``'s ``>`` matched). Returns a function
-    giving the new subject, or None when the subject does not match ``src``. Raises
-    ValueError for a destination this server cannot map."""
+    """A mirror's or source's subject transform: ``hybridbus.transform.Transform``
+    (nats-server's ``NewSubjectTransform``) limited to the wildcard subset, ``$N`` /
+    ``{{wildcard(N)}}`` and a last ``>``. Returns a function giving the new subject, or
+    None when the subject does not match ``src``. Raises ValueError for a destination
+    this server does not map here (a mapping function, or an invalid one)."""
     src = src or ">"
     dest = dest or src
-    stoks = src.split(".")
-    stars = [i for i, t in enumerate(stoks) if t == "*"]
-    has_fwc = stoks[-1] == ">"
-    plan: list[tuple[str, Any]] = []
     for tok in dest.split("."):
-        m = _REF.match(tok)
-        if m:
-            n = int(m.group(1) or m.group(2))
-            if not 1 <= n <= len(stars):
-                raise ValueError(f"wildcard index out of range in {tok}: [{n}]")
-            plan.append(("ref", stars[n - 1]))
-        elif tok == ">":
-            if not has_fwc:
-                raise ValueError("destination has a '>' the source does not have")
-            plan.append(("fwc", len(stoks) - 1))
-        elif "{{" in tok:  # partition(), split()...: not mapped here
+        if "{{" in tok and not _REF.match(tok):  # partition(), split()...
             raise ValueError(f"mapping function not supported: {tok}")
-        else:
-            plan.append(("lit", tok))
-    if not has_fwc and plan and plan[-1][0] == "fwc":
-        raise ValueError("destination has a '>' the source does not have")
+    transform = Transform(src, dest)
 
     def apply(subject: str) -> str | None:
-        toks = subject.split(".")
-        if has_fwc:
-            if len(toks) < len(stoks):
-                return None
-        elif len(toks) != len(stoks):
-            return None
-        for i, st in enumerate(stoks):
-            if st != "*" and st != ">" and st != toks[i]:
-                return None
-        out = []
-        for kind, v in plan:
-            if kind == "lit":
-                out.append(v)
-            elif kind == "ref":
-                out.append(toks[v])
-            else:
-                out.extend(toks[v:])
-        return ".".join(out)
+        return transform.apply(subject) if subject_matches(src, subject) else None
 
     return apply
 
