@@ -38,6 +38,7 @@ def build_options(
     debug: bool = False,
     trace: bool = False,
     trace_verbose: bool = False,
+    name: str | None = None,
 ) -> tuple[Options, list[str]]:
     """Options from the config file (or the embedded defaults), then the flags on top.
 
@@ -52,6 +53,7 @@ def build_options(
     else:
         options = Options()
     flags = {
+        "server_name": name,
         "host": host,
         "port": port,
         "mqtt.port": mqtt_port,
@@ -115,6 +117,13 @@ def main() -> None:
     "WebSocket unless the config file sets their host.",
 )
 @click.option("-p", "--port", type=PORT, help="Port for NATS clients (default 4222).")
+@click.option(
+    "-n",
+    "--name",
+    "--server_name",
+    "name",
+    help="Server name (unique in a cluster; default: its id).",
+)
 @click.option("--mqtt-port", type=PORT, help="Port for MQTT clients (default 1883).")
 @click.option("-m", "--http-port", type=PORT, help="Port for HTTP monitoring (default 8222).")
 @click.option(
@@ -127,13 +136,14 @@ def main() -> None:
     count=True,
     help="Trace the protocols ([TRC] lines); -VV adds payloads (trace_verbose).",
 )
-def serve(config, host, port, mqtt_port, http_port, store_dir, debug, trace) -> None:
+def serve(config, host, port, name, mqtt_port, http_port, store_dir, debug, trace) -> None:
     """Run the server."""
     try:
         options, warnings = build_options(
             config,
             host=host,
             port=port,
+            name=name,
             mqtt_port=mqtt_port,
             http_port=http_port,
             store_dir=store_dir,

@@ -168,6 +168,33 @@ class MQTTOptions:
     # A KV bucket name: retained messages readable and writable as that nats-py bucket
     # (hybridbus.jetstream.retained_kv); needs JetStream.
     retained_kv: str | None = None
+    # MQTT state in the JetStream of this domain, reached over the leaf-node link
+    # ($JS.<domain>.API): nats-server's options of the same names (docs/clustering.md)
+    js_domain: str | None = None
+    stream_replicas: int = 1
+    consumer_replicas: int = 0  # 0: as the stream
+    consumer_memory_storage: bool = False
+    js_api_timeout: float = 5.0
+
+
+@dataclass
+class LeafRemoteOptions:
+    """One ``leafnodes { remotes [...] }`` entry: the hub hybridbus dials as a spoke."""
+
+    urls: list[str] = field(default_factory=list)
+    account: str = "$G"  # the local account the link binds
+    credentials: str | None = None  # a .creds file: user JWT + seed (nonce signed)
+    nkey: str | None = None  # a user seed (nonce signed)
+    tls: TLSOptions | None = None
+    deny_imports: list[str] = field(default_factory=list)
+    deny_exports: list[str] = field(default_factory=list)
+    no_randomize: bool = False
+
+
+@dataclass
+class LeafNodeOptions:
+    remotes: list[LeafRemoteOptions] = field(default_factory=list)
+    reconnect: float = 1.0  # seconds between attempts (nats-server's default)
 
 
 @dataclass
@@ -248,6 +275,7 @@ class Options:
     jetstream: JetStreamOptions = field(default_factory=JetStreamOptions)
     mqtt: MQTTOptions = field(default_factory=MQTTOptions)
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
+    leafnodes: LeafNodeOptions = field(default_factory=LeafNodeOptions)
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     # the parsed config map and its sha256 digest, for /varz

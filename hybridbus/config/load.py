@@ -51,6 +51,7 @@ from .gotext import (  # parse_go_duration is re-exported
 from .opts_accounts import accounts, check_accounts, mappings
 from .opts_auth import authorization
 from .opts_jetstream import j_store_dir, jetstream
+from .opts_leaf import check_leafnodes, leafnodes
 from .opts_listeners import tls
 from .opts_mqtt import mqtt, websocket
 from .opts_operator import check_operator, t_operator, t_pinned, t_resolver, t_resolver_preload
@@ -77,8 +78,6 @@ UNSUPPORTED_TOP_LEVEL = frozenset(
         "client_advertise",
         "cluster",
         "gateway",
-        "leafnodes",
-        "leaf",
         "write_timeout",
         "trace_headers",
         "logtime_utc",
@@ -260,6 +259,10 @@ def t_websocket(ld: Loader, opts: Options, node: Node, key: str) -> None:
     websocket(ld, node, opts.websocket)
 
 
+def t_leafnodes(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    leafnodes(ld, node, opts)
+
+
 _TOP: dict[str, Handler] = {
     "listen": store_listen("host", "port"),
     "port": store("port", Loader.port),
@@ -324,6 +327,8 @@ _TOP: dict[str, Handler] = {
     "mqtt": t_mqtt,
     "websocket": t_websocket,
     "ws": t_websocket,
+    "leafnodes": t_leafnodes,
+    "leaf": t_leafnodes,
 }
 
 
@@ -348,6 +353,8 @@ def load_options(path: str | None) -> tuple[Options, list[str]]:
         check_operator(loader, opts, f"{path}:1:0")
     if not loader.errors:
         check_accounts(loader, opts, f"{path}:1:0")
+    if not loader.errors:
+        check_leafnodes(loader, opts, f"{path}:1:0")
     if loader.errors:
         raise ConfigError(loader.errors, loader.warnings)
     for name, target in (

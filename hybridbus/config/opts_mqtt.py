@@ -17,12 +17,6 @@ from .readers import BAD, Handler, Loader, store
 
 _UNSUPPORTED_MQTT = frozenset(
     {
-        "js_api_timeout",
-        "api_timeout",
-        "js_domain",
-        "stream_replicas",
-        "consumer_replicas",
-        "consumer_memory_storage",
         "consumer_inactive_threshold",
         "consumer_auto_cleanup",
     }
@@ -126,8 +120,24 @@ def w_handshake_timeout(ld: Loader, ws: WebSocketOptions, node: Node, key: str) 
         ld.err(node, f"error parsing handshake timeout: unsupported type {go_type(v)}")
 
 
+def m_js_api_timeout(ld: Loader, mq: MQTTOptions, node: Node, key: str) -> None:
+    secs = ld.duration(key, node)
+    if secs is not None:
+        if secs <= 0:
+            ld.err(node, "js_api_timeout must be positive")
+        else:
+            mq.js_api_timeout = secs
+
+
 _MQTT: dict[str, Handler] = {
     **LISTENER,
+    # MQTT state in a JetStream domain over the leaf link (docs/clustering.md)
+    "js_domain": store("js_domain", Loader.str_),
+    "stream_replicas": store("stream_replicas", Loader.int_in, 0, 5),
+    "consumer_replicas": store("consumer_replicas", Loader.int_in, 0, 5),
+    "consumer_memory_storage": store("consumer_memory_storage", Loader.bool_),
+    "js_api_timeout": m_js_api_timeout,
+    "api_timeout": m_js_api_timeout,
     "ack_wait": m_ack_wait,
     "ackwait": m_ack_wait,
     "max_ack_pending": store("max_ack_pending", Loader.int_in, 0, 0xFFFF),

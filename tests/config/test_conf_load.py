@@ -226,8 +226,6 @@ def test_server_tags_and_metadata(conf):
     [
         ("cluster { port: -1 }", "cluster"),
         ("gateway { name: a, port: -1 }", "gateway"),
-        ("leafnodes { port: -1 }", "leafnodes"),
-        ("leaf { port: -1 }", "leaf"),
         ("logtime_utc: true", "logtime_utc"),
         ("max_sub_tokens: 5", "max_sub_tokens"),
         ("write_timeout: close", "write_timeout"),

@@ -94,16 +94,22 @@ def test_mqtt_errors(conf, body, msg):
     assert conf.errors("mqtt: 5") == ["c.conf:1:0: Expected mqtt to be a map, got int64"]
 
 
-def test_mqtt_nats_only_options_warn(conf):
+def test_mqtt_cluster_options_load(conf):
+    """nats-server's MQTT-in-a-JetStream-domain options (docs/clustering.md)."""
     opts, warnings = conf.load(
-        'mqtt { js_domain: hub, consumer_replicas: 3, stream_replicas: 1, js_api_timeout: "5s" }'
+        'leafnodes { remotes [ { url: "nats-leaf://127.0.0.1:7422" } ] }\n'
+        'mqtt { js_domain: hub, consumer_replicas: 3, stream_replicas: 3, js_api_timeout: "2s",'
+        " consumer_memory_storage: true }"
     )
-    assert warnings == [
-        'c.conf:1:7: field "js_domain" is not supported by hybridbus and is ignored',
-        'c.conf:1:23: field "consumer_replicas" is not supported by hybridbus and is ignored',
-        'c.conf:1:45: field "stream_replicas" is not supported by hybridbus and is ignored',
-        'c.conf:1:65: field "js_api_timeout" is not supported by hybridbus and is ignored',
-    ]
+    assert warnings == []
+    mq = opts.mqtt
+    assert (mq.js_domain, mq.stream_replicas, mq.consumer_replicas) == ("hub", 3, 3)
+    assert (mq.js_api_timeout, mq.consumer_memory_storage) == (2.0, True)
+
+
+def test_mqtt_js_domain_needs_a_way_there(conf):
+    errors = conf.errors("mqtt { js_domain: hub }")
+    assert len(errors) == 1 and "no leafnode remote" in errors[0]
 
 
 # -- websocket -------------------------------------------------------------------------------

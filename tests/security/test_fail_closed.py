@@ -10,8 +10,10 @@ config and shows a client without the right credentials being refused. The key l
 comes from nats-server's server/opts.go (v2.15: top level, ``authorization``, user
 entries, ``mqtt``/``websocket``, ``tls``); ``test_every_refused_key_is_tested`` keeps
 it in step with the loader's own refusal sets. The ``cluster``, ``gateway`` and
-``leafnodes`` blocks stay warned about and ignored as a whole: no listener opens for
-them, which the last test shows, so their auth settings guard nothing.
+blocks stay warned about and ignored as a whole: no listener opens for them, which the
+last tests show, so their auth settings guard nothing; a ``leafnodes`` block that would
+accept leaf connections (a listener, its authorization) stops the load, since hybridbus
+only dials hubs (``remotes``).
 """
 
 from __future__ import annotations
@@ -732,11 +734,10 @@ async def test_enforced_options_refuse_clients_without_credentials(tmp_path, pki
 # -- blocks ignored whole: no listener, so their auth settings guard nothing -------------
 
 
-@pytest.mark.parametrize("block", ["cluster", "gateway", "leafnodes"])
+@pytest.mark.parametrize("block", ["cluster", "gateway"])
 async def test_ignored_server_links_open_no_port(tmp_path, pki, block):
-    """cluster, gateway and leafnodes are warned about and ignored as a whole: hybridbus
-    opens no listener for them and dials nobody, so their authorization (and a leaf
-    remote's credentials) cannot let anyone in."""
+    """cluster and gateway are warned about and ignored as a whole: hybridbus opens no
+    listener for them and dials nobody, so their authorization cannot let anyone in."""
     port = free_port()
     name = 'name: "g", ' if block == "gateway" else ""
     text = (
@@ -754,3 +755,16 @@ async def test_ignored_server_links_open_no_port(tmp_path, pki, block):
             await asyncio.open_connection("127.0.0.1", port)
     finally:
         await server.shutdown()
+
+
+@pytest.mark.parametrize("key", ["listen", "authorization"])
+def test_leafnode_accepting_side_is_refused(tmp_path, pki, key):
+    """hybridbus is a leaf spoke only: the accepting side's listener or authorization
+    would guard nothing, so they stop the load."""
+    value = '"127.0.0.1:7422"' if key == "listen" else "{ user: a, password: b }"
+    path = _write(
+        tmp_path, BASE.format(store=tmp_path / "js") + f"leafnodes {{ {key}: {value} }}", pki
+    )
+    with pytest.raises(ConfigError) as info:
+        load_options(path)
+    assert "does not accept leaf node connections" in str(info.value.lines)
