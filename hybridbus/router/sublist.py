@@ -77,6 +77,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from itertools import islice
+from typing import Any
 
 from hybridbus.subjects import is_valid_queue_name, is_valid_subject, subject_matches
 
@@ -317,6 +318,9 @@ class Sublist:
         self._removes = 0
         self._matches = 0
         self._misses = 0
+        # Told of every change as watch(sub, +1 / -1): the leaf-node link announces
+        # the account's interest to its hubs (hybridbus/leaf/interest.py).
+        self.watch: Any = None
 
     # -- changes ------------------------------------------------------------
 
@@ -377,6 +381,8 @@ class Sublist:
         self._count += 1
         self._inserts += 1
         self.genid += 1
+        if self.watch is not None:
+            self.watch(sub, 1)
         cache = self._cache
         if not cache:
             return
@@ -452,6 +458,8 @@ class Sublist:
         self._count -= 1
         self._removes += 1
         self.genid += 1
+        if self.watch is not None:
+            self.watch(sub, -1)
         cache = self._cache
         if not cache:
             return True
