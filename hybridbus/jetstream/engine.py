@@ -113,6 +113,11 @@ class JetStream:
         # any other stream gets no responders (503), as from nats-server.
         for family in API_FAMILIES:
             self.subscribe(family, lambda s, r, h, p, m: api.on_request(self, s, r, h, p))
+        domain = self.hub.options.jetstream.domain
+        if domain:
+            # nats-server maps $JS.<domain>.API.> to $JS.API.> in every account with
+            # JetStream: the domain-prefixed API is the same API (and MSG.NEXT, DIRECT.GET).
+            self.subscribe(f"$JS.{domain}.API.>", self._domain_request)
         capture.start(self)  # stream subjects and direct-get responders
         delivery.start(self)  # $JS.ACK.>, $JS.FC.>, MSG.NEXT and the stored consumers
         from hybridbus.jetstream import mirror
@@ -138,6 +143,14 @@ class JetStream:
         self.sublist.insert(sub)
         self._subs.append(sub)
         return sub
+
+    def _domain_request(self, subject: str, reply, headers, payload: bytes, mqtt_msg) -> None:
+        """``$JS.<domain>.API.<rest>``: handled as ``$JS.API.<rest>`` by whichever of our
+        own subscriptions that subject reaches (runs inside Server.route, as they do)."""
+        local = "$JS.API." + subject.split(".", 3)[3]
+        for sub in self.sublist.match(local).plain:
+            if sub.client is self and isinstance(sub, InternalSub):
+                sub.handler(local, reply, headers, payload, mqtt_msg)
 
     def unsubscribe(self, sub: InternalSub) -> None:
         self.sublist.remove(sub)
