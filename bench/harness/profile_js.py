@@ -1,7 +1,7 @@
 """Profile hybridbus under a JetStream load with py-spy: where the server's time goes.
 
     .venv/bin/python -m bench.harness.profile_js pub|pull|kv [--secs 8] [--prefill 500000]
-        [--svg PATH] [--lines]
+        [--svg PATH] [--lines] [--cpu] [--server nats-server]
 
 Starts hybridbus (JetStream, file storage, a temp dir) as the suite does, runs the
 scenario's generator role (the same as js_publish / js_pull / kv_latency), and while the
@@ -11,6 +11,12 @@ then the functions by self time and by inclusive time (``--lines``: per line), f
 collapsed stacks (kept in ``/tmp/profile_js_<scenario>.txt``); ``--svg`` also writes a
 flame graph (a second py-spy sampling the same window). Profiling costs the server some speed, so
 take rates from the suite and proportions from here.
+
+``--cpu`` samples nothing: it prints the server's CPU time per message over the window
+(microseconds; for ``pub`` per acked publish, for ``pull`` per message consumed and acked,
+for ``kv`` per round trip, a put or a get). On a machine shared with other work this is
+steadier than a rate: it measures what an optimisation saves, not what the neighbours
+took. ``--server nats-server`` measures the reference the same way.
 """
 
 from __future__ import annotations
@@ -82,11 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefill", type=int, default=500000, help="js_pull's stream (500000)")
     p.add_argument("--svg", help="also write a flame graph here")
     p.add_argument("--lines", action="store_true", help="per line rather than per function")
+    p.add_argument("--cpu", action="store_true", help="no profile: server CPU per message")
+    p.add_argument("--server", default="hybridbus", help="with --cpu: hybridbus or nats-server")
     a = p.parse_args(argv)
-    spy = _py_spy()
+    spy = "" if a.cpu else _py_spy()
     raw = f"/tmp/profile_js_{a.scenario}.txt"
     o = Options(js_prefill=a.prefill)
-    srv = servers.start("hybridbus", "jetstream")
+    srv = servers.start(a.server if a.cpu else "hybridbus", "jetstream")
+    msgs = 0
     try:
         host, port = srv.host, srv.nats_port
         if a.scenario == "pull":
@@ -110,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             outs = [["--format", "raw", "-o", raw]] + ([["-o", a.svg]] if a.svg else [])
             recs = [
                 subprocess.Popen([*base, *o], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-                for o in outs
+                for o in ([] if a.cpu else outs)
             ]
             time.sleep(max(0.0, t1 - time.monotonic()))
             c1 = proc_cpu(srv.pid)
@@ -120,11 +129,17 @@ def main(argv: list[str] | None = None) -> int:
             for w in fleet.workers:
                 r = w.result or {}
                 print(w.name, {k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()})
+                # messages in the window: acked publishes, or what the role counted
+                rate = r.get("ack_rate", r.get("rate", 0.0)) or 0.0
+                msgs += r.get("count", 0) if "ack_rate" not in r else int(rate * r["elapsed"])
         if c0 is not None and c1 is not None:
             print(f"server cpu {(c1 - c0) / a.secs:.0%} over {a.secs:g} s")
+            if msgs:
+                print(f"server cpu per message {1e6 * (c1 - c0) / msgs:.2f} us ({msgs} msgs)")
     finally:
         srv.stop()
-    print(summarize(raw, a.lines))
+    if not a.cpu:
+        print(summarize(raw, a.lines))
     return 0
 
 

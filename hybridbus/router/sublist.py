@@ -63,6 +63,17 @@ handing it out. The cache stays exact:
 ``Sublist(cache=False)`` (or ``set_cache(False)``) turns the cache off; the tests run
 every case both ways.
 
+Reply subjects. Replies are published once each under a prefix of their receiver's
+(``_INBOX.<id>.<n>`` under ``_INBOX.<id>.*``; a JetStream ack ``$JS.ACK.<9 tokens>``
+under ``$JS.ACK.>``), so the cache misses every one of them (a PubAck each: the
+js_publish profile's router time). When no literal filter names the subject and no
+wildcard filter in the trie has a literal token after the subject's *head* (all but
+the last token; ``$JS.ACK`` for an ack), the walk gives the same result for every
+subject under that head with as many tokens: ``_tails`` keeps it, keyed by the head,
+with the ``genid`` it was found at (any insert or remove makes it stale). A head is
+checked (``_open_tail``) at its second miss, so subjects that never share a head cost
+one dict lookup and store each. Off with the cache.
+
 Generation id. ``genid`` moves on every insert and remove that changed something, so
 a caller that keeps its own per-connection cache of results can drop it when the
 number moves.
@@ -96,6 +107,8 @@ DEFAULT_CACHE_SWEEP = 768
 # Checked on the wildcard path only, where acks go (to the engine's ``$JS.ACK.>``),
 # and on the split tokens: a prefix test on every miss cost other misses ~1/3 more.
 ONE_OFF_PREFIX = "$JS.ACK."
+# A reply head seen once (``Sublist._tails``); checked for an open tail at its second miss.
+_ONCE = object()
 
 
 class Subscription:
@@ -214,6 +227,31 @@ def _walk(root: _Node, toks: list[str], hits: list[_Node]) -> None:
                 hits.append(n)
 
 
+def _open_tail(root: _Node, head: list[str], ntail: int) -> bool:
+    """Whether every subject ``head`` + ``ntail`` more (non-empty) tokens gets the same
+    walk: no trie node that such a subject reaches below ``head`` has literal children
+    (so ``lits.get`` is None whatever the token; ``*`` and ``>`` match any)."""
+    level = [root]
+    for t in head:
+        nxt = []
+        for n in level:
+            c = n.lits.get(t)
+            if c is not None:
+                nxt.append(c)
+            if n.pwc is not None:
+                nxt.append(n.pwc)
+        level = nxt
+    for _ in range(ntail):
+        nxt = []
+        for n in level:
+            if n.lits:
+                return False
+            if n.pwc is not None:
+                nxt.append(n.pwc)
+        level = nxt
+    return True
+
+
 def _add_to_result(r: SublistResult, sub: Subscription) -> SublistResult:
     """A copy of ``r`` that also holds ``sub`` (``r`` itself is shared: not touched)."""
     if sub.queue is None:
@@ -307,6 +345,8 @@ class Sublist:
         self._root = _Node()  # trie of the filters with a wildcard token
         self._nwild = 0  # subscriptions in the trie; 0 lets a miss skip the walk
         self._cache: dict[str, SublistResult] = {}
+        # reply head -> (genid, _ONCE | None (not open) | result): "Reply subjects"
+        self._tails: dict[Any, tuple[int, Any]] = {}
         self._cache_on = cache
         self._cache_max = cache_max
         if cache_sweep is None:
@@ -481,7 +521,12 @@ class Sublist:
         # Miss (see the module docstring).
         self._misses += 1
         n = self._lit.get(subject)
-        if self._nwild:
+        # A reply subject under a known open head needs no walk ("Reply subjects").
+        r = self._tail_result(subject) if n is None and self._tails and self._nwild else None
+        if r is not None:
+            if subject.startswith(ONE_OFF_PREFIX):
+                return r  # a JetStream ack: not cached (see ONE_OFF_PREFIX)
+        elif self._nwild:
             toks = subject.split(".")
             if "" in toks:
                 return _EMPTY
@@ -501,6 +546,8 @@ class Sublist:
                     plain += nr.plain
                     queues += nr.queues
                 r = SublistResult(plain, queues)
+            if self._cache_on and len(toks) > 1 and subject not in self._lit:
+                self._note_tail(subject, toks, r)
             if toks[0] == "$JS" and len(toks) > 2 and toks[1] == "ACK":
                 return r  # a JetStream ack: not cached (see ONE_OFF_PREFIX)
         elif n is None:
@@ -519,6 +566,43 @@ class Sublist:
                 for key in list(islice(cache, len(cache) - self._cache_sweep)):
                     del cache[key]
         return r
+
+    def _tail_result(self, subject: str) -> SublistResult | None:
+        """The result kept for ``subject``'s head, if it is open and current."""
+        if subject.startswith(ONE_OFF_PREFIX):
+            if ".." in subject or subject[-1] == ".":
+                return None
+            key: Any = (ONE_OFF_PREFIX, subject.count("."))
+        else:
+            key, _, last = subject.rpartition(".")
+            if not last:
+                return None
+        t = self._tails.get(key)
+        if t is not None and t[0] == self.genid and t[1].__class__ is SublistResult:
+            return t[1]
+        return None
+
+    def _note_tail(self, subject: str, toks: list[str], r: SublistResult) -> None:
+        """A subject with a head missed (no empty token, no literal filter): remember the
+        head, and at its second miss keep ``r`` for every subject under it if its tail
+        is open ("Reply subjects")."""
+        if toks[0] == "$JS" and toks[1] == "ACK" and len(toks) > 2:
+            nhead = 2
+            key: Any = (ONE_OFF_PREFIX, len(toks) - 1)
+        else:
+            nhead = len(toks) - 1
+            key = subject[: -len(toks[-1]) - 1]
+        tails = self._tails
+        genid = self.genid
+        t = tails.get(key)
+        if t is not None and t[0] == genid:
+            if t[1] is _ONCE:
+                is_open = _open_tail(self._root, toks[:nhead], len(toks) - nhead)
+                tails[key] = (genid, r if is_open else None)
+            return
+        if len(tails) >= self._cache_max:
+            tails.clear()  # stale or one-off heads; the live ones come back in two misses
+        tails[key] = (genid, _ONCE)
 
     def count(self) -> int:
         """Number of subscriptions inserted."""
@@ -559,9 +643,11 @@ class Sublist:
         self._cache_on = enabled
         if not enabled:
             self._cache.clear()
+            self._tails.clear()
 
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._tails.clear()
 
     def stats(self) -> dict:
         """The sublist part of ``/subsz``, with nats-server's field names and types.
