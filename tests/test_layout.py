@@ -37,6 +37,7 @@ RANKS = {
     "hybridbus.mqtt": 3,
     "hybridbus.nats": 3,
     "hybridbus.jetstream": 3,
+    "hybridbus.leaf": 3,
     "hybridbus.monitor": 3,
     "hybridbus.server": 4,
     "hybridbus.cli": 5,

@@ -38,3 +38,33 @@ def decode_public_key(text: object, prefix: int) -> bytes | None:
     if body[0] != prefix or binascii.crc_hqx(body, 0).to_bytes(2, "little") != crc:
         return None
     return body[1:]
+
+
+PREFIX_SEED = 18 << 3  # 'S': a seed's first byte; its second names the role
+_SEED_LEN = 58  # 36 bytes in base32, no padding
+
+
+def decode_seed(text: object) -> tuple[int, bytes] | None:
+    """(role prefix, 32-byte ed25519 seed) of a seed such as ``SU...`` (a user's), or
+    None when `text` is not one. Seeds pack the 'S' prefix and the role into their
+    first two bytes: 5 bits of 'S', then the role's 5 bits across the byte boundary."""
+    if not isinstance(text, str) or len(text) != _SEED_LEN or not text.isascii():
+        return None
+    try:
+        raw = base64.b32decode(text + "======")
+    except (binascii.Error, ValueError):
+        return None
+    body, crc = raw[:-2], raw[-2:]
+    if len(body) != 34 or binascii.crc_hqx(body, 0).to_bytes(2, "little") != crc:
+        return None
+    if body[0] & 0xF8 != PREFIX_SEED:
+        return None
+    role = ((body[0] & 0x07) << 5) | ((body[1] & 0xF8) >> 3)
+    return role, body[2:]
+
+
+def encode_public_key(prefix: int, key: bytes) -> str:
+    """The text of a public nkey: the inverse of ``decode_public_key``."""
+    body = bytes([prefix]) + key
+    raw = body + binascii.crc_hqx(body, 0).to_bytes(2, "little")
+    return base64.b32encode(raw).decode().rstrip("=")

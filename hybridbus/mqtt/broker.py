@@ -25,6 +25,7 @@ that KV bucket (``jetstream/retained_kv.py``; ``attach_retained_kv`` and below).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -93,10 +94,37 @@ def properties_to_headers(props: dict[str, Any] | None, extra: list | None = Non
     return encode_headers(safe)
 
 
-def headers_to_properties(headers: bytes) -> dict[str, Any] | None:
-    """A NATS header block as MQTT 5 user properties (Content-Type as Content Type)."""
+def headers_to_properties(headers: bytes) -> tuple[int, dict[str, Any] | None]:
+    """A NATS header block as (QoS, MQTT 5 properties): user properties, Content-Type as
+    Content Type, and the ``Nmqtt-*`` headers an MQTT message crosses a leaf link with
+    (hybridbus/leaf/connection.py ``mqtt_headers``): its QoS (``Nmqtt-Pub``, as
+    nats-server marks MQTT messages; a NATS message counts as QoS 1), payload format,
+    expiry and correlation data."""
     _status, _description, pairs = parse_headers(headers)
-    return _pairs_to_properties(pairs)
+    qos = 1
+    extra: dict[str, Any] = {}
+    if any(name[:6].lower() == "nmqtt-" for name, _ in pairs):
+        rest = []
+        for name, value in pairs:
+            low = name.lower()
+            try:
+                if low == "nmqtt-pub":
+                    qos = min(max(int(value), 0), 2)
+                elif low == "nmqtt-fmt":
+                    extra["payload_format_indicator"] = int(value)
+                elif low == "nmqtt-exp":
+                    extra["message_expiry_interval"] = int(value)
+                elif low == "nmqtt-corr":
+                    extra["correlation_data"] = base64.b64decode(value)
+                else:
+                    rest.append((name, value))
+            except ValueError:
+                continue  # a malformed value is dropped, never trusted
+        pairs = rest
+    props = _pairs_to_properties(pairs)
+    if extra:
+        props = {**extra, **(props or {})}
+    return qos, props
 
 
 def _pairs_to_properties(pairs: list) -> dict[str, Any] | None:
@@ -225,9 +253,11 @@ class MqttBroker:
         return "hb_" + secrets.token_hex(11)
 
     def open_session(
-        self, conn: Any, client_id: str, clean_start: bool, persistent: bool
+        self, conn: Any, client_id: str, clean_start: bool, persistent: bool, attached: Any = None
     ) -> tuple[Session, bool]:
         """Attach `conn` to its session, taking it over from an older connection.
+        `attached`: the session's state fetched from a JetStream domain
+        (jspersist.JetStreamPersistence.attach), which then builds the session.
 
         Returns the session and the CONNACK Session Present flag."""
         session = self.sessions.get(client_id)
@@ -250,6 +280,8 @@ class MqttBroker:
             session.expiry_handle.cancel()
             session.expiry_handle = None
         self.cancel_will(client_id)
+        if attached is not None:
+            return self.persistence.resume(self, conn, session, attached)
         if session is not None and (clean_start or not session.persistent):
             self.end_session(session)
             session = None
@@ -272,6 +304,8 @@ class MqttBroker:
             return  # taken over: the session already belongs to a newer connection
         session.conn = None
         session.disconnected_at = time.monotonic()
+        if session.durable is not None:
+            self.persistence.detached(session)  # its JetStream deliveries stop here
         if self.origin is not None:
             traffic = self.closed_traffic
             traffic[0] += conn.in_msgs
@@ -339,7 +373,9 @@ class MqttBroker:
             will.origin = self.origin  # published in this broker's account
         self.publish(will, topic_to_subject(will.topic))
 
-    def end_session(self, session: Session) -> None:
+    def end_session(self, session: Session, keep_state: bool = False) -> None:
+        """End a session here; its stored state goes too unless `keep_state` (it lives
+        on in a JetStream domain, taken over by another node)."""
         sublist = self.sublist
         for subs in session.subs.values():
             for sub in subs:
@@ -347,8 +383,10 @@ class MqttBroker:
         session.subs.clear()
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-        if self.persistence is not None and session.persistent:
+        if self.persistence is not None and session.persistent and not keep_state:
             self.persistence.delete_session(session)
+        if session.durable is not None:
+            self.persistence.release(session)
         session.inflight = {}
         session.queued = ()
         session.inflight_bytes = session.queued_bytes = 0
@@ -409,9 +447,12 @@ class MqttBroker:
             self.sublist.remove(sub)
         return True
 
-    def save(self, session: Session) -> None:
+    def save(self, session: Session) -> Any:
+        """Store the session's record; a Ticket (done once it is stored) when that takes
+        a round trip (a JetStream domain: SUBACK waits for its consumer), else None."""
         if session.persistent and self.persistence is not None:
-            self.persistence.save_session(session)
+            return self.persistence.save_session(session)
+        return None
 
     # -- publishing -------------------------------------------------------------------
 
@@ -481,6 +522,10 @@ class MqttBroker:
             return None
         if persistence is not None:
             persistence.begin()
+            if msg.qos and persistence.remote:
+                # Stored once in the domain's HB_msgs for the durable consumers of
+                # persistent sessions on every node; PUBACK waits for its PubAck.
+                persistence.store_message(msg, subject)
         if msg.retain:
             self.set_retained(msg)
         reply = None
@@ -514,6 +559,9 @@ class MqttBroker:
             return None, self.server.route_run(msgs[0].origin, subject, payloads, msgs)
         persistence.begin()
         routed = self.server.route_run(msgs[0].origin, subject, payloads, msgs)
+        if persistence.remote:
+            for msg in msgs[:routed]:  # the rest comes again (see publish)
+                persistence.store_message(msg, subject)
         return persistence.end(), routed
 
     def capture(self, msg: MqttMessage, append: Any) -> int:
@@ -645,8 +693,9 @@ class MqttBroker:
         if self._nats_msg_mark == server.route_seq and self._nats_msg is not None:
             return self._nats_msg
         props: dict[str, Any] | None = None
+        qos = 1
         if headers:
-            props = headers_to_properties(headers)
+            qos, props = headers_to_properties(headers)
         if reply is not None:
             # NATS -> MQTT 5: the reply subject is the Response Topic, so a device's
             # answer published there reaches the requester's inbox.
@@ -661,7 +710,7 @@ class MqttBroker:
                 if props is None:
                     props = {}
                 props.setdefault("correlation_data", entry[0])
-        msg = MqttMessage(subject_to_topic(subject), payload, 1, False, props or None, None)
+        msg = MqttMessage(subject_to_topic(subject), payload, qos, False, props or None, None)
         self._nats_msg = msg
         self._nats_msg_mark = server.route_seq
         return msg
@@ -712,6 +761,7 @@ class MqttBroker:
         self.sys_topics.stop()
         if self.persistence is not None:
             self.persistence.end_of_read()  # acked records still to delete
+            self.persistence.close()
         for _will, handle in self.pending_wills.values():
             handle.cancel()
         self.pending_wills.clear()

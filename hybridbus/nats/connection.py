@@ -518,6 +518,32 @@ class NatsConnection(ClientBase):
         if not self.dirty:
             self.server.mark_dirty(self)
 
+    def deliver_each(self, sub: NatsSubscription, msgs: list[tuple[str, bytes]]) -> None:
+        """``deliver(sub, subject, None, None, payload)`` for each ``(subject, payload)``
+        of ``msgs``: the same frames, counters and checks, with one call for the lot
+        (JetStream's PubAcks to one inbox subscription, a subject each: the MSG line is
+        not cached per subscription, as it would be built for one message only)."""
+        if self.closing:
+            return
+        perms = self.perms
+        if sub.max_msgs or (perms is not None and perms.filters_delivery):
+            for subject, payload in msgs:  # per message: a limit or a filter may stop it
+                self.deliver(sub, subject, None, None, payload)
+            return
+        sid = sub.sid_bytes
+        out = self.out
+        size = 0
+        for subject, payload in msgs:
+            n = len(payload)
+            out += b"MSG %s %s %d\r\n%s\r\n" % (_wire(subject), sid, n, payload)
+            size += n
+        n = len(msgs)
+        sub.msgs += n
+        self.out_msgs += n
+        self.out_bytes += size
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
     def deliver(
         self,
         sub: NatsSubscription,
@@ -636,12 +662,19 @@ class NatsConnection(ClientBase):
 
 
 def pick_member(group: list, origin: ClientBase) -> Any:
-    """One member of a queue group, at random; skips the publisher when it has echo off."""
+    """One member of a queue group, at random; skips the publisher when it has echo off.
+    A hub's member (a leaf link's) only when no local member is left: local members
+    are served first, as nats-server does across leaf links."""
     n = len(group)
     if n == 1:
         sub = group[0]
     else:
         sub = group[int(random.random() * n)]
+        if getattr(sub.client, "is_leaf", False):
+            local = [s for s in group if not getattr(s.client, "is_leaf", False)]
+            local = [s for s in local if s.client is not origin or origin.echo]
+            if local:
+                return random.choice(local)
     client = sub.client
     if client is origin and not getattr(origin, "echo", True):
         others = [s for s in group if s.client is not origin]

@@ -41,9 +41,16 @@ from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
 from hybridbus.server import account_state
 from hybridbus.server.fanout import FanoutJob
+from hybridbus.server.leafnodes import leaf_ready, start_leafnodes, stop_leafnodes
 from hybridbus.server.route_each import route_to_each
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
-from hybridbus.server.state import ClosedClient, ServerStats, make_server_id, tune_gc
+from hybridbus.server.state import (
+    ClosedClient,
+    ServerStats,
+    describe_client,
+    make_server_id,
+    tune_gc,
+)
 from hybridbus.server.system import SystemAccount, system_account_for
 from hybridbus.store import StoreError, open_store
 
@@ -121,6 +128,9 @@ class Server:
         # Accounts other than $G with MQTT or JetStream state of their own (their broker,
         # engine and store: server/account_state.py); empty on a single-account server.
         self._accounts_live: list = []
+        # leaf-node links (server/leafnodes.py): connected links (/leafz), their remotes
+        self.leafnodes: list = []
+        self.leaf_remotes: list = []
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -141,6 +151,8 @@ class Server:
             # The store first: a store directory in use stops us before any port opens.
             self._open_store()
             await self._open_listeners()
+            if opts.leafnodes.remotes:
+                start_leafnodes(self)
         except StartError:
             await self._close_after_failed_start()
             raise
@@ -240,6 +252,9 @@ class Server:
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
+    async def leaf_ready(self, timeout: float) -> bool:  # every remote linked
+        return await leaf_ready(self, timeout)
+
     async def quit_within(self, seconds: float) -> bool:
         """Wait `seconds`; True as soon as a shutdown starts instead."""
         try:
@@ -262,6 +277,7 @@ class Server:
             self._sweeper.cancel()
         if self.system is not None:
             self.system.stop()
+        await stop_leafnodes(self)
         for client in list(self.clients.values()):
             client.shutdown()
         # Give transports a moment to drain what was queued; a lingering one only
@@ -432,36 +448,10 @@ class Server:
                 info["tls_verify"] = True
         return info
 
-    def describe(self, client: ClientBase) -> dict:
+    @staticmethod
+    def describe(client: ClientBase) -> dict:
         """A snapshot of a client for monitoring (kept for closed connections)."""
-        info = {
-            "cid": client.cid,
-            "kind": client.kind,
-            "type": client.conn_type,
-            "ip": client.ip,
-            "port": client.port,
-            "start": client.start,
-            "last_activity": client.last_activity,
-            "in_msgs": client.in_msgs,
-            "in_bytes": client.in_bytes,
-            "out_msgs": client.out_msgs,
-            "out_bytes": client.out_bytes,
-            "subscriptions": client.subscription_count(),
-        }
-        rtt = getattr(client, "rtt", 0.0)
-        if rtt:
-            info["rtt"] = rtt
-        if client.tls_version:
-            info["tls_version"] = client.tls_version
-            info["tls_cipher_suite"] = client.tls_cipher
-        for attr in ("name", "lang", "version", "client_id"):
-            value = getattr(client, attr, None)
-            if value:
-                info[attr] = value
-        if client.user:
-            info["user"] = client.user
-        info["account"] = client.account.name
-        return info
+        return describe_client(client)
 
     # -- security hooks (filled in by the auth module) --------------------------------
 
@@ -573,6 +563,10 @@ class Server:
 
     def _route_queues(self, queues, origin, subject, reply, headers, payload, mqtt_msg) -> int:
         count = 0
+        if getattr(origin, "is_leaf", False):
+            # From a hub: only the groups it names (nats-server processMsgResults).
+            names = origin.msg_queues
+            queues = [g for g in queues if g[0].queue in names] if names else ()
         for group in queues:
             sub = pick_member(group, origin)
             if sub is not None:

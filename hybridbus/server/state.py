@@ -56,3 +56,35 @@ class ClosedClient:
         self.info = info
         self.stop = stop
         self.reason = reason
+
+
+def describe_client(client) -> dict:
+    """A snapshot of a client for monitoring (kept for closed connections)."""
+    info = {
+        "cid": client.cid,
+        "kind": client.kind,
+        "type": client.conn_type,
+        "ip": client.ip,
+        "port": client.port,
+        "start": client.start,
+        "last_activity": client.last_activity,
+        "in_msgs": client.in_msgs,
+        "in_bytes": client.in_bytes,
+        "out_msgs": client.out_msgs,
+        "out_bytes": client.out_bytes,
+        "subscriptions": client.subscription_count(),
+    }
+    rtt = getattr(client, "rtt", 0.0)
+    if rtt:
+        info["rtt"] = rtt
+    if client.tls_version:
+        info["tls_version"] = client.tls_version
+        info["tls_cipher_suite"] = client.tls_cipher
+    for attr in ("name", "lang", "version", "client_id"):
+        value = getattr(client, attr, None)
+        if value:
+            info[attr] = value
+    if client.user:
+        info["user"] = client.user
+    info["account"] = client.account.name
+    return info
