@@ -169,6 +169,7 @@ class _Proc:
 
     def __init__(self, root: Path, name: str) -> None:
         self.name = name
+        self.args: list[str] = []  # after -c <conf>, e.g. ["--name", "nats1"]
         self.dir = root / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.store_dir = self.dir / "jetstream"
@@ -193,7 +194,7 @@ class _Proc:
     def spawn(self) -> None:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [NATS_SERVER, "-c", str(self.conf_path)],
+            [NATS_SERVER, "-c", str(self.conf_path), *self.args],
             cwd=self.dir,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -233,14 +234,19 @@ class NatsCluster:
         name: str = "hbc",
         domain: str = "hub",
         extra_conf: str = "",
+        prefix: str = "n",
+        conf: Callable[[NatsCluster, _Proc], str] | None = None,
     ) -> None:
+        """``prefix``: members are named prefix1, prefix2 ...; ``conf``: writes a
+        member's config instead of ``_conf`` (the deployment test runs
+        conf/nats-cluster.conf this way)."""
         self.root = root
         self.cluster_name = name
         self.domain = domain
         self.extra_conf = extra_conf
-        self._procs = [_Proc(root, f"n{i + 1}") for i in range(size)]
+        self._procs = [_Proc(root, f"{prefix}{i + 1}") for i in range(size)]
         for p in self._procs:
-            p.conf_path.write_text(self._conf(p))
+            p.conf_path.write_text((conf or NatsCluster._conf)(self, p))
 
     def _conf(self, p: _Proc) -> str:
         routes = ", ".join(f'"nats-route://127.0.0.1:{q.cluster_port}"' for q in self._procs)
