@@ -114,3 +114,19 @@ async def test_reload_keeps_listeners(server_process, tmp_path):
     await nc.close()
     await asyncio.sleep(0)
     assert proc.stop() == 0
+
+
+def test_leaf_links_and_js_domain_need_a_restart():
+    """A reload never re-dials hubs nor moves MQTT state: those are restart-only."""
+    from hybridbus.options import LeafRemoteOptions, Options
+    from hybridbus.server.reload import _keep_fixed, diff_options
+
+    old, new = Options(), Options()
+    new.leafnodes.remotes = [LeafRemoteOptions(urls=["nats-leaf://127.0.0.1:7422"])]
+    new.mqtt.js_domain = "hub"
+    new.mqtt.stream_replicas = 3
+    changed, fixed = diff_options(old, new)
+    assert changed == []
+    assert fixed == ["leafnodes.remotes", "mqtt.js_domain", "mqtt.stream_replicas"]
+    _keep_fixed(old, new)
+    assert diff_options(old, new) == ([], [])

@@ -43,6 +43,12 @@ FIXED = (
     "mqtt.host",
     "mqtt.port",
     "mqtt.tls",
+    # the leaf-node links and where MQTT state lives: a restart (docs/clustering.md)
+    "leafnodes",
+    "mqtt.js_domain",
+    "mqtt.stream_replicas",
+    "mqtt.consumer_replicas",
+    "mqtt.consumer_memory_storage",
     "websocket",
     "server_name",
     "config_file",
@@ -90,6 +96,9 @@ def _keep_fixed(old: Options, new: Options) -> None:
     new.mqtt.host = old.mqtt.host
     new.mqtt.port = old.mqtt.port
     new.mqtt.tls = old.mqtt.tls
+    new.leafnodes = old.leafnodes
+    for name in ("js_domain", "stream_replicas", "consumer_replicas", "consumer_memory_storage"):
+        setattr(new.mqtt, name, getattr(old.mqtt, name))
 
 
 def reload(server: Server) -> bool:
