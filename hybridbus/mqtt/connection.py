@@ -156,6 +156,8 @@ class MqttConnection(ClientBase):
         "backlog",
         "backlog_bytes",
         "backlog_error",
+        "attaching",
+        "attach_rest",
     )
 
     conn_type = "mqtt"
@@ -200,6 +202,10 @@ class MqttConnection(ClientBase):
         self.backlog: list = []
         self.backlog_bytes = 0
         self.backlog_error: Any = None
+        # CONNECT waits for the session's state in a JetStream domain (wait_for_state):
+        # the packets read after it wait in attach_rest.
+        self.attaching = False
+        self.attach_rest: Any = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -370,6 +376,9 @@ class MqttConnection(ClientBase):
                     self.verify_off_loop(work, lambda i=i - 1: self._process(packets, i))
                     return
             self._dispatch(p)
+            if kind == CONNECT and self.attaching:
+                self.attach_rest = lambda i=i: self._process(packets, i)
+                break
         self.checked_connect = -1
         server.flush()
         server.reading = None
@@ -415,6 +424,27 @@ class MqttConnection(ClientBase):
         self.server.flush()
         if not self.closing:
             self.transport.resume_reading()
+
+    def wait_for_state(self, task: Any, then: Any) -> None:
+        """CONNECT waits for `task` (its session's state from a JetStream domain,
+        mqtt/jspersist.py) with reading paused; `then(task)` answers it, and the
+        packets read after the CONNECT are handled after that, in order."""
+        self.transport.pause_reading()
+        self.attaching = True
+
+        def done(_task: Any) -> None:
+            self.attaching = False
+            if self.closing:
+                return
+            then(_task)
+            rest, self.attach_rest = self.attach_rest, None
+            if rest is not None and self.session is not None and not self.closing:
+                rest()
+            self.server.flush()
+            if not self.closing:
+                self.transport.resume_reading()
+
+        task.add_done_callback(done)
 
     def apply_client_limits(self, props: dict) -> None:
         self.client_receive_max = props.get("receive_maximum", 65535)
@@ -740,7 +770,12 @@ class MqttConnection(ClientBase):
         if self.closing:
             return
         if self.session is None:
-            if not self.flap_delayed and not self.verifying and now >= self.connect_deadline:
+            if (
+                not self.flap_delayed
+                and not self.verifying
+                and not self.attaching
+                and now >= self.connect_deadline
+            ):
                 log.info("%s - no CONNECT in time; closing", self.describe())
                 self.close(reasons.AUTH_TIMEOUT)
             return

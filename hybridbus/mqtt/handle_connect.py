@@ -182,7 +182,37 @@ def _open_session(conn: MqttConnection, p: Connect, assigned: bool, broker: Any)
         if not _connack_fits(conn, ack_props):
             return
 
-    session, present = broker.open_session(conn, conn.client_id, p.clean_start, persistent)
+    persistence = broker.persistence
+    if persistence is not None and persistence.remote:
+        # The session's state lives in a JetStream domain (mqtt/jspersist.py): claim and
+        # fetch it first; CONNACK (or 0x88 Server unavailable) once it is in.
+        will = (conn.will, conn.will_delay) if conn.will is not None else None
+        task = persistence.attach(conn.client_id, p.clean_start, persistent, expiry, will)
+        conn.wait_for_state(
+            task, lambda t: _attached(conn, p, broker, persistent, expiry, ack_props, t)
+        )
+        return
+    _connected(conn, p, broker, persistent, expiry, ack_props, None)
+
+
+def _attached(conn, p: Connect, broker, persistent, expiry, ack_props, task) -> None:
+    """The JetStream domain answered (or did not): CONNACK or refuse."""
+    err = task.exception() if not task.cancelled() else TimeoutError("cancelled")
+    if err is not None:
+        # While the domain is unreachable a CONNECT that needs state is refused
+        # ([MQTT-3.2.2-6]: 3.1.1 0x03 Server unavailable; 5.0 0x88, 0x89 Server busy
+        # when other nodes kept winning the claim), never left hanging.
+        code = getattr(err, "connack_code", SERVER_UNAVAILABLE)
+        conn.refuse(code, f"MQTT session state unavailable: {err}")
+        return
+    _connected(conn, p, broker, persistent, expiry, ack_props, task.result())
+
+
+def _connected(conn, p: Connect, broker, persistent, expiry, ack_props, attached) -> None:
+    level = p.protocol_level
+    session, present = broker.open_session(
+        conn, conn.client_id, p.clean_start, persistent, attached
+    )
     if level == 5:
         session.expiry_interval = expiry
     elif persistent:

@@ -89,7 +89,30 @@ def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
         # (5.0 3.8.3.1); shared subscriptions get none [MQTT-3.8.4-?].
         if group is None and (s.retain_handling == 0 or (s.retain_handling == 1 and not existed)):
             replays.append((inner, qos))
-    broker.save(session)
+    ticket = broker.save(session)
+    if ticket is not None and not ticket.done:
+        # The session's state is in a JetStream domain (mqtt/jspersist.py): SUBACK once
+        # its record and durable consumer are stored, so that what is published after
+        # SUBACK reaches it even from another node.
+        ticket.on_done(lambda: _subacked(conn, p, codes, replays, sub_id, ticket))
+        return
+    _subacked(conn, p, codes, replays, sub_id, ticket)
+
+
+def _subacked(conn: MqttConnection, p: Subscribe, codes, replays, sub_id, ticket) -> None:
+    session = conn.session
+    if session is None or conn.closing:
+        return
+    broker = session.broker
+    level = conn.level
+    if ticket is not None and ticket.failed:
+        # Not stored: the QoS 1/2 filters are refused (0x80, both levels) and dropped.
+        log.error("%s - subscription state not stored; refusing QoS 1/2 filters", conn.describe())
+        for i, s in enumerate(p.subscriptions):
+            if 0 < codes[i] < 0x80:
+                codes[i] = FAILURE
+                broker.unsubscribe(session, s.topic_filter)
+        replays = [(inner, qos) for inner, qos in replays if qos == 0]
     conn.queue(encode_suback(p.packet_id, codes, None, level))
     for inner, qos in replays:
         for msg in chain(broker.retained.match(inner), broker.sys_topics.match(inner)):
@@ -97,6 +120,8 @@ def handle_subscribe(conn: MqttConnection, p: Subscribe) -> None:
                 continue
             # Retained messages sent on subscribe carry RETAIN=1 [MQTT-3.3.1-8].
             session.send(msg, min(qos, msg.qos), True, [sub_id] if sub_id else None)
+    if ticket is not None:
+        conn.server.schedule_flush()  # answered outside the read (no flush at its end)
 
 
 def handle_unsubscribe(conn: MqttConnection, p: Unsubscribe) -> None:
@@ -106,6 +131,16 @@ def handle_unsubscribe(conn: MqttConnection, p: Unsubscribe) -> None:
     for topic_filter in p.topic_filters:
         existed = broker.unsubscribe(session, topic_filter)
         codes.append(0 if existed else NO_SUBSCRIPTION_EXISTED)
-    broker.save(session)
-    # [MQTT-3.10.4-4] UNSUBACK even when nothing was removed.
-    conn.queue(encode_unsuback(p.packet_id, codes, None, conn.level))
+    ticket = broker.save(session)
+    # [MQTT-3.10.4-4] UNSUBACK even when nothing was removed (after the session's
+    # record in a JetStream domain, so a move to another node sees the change).
+    if ticket is not None and not ticket.done:
+        ticket.on_done(lambda: _unsubacked(conn, p.packet_id, codes))
+    else:
+        _unsubacked(conn, p.packet_id, codes)
+
+
+def _unsubacked(conn: MqttConnection, packet_id: int, codes: list[int]) -> None:
+    if not conn.closing:
+        conn.queue(encode_unsuback(packet_id, codes, None, conn.level))
+        conn.server.schedule_flush()

@@ -173,40 +173,31 @@ def refusal_reason(err: BaseException) -> int:
     return IMPLEMENTATION_SPECIFIC
 
 
-class Persistence:
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.streams = {}
-        for config in STREAMS:
-            try:
-                stream = store.stream(config.name)
-            except StreamNotFound:
-                stream = store.add_stream(config)
-            if stream.config.max_msgs_per_subject != config.max_msgs_per_subject:
-                stream = store.update_stream(config)  # a store from an older version
-            self.streams[config.name] = stream
-        self._hidden = not any(st.state().last_seq for st in self.streams.values())
-        if self._hidden:
-            # No MQTT state yet: nats-server creates its $MQTT_ streams at the first
-            # MQTT CONNECT, so until then (`reveal`) STREAM.NAMES/LIST/INFO, account
-            # info and /jsz do not show ours. Restored state shows at once.
-            for name in self.streams:
-                store.hide(name)
-        self._outgoing = self.streams[OUTGOING]
+class Durability:
+    """What every MQTT persistence shares: the tickets that gate acknowledgements.
+
+    ``Persistence`` (below) keeps MQTT state in the local store; ``JetStreamPersistence``
+    (``mqtt/jspersist.py``, with ``mqtt { js_domain }``) in a JetStream domain. Both
+    answer the same calls from ``MqttBroker`` and ``Session`` (begin/end/end_of_read,
+    save_session, delete_session, add/remove_outgoing, mark_released,
+    add/remove_incoming, set/clear_retained, load); ``remote`` says which one it is
+    (the broker's few extra steps for a remote one: ``MqttBroker.publish``)."""
+
+    remote = False  # MQTT state in a JetStream domain (jspersist.py), not in the store
+
+    def __init__(self) -> None:
         self._collecting = False
         self._wrote = False  # the PUBLISH being handled appended something
         self._refused = False  # ... or the store refused one of its appends
         self._reason = 0  # ... and the MQTT 5 reason code of that refusal
         self._ticket: Ticket | None = None
-        self._acked: list[int] = []  # outbox records to delete at the end of the read
         self.write_errors = 0
 
     def reveal(self) -> None:
-        """MQTT is used (a CONNECT got past authentication): the streams show from now on."""
-        if self._hidden:
-            self._hidden = False
-            for name in self.streams:
-                self.store.show(name)
+        """MQTT is used (a CONNECT got past authentication)."""
+
+    def close(self) -> None:
+        """The server stops."""
 
     # -- tickets ----------------------------------------------------------------------
 
@@ -234,15 +225,8 @@ class Persistence:
 
     def end_of_read(self) -> None:
         """Called once the server has handled a read (Server.flush): the next
-        PUBLISH starts a new ticket, and the records acked meanwhile are deleted
-        in one go."""
+        PUBLISH starts a new ticket."""
         self._ticket = None
-        if self._acked:
-            acked, self._acked = self._acked, []
-            try:
-                self._outgoing.delete_many(acked)
-            except StoreError as err:
-                log.debug("MQTT store delete of %d acked records: %s", len(acked), err)
 
     def _writing(self) -> Ticket | None:
         """The ticket an append made now must report to: the read's (opened here if
@@ -305,6 +289,50 @@ class Persistence:
         if ticket is not None:
             ticket.pending += 1
         return seq
+
+
+
+class Persistence(Durability):
+    """MQTT state in the local stream store (the module docstring)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__()
+        self.store = store
+        self.streams = {}
+        for config in STREAMS:
+            try:
+                stream = store.stream(config.name)
+            except StreamNotFound:
+                stream = store.add_stream(config)
+            if stream.config.max_msgs_per_subject != config.max_msgs_per_subject:
+                stream = store.update_stream(config)  # a store from an older version
+            self.streams[config.name] = stream
+        self._hidden = not any(st.state().last_seq for st in self.streams.values())
+        if self._hidden:
+            # No MQTT state yet: nats-server creates its $MQTT_ streams at the first
+            # MQTT CONNECT, so until then (`reveal`) STREAM.NAMES/LIST/INFO, account
+            # info and /jsz do not show ours. Restored state shows at once.
+            for name in self.streams:
+                store.hide(name)
+        self._outgoing = self.streams[OUTGOING]
+        self._acked: list[int] = []  # outbox records to delete at the end of the read
+
+    def reveal(self) -> None:
+        """MQTT is used (a CONNECT got past authentication): the streams show from now on."""
+        if self._hidden:
+            self._hidden = False
+            for name in self.streams:
+                self.store.show(name)
+
+    def end_of_read(self) -> None:
+        """As Durability's, and the records acked meanwhile are deleted in one go."""
+        self._ticket = None
+        if self._acked:
+            acked, self._acked = self._acked, []
+            try:
+                self._outgoing.delete_many(acked)
+            except StoreError as err:
+                log.debug("MQTT store delete of %d acked records: %s", len(acked), err)
 
     def _append(self, stream_name: str, subject: str, record: Any) -> int:
         """Append one record; the read's ticket (if a PUBLISH is being handled) waits for it."""
@@ -574,3 +602,6 @@ class Persistence:
                 msg = MqttMessage(topic, payload, 2, retain, props, session)
                 _restore_expiry(msg, expires, now_wall)
             session.keep_incoming(rec["p"], (seq, msg))
+
+# The local-store persistence by the name the design gives it (jspersist.py is the other).
+LocalPersistence = Persistence

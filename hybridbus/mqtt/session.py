@@ -176,6 +176,7 @@ class Session:
         "queued_bytes",
         "closing",
         "account",
+        "durable",
     )
 
     # The router's echo rule (NATS `echo`) never applies to MQTT; no-local is per subscription.
@@ -216,6 +217,9 @@ class Session:
         self.closing = False  # ended (MqttBroker.end_session): a late delivery is dropped
         # the account it publishes in (Server.route reads origin.account): its broker's
         self.account = broker.account
+        # With mqtt { js_domain }: its state there (jspersist.SessionState); a durable
+        # JetStream consumer then brings it the QoS 1/2 MQTT messages (skipped below).
+        self.durable: Any = None
 
     # -- router side ------------------------------------------------------------------
 
@@ -236,6 +240,8 @@ class Session:
     def deliver_matched(self, subject, reply, headers, payload, mqtt_msg) -> None:
         subs = self.matched
         self.matched = []
+        if self.durable is not None and self.durable.skips(subs, mqtt_msg, headers):
+            return  # its consumer brings it (jspersist.SessionState.skips)
         if mqtt_msg is None:
             mqtt_msg = self.broker.message_from_nats(subject, reply, headers, payload)
         elif mqtt_msg.origin is self:
@@ -255,6 +261,8 @@ class Session:
         subs = self.matched
         self.matched = []
         first = msgs[0]
+        if self.durable is not None and self.durable.skips(subs, first, None):
+            return  # its consumer brings them (jspersist.SessionState.skips)
         if first.origin is self:
             subs = [s for s in subs if not s.no_local]  # [MQTT-3.8.3-3]
             if not subs:
