@@ -21,7 +21,11 @@ Element ids that tests and users can rely on: ``server-id``, ``server-name``,
 ``store-msgs``, ``fsync-latency``, ``fsync-count``, ``streams``, ``consumers``,
 ``poll-count``, ``status``, ``chart``, ``client-rows``, ``subject-rows``,
 ``js-state``, ``js-api-total``, ``js-api-errors``, ``js-streams``, ``stream-rows``
-(one ``tr`` per stream with ``data-stream`` set to its name).
+(one ``tr`` per stream with ``data-stream`` set to its name), and the leaf-node link
+line (from ``/varz`` and ``/leafz``): ``leaf-links`` (connected links),
+``leaf-remotes`` (configured remotes), ``leaf-hubs`` (the hub servers' names),
+``leaf-rtt``, ``leaf-in``, ``leaf-out`` (messages over the links), ``leaf-state``
+(``up``, ``down``, ``partial`` or ``not configured``).
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ _PAGE = r"""<!DOCTYPE html>
   .empty { color: var(--dim); }
   .jsline { color: var(--dim); font-size: 13px; margin-bottom: 8px; }
   .jsline b { color: var(--text); font-weight: 600; font-variant-numeric: tabular-nums; }
-  .jsline b.bad { color: var(--bad); }
+  .jsline b.bad, .jsline span.bad { color: var(--bad); }
   tr.internal td { color: var(--dim); }
 </style>
 </head>
@@ -151,6 +155,13 @@ _PAGE = r"""<!DOCTYPE html>
         <tbody id="subject-rows"><tr><td colspan="4" class="empty">no data yet</td></tr></tbody>
       </table>
     </div>
+  </section>
+  <section class="panel" id="leaf-panel">
+    <h2>Cluster link</h2>
+    <div class="jsline"><span id="leaf-state">-</span> &middot; links
+      <b id="leaf-links">-</b> of <b id="leaf-remotes">-</b> &middot; hub
+      <b id="leaf-hubs">-</b> &middot; rtt <b id="leaf-rtt">-</b> &middot; messages in
+      <b id="leaf-in">-</b> out <b id="leaf-out">-</b></div>
   </section>
   <section class="panel" id="js-panel">
     <h2>JetStream</h2>
@@ -422,6 +433,23 @@ function drawChart() {
   });
 }
 
+function renderLeaf(varz, leafz) {
+  // The leaf-node links to NATS hubs: /varz counts them, /leafz names them.
+  const remotes = ((varz.leaf || {}).remotes || []).length;
+  const leafs = leafz.leafs || [];
+  const up = leafs.length;
+  setText("leaf-links", fmtNum(up));
+  setText("leaf-remotes", fmtNum(remotes));
+  setText("leaf-hubs", leafs.map(l => l.name).join(", ") || "-");
+  setText("leaf-rtt", leafs.map(l => l.rtt).join(", ") || "-");
+  setText("leaf-in", fmtNum(leafs.reduce((n, l) => n + l.in_msgs, 0)));
+  setText("leaf-out", fmtNum(leafs.reduce((n, l) => n + l.out_msgs, 0)));
+  const state = remotes === 0 ? "not configured" : up === 0 ? "down" : up < remotes ? "partial" : "up";
+  const e = $("leaf-state");
+  e.textContent = state;
+  e.className = state === "down" || state === "partial" ? "bad" : "";
+}
+
 function setStatus(ok, text) {
   const s = $("status");
   s.className = ok ? "ok" : "bad";
@@ -432,9 +460,9 @@ async function poll() {
   if (busy) return;
   busy = true;
   try {
-    const [varz, connz, subsz, overview] = await Promise.all([
+    const [varz, connz, subsz, overview, leafz] = await Promise.all([
       getJSON("/varz"), getJSON("/connz?limit=1024"), getJSON("/subsz?subs=1&limit=1024"),
-      getJSON("/overviewz"),
+      getJSON("/overviewz"), getJSON("/leafz"),
     ]);
     const t = parseTime(varz.now) / 1000;
     const dt = prevT ? t - prevT : 0;
@@ -443,6 +471,7 @@ async function poll() {
     renderSubjects(subsz, dt);
     renderOverview(overview);
     renderJetStream(overview.jetstream);
+    renderLeaf(varz, leafz);
     prevVarz = varz; prevT = t;
     polls++;
     setText("poll-count", String(polls));

@@ -1,6 +1,13 @@
 """``/healthz``: the readiness check, with nats-server's account/stream/consumer
 targets, plus ``WriteErrorWatch``, which turns the store's cumulative write-error
 counter into a "the store cannot write now" verdict.
+
+Leaf-node links: as nats-server's ``healthz`` (server/monitor.go), a link to a hub
+that is down (or never came up) does not fail the check. The node still serves its
+own clients, and local traffic flows, while it redials; nats-server only checks its
+own listeners and JetStream. Watch the link with ``/leafz`` (``leafnodes``), ``/varz``
+(``leafnodes`` against ``leaf.remotes``) or the ``hybridbus_leafnode_links`` and
+``hybridbus_leafnode_remotes`` gauges of ``/metrics``.
 """
 
 from __future__ import annotations

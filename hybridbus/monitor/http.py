@@ -22,6 +22,8 @@ Every path lives under ``http_base_path``. Each hit on a known path adds 1 to
 ``http_req_stats[path]`` (``/subscriptionsz`` counts as ``/subsz``), which
 ``/varz`` reports.
 
+``/leafz`` lists the leaf-node links to NATS hubs (``leafz.py``).
+
 Besides nats-server's endpoints: ``/metrics`` (Prometheus, ``prometheus.py``),
 ``/overviewz`` (the MQTT and store summary the dashboard shows, ``overview.py``) and
 a live dashboard at the root path (``dashboard.py``).
@@ -121,6 +123,7 @@ class Monitor:
         self._cpu: Any = None
         self._cpu_since = (time.monotonic(), time.process_time())
         self._health: Any = None  # healthz.WriteErrorWatch, made by the first /healthz
+        self._leaf_traffic: Any = None  # leafz.LeafTraffic, made by the first /varz
         self._conns: set[HttpConnection] = set()
         self._listener: asyncio.base_events.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -139,6 +142,7 @@ class Monitor:
             _join(base, "/accountz"): ("/accountz", self._accountz),
             _join(base, "/accstatz"): ("/accstatz", self._accstatz),
             _join(base, "/routez"): ("/routez", self._routez),
+            _join(base, "/leafz"): ("/leafz", self._leafz),
             _join(base, "/metrics"): ("/metrics", self._metrics),
             _join(base, "/overviewz"): ("/overviewz", self._overviewz),
         }
@@ -202,6 +206,15 @@ class Monitor:
 
             self._metrics_registry = Metrics(self.server, self.http_req_stats)
         return self._metrics_registry
+
+    @property
+    def leaf_traffic(self) -> Any:
+        """The leaf links' traffic totals /varz adds to its own (leafz.LeafTraffic)."""
+        if self._leaf_traffic is None:
+            from hybridbus.monitor.leafz import LeafTraffic
+
+            self._leaf_traffic = LeafTraffic()
+        return self._leaf_traffic
 
     def cpu_percent(self) -> float:
         if self._cpu is None:
@@ -287,6 +300,11 @@ class Monitor:
         from hybridbus.monitor.accountz import routez
 
         return _json(routez(self.server, q))
+
+    def _leafz(self, q: dict, headers: dict) -> Response:
+        from hybridbus.monitor.leafz import LeafzOptions, leafz
+
+        return _json(leafz(self.server, LeafzOptions.from_query(q)))
 
     def _overviewz(self, q: dict, headers: dict) -> Response:
         from hybridbus.monitor.overview import overview

@@ -39,6 +39,13 @@ Gauges by ``stream`` and ``consumer``: ``hybridbus_jetstream_consumer_num_pendin
 
 The API counters count requests that reached a handler and the error replies among
 them (``/jsz`` ``api.total``/``api.errors``).
+
+Leaf-node links to NATS hubs (``leafz.py``): gauges ``hybridbus_leafnode_links``
+(connected) and ``hybridbus_leafnode_remotes`` (configured; alert when links <
+remotes), ``hybridbus_leafnode_rtt_seconds`` by ``hub`` (the hub server's name) and
+``account``; counters ``hybridbus_leafnode_messages_total`` and
+``hybridbus_leafnode_bytes_total`` by ``direction`` (``in`` = from the hub), which
+keep what closed links carried. Link traffic is not in the client traffic families.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from prometheus_client.exposition import choose_encoder
 from hybridbus import __version__
 from hybridbus.monitor.common import mqtt_counts, rss_bytes, traffic_totals
 from hybridbus.monitor.jsz import api_counters, consumer_info, js_limits
+from hybridbus.monitor.leafz import LeafTraffic, link_counts, links
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -70,6 +78,7 @@ class ServerCollector:
     def __init__(self, server: Server, http_req_stats: dict[str, int] | None = None) -> None:
         self.server = server
         self.http_req_stats = http_req_stats if http_req_stats is not None else {}
+        self.leaf_traffic = LeafTraffic()
 
     def describe(self) -> list:
         # An empty describe() keeps registration from running collect() early.
@@ -102,6 +111,7 @@ class ServerCollector:
         yield from self._mqtt()
         yield from self._store()
         yield from self._jetstream()
+        yield from self._leafnodes()
         yield from self._http()
 
     def _identity(self):
@@ -199,6 +209,34 @@ class ServerCollector:
             "filters' subjects).",
             value=sum(a.sublist.count() for a in server.accounts.values()),
         )
+
+    def _leafnodes(self):
+        """The leaf-node links (module docstring)."""
+        connected, configured = link_counts(self.server)
+        yield GaugeMetricFamily(
+            "hybridbus_leafnode_links", "Leaf-node links to NATS hubs that are up.", connected
+        )
+        yield GaugeMetricFamily(
+            "hybridbus_leafnode_remotes", "Leaf-node remotes configured.", configured
+        )
+        rtt = GaugeMetricFamily(
+            "hybridbus_leafnode_rtt_seconds",
+            "Round-trip time to the hub of a leaf-node link.",
+            labels=["hub", "account"],
+        )
+        for conn in links(self.server):
+            account = getattr(conn.account, "name", conn.account)
+            rtt.add_metric([conn.remote_name or "", account or ""], float(conn.rtt or 0.0))
+        yield rtt
+        in_msgs, in_bytes, out_msgs, out_bytes = self.leaf_traffic.totals(self.server)
+        for name, doc, values in (
+            ("hybridbus_leafnode_messages", "Messages over leaf-node links.", (in_msgs, out_msgs)),
+            ("hybridbus_leafnode_bytes", "Bytes over leaf-node links.", (in_bytes, out_bytes)),
+        ):
+            fam = CounterMetricFamily(name, doc + " in = from the hub.", labels=["direction"])
+            fam.add_metric(["in"], values[0])
+            fam.add_metric(["out"], values[1])
+            yield fam
 
     def _http(self):
         """This monitor's own requests, by path."""

@@ -20,6 +20,7 @@ from hybridbus.monitor.common import (
 )
 from hybridbus.monitor.gotypes import rfc3339, uptime
 from hybridbus.monitor.jsz import js_config, js_stats
+from hybridbus.monitor.leafz import links, varz_leaf
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -119,7 +120,7 @@ def _add_blocks(v: dict[str, Any], server: Server) -> None:
     opts = server.options
     v["cluster"] = {}
     v["gateway"] = {}
-    v["leaf"] = {}
+    v["leaf"] = varz_leaf(server)  # the configured remotes (monitor/leafz.py)
     v["mqtt"] = _varz_mqtt(server)
     v["websocket"] = _varz_websocket(server)
     # nats-server's JetStreamVarz: config and stats (API counters included) while
@@ -142,19 +143,23 @@ def _add_process(v: dict[str, Any], server: Server, mon: MonitorContext, now: fl
     v["cpu"] = float(mon.cpu_percent())
 
 
-def _add_counters(v: dict[str, Any], server: Server) -> None:
+def _add_counters(v: dict[str, Any], server: Server, mon: MonitorContext) -> None:
     in_msgs, in_bytes, out_msgs, out_bytes = traffic_totals(server)
+    # nats-server's in_/out_ totals count every connection kind, leaf links included;
+    # the *_client_* ones count clients only. The links' share never goes down
+    # (leafz.LeafTraffic keeps what closed links carried).
+    traffic = getattr(mon, "leaf_traffic", None)
+    leaf = traffic.totals(server) if traffic is not None else (0, 0, 0, 0)
     st = server.stats
     v["connections"] = len(server.clients)
     v["total_connections"] = int(st.total_connections)
     v["routes"] = 0
     v["remotes"] = 0
-    v["leafnodes"] = 0
-    v["in_msgs"] = in_msgs
-    v["in_bytes"] = in_bytes
-    v["out_msgs"] = out_msgs
-    v["out_bytes"] = out_bytes
-    # Standalone: all traffic is client traffic.
+    v["leafnodes"] = len(links(server))  # connected links, not in "connections"
+    v["in_msgs"] = in_msgs + leaf[0]
+    v["in_bytes"] = in_bytes + leaf[1]
+    v["out_msgs"] = out_msgs + leaf[2]
+    v["out_bytes"] = out_bytes + leaf[3]
     v["in_client_msgs"] = in_msgs
     v["in_client_bytes"] = in_bytes
     v["out_client_msgs"] = out_msgs
@@ -190,7 +195,7 @@ def varz(server: Server, mon: MonitorContext) -> dict:
     _add_limits(v, server, mon)
     _add_blocks(v, server)
     _add_process(v, server, mon, now)
-    _add_counters(v, server)
+    _add_counters(v, server, mon)
     _add_config_and_stats(v, server, mon)
     return v
 
