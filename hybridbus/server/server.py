@@ -345,7 +345,15 @@ class Server:
                 rep["bytes_cut"],
                 rep["index_rebuilt"],
             )
-        self.mqtt = MqttBroker(self, self.options.mqtt, Persistence(self.store))
+        if self.options.mqtt.js_domain:
+            # MQTT state in that JetStream domain, over the leaf link (or a local engine
+            # of that domain): several nodes share the sessions (mqtt/jspersist.py).
+            from hybridbus.mqtt.jspersist import JetStreamPersistence
+
+            persistence = JetStreamPersistence(self, self.global_account)
+        else:
+            persistence = Persistence(self.store)
+        self.mqtt = MqttBroker(self, self.options.mqtt, persistence)
         self._persistence = self.mqtt.persistence
         self.mqtt.restore()
         self.mqtt.start()
