@@ -201,6 +201,8 @@ class MqttBroker:
         self._nats_msg_mark = -1
         self._nats_msg: MqttMessage | None = None
         self.pending_wills: dict[str, tuple[MqttMessage, Any]] = {}
+        # wills that outlive this node (mqtt/nodewatch.py), with a JetStream domain
+        self.nodewatch: Any = None
         # reply subject -> (correlation data, monotonic expiry) of MQTT 5 requests
         self.correlations: dict[str, tuple[bytes, float]] = {}
         self.sys_topics = SysTopics(self)  # $SYS/broker/..., see systopics.py
@@ -302,6 +304,8 @@ class MqttBroker:
         """The connection is gone; a persistent session stays, a clean one ends."""
         if session.conn is not conn:
             return  # taken over: the session already belongs to a newer connection
+        if self.nodewatch is not None and session.client_id not in self.pending_wills:
+            self.nodewatch.disarm(session.client_id)  # published or dropped here
         session.conn = None
         session.disconnected_at = time.monotonic()
         if session.durable is not None:
@@ -350,6 +354,7 @@ class MqttBroker:
         entry = self.pending_wills.pop(client_id, None)
         if entry is not None:
             self._publish_will(entry[0])
+            self._disarm(client_id)
             self.server.flush()
 
     def fire_will_now(self, client_id: str) -> None:
@@ -357,11 +362,17 @@ class MqttBroker:
         if entry is not None:
             entry[1].cancel()
             self._publish_will(entry[0])
+            self._disarm(client_id)
 
     def cancel_will(self, client_id: str) -> None:
         entry = self.pending_wills.pop(client_id, None)
         if entry is not None:
             entry[1].cancel()
+            self._disarm(client_id)
+
+    def _disarm(self, client_id: str) -> None:
+        if self.nodewatch is not None:
+            self.nodewatch.disarm(client_id)
 
     def _publish_will(self, will: MqttMessage) -> None:
         log.debug("publishing will on %r", will.topic)

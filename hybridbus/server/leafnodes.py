@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from hybridbus.leaf.interest import LeafInterest
 from hybridbus.leaf.remote import LeafRemote
+from hybridbus.mqtt.nodewatch import NodeWatch
 from hybridbus.server.startup import StartError
 
 if TYPE_CHECKING:
@@ -28,9 +29,17 @@ def start_leafnodes(server: Server) -> None:
         server.leaf_remotes.append(remote)
         remote.start()
     server.leaf_interests = list(interests.values())
+    broker = server.mqtt
+    persistence = getattr(broker, "persistence", None)
+    if broker is not None and getattr(persistence, "js", None) is not None:
+        # MQTT state in the hub's JetStream: wills outlive this node (mqtt/nodewatch.py)
+        broker.nodewatch = NodeWatch(broker, persistence)
+        broker.nodewatch.start()
 
 
 async def stop_leafnodes(server: Server) -> None:
+    if server.mqtt is not None and server.mqtt.nodewatch is not None:
+        server.mqtt.nodewatch.stop()
     for remote in server.leaf_remotes:
         await remote.stop()
     for interest in getattr(server, "leaf_interests", ()):

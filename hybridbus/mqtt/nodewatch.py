@@ -1,0 +1,243 @@
+"""Wills that outlive their node (``mqtt { js_domain }``): nats-server loses the will of
+a client whose node dies; hybridbus publishes it from a surviving node.
+
+How a node knows. Every node publishes ``$HB.alive.<node>`` once a second (core NATS,
+across the leaf link) and watches ``$HB.alive.*``. A node it has heard from that stays
+silent for ``DEAD_AFTER`` seconds is dead to it (a node cut off from the hub for that
+long looks dead too: its clients' wills may then be published although they are still
+connected to it; the log of the cut-off node says when its link was down).
+
+What it knows. While a connection with a will is open, its node keeps a record in the
+stream ``HB_wills``, subject ``$HB.will.<node>.<key>`` (one per subject), with the will
+and its delay; the record goes when the connection ends (the node itself then publishes
+the will or discards it, as on one node). A dead node's records are the wills it owed.
+
+Who publishes, once. A surviving node reads the dead node's records. A will with a
+Will Delay Interval waits it out, then the session's record in ``HB_sess`` is read: if
+another node holds the client id since (the client reconnected elsewhere), the will is
+not due [MQTT-3.1.3-9]. Then the node claims the record by writing an empty one with ``Nats-Expected-Last-Subject-Sequence``
+(compare and set): one node wins, and only the winner publishes the will, after the
+Will Delay Interval [MQTT-3.1.3-9] (counted from the claim, so a will may come up to
+``DEAD_AFTER`` + 1 s + the delay after the node died). A restarted node does the same
+with records left by its own previous run (``server_name`` must be stable for that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from hybridbus.codec.nats import encode_headers
+from hybridbus.core.jsclient import JsError
+from hybridbus.mqtt.broker import session_key
+from hybridbus.mqtt.message import MqttMessage
+
+if TYPE_CHECKING:
+    from hybridbus.mqtt.broker import MqttBroker
+
+log = logging.getLogger("hybridbus.mqtt")
+
+WILLS = "HB_wills"
+ALIVE = "$HB.alive."
+HEARTBEAT = 1.0
+DEAD_AFTER = 4.0
+NO_MESSAGE = 10037
+WRONG_LAST_SEQ = 10071
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class NodeWatch:
+    """One per MQTT broker whose state is in a JetStream domain."""
+
+    def __init__(self, broker: MqttBroker, persistence: Any) -> None:
+        self.broker = broker
+        self.persistence = persistence
+        self.js = persistence.js
+        self.node = persistence.node or broker.server.server_id
+        self.prefix = f"$HB.will.{self.node}."
+        self.seen: dict[str, float] = {}  # node -> monotonic time of its last heartbeat
+        self.armed: dict[str, int] = {}  # key -> seq of our record (0: being written)
+        self.claimed = 0  # wills this node published for dead nodes (monitoring, tests)
+        self._task: asyncio.Task | None = None
+        self._ready = False
+
+    def start(self) -> None:
+        self.js.subscribe(ALIVE + "*", self._on_alive)
+        self._task = self.broker.server.loop.create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    # -- this node's wills ------------------------------------------------------------
+
+    def arm(self, client_id: str, will: MqttMessage, delay: int) -> None:
+        """A connection with a will is open on this node."""
+        if not self._ready:
+            return  # no stream yet: the will is this node's alone (as nats-server's)
+        key = session_key(client_id)
+        record = [
+            client_id,
+            will.topic,
+            will.payload,
+            will.qos,
+            will.retain,
+            will.properties,
+            delay,
+        ]
+        self.armed[key] = 0
+
+        def acked(answer: dict | None, err: JsError | None) -> None:
+            if err is not None:
+                log.debug("will of %r not recorded: %s", client_id, err)
+                self.armed.pop(key, None)
+            elif key in self.armed:
+                self.armed[key] = answer["seq"]
+
+        self.js.publish(self.prefix + key, _pack(record), None, acked)
+
+    def disarm(self, client_id: str) -> None:
+        """The connection ended here: this node publishes or discards the will itself."""
+        key = session_key(client_id)
+        if self.armed.pop(key, None) is None:
+            return
+        self.js.publish(self.prefix + key, b"", None, lambda answer, err: None)
+
+    # -- other nodes ------------------------------------------------------------------
+
+    def _on_alive(self, subject: str, reply, headers, payload) -> None:
+        node = subject[len(ALIVE) :]
+        if node != self.node:
+            self.seen[node] = time.monotonic()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._setup()
+                break
+            except (JsError, OSError) as err:
+                log.debug("HB_wills not ready: %s", err)
+                await asyncio.sleep(1.0)
+        await self._claim_node(self.node)  # what our previous run left
+        self._ready = True  # only now: the claim above must not see this run's wills
+        while True:
+            self.js.send(ALIVE + self.node, b"")
+            self.js.run()
+            now = time.monotonic()
+            for node, last in list(self.seen.items()):
+                if now - last > DEAD_AFTER:
+                    del self.seen[node]
+                    log.warning(
+                        "MQTT node %r silent for %gs: publishing its wills", node, DEAD_AFTER
+                    )
+                    self.broker.server.loop.create_task(self._claim_node(node))
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _setup(self) -> None:
+        while not getattr(self.persistence, "ready", False):
+            await asyncio.sleep(0.2)
+        cfg = {
+            "name": WILLS,
+            "subjects": ["$HB.will.>"],
+            "storage": "file",
+            "num_replicas": self.broker.server.options.mqtt.stream_replicas or 1,
+            "max_msgs_per_subject": 1,
+        }
+        try:
+            await self.js.request(f"STREAM.CREATE.{WILLS}", cfg)
+        except JsError as err:
+            if err.err_code != 10058:  # exists with another config: keep it
+                raise
+
+    async def _claim_node(self, node: str) -> None:
+        try:
+            records = await self._records(f"$HB.will.{node}.>")
+        except JsError as err:
+            log.warning("wills of node %r not read: %s", node, err)
+            return
+        for subject, seq, data in records:
+            if not data:
+                continue
+            try:
+                await self._claim(node, subject, seq, _unpack(data))
+            except (JsError, ValueError, TypeError) as err:
+                log.warning("will %s not published: %s", subject, err)
+
+    async def _claim(self, node: str, subject: str, seq: int, record: list) -> None:
+        client_id, topic, payload, qos, retain, props, delay = record
+        key = subject.rsplit(".", 1)[1]
+        if delay:
+            # A client back within the Will Delay Interval keeps its will unsent
+            # [MQTT-3.1.3-9]; without a delay it was due when the node died.
+            await asyncio.sleep(delay)
+            if await self._moved(key, node):
+                return
+        hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(seq))])
+        try:
+            await self._publish(subject, b"", hdr)
+        except JsError as err:
+            if err.err_code == WRONG_LAST_SEQ:
+                return  # another node claimed it first
+            raise
+        will = MqttMessage(topic, payload, qos, retain, props or None, None)
+        log.info("publishing the will of %r (node %r is gone)", client_id, node)
+        self.claimed += 1
+        self.broker._publish_will(will)
+        self.broker.server.flush()
+
+    async def _moved(self, key: str, node: str) -> bool:
+        """Whether the session's record names another node than `node` (the client is
+        back, elsewhere: its will is not due)."""
+        try:
+            answer = await self.js.request(
+                "STREAM.MSG.GET.HB_sess", {"last_by_subj": "$HB.sess." + key}
+            )
+        except JsError as err:
+            if err.err_code == NO_MESSAGE:
+                return False
+            raise
+        data = base64.b64decode(answer["message"].get("data") or "")
+        if not data:
+            return False
+        owner = _unpack(data).get("node")
+        return bool(owner) and owner != node
+
+    async def _records(self, filter_subject: str) -> list[tuple[str, int, bytes]]:
+        found = []
+        seq = 1
+        while True:
+            body = {"seq": seq, "next_by_subj": filter_subject}
+            try:
+                answer = await self.js.request(f"STREAM.MSG.GET.{WILLS}", body)
+            except JsError as err:
+                if err.err_code == NO_MESSAGE:
+                    return found
+                raise
+            msg = answer["message"]
+            found.append((msg["subject"], msg["seq"], base64.b64decode(msg.get("data") or "")))
+            seq = msg["seq"] + 1
+
+    def _publish(self, subject: str, payload: bytes, headers: bytes | None) -> asyncio.Future:
+        fut = self.broker.server.loop.create_future()
+
+        def acked(answer: dict | None, err: JsError | None) -> None:
+            if fut.done():
+                return
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(answer)
+
+        self.js.publish(subject, payload, headers, acked)
+        self.js.run()
+        return fut
