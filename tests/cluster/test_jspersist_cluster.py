@@ -1,0 +1,140 @@
+"""MQTT state in the hub's JetStream across hybridbus nodes: a real 3-member nats-server
+2.15.1 cluster (JetStream domain hub, R3) and `hybridbus serve` nodes linked to it as
+leaf nodes with `mqtt { js_domain: hub, stream_replicas: 3 }` (tests/cluster/conftest.py).
+paho-mqtt 3.1.1 and 5.0 devices move between nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.cluster.test_jspersist_local import IDS, PROTOCOLS, V5, Dev, run
+
+
+def connect_when_ready(port: int, client_id: str, protocol, persistent=True, timeout=15.0):
+    """A node refuses CONNECTs needing state (0x03/0x88) until its streams exist in the
+    domain: try until it accepts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dev = Dev(port, client_id, protocol, persistent)
+        present, rc = dev.connect()
+        if rc == 0:
+            return dev, present
+        dev.client.loop_stop()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{client_id}: CONNACK {rc} for {timeout}s")
+        time.sleep(0.2)
+
+
+def _nodes(hb_node, *names):
+    nodes = [hb_node(name) for name in names]
+    for node in nodes:
+        node.wait_linked()
+    return nodes
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_device_moves_after_kill9(hb_node, protocol):
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    cid = f"mover-{protocol}-{time.time_ns()}"
+    dev, present = await run(connect_when_ready, a.mqtt_port, cid, protocol)
+    assert not present
+    await run(dev.subscribe, "plant/+/temp", 1)
+    await run(dev.stop)
+    pub, _ = await run(connect_when_ready, b.mqtt_port, f"pub-{cid}", protocol, False)
+    for i in range(5):
+        await run(pub.publish, f"plant/l{i}/temp", b"q%d" % i, 1)
+    a.kill()
+    started = time.monotonic()
+    dev, present = await run(connect_when_ready, b.mqtt_port, cid, protocol)
+    assert present
+    got = await run(dev.drain, 5, 10.0)
+    took = time.monotonic() - started
+    assert [m.payload for m in got] == [b"q%d" % i for i in range(5)], took
+    for i in range(3):
+        await run(pub.publish, "plant/x/temp", b"live%d" % i, 1)
+    got = await run(dev.drain, 3)
+    assert [m.payload for m in got] == [b"live0", b"live1", b"live2"]
+    assert await run(dev.quiet, 0.5) == []
+    await run(dev.stop)
+    await run(pub.stop)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_takeover_across_nodes(hb_node, protocol):
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    cid = f"twin-{protocol}-{time.time_ns()}"
+    first, _ = await run(connect_when_ready, a.mqtt_port, cid, protocol)
+    await run(first.subscribe, "t/#", 1)
+    started = time.monotonic()
+    second, present = await run(connect_when_ready, b.mqtt_port, cid, protocol)
+    assert present
+    rc = await run(first.disconnects.get, True, 5.0)
+    took = time.monotonic() - started
+    if protocol == V5:
+        assert rc == 0x8E  # Session taken over
+    assert took < 5.0
+    # the session (and its subscription) lives on at B; messages reach only B
+    pub, _ = await run(connect_when_ready, a.mqtt_port, f"pub-{cid}", protocol, False)
+    await run(pub.publish, "t/1", b"after", 1)
+    got = await run(second.drain, 1)
+    assert [m.payload for m in got] == [b"after"]
+    assert await run(second.quiet, 0.3) == []
+    assert first.messages.empty()
+    first.client.loop_stop()
+    await run(second.stop)
+    await run(pub.stop)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_retained_across_nodes(hb_node, protocol):
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    tag = f"{protocol}-{time.time_ns()}"
+    topic = f"ret/{tag}"
+    pub, _ = await run(connect_when_ready, a.mqtt_port, f"rp-{tag}", protocol, False)
+    await run(pub.publish, topic, b"kept", 1, True)
+    # B's retained index follows HB_rmsgs: a new subscriber there gets it
+    deadline = time.monotonic() + 5
+    while True:
+        sub, _ = await run(connect_when_ready, b.mqtt_port, f"rs-{tag}", protocol, False)
+        await run(sub.subscribe, topic, 1)
+        got = await run(sub.drain, 1, 0.5)
+        await run(sub.stop)
+        if got or time.monotonic() > deadline:
+            break
+    assert [(m.payload, m.retain) for m in got] == [(b"kept", True)]
+    # cleared on B: gone on A too
+    await run(sub.connect)
+    await run(sub.publish, topic, b"", 1, True)
+    await run(sub.stop)
+    await asyncio.sleep(0.3)
+    late, _ = await run(connect_when_ready, a.mqtt_port, f"rl-{tag}", protocol, False)
+    await run(late.subscribe, topic, 1)
+    assert await run(late.drain, 1, 0.5) == []
+    await run(late.stop)
+    await run(pub.stop)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_exactly_one_copy_and_qos2_across_nodes(hb_node, protocol):
+    """A persistent session on A, publishers on A and on B: every QoS 1 and QoS 2
+    message once (its consumer; never the router too), QoS 0 once through the router."""
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    tag = f"{protocol}-{time.time_ns()}"
+    dev, _ = await run(connect_when_ready, a.mqtt_port, f"d-{tag}", protocol)
+    await run(dev.subscribe, f"x/{tag}/#", 2)
+    pa, _ = await run(connect_when_ready, a.mqtt_port, f"pa-{tag}", protocol)
+    pb, _ = await run(connect_when_ready, b.mqtt_port, f"pb-{tag}", protocol)
+    sent = []
+    for qos in (0, 1, 2):
+        for pub, where in ((pa, "a"), (pb, "b")):
+            payload = f"{where}{qos}".encode()
+            await run(pub.publish, f"x/{tag}/{where}", payload, qos)
+            sent.append((payload, qos))
+    got = await run(dev.drain, len(sent), 8.0)
+    got += await run(dev.quiet, 0.5)
+    assert sorted((m.payload, m.qos) for m in got) == sorted(sent)
+    for c in (dev, pa, pb):
+        await run(c.stop)
