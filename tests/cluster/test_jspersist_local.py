@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 
+import nats
 import paho.mqtt.client as mqtt
 import pytest
 
@@ -137,3 +138,172 @@ async def test_session_present_and_queued_qos1(server_factory, protocol):
     assert await run(sub.quiet) == []
     await run(sub.stop)
     await run(pub.stop)
+
+
+def _on_puback(dev: Dev) -> queue.Queue:
+    acks: queue.Queue = queue.Queue()
+    dev.client.on_publish = lambda c, u, mid, rc, p=None: acks.put(rc)
+    return acks
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_puback_after_the_puback_of_the_domain(server_factory, protocol):
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    js = nc.jetstream(domain="hub")
+    try:
+        sub = Dev(port, f"keep-{protocol}", protocol)
+        await run(sub.connect)
+        await run(sub.subscribe, "p/#", 1)
+        await run(sub.stop)  # offline: its consumer keeps what comes
+        pub = Dev(port, f"pub-{protocol}", protocol, persistent=False)
+        await run(pub.connect)
+        for i in range(3):
+            await run(pub.publish, "p/1", b"%d" % i, 1)
+        # every PUBACKed message is in the domain's HB_msgs (held for the offline session)
+        info = await js.stream_info("HB_msgs")
+        assert info.state.messages == 3
+        # the domain refuses (no stream captures the subject): no positive PUBACK
+        await js.delete_stream("HB_msgs")
+        acks = _on_puback(pub)
+        pub.client.publish("p/1", b"lost", qos=1)
+        if protocol == V5:
+            rc = await run(acks.get, True, 5.0)
+            assert rc == 0x80  # Unspecified error
+        else:
+            rc = await run(pub.disconnects.get, True, 5.0)  # 3.1.1: closed, re-sends later
+            assert acks.empty()
+        pub.client.loop_stop()
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_domain_unreachable(server_factory, protocol):
+    """A CONNECT needing state gets CONNACK 0x03 (3.1.1) / 0x88 (5.0) at once, a clean
+    one connects; open connections keep working; the domain back, CONNECTs succeed."""
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    online = Dev(port, f"online-{protocol}", protocol)
+    await run(online.connect)
+    await run(online.subscribe, "u/#", 0)
+    engine = server.jetstream
+    domain_subs = [s for s in engine._subs if s.subject.startswith("$JS.hub.API")]
+    for s in domain_subs:
+        engine.unsubscribe(s)
+    started = time.monotonic()
+    refused = Dev(port, f"refused-{protocol}", protocol)
+    present, rc = await run(refused.connect)
+    assert time.monotonic() - started < 2.0
+    assert rc == "Server unavailable"
+    refused.client.loop_stop()
+    if protocol == V311:
+        # the exact wire: CONNACK return code 0x03 Server unavailable
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x10\x0f\x00\x04MQTT\x04\x00\x00\x3c\x00\x03raw")
+        assert await asyncio.wait_for(reader.read(4), 3) == b"\x20\x02\x00\x03"
+        writer.close()
+    clean = Dev(port, f"clean-{protocol}", protocol, persistent=False)
+    assert (await run(clean.connect))[1] == 0
+    await run(clean.publish, "u/1", b"q0", 0)
+    got = await run(online.drain, 1)
+    assert [m.payload for m in got] == [b"q0"]
+    await run(clean.stop)
+    engine.subscribe("$JS.hub.API.>", engine._domain_request)
+    back = Dev(port, f"refused-{protocol}", protocol)
+    assert (await run(back.connect))[1] == 0
+    await run(back.stop)
+    await run(online.stop)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_takeover_on_one_node(server_factory, protocol):
+    server = await _server(server_factory)
+    first = Dev(server.mqtt_port, f"twin-{protocol}", protocol)
+    await run(first.connect)
+    await run(first.subscribe, "tw/#", 1)
+    second = Dev(server.mqtt_port, f"twin-{protocol}", protocol)
+    present, rc = await run(second.connect)
+    assert present and rc == 0
+    rc = await run(first.disconnects.get, True, 5.0)
+    if protocol == V5:
+        assert rc == 0x8E
+    first.client.loop_stop()
+    pub = Dev(server.mqtt_port, f"tp-{protocol}", protocol, persistent=False)
+    await run(pub.connect)
+    await run(pub.publish, "tw/1", b"one", 1)
+    assert [m.payload for m in await run(second.drain, 1)] == [b"one"]
+    assert await run(second.quiet) == []
+    await run(second.stop)
+    await run(pub.stop)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+async def test_qos2_exactly_once_and_retained(server_factory, protocol):
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    sub = Dev(port, f"q2s-{protocol}", protocol)
+    await run(sub.connect)
+    await run(sub.subscribe, "q2/#", 2)
+    pub = Dev(port, f"q2p-{protocol}", protocol)  # persistent: HB_qos2in until PUBREL
+    await run(pub.connect)
+    for i in range(5):
+        await run(pub.publish, "q2/x", b"%d" % i, 2)
+    got = await run(sub.drain, 5)
+    got += await run(sub.quiet)
+    assert [(m.payload, m.qos) for m in got] == [(b"%d" % i, 2) for i in range(5)]
+    # retained: set, seen by a new subscriber, cleared (tombstone), gone
+    await run(pub.publish, "q2/ret", b"kept", 1, True)
+    late = Dev(port, f"q2l-{protocol}", protocol, persistent=False)
+    await run(late.connect)
+    await run(late.subscribe, "q2/ret", 1)
+    assert [(m.payload, m.retain) for m in await run(late.drain, 1)] == [(b"kept", True)]
+    await run(pub.publish, "q2/ret", b"", 1, True)
+    await run(late.stop)
+    late = Dev(port, f"q2l-{protocol}", protocol, persistent=False)
+    await run(late.connect)
+    await run(late.subscribe, "q2/ret", 1)
+    assert await run(late.drain, 1, 0.5) == []
+    for c in (sub, pub, late):
+        await run(c.stop)
+
+
+async def test_queued_messages_survive_kill9(server_process, tmp_path):
+    conf = tmp_path / "hb.conf"
+    conf.write_text("jetstream { domain: hub }\nmqtt { js_domain: hub }\n")
+    proc = server_process(config=str(conf)).start()
+    port = proc.ports["mqtt"]
+
+    def connect(cid, persistent=True):
+        deadline = time.monotonic() + 10
+        while True:
+            dev = Dev(port, cid, V311, persistent)
+            present, rc = dev.connect()
+            if rc == 0:
+                return dev, present
+            dev.client.loop_stop()
+            assert time.monotonic() < deadline, f"CONNACK {rc}"
+            time.sleep(0.1)
+
+    dev, present = await run(connect, "survivor")
+    assert not present
+    await run(dev.subscribe, "k/#", 1)
+    await run(dev.stop)
+    pub, _ = await run(connect, "k-pub", False)
+    for i in range(3):
+        await run(pub.publish, "k/1", b"%d" % i, 1)
+    await run(pub.publish, "k/ret", b"kept", 1, True)
+    pub.client.loop_stop()
+    proc.kill()  # SIGKILL
+    proc.start()
+    dev, present = await run(connect, "survivor")
+    assert present
+    got = await run(dev.drain, 4)
+    got += await run(dev.quiet)
+    assert sorted(m.payload for m in got) == [b"0", b"1", b"2", b"kept"]
+    late, _ = await run(connect, "k-late", False)
+    await run(late.subscribe, "k/ret", 1)
+    assert [m.payload for m in await run(late.drain, 1)] == [b"kept"]
+    await run(dev.stop)
+    await run(late.stop)
