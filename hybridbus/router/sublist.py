@@ -567,6 +567,35 @@ class Sublist:
                     del cache[key]
         return r
 
+    def match_each(self, subjects: list[str]) -> list[SublistResult]:
+        """``match`` for each subject, in order. A subject under the same open head as
+        the one before it ("Reply subjects"), and named by no literal filter, costs one
+        string split and one lookup, and stays out of the match cache (JetStream's
+        PubAcks of one read, each to its own ``_INBOX.<id>.<n>``)."""
+        out: list[SublistResult] = []
+        lit = self._lit
+        tails = self._tails
+        match = self.match
+        prev_head: str | None = None
+        prev: SublistResult | None = None
+        reused = 0
+        for subject in subjects:
+            head, _, last = subject.rpartition(".")
+            if head == prev_head and last and subject not in lit:
+                out.append(prev)  # type: ignore[arg-type]
+                reused += 1
+                continue
+            r = match(subject)
+            out.append(r)
+            t = tails.get(head)
+            if t is not None and t[1] is r and t[0] == self.genid:
+                prev_head, prev = head, r
+            else:
+                prev_head = prev = None
+        self._matches += reused
+        self._misses += reused
+        return out
+
     def _tail_result(self, subject: str) -> SublistResult | None:
         """The result kept for ``subject``'s head, if it is open and current."""
         if subject.startswith(ONE_OFF_PREFIX):

@@ -72,6 +72,42 @@ async def test_one_write_of_publishes_keeps_order_and_each_outcome(senv):
     await w.expect_nothing(0.2)
 
 
+async def test_pub_acks_of_one_read_to_many_reply_subjects(senv):
+    # A read's PubAcks, each to its own reply under one inbox: every receiver gets what
+    # routing each one alone gives (capture._route_acks delivers runs to one inbox
+    # subscription at once): a literal subscription on one reply too, an auto-
+    # unsubscribe limit stops after its count, a queue group gets one copy each.
+    await senv.js.add_stream(name="M", subjects=["m.>"])
+    w, other = await senv.wire(), await senv.wire()
+    await w.send(b"SUB r.* 1\r\nSUB r.3 2\r\nPING\r\n")
+    await w.expect(b"PONG\r\n")
+    frame = rb"MSG r\.\d+ \d \d+\r\n.*?\r\n"
+
+    def ack(reply: int, sid: int) -> bytes:
+        body = b'{"stream":"M","seq":%d}' % reply
+        return b"MSG r.%d %d %d\r\n%s\r\n" % (reply, sid, len(body), body)
+
+    def of(frames: list[bytes], sid: int) -> list[bytes]:
+        return [f for f in frames if f.split(b" ")[2] == b"%d" % sid]
+
+    await w.send(b"".join(b"PUB m.a r.%d 1\r\nx\r\n" % i for i in range(1, 7)))
+    got = [(await w.expect_re(frame)).group(0) for _ in range(7)]
+    assert of(got, 1) == [ack(i, 1) for i in range(1, 7)]
+    assert of(got, 2) == [ack(3, 2)] and got.index(ack(3, 2)) in (2, 3)
+    await w.expect_nothing(0.2)
+
+    await other.send(b"SUB r.* 5\r\nUNSUB 5 2\r\nSUB r.* q 6\r\nPING\r\n")
+    await other.expect(b"PONG\r\n")
+    await w.send(b"".join(b"PUB m.a r.%d 1\r\nx\r\n" % i for i in range(7, 13)))
+    got = [(await w.expect_re(frame)).group(0) for _ in range(6)]
+    assert got == [ack(i, 1) for i in range(7, 13)]
+    got = [(await other.expect_re(frame)).group(0) for _ in range(8)]
+    assert of(got, 5) == [ack(7, 5), ack(8, 5)]
+    assert of(got, 6) == [ack(i, 6) for i in range(7, 13)]
+    await w.expect_nothing(0.2)
+    await other.expect_nothing(0.2)
+
+
 async def test_duplicates_within_the_window(senv):
     await senv.js.add_stream(name="D", subjects=["d"], duplicate_window=0.5)
     first = await senv.js.publish("d", b"1", headers={"Nats-Msg-Id": "a"})

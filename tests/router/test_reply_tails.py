@@ -94,3 +94,17 @@ def test_cache_off_keeps_nothing():
         sl2.match(f"_INBOX.x.{i}")
     sl2.set_cache(False)
     assert not sl2._tails
+
+
+def test_match_each_equals_match_one_by_one():
+    inbox, special = sub("_INBOX.a.*"), sub("_INBOX.*.special")
+    sl, ref = both(inbox, sub("_INBOX.a.5"))
+    subjects = [f"_INBOX.a.{i}" for i in range(10)]
+    subjects += ["_INBOX.a.", "_INBOX.b.1", "_INBOX.a.x", "x", "_INBOX.a.special", "_INBOX.a.6"]
+    for _ in range(3):
+        got = sl.match_each(subjects)
+        assert all(same(g, ref.match(s)) for g, s in zip(got, subjects, strict=True))
+    sl.insert(special)
+    ref.insert(special)
+    got = sl.match_each(subjects)
+    assert all(same(g, ref.match(s)) for g, s in zip(got, subjects, strict=True))
