@@ -130,6 +130,10 @@ class NodeWatch:
                 await asyncio.sleep(1.0)
         await self._claim_node(self.node)  # what our previous run left
         self._ready = True  # only now: the claim above must not see this run's wills
+        for session in list(self.broker.sessions.values()):
+            conn = session.conn  # connected before the stream was there
+            if conn is not None and getattr(conn, "will", None) is not None:
+                self.arm(session.client_id, conn.will, conn.will_delay)
         while True:
             self.js.send(ALIVE + self.node, b"")
             self.js.run()

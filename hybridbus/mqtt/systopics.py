@@ -160,7 +160,8 @@ class SysTopics:
         self.maximum = max(self.maximum, connected)
         stored = stored_bytes = 0
         if broker.persistence is not None:
-            for stream in broker.persistence.streams.values():
+            # a JetStream domain's streams are the hub's, not counted here
+            for stream in getattr(broker.persistence, "streams", {}).values():
                 state = stream.state()
                 stored += state.messages
                 stored_bytes += state.bytes

@@ -79,7 +79,11 @@ def test_wills_of_a_killed_node_are_published_once_by_another(hb_node):
     time.sleep(2.5)  # B has heard A's heartbeats, A has recorded the wills
     killed = time.monotonic()
     a.kill()
-    wait_for(lambda: len(watcher.got) >= 2, 15, "both wills published by B")
+    try:
+        wait_for(lambda: len(watcher.got) >= 2, 15, "both wills published by B")
+    except AssertionError:
+        print("GOT", watcher.got, "\nB LOG\n", b.output()[-4000:], "\nA LOG\n", a.output()[-3000:])
+        raise
     took = time.monotonic() - killed
     time.sleep(1.5)  # and nothing more comes
     watcher.close()
@@ -99,12 +103,12 @@ def test_a_will_with_a_delay_is_not_sent_when_the_client_is_back_elsewhere(hb_no
     a.wait_linked()
     b.wait_linked()
     watcher = Watcher(b.mqtt_port, "status/#")
-    dev = device(a.mqtt_port, "movable", b"gone", v5=True, delay=8)
+    dev = device(a.mqtt_port, "movable", b"gone", v5=True, delay=3)
     time.sleep(2.5)
     a.kill()
     dev.loop_stop()
-    back = device(b.mqtt_port, "movable", b"gone", v5=True, delay=8)
-    time.sleep(14)  # past detection + the delay
+    back = device(b.mqtt_port, "movable", b"gone", v5=True, delay=3)
+    time.sleep(10)  # past detection (4-5 s) + the delay (3 s)
     watcher.close()
     back.loop_stop()
     back.disconnect()
