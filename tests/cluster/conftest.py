@@ -52,7 +52,12 @@ Fixtures
     ``count`` leaf connections named after the node), ``wait_unlinked(timeout)``.
 
 Helpers for tests: ``wait_for(predicate, timeout, what)`` (sync, polls) and
-``await until(predicate, timeout, what)`` (async, polls, for use inside a test's loop).
+``await until(predicate, timeout, what)`` (async, polls, for use inside a test's loop);
+``await deliver_probes(send, arrived, timeout, what)`` (publish probes until one
+crosses: interest propagates over links and routes asynchronously);
+``MqttClient`` (``await MqttClient.connect(node.mqtt_port, "id")``, ``subscribe``,
+``publish``, ``publish_many``, ``messages(count, timeout, partial=False)``, ``close``):
+a raw MQTT 3.1.1 client with bounded waits that acknowledges QoS 1 deliveries.
 
 Ports are free loopback ports chosen at start (``tests/conftest.py`` ``free_port``);
 a restarted process keeps its ports. Logs and stores live in pytest's tmp dirs.
@@ -250,12 +255,18 @@ class NatsCluster:
 
     def _conf(self, p: _Proc) -> str:
         routes = ", ".join(f'"nats-route://127.0.0.1:{q.cluster_port}"' for q in self._procs)
+        # One member is a standalone server: a cluster of one never elects a leader.
+        cluster = (
+            f"cluster {{\n  name: {self.cluster_name}\n"
+            f"  listen: 127.0.0.1:{p.cluster_port}\n  routes: [{routes}]\n}}\n"
+            if len(self._procs) > 1
+            else ""
+        )
         return (
             f"server_name: {p.name}\n"
             f"listen: 127.0.0.1:{p.client_port}\n"
             f"http: 127.0.0.1:{p.http_port}\n"
-            f"cluster {{\n  name: {self.cluster_name}\n"
-            f"  listen: 127.0.0.1:{p.cluster_port}\n  routes: [{routes}]\n}}\n"
+            f"{cluster}"
             f'jetstream {{\n  store_dir: "{p.store_dir}"\n  domain: {self.domain}\n'
             "  max_memory_store: 256MB\n  max_file_store: 1GB\n}\n"
             f"leafnodes {{\n  listen: 127.0.0.1:{p.leaf_port}\n}}\n"
@@ -351,6 +362,8 @@ class NatsCluster:
             status, _ = http_get(self.monitor_url(k) + path)
             if status != 200:
                 return False
+        if len(self._procs) == 1:
+            return True  # standalone JetStream: no meta group
         # A meta leader that is up: right after a kill the survivors still name the
         # dead one until their Raft heartbeats time out.
         status, body = http_get(self.monitor_url(k) + "/jsz")
@@ -554,7 +567,7 @@ class HbNodeFactory:
         False for none (MQTT state in the node's own store); ``replicas``: the
         ``stream_replicas`` with a domain; ``extra_conf``: appended verbatim.
         Returns once the node's NATS and MQTT ports accept connections."""
-        if cluster is None and (remotes is None or js_domain is True):
+        if cluster is None:
             cluster = self._default_cluster()
         if remotes is None:
             remotes = [cluster.leaf_urls]
@@ -580,6 +593,114 @@ class HbNodeFactory:
     def kill_all(self) -> None:
         for node in self.nodes:
             node.kill()
+
+
+# =========================================================================== clients
+
+
+class MqttClient:
+    """A small async MQTT 3.1.1 client on a raw socket (tests/helpers/wire.py), for
+    the cluster tests: every wait is bounded, QoS 1 deliveries are acknowledged."""
+
+    def __init__(self, wire: Any) -> None:
+        from hybridbus.codec.mqtt import MQTTParser
+
+        self.wire = wire
+        self.parser = MQTTParser(protocol_level=4)
+        self.backlog: list = []  # packets read and not yet returned
+        self._mid = 0
+
+    @classmethod
+    async def connect(cls, port: int, client_id: str = "", clean: bool = True) -> MqttClient:
+        from tests.helpers.wire import mqtt_connect
+
+        return cls(await mqtt_connect(port, client_id, clean=clean))
+
+    def _next_mid(self) -> int:
+        self._mid = self._mid % 65535 + 1
+        return self._mid
+
+    async def subscribe(self, *filters: str, qos: int = 0, timeout: float = 5.0) -> None:
+        from tests.helpers import mqtt_packets as mp
+
+        mid = self._next_mid()
+        await self.wire.send(mp.subscribe(mid, *((f, qos) for f in filters)))
+        await self._expect(lambda p: type(p).__name__ == "Suback" and p.packet_id == mid, timeout)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        from tests.helpers import mqtt_packets as mp
+
+        mid = self._next_mid() if qos else 0
+        await self.wire.send(mp.publish(topic, payload, qos=qos, mid=mid))
+
+    async def publish_many(self, topic: str, payloads: list[bytes]) -> None:
+        """QoS 0 PUBLISHes in one write."""
+        from tests.helpers import mqtt_packets as mp
+
+        await self.wire.send(b"".join(mp.publish(topic, p) for p in payloads))
+
+    async def _read(self, timeout: float) -> bool:
+        """Parse what arrived, waiting up to ``timeout`` for more; False on timeout."""
+        if not self.wire.buffer and not await self.wire._fill(timeout):
+            return False
+        data, self.wire.buffer = self.wire.buffer, b""
+        for packet in self.parser.feed(data):
+            if type(packet).__name__ == "Publish" and packet.qos == 1:
+                from tests.helpers import mqtt_packets as mp
+
+                await self.wire.send(mp.puback(packet.packet_id))
+            self.backlog.append(packet)
+        return True
+
+    async def _expect(self, match: Callable[[Any], bool], timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            for k, packet in enumerate(self.backlog):
+                if match(packet):
+                    del self.backlog[k]
+                    return packet
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching MQTT packet in {timeout}s: {self.backlog}")
+            await self._read(left)
+
+    async def messages(self, count: int, timeout: float = 5.0, partial: bool = False) -> list:
+        """The next ``count`` PUBLISH packets (fewer with ``partial`` on timeout)."""
+        deadline = time.monotonic() + timeout
+        got: list = []
+        while True:
+            rest = []
+            for packet in self.backlog:
+                if type(packet).__name__ == "Publish" and len(got) < count:
+                    got.append(packet)
+                else:
+                    rest.append(packet)
+            self.backlog = rest
+            if len(got) >= count:
+                return got
+            left = deadline - time.monotonic()
+            if left <= 0 or not await self._read(left):
+                if partial:
+                    return got
+                raise AssertionError(f"got {len(got)} PUBLISHes of {count} in {timeout}s")
+
+    async def close(self) -> None:
+        await self.wire.close()
+
+
+async def deliver_probes(send: Callable, arrived: Callable, timeout: float, what: str) -> int:
+    """Interest crosses the leaf links and routes asynchronously: ``await send()``
+    until ``await arrived()`` (which should wait briefly itself) says a probe got
+    through. Returns the number of probes sent."""
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while True:
+        await send()
+        sent += 1
+        if await arrived():
+            return sent
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # =========================================================================== fixtures
