@@ -161,15 +161,24 @@ def load(paths: list[str]) -> dict[str, Any]:
         meta = doc.get("meta", {})
         if not merged["meta"]:
             merged["meta"] = dict(meta)
-        else:
-            # Versions and servers of every run count; the first run's machine stays.
+        elif not all(n.startswith("cluster_") for n in doc.get("scenarios", {})):
+            # Versions and servers of every run count; the first run's machine stays. A
+            # run of cluster scenarios only names its own in the Clustering block.
             merged["meta"].setdefault("versions", {}).update(meta.get("versions", {}))
             for s in meta.get("servers", []):
                 if s not in merged["meta"].setdefault("servers", []):
                     merged["meta"]["servers"].append(s)
         names = list(doc.get("scenarios", {}))
         merged["sources"].append(
-            {"path": str(p), "started": meta.get("started"), "scenarios": names}
+            {
+                "path": str(p),
+                "started": meta.get("started"),
+                "scenarios": names,
+                # Each run's own machine, versions and options (the cluster block names them).
+                "machine": meta.get("machine"),
+                "versions": meta.get("versions"),
+                "options": meta.get("options"),
+            }
         )
         for name, entry in doc.get("scenarios", {}).items():
             entry = dict(entry)
@@ -258,6 +267,9 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     from .jetstream import js_targets
 
     out += js_targets(doc, value, ratio)
+    from .cluster_report import cluster_targets
+
+    out += cluster_targets(doc, value)
     return out
 
 
@@ -451,6 +463,9 @@ def markdown(doc: dict[str, Any], chart_rel: str | None) -> str:
             cells.append("-" if x is None else f"{x:.2f}x")
         L.append("| " + " | ".join(cells) + " |")
     L.append("")
+    from .cluster_report import cluster_block
+
+    L += cluster_block(doc, value)
     if chart_rel:
         L.append(f"![benchmark chart]({chart_rel})")
         L.append("")

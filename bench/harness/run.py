@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import selfcheck, servers
+from . import cluster, cluster_sessions, selfcheck, servers
 from .fleet import FLEET_GROUP
 from .measure import measure_flow
 from .procstat import system_busy
@@ -63,6 +63,7 @@ def scenario_title(scn: Scenario, opts: Options) -> str:
         "js_publish",
         "js_pull",
         "kv",
+        "cluster",
     ):
         title += f", {opts.payload} B payload"
     return title
@@ -421,6 +422,10 @@ RATIO_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "broadcast": [("PUBACK s hb/x", "ack_s")],
     "kv": [("hybridbus/x", "rate"), ("get p99 hb/x", "get_p99_us")],
 }
+_COLUMNS.update(cluster.COLUMNS)
+_COLUMNS.update(cluster_sessions.COLUMNS)
+RATIO_COLUMNS.update(cluster.RATIO_COLUMNS)
+RATIO_COLUMNS.update(cluster_sessions.RATIO_COLUMNS)
 
 
 def print_table(scn: Scenario, title: str, results: dict[str, dict[str, Any]]) -> None:
@@ -550,6 +555,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bound on js_pull's pre-fill (120)",
     )
     p.add_argument(
+        "--cluster-runs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="runs per server of each cluster scenario, each on a fresh hub (2)",
+    )
+    p.add_argument(
+        "--cluster-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="kills per run in cluster_relink and cluster_failover (3)",
+    )
+    p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -631,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
         big_payload=args.big_payload,
         js_prefill=args.js_prefill,
         js_timeout=args.js_timeout,
+        cluster_runs=args.cluster_runs,
+        cluster_rounds=args.cluster_rounds,
         # The selected fleet session scenarios share one server run per server.
         fleet_group=tuple(n for n in names if n in FLEET_GROUP),
     )

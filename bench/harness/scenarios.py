@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cluster import run_cluster_rate, run_cluster_relink
+from .cluster_sessions import run_cluster_failover, run_cluster_takeover
 from .fleet import run_big_qos1, run_fanout, run_fleet_scenario
 from .jetstream import build_js_publish, build_kv_latency, run_js_pull
 from .loadgen_mqtt import MqttPublisher, MqttSubscriber
@@ -90,6 +92,13 @@ class Options:
     js_prefill: int = 1000000
     js_timeout: float = 120.0
     kv_keys: int = 100
+    # Cluster scenarios (``cluster``): runs per server (each on a fresh hub), kill rounds
+    # per run (cluster_relink, cluster_failover), QoS 1 messages queued for the offline
+    # session (cluster_failover), takeover rounds (cluster_takeover).
+    cluster_runs: int = 2
+    cluster_rounds: int = 3
+    failover_msgs: int = 100
+    takeover_rounds: int = 20
 
 
 @dataclass
@@ -382,6 +391,48 @@ SCENARIOS: dict[str, Scenario] = {
             "jetstream",
             "kv",
             build_kv_latency,
+        ),
+        Scenario(
+            "cluster_qos0",
+            "MQTT 3.1.1 QoS 0, 1 publisher on leaf A -> 1 subscriber on leaf B of a "
+            "3-member nats-server hub; also A -> A with the link up and a single node",
+            "cluster",
+            "cluster",
+            runner=run_cluster_rate,
+        ),
+        Scenario(
+            "cluster_qos1",
+            "MQTT 3.1.1 QoS 1 both legs, leaf A -> leaf B of a 3-member nats-server hub; "
+            "also A -> A with the link up and a single node",
+            "cluster",
+            "cluster",
+            runner=run_cluster_rate,
+        ),
+        Scenario(
+            "cluster_relink",
+            "kill -9 the hub member leaf A is linked to: time to A's relink and to the "
+            "first QoS 0 / QoS 1 message A -> B sent after the kill ({cluster_rounds} "
+            "rounds per run)",
+            "cluster",
+            "relink",
+            runner=run_cluster_relink,
+        ),
+        Scenario(
+            "cluster_failover",
+            "persistent session (clean 0, QoS 1) on leaf A offline, {failover_msgs} QoS 1 "
+            "published on B, kill -9 A, reconnect to B: time to CONNACK with session "
+            "present and to every message",
+            "cluster",
+            "failover",
+            runner=run_cluster_failover,
+        ),
+        Scenario(
+            "cluster_takeover",
+            "takeover across nodes, {takeover_rounds} rounds: a fresh client id (clean 0) "
+            "on leaf A, then on B (or B, then A): time until the first node closes it",
+            "cluster",
+            "takeover",
+            runner=run_cluster_takeover,
         ),
     ]
 }

@@ -46,10 +46,10 @@ START_TIMEOUT = 20.0  # seconds for a server to open all its ports
 STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 
 # What each server can take part in: "nats" (core protocol), "mqtt", "bridge" (MQTT <-> NATS),
-# "jetstream" (the $JS.API, file storage).
+# "jetstream" (the $JS.API, file storage), "cluster" (leaf nodes of a nats-server hub).
 CAPABILITIES: dict[str, frozenset[str]] = {
-    "hybridbus": frozenset({"nats", "mqtt", "bridge", "jetstream"}),
-    "nats-server": frozenset({"nats", "mqtt", "bridge", "jetstream"}),
+    "hybridbus": frozenset({"nats", "mqtt", "bridge", "jetstream", "cluster"}),
+    "nats-server": frozenset({"nats", "mqtt", "bridge", "jetstream", "cluster"}),
     "mosquitto": frozenset({"mqtt"}),
     "amqtt": frozenset({"mqtt"}),
 }

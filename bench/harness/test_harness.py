@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from . import report, scale, servers
+from .cluster_clients import Frames, parse_publish
+from .cluster_report import cluster_block, cluster_targets
 from .jetstream import js_targets
 from .loadgen_fleet import Handshakes, PingProbe, pct_stats
 from .loadgen_js import ReplyCutter, _frame
@@ -391,6 +393,13 @@ def test_report_targets_and_tables_from_saved_json(tmp_path: Path) -> None:
         "JetStream acked publish >= 1.0x nats-server": None,
         "JetStream pull consume + ack >= 1.0x nats-server": None,
         "KV get latency p50/p99 no worse than nats-server's": None,
+        # Nor a cluster scenario.
+        "Cluster: MQTT A -> B QoS 0 >= nats-server as the leaf": None,
+        "Cluster: MQTT A -> B QoS 1 >= nats-server as the leaf": None,
+        "Cluster: failover (kill -9 A, session present and every queued QoS 1 message on B) "
+        "no slower than nats-server": None,
+        "Cluster: takeover across nodes (old connection closed) no slower than nats-server, "
+        "p50 and p99": None,
     }
     assert "| `mqtt_qos0` | msgs/s | 300,000 † | 500,000 | 150,000 | 0.60x | 2.00x |" in text
     assert "FAILED" in text and "boom" in text
@@ -753,3 +762,99 @@ def test_js_targets_from_saved_json() -> None:
     assert [t["ok"] for t in got] == [True, False, None]
     assert "1.20x" in got[0]["measured"] and "0.50x" in got[1]["measured"]
     assert "p50 200 vs 100 us (2.00x)" in got[2]["measured"]
+
+
+# ---------------------------------------------------------------- cluster scenarios
+
+
+def test_cluster_frames_decode_every_packet_under_any_chunking() -> None:
+    rnd = random.Random(17)
+    pkts = [encode_publish("a/b", b"x" * n, n % 2, n + 1) for n in (0, 1, 126, 127, 300, 20000)]
+    pkts.insert(2, b"\x20\x02\x01\x00")  # CONNACK, session present
+    data = b"".join(pkts)
+    for _ in range(20):
+        fr = Frames()
+        got = [p for c in _chunks(data, rnd) for p in fr.feed(c)]
+        assert [t for t, _, _ in got] == [3, 3, 2, 3, 3, 3, 3]
+        assert got[2][2] == b"\x01\x00" and fr.buf == b""
+        pubs = [parse_publish(f, b) for t, f, b in got if t == 3]
+        assert [len(p[3]) for p in pubs] == [0, 1, 126, 127, 300, 20000]
+        assert [(p[1], p[2]) for p in pubs] == [(0, 0), (1, 2), (0, 0), (1, 128), (0, 0), (0, 0)]
+
+
+def test_cluster_targets_and_block_from_saved_json() -> None:
+    def runs(ab: float) -> list:
+        one = {"a_to_b": {"rate": ab}, "a_to_a": {"rate": 2 * ab}, "single": {"rate": 3 * ab}}
+        return [one, one]
+
+    hb = {"other_cpu": 0.0}
+    doc = {
+        "meta": {},
+        "sources": [{"path": "c.json", "machine": {"nproc": 2, "cpu_model": "Test CPU"}}],
+        "scenarios": {
+            "cluster_qos0": {
+                "source": "c.json",
+                "results": {
+                    "hybridbus": {**hb, "rate": 200_000.0, "runs": runs(2e5)},
+                    "nats-server": {**hb, "rate": 100_000.0, "runs": runs(1e5)},
+                },
+            },
+            "cluster_qos1": {
+                "results": {
+                    "hybridbus": {"error": "boom"},
+                    "nats-server": {**hb, "rate": 10_000.0, "runs": runs(1e4)},
+                }
+            },
+            "cluster_failover": {
+                "results": {
+                    "hybridbus": {**hb, "failover_s": 0.05, "runs": []},
+                    "nats-server": {**hb, "failover_s": 0.04, "runs": []},
+                }
+            },
+            "cluster_takeover": {
+                "results": {
+                    "hybridbus": {**hb, "takeover_p50_s": 0.004, "takeover_p99_s": 0.01},
+                    "nats-server": {**hb, "takeover_p50_s": 0.005, "takeover_p99_s": 0.02},
+                }
+            },
+        },
+    }
+    got = cluster_targets(doc, report.value)
+    assert [t["ok"] for t in got] == [True, None, False, True]
+    assert "2.00x (200,000 vs 100,000 msgs/s" in got[0]["measured"]
+    assert "50.0 vs 40.0 ms" in got[2]["measured"]
+    text = "\n".join(cluster_block(doc, report.value))
+    assert "## Clustering" in text and "Test CPU" in text
+    assert "| QoS 0 A -> B | msgs/s | 200,000 | 100,000 | 2.00x |" in text
+    assert "`cluster_qos1` / hybridbus: FAILED: boom" in text
+    assert "run 2: A->B 200,000, A->A 400,000, single 600,000" in text
+
+
+@pytest.mark.parametrize("server", ["nats-server", "hybridbus"])
+def test_live_cluster_scenarios(server: str) -> None:
+    # A real 3-member hub and two leaves per scenario, at small N (about 30 s per server).
+    o = Options(
+        duration=0.5,
+        warmup=0.3,
+        cluster_runs=1,
+        cluster_rounds=1,
+        failover_msgs=10,
+        takeover_rounds=3,
+    )
+    r = run_one(SCENARIOS["cluster_qos0"], server, o)
+    assert r["rate"] > 0 and r["local_rate"] > 0 and r["single_rate"] > 0
+    assert set(r["runs"][0]) == {"a_to_b", "a_to_a", "single"}
+    assert r["runs"][0]["a_to_b"]["cpu"]["A"] > 0
+    r = run_one(SCENARIOS["cluster_relink"], server, o)
+    assert r["rounds"] == 1 and r["relink_s"] is not None and r["flow_s"] is not None
+    assert 0 < r["relink_s"] < 30 and r["flow_s"] > 0
+    r = run_one(SCENARIOS["cluster_failover"], server, o)
+    assert r["rounds"] == 1
+    rnd = r["runs"][0][0]
+    assert rnd["acked"] == 10 and rnd["connack_s"] is not None
+    if server == "nats-server":
+        assert r["present"] == 1 and r["received_min"] == 10 and r["failover_s"] > 0
+    r = run_one(SCENARIOS["cluster_takeover"], server, o)
+    assert r["rounds"] == 3 and r["runs"][0][0]["connack_s"] is not None
+    if server == "nats-server":
+        assert r["not_closed"] == 0 and 0 < r["takeover_p50_s"] <= r["takeover_p99_s"] < 5

@@ -1,0 +1,219 @@
+"""The "Clustering" block of BENCHMARKS.md and issue 17's targets, from the cluster
+scenarios' results (``cluster``, ``cluster_sessions``). ``report`` calls
+``cluster_targets`` and ``cluster_block``; both take the merged results document and
+``report.value`` (scenario, server, key -> float or None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+SCENARIOS = (
+    "cluster_qos0",
+    "cluster_qos1",
+    "cluster_relink",
+    "cluster_failover",
+    "cluster_takeover",
+)
+KINDS = ("hybridbus", "nats-server")
+NS = "nats-server"
+
+Value = Callable[[dict[str, Any], str, str, str], "float | None"]
+
+
+def _n(x: float | None, spec: str = ",.0f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{1000 * x:,.1f}"
+
+
+def cluster_targets(doc: dict[str, Any], value: Value) -> list[dict[str, Any]]:
+    out = []
+    for qos in (0, 1):
+        scn = f"cluster_qos{qos}"
+        a, b = value(doc, scn, "hybridbus", "rate"), value(doc, scn, NS, "rate")
+        x = a / b if a and b else None
+        out.append(
+            dict(
+                target=f"Cluster: MQTT A -> B QoS {qos} >= nats-server as the leaf",
+                measured=f"{x:.2f}x ({_n(a)} vs {_n(b)} msgs/s, `{scn}`)"
+                if x is not None
+                else f"n/a (`{scn}`)",
+                ok=None if x is None else x >= 1.0,
+            )
+        )
+    a = value(doc, "cluster_failover", "hybridbus", "failover_s")
+    b = value(doc, "cluster_failover", NS, "failover_s")
+    out.append(
+        dict(
+            target="Cluster: failover (kill -9 A, session present and every queued QoS 1 "
+            "message on B) no slower than nats-server",
+            measured=f"{_ms(a)} vs {_ms(b)} ms (median, `cluster_failover`)"
+            if a is not None and b is not None
+            else "n/a (`cluster_failover`)",
+            ok=None if a is None or b is None else a <= b,
+        )
+    )
+    parts, worse = [], []
+    for key in ("takeover_p50_s", "takeover_p99_s"):
+        a = value(doc, "cluster_takeover", "hybridbus", key)
+        b = value(doc, "cluster_takeover", NS, key)
+        if a is not None and b is not None:
+            parts.append(f"{key[9:12]} {_ms(a)} vs {_ms(b)} ms")
+            worse.append(a > b)
+    out.append(
+        dict(
+            target="Cluster: takeover across nodes (old connection closed) no slower than "
+            "nats-server, p50 and p99",
+            measured=", ".join(parts) + " (`cluster_takeover`)"
+            if parts
+            else "n/a (`cluster_takeover`)",
+            ok=None if len(worse) < 2 else not any(worse),
+        )
+    )
+    return out
+
+
+# (label, scenario, key, unit); unit "ms" values are stored in seconds.
+ROWS = [
+    ("QoS 0 A -> B", "cluster_qos0", "rate", "msgs/s"),
+    ("QoS 0 A -> A, link up", "cluster_qos0", "local_rate", "msgs/s"),
+    ("QoS 0 single node", "cluster_qos0", "single_rate", "msgs/s"),
+    ("QoS 0 A -> B / single node", "cluster_qos0", "over_single", "ratio"),
+    ("QoS 0 A -> B, CPU of A + B per message", "cluster_qos0", "us_per_msg", "us"),
+    ("QoS 1 A -> B", "cluster_qos1", "rate", "msgs/s"),
+    ("QoS 1 A -> A, link up", "cluster_qos1", "local_rate", "msgs/s"),
+    ("QoS 1 single node", "cluster_qos1", "single_rate", "msgs/s"),
+    ("QoS 1 A -> B / single node", "cluster_qos1", "over_single", "ratio"),
+    ("QoS 1 A -> B, CPU of A + B per message", "cluster_qos1", "us_per_msg", "us"),
+    ("relink: the hub lists A again (median)", "cluster_relink", "relink_s", "ms"),
+    ("relink: A's own /leafz lists a link", "cluster_relink", "leaf_relink_s", "ms"),
+    ("relink: first QoS 0 A -> B sent after the kill", "cluster_relink", "flow_s", "ms"),
+    ("relink: first QoS 1 A -> B sent after the kill", "cluster_relink", "flow_q1_s", "ms"),
+    ("relink: first QoS 1, worst round", "cluster_relink", "flow_q1_max_s", "ms"),
+    ("failover: kill -9 A to CONNACK on B (median)", "cluster_failover", "connack_s", "ms"),
+    ("failover: kill -9 A to every queued message", "cluster_failover", "failover_s", "ms"),
+    ("failover: worst round", "cluster_failover", "failover_max_s", "ms"),
+    ("takeover: old connection closed, p50", "cluster_takeover", "takeover_p50_s", "ms"),
+    ("takeover: old connection closed, p99", "cluster_takeover", "takeover_p99_s", "ms"),
+    ("takeover: new CONNACK, p50", "cluster_takeover", "connack_p50_s", "ms"),
+]
+
+
+def _cell(x: float | None, unit: str) -> str:
+    if unit == "ms":
+        return _ms(x)
+    if unit == "ratio":
+        return _n(x, ".2f")
+    if unit == "us":
+        return _n(x, ",.1f")
+    return _n(x)
+
+
+def _source_meta(doc: dict[str, Any], scn: str) -> dict[str, Any]:
+    src = doc["scenarios"].get(scn, {}).get("source")
+    for s in doc.get("sources", []):
+        if s.get("path") == src:
+            return s
+    return {}
+
+
+def _runs(doc: dict[str, Any], scn: str, kind: str) -> str:
+    r = doc["scenarios"].get(scn, {}).get("results", {}).get(kind) or {}
+    if "error" in r:
+        return "FAILED: " + r["error"].strip().splitlines()[0][:200]
+    runs = r.get("runs") or []
+    if scn in ("cluster_qos0", "cluster_qos1"):
+        return "; ".join(
+            f"run {i + 1}: A->B {_n(x['a_to_b'].get('rate'))}, A->A "
+            f"{_n(x['a_to_a'].get('rate'))}, single {_n(x['single'].get('rate'))}"
+            for i, x in enumerate(runs)
+        )
+    if scn == "cluster_relink":
+        rounds = [rd for x in runs for rd in x.get("rounds", [])]
+        return "; ".join(
+            f"relink {_ms(rd['relink_s'])}, q0 {_ms(rd['flow_s'])}, q1 {_ms(rd['flow_q1_s'])} ms"
+            + (" (B on it too)" if rd.get("b_on_killed") else "")
+            for rd in rounds
+        )
+    if scn == "cluster_failover":
+        rounds = [rd for x in runs for rd in x]
+        return "; ".join(
+            f"CONNACK {_ms(rd['connack_s'])}, all {_ms(rd['failover_s'])} ms"
+            + ("" if rd.get("session_present") else " (no session)")
+            + (f" ({rd['received']} recv)" if rd.get("received") != r.get("msgs") else "")
+            for rd in rounds
+        )
+    if scn == "cluster_takeover":
+        parts = []
+        for i, x in enumerate(runs):
+            closes = sorted(rd["close_s"] for rd in x if rd.get("close_s") is not None)
+            if closes:
+                parts.append(
+                    f"run {i + 1}: {len(closes)}/{len(x)} closed, min {_ms(closes[0])}, "
+                    f"median {_ms(closes[len(closes) // 2])}, max {_ms(closes[-1])} ms"
+                )
+        return "; ".join(parts)
+    return ""
+
+
+def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
+    present = [s for s in SCENARIOS if s in doc["scenarios"]]
+    if not present:
+        return []
+    meta = _source_meta(doc, present[0])
+    mach = meta.get("machine") or {}
+    mem = mach.get("mem_total_kb")
+    vers = meta.get("versions") or {}
+    L = ["## Clustering", ""]
+    L.append(
+        f"Run {meta.get('started', '?')} on {mach.get('nproc', '?')} CPUs "
+        f"({mach.get('cpu_model', '?')}), {(mem / 1048576) if mem else 0:.1f} GiB RAM, "
+        f"Linux {mach.get('kernel', '?')}, loopback; hybridbus {vers.get('hybridbus', '?')}, "
+        f"nats-server {vers.get(NS, '?')}. The hub is three nats-servers (routes, clustered "
+        "JetStream in domain `hub`, `leafnodes { listen }`); leaf nodes A and B are both "
+        "hybridbus (`hybridbus serve -c <conf> -n hb-a`) or both nats-server, each with one "
+        "remote listing all three members and `mqtt { js_domain: hub, stream_replicas: 3 }`. "
+        "MQTT 3.1.1 (nats-server's MQTT has no 5.0), 64 B payloads, the suite's raw-socket "
+        "generators. Each scenario ran "
+        f"{(meta.get('options') or {}).get('cluster_runs', '?')} times per server, each on a "
+        "fresh hub; the figure is the median, every run is listed below. All processes (3 hub "
+        "members, 2 leaves, generators) share the machine's cores.",
+    )
+    L.append("")
+    L.append("| figure | unit | hybridbus leaf | nats-server leaf | hybridbus/nats-server |")
+    L.append("|---|---|---:|---:|---:|")
+    for label, scn, key, unit in ROWS:
+        if scn not in doc["scenarios"]:
+            continue
+        a, b = value(doc, scn, "hybridbus", key), value(doc, scn, NS, key)
+        x = a / b if a and b and unit != "ratio" else None
+        shown = "ms" if unit == "ms" else unit
+        L.append(
+            f"| {label} | {shown} | {_cell(a, unit)} | {_cell(b, unit)} | "
+            f"{'-' if x is None else f'{x:.2f}x'} |"
+        )
+    L.append("")
+    L.append(
+        "Lower is better for ms and us. Relink: SIGKILL of the hub member A is linked to "
+        "(from the members' /leafz), then polled every 20 ms; QoS 0 and QoS 1 ticks go from "
+        "A to B every 10 ms and the figure is the first tick sent after the kill that B "
+        "receives. Failover: a persistent session (clean session 0, QoS 1 filter) made on A "
+        "and left offline, QoS 1 messages published on B and PUBACKed, SIGKILL of A, the "
+        "same client id reconnecting to B. Takeover: a fresh client id per round connected "
+        "(clean session 0) on one node, then on the other; time from the new TCP connect to "
+        "the old node closing the old connection."
+    )
+    L.append("")
+    L.append("Every run:")
+    L.append("")
+    for scn in present:
+        for kind in KINDS:
+            txt = _runs(doc, scn, kind)
+            if txt:
+                L.append(f"- `{scn}` / {kind}: {txt}")
+    L.append("")
+    return L
