@@ -52,6 +52,14 @@ def _message(rec: list, origin: Any = None) -> MqttMessage:
     return msg
 
 
+def ack_reply(reply: str) -> str:
+    """The ``$JS.ACK`` reply of a delivery. nats-server sends a consumer's delivery over
+    a leaf link with ``<reply>@<stream subject>`` as the reply (the deliver subject is
+    the LMSG subject); the part after ``@`` is not ours to ack to."""
+    at = reply.find("@")
+    return reply if at < 0 else reply[:at]
+
+
 def _ack_tokens(reply: str) -> tuple[int, int]:
     """(delivered count, stream seq) of a ``$JS.ACK`` reply, v1 (9 tokens) or v2."""
     t = reply.split(".")
@@ -142,6 +150,7 @@ class JsMessages:
             return  # let go meanwhile: ack_wait brings it back to whoever holds it
         if not reply.startswith("$JS.ACK."):
             return  # heartbeat or flow control (not asked for)
+        reply = ack_reply(reply)
         delivered, sseq = _ack_tokens(reply)
         out = st.by_sseq.get(sseq)
         if out is not None:
@@ -313,7 +322,7 @@ class JsMessages:
     def _on_retained(self, subject: str, reply: str | None, headers, payload: bytes) -> None:
         try:
             record = _unpack(payload)
-            seq = _ack_tokens(reply)[1] if reply else 0
+            seq = _ack_tokens(ack_reply(reply))[1] if reply else 0
         except Exception:
             log.error("unreadable retained record on %r skipped", subject)
             return

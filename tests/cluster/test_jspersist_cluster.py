@@ -138,3 +138,133 @@ async def test_exactly_one_copy_and_qos2_across_nodes(hb_node, protocol):
     assert sorted((m.payload, m.qos) for m in got) == sorted(sent)
     for c in (dev, pa, pb):
         await run(c.stop)
+
+
+async def _raw_connect(port: int, cid: str, present: int, timeout: float = 15.0):
+    """A raw 3.1.1 persistent connection, retried while the node is not ready."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import Wire
+
+    deadline = time.monotonic() + timeout
+    while True:
+        wire = await Wire.open(port)
+        await wire.send(mp.connect(cid, clean=False))
+        head = (await wire.expect_re(rb"\x20\x02..", timeout=5.0)).group(0)
+        if head[3] == 0:
+            assert head[2] == present, head
+            return wire
+        wire.writer.close()
+        assert time.monotonic() < deadline, head
+        await asyncio.sleep(0.2)
+
+
+async def test_live_takeover_hands_over_inflight(hb_node):
+    """A message in flight (unacknowledged) on node A when the device reconnects to B:
+    A gives it back (-NAK) and B sends it at once with DUP=1, not after ack_wait."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_packets
+
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    cid = f"handover-{time.time_ns()}"
+    dev = await _raw_connect(a.mqtt_port, cid, 0)
+    await dev.send(mp.subscribe(1, ("h/#", 1)))
+    await dev.expect(mp.suback(1, 1), timeout=10)
+    pub = await _raw_connect(b.mqtt_port, f"pub-{cid}", 0)
+    await pub.send(mp.publish("h/1", b"inflight", qos=1, mid=3))
+    await pub.expect(mp.puback(3), timeout=10)
+    (first,) = await mqtt_packets(dev, 1, level=4, timeout=10)
+    assert first.payload == b"inflight"
+    started = time.monotonic()
+    moved = await _raw_connect(b.mqtt_port, cid, 1)
+    (again,) = await mqtt_packets(moved, 1, level=4, timeout=10)
+    assert again.payload == b"inflight" and again.dup
+    assert time.monotonic() - started < 5.0  # ack_wait is 30 s
+    await moved.send(mp.puback(again.packet_id))
+    with pytest.raises(AssertionError):
+        await mqtt_packets(moved, 1, level=4, timeout=0.5)
+    for w in (dev, pub, moved):
+        w.writer.close()
+
+
+async def test_filters_change_and_move(hb_node):
+    """SUBSCRIBE and UNSUBSCRIBE change the session's consumer (overlapping filters
+    give one copy); the filters move with the session to another node."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_packets
+
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    cid = f"filters-{time.time_ns()}"
+    dev = await _raw_connect(a.mqtt_port, cid, 0)
+    await dev.send(mp.subscribe(1, ("c/a", 1)))
+    await dev.expect(mp.suback(1, 1), timeout=10)
+    await dev.send(mp.subscribe(2, ("c/#", 1), ("+/a", 1)))  # overlapping: one consumer
+    await dev.expect(mp.suback(2, 1, 1), timeout=10)
+    pub = await _raw_connect(b.mqtt_port, f"pub-{cid}", 0)
+
+    async def publish(topic: str, payload: bytes, mid: int) -> None:
+        await pub.send(mp.publish(topic, payload, qos=1, mid=mid))
+        await pub.expect(mp.puback(mid), timeout=10)
+
+    async def received(wire, n: int) -> list:
+        got = await mqtt_packets(wire, n, level=4, timeout=10) if n else []
+        for p in got:
+            await wire.send(mp.puback(p.packet_id))
+        with pytest.raises(AssertionError):
+            await mqtt_packets(wire, 1, level=4, timeout=0.4)  # nothing more
+        return [p.payload for p in got]
+
+    await publish("c/a", b"1", 1)
+    await publish("c/b", b"2", 2)
+    assert await received(dev, 2) == [b"1", b"2"]
+    await dev.send(mp.unsubscribe(3, "c/#", "+/a"))
+    await dev.expect(mp.unsuback(3), timeout=10)
+    await publish("c/b", b"3", 3)
+    await publish("c/a", b"4", 4)
+    assert await received(dev, 1) == [b"4"]
+    dev.writer.close()
+    await asyncio.sleep(0.2)
+    moved = await _raw_connect(b.mqtt_port, cid, 1)
+    await publish("c/b", b"5", 5)
+    await publish("c/a", b"6", 6)
+    assert await received(moved, 1) == [b"6"]
+    for w in (pub, moved):
+        w.writer.close()
+
+
+async def test_puback_acks_the_hub_consumer(hb_node, nats_cluster):
+    """The device's PUBACK reaches the session's consumer in the hub (no redelivery
+    after ack_wait, nothing pending)."""
+    import nats
+
+    from hybridbus.mqtt.broker import session_key
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_packets
+
+    (a,) = _nodes(hb_node, "hb-a")
+    cid = f"acker-{time.time_ns()}"
+    dev = await _raw_connect(a.mqtt_port, cid, 0)
+    await dev.send(mp.subscribe(1, ("k/#", 1)))
+    await dev.expect(mp.suback(1, 1), timeout=10)
+    pub = await _raw_connect(a.mqtt_port, f"pub-{cid}", 0)
+    await pub.send(mp.publish("k/1", b"ack me", qos=1, mid=3))
+    await pub.expect(mp.puback(3), timeout=10)
+    (got,) = await mqtt_packets(dev, 1, level=4, timeout=10)
+    await dev.send(mp.puback(got.packet_id))
+    nc = await nats.connect(nats_cluster.client_url(0))
+    try:
+        js = nc.jetstream(domain="hub")
+        name = "HB_" + session_key(cid)
+        for _ in range(100):
+            info = await js.consumer_info("HB_msgs", name)
+            if info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert (info.num_ack_pending, info.num_pending, info.delivered.stream_seq > 0) == (
+            0,
+            0,
+            True,
+        )
+    finally:
+        await nc.close()
+    for w in (dev, pub):
+        w.writer.close()

@@ -307,3 +307,76 @@ async def test_queued_messages_survive_kill9(server_process, tmp_path):
     assert [m.payload for m in await run(late.drain, 1)] == [b"kept"]
     await run(dev.stop)
     await run(late.stop)
+
+
+async def test_inflight_resent_with_its_packet_id(server_factory):
+    """Unacknowledged at a disconnect, re-sent on reconnect to the same node with the
+    same packet id and DUP=1 [MQTT-4.4.0-1]; the PUBACK then acks the consumer."""
+    from hybridbus.mqtt.broker import session_key
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import Wire, mqtt_connect, mqtt_packets
+
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    dev = await mqtt_connect(port, "inflight", clean=False)
+    await dev.send(mp.subscribe(1, ("f/#", 1)))
+    await dev.expect(mp.suback(1, 1))
+    pub = await mqtt_connect(port, "inflight-pub")
+    await pub.send(mp.publish("f/1", b"hello", qos=1, mid=7))
+    await pub.expect(mp.puback(7))
+    (first,) = await mqtt_packets(dev, 1, level=4)
+    assert first.payload == b"hello" and not first.dup
+    dev.writer.close()  # no PUBACK
+    await asyncio.sleep(0.1)
+    dev = await mqtt_connect(port, "inflight", clean=False, expect_present=1)
+    (again,) = await mqtt_packets(dev, 1, level=4)
+    assert (again.packet_id, again.payload, again.dup) == (first.packet_id, b"hello", True)
+    await dev.send(mp.puback(again.packet_id))
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        js = nc.jetstream(domain="hub")
+        name = "HB_" + session_key("inflight")
+        for _ in range(100):
+            info = await js.consumer_info("HB_msgs", name)
+            if info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        await nc.close()
+    with pytest.raises(AssertionError):
+        await mqtt_packets(dev, 1, level=4, timeout=0.3)
+    pub.writer.close()
+    dev.writer.close()
+    assert isinstance(dev, Wire)
+
+
+async def test_session_expiry_removes_its_state(server_factory):
+    """A 5.0 session ends Session Expiry Interval after its connection: its record and
+    consumer go from the domain, and the next CONNECT finds no session."""
+    from hybridbus.mqtt.broker import session_key
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt5_connect, mqtt_packets
+
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    expiry = b"\x11" + (1).to_bytes(4, "big")  # Session Expiry Interval 1 s
+    dev, connack = await mqtt5_connect(port, "shortlived", clean=False, properties=expiry)
+    await dev.send(mp.subscribe(1, ("e/#", 1), level=5))
+    await mqtt_packets(dev, 1)
+    await dev.send(b"\xe0\x00")  # DISCONNECT
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        js = nc.jetstream(domain="hub")
+        key = session_key("shortlived")
+        assert (await js.consumer_info("HB_msgs", "HB_" + key)).name == "HB_" + key
+        await asyncio.sleep(1.6)
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.consumer_info("HB_msgs", "HB_" + key)
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.get_last_msg("HB_sess", "$HB.sess." + key)
+    finally:
+        await nc.close()
+    dev, connack = await mqtt5_connect(port, "shortlived", clean=False, properties=expiry)
+    assert not connack.session_present
+    dev.writer.close()
