@@ -268,3 +268,46 @@ async def test_puback_acks_the_hub_consumer(hb_node, nats_cluster):
         await nc.close()
     for w in (dev, pub):
         w.writer.close()
+
+
+async def test_qos2_flows_move_between_nodes(hb_node):
+    """Both QoS 2 flows survive a move mid-flow: a publisher's PUBLISH kept on A is
+    delivered on its PUBREL at B (once), and a PUBREL owed to a subscriber on A is
+    re-sent by B with its packet id [MQTT-4.3.3-5: never the PUBLISH again]."""
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import mqtt_packets
+
+    a, b = _nodes(hb_node, "hb-a", "hb-b")
+    tag = time.time_ns()
+    sub = await _raw_connect(a.mqtt_port, f"q2sub-{tag}", 0)
+    await sub.send(mp.subscribe(1, (f"q2/{tag}", 2)))
+    await sub.expect(mp.suback(1, 2), timeout=10)
+    pub = await _raw_connect(a.mqtt_port, f"q2pub-{tag}", 0)
+    await pub.send(mp.publish(f"q2/{tag}", b"once", qos=2, mid=9))
+    await pub.expect(mp.pubrec(9), timeout=10)
+    pub.writer.close()  # no PUBREL yet: the message waits in HB_qos2in
+    await asyncio.sleep(0.2)
+    pub = await _raw_connect(b.mqtt_port, f"q2pub-{tag}", 1)
+    await pub.send(mp.pubrel(9))
+    await pub.expect(mp.pubcomp(9), timeout=10)
+    (msg,) = await mqtt_packets(sub, 1, level=4, timeout=10)
+    assert (msg.payload, msg.qos) == (b"once", 2)
+    await sub.send(mp.pubrec(msg.packet_id))
+    await sub.expect(mp.pubrel(msg.packet_id), timeout=10)
+    sub.writer.close()  # no PUBCOMP: the PUBREL stays owed (HB_out)
+    await asyncio.sleep(0.2)
+    sub = await _raw_connect(b.mqtt_port, f"q2sub-{tag}", 1)
+    await sub.expect(mp.pubrel(msg.packet_id), timeout=10)
+    await sub.send(mp.pubcomp(msg.packet_id))
+    # a re-sent PUBREL for the finished flow delivers nothing again
+    await pub.send(mp.pubrel(9))
+    await pub.expect(mp.pubcomp(9), timeout=10)
+    with pytest.raises(AssertionError):
+        await mqtt_packets(sub, 1, level=4, timeout=0.5)
+    sub.writer.close()
+    await asyncio.sleep(0.2)
+    sub = await _raw_connect(a.mqtt_port, f"q2sub-{tag}", 1)
+    with pytest.raises(AssertionError):
+        await mqtt_packets(sub, 1, level=4, timeout=0.5)  # nothing owed any more
+    for w in (sub, pub):
+        w.writer.close()
