@@ -59,8 +59,15 @@ crosses: interest propagates over links and routes asynchronously);
 ``publish``, ``publish_many``, ``messages(count, timeout, partial=False)``, ``close``):
 a raw MQTT 3.1.1 client with bounded waits that acknowledges QoS 1 deliveries.
 
-Ports are free loopback ports chosen at start (``tests/conftest.py`` ``free_port``);
-a restarted process keeps its ports. Logs and stores live in pytest's tmp dirs.
+Also: ``NATS_SERVER`` (the binary's path, for a nats-server of your own, e.g. a
+reference spoke), ``http_get(url)`` -> (status, JSON or text; status 0 when nothing
+answers), ``unique_port()`` (a free loopback port never handed out before in the
+session), ``hb_config(...)`` (the text ``hb_node`` writes).
+
+Ports are free loopback ports chosen at start (``unique_port``); a restarted process
+keeps its ports. Logs and stores live in pytest's tmp dirs. Costs on the 2-core box:
+a cluster starts in ~0.3 s, a killed member restarts in 2-5 s (it catches up with the
+meta leader), a hybridbus node starts in ~0.5 s and links within ~0.1 s.
 """
 
 from __future__ import annotations
