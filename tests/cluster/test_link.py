@@ -213,7 +213,7 @@ async def until_async(check, timeout: float, what: str) -> None:
 
 async def test_queue_group_across_the_link(nats_cluster: NatsCluster, hb_node):
     a, b = _pair(hb_node)
-    n = 300
+    n = 1000
     got: dict[str, list[bytes]] = {"a": [], "b": [], "n2": []}
     a_nats = await nats.connect(a.nats_url)
     n2 = await nats.connect(nats_cluster.client_url("n2"))
