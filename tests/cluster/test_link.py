@@ -357,9 +357,9 @@ async def test_loop_is_detected(nats_cluster: NatsCluster, hb_node):
 
     hybridbus closes both links here (each sees the $LDS of the other come back), as
     nats-server does on a real loop. (nats-server 2.15.1 as the spoke of this very
-    config detects no loop at all: its leaf CONNECT carries ``cluster`` (its own name),
-    so the hub does not send the $LDS back to the same origin; both links stay up and
-    every message crosses twice, measured 20 of 10 both ways.)"""
+    config detects no loop at all: both links stay up and every message crosses twice,
+    measured 20 of 10 both ways. Its leaf CONNECT carries ``cluster``, which
+    hybridbus's does not: the likely reason the hub sends its $LDS back to us.)"""
     a = hb_node(
         "hb-loop",
         js_domain=False,
