@@ -144,7 +144,7 @@ def store_publish(
         batch = _batches(js).get(name)
         if batch is None:
             _batches(js)[name] = batch = []
-            js.later(_append_batch, js, name)
+            js.later(_append_batch, js, name, True)
         batch.append((subject, reply, payload))
         return
     _append_batch(js, name)  # the read's earlier publishes to this stream go first
@@ -204,9 +204,15 @@ def _batches(js: JetStream) -> dict[str, list]:
     return batches
 
 
-def _append_batch(js: JetStream, name: str) -> None:
+def _append_batch(js: JetStream, name: str, deferred: bool = False) -> None:
     """Append the read's plain publishes to stream ``name`` (no headers, not MQTT), in
     order, and send their PubAcks once all are durable.
+
+    As deferred work (``deferred``: not inside ``Server.route``, where a header or MQTT
+    publish appends the batch before its own) the stream is written at once
+    (``write_now``) and, under the interval policy, the PubAcks go out in the same
+    flush as the read: a KV put's round trip had waited three turns of the loop (the
+    store's flush, the PubAck's deferred work, the client's flush).
 
     Why batched: per publish, a checked append, two closures, a durability callback
     and a deferred call cost more than the append itself (the js_publish profile). A
@@ -246,11 +252,20 @@ def _append_batch(js: JetStream, name: str) -> None:
     if stream.config.no_ack:
         return  # nats-server sends no PubAck for a no_ack stream
     domain = js.hub.options.jetstream.domain
+    # While write_now runs durable() may send at once, unless an earlier publish's ack
+    # still waits for the store (this one must not overtake it).
+    inline = deferred and not stream.durable_pending()
 
     def durable(_seq: int, err: BaseException | None) -> None:
-        js.later(_send_acks, js, name, domain, items, results, err)
+        if inline:
+            _send_acks(js, name, domain, items, results, err)
+        else:
+            js.later(_send_acks, js, name, domain, items, results, err)
 
     stream.when_durable(durable)
+    if inline:
+        stream.write_now()
+        inline = False
 
 
 def _append_republished(js: JetStream, stream: Any, r: Any, subject: str, run: list) -> list:

@@ -143,6 +143,19 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
     def _touch(self) -> None:
         """Called after each write-side operation (the file store schedules a flush)."""
 
+    def write_now(self) -> None:
+        """Write what is pending now, not at the turn the store scheduled for it (the
+        file store's group commit): under the interval policy the ``on_durable``
+        callbacks of what was written run before this returns. For deferred work that
+        answers in the same turn (the PubAcks of a read's publishes). Call it outside
+        ``Server.route`` only: the callbacks may send. A memory stream's callbacks keep
+        their turn."""
+
+    def durable_pending(self) -> bool:
+        """Whether an ``on_durable`` callback registered earlier has not run yet (an
+        answer sent from a later one at once would overtake it). True when unknown."""
+        return True
+
     def _consumer_dirty(self, c: ConsumerImpl) -> None:
         """A persisted consumer has unwritten ops."""
 

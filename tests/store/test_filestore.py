@@ -305,6 +305,43 @@ async def test_interval_policy_reports_after_the_write(store_dir):
         await s.close()
 
 
+async def test_write_now_writes_and_reports_before_it_returns(store_dir):
+    # Deferred work that answers in the same turn (capture._append_batch): the flush
+    # the append scheduled runs at once, its callbacks first; nothing runs twice.
+    s = open_store(store_dir, sync_interval=60)
+    try:
+        st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+        seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[0])
+        seen = []
+        assert not st.durable_pending()
+        st.append("s.a", b"one", on_durable=lambda seq, err: seen.append((seq, err)))
+        assert st.durable_pending() and seen == []
+        size = os.path.getsize(seg)
+        st.append_each("s.a", [b"two", b"three"])
+        st.when_durable(lambda seq, err: seen.append((seq, err)))
+        st.write_now()
+        assert seen == [(1, None), (3, None)] and os.path.getsize(seg) > size
+        assert not st.durable_pending()
+        writes = s.stats()["writes"]
+        await asyncio.sleep(0.05)  # the cancelled turn does not write again
+        assert s.stats()["writes"] == writes and seen == [(1, None), (3, None)]
+        st.write_now()  # nothing pending: nothing happens
+        assert seen == [(1, None), (3, None)]
+    finally:
+        await s.close()
+    s = open_store(store_dir, sync_always=True)
+    try:
+        st = s.stream("S")
+        done = asyncio.Event()
+        st.append("s.a", b"four", on_durable=lambda seq, err: done.set())
+        st.write_now()  # the fsync job starts; its callback still comes from the loop
+        assert st.durable_pending() and not done.is_set()
+        await asyncio.wait_for(done.wait(), 5)
+        assert not st.durable_pending()
+    finally:
+        await s.close()
+
+
 def test_without_a_loop_callbacks_run_inline(store_dir):
     s = open_store(store_dir, sync_always=True)
     try:

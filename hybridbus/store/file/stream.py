@@ -35,6 +35,8 @@ from .segment import Seg, _write_index
 from .writer import CACHE_TRIM_AT, FileWriter, _SyncJob
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .store import FileStore
 
 log = logging.getLogger("hybridbus.store")
@@ -69,6 +71,7 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
         self._resnap = False
         self._want_roll = False
         self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None  # the call_soon of _flush
         self._syncing: _SyncJob | None = None
         self._awaiting: list = []  # callbacks written but not yet covered by an fsync
         self._unsynced_dels: list[int] = []  # tombstones in bytes not yet fsynced

@@ -260,7 +260,17 @@ class FileWriter:
             self._flush(sync=True)
             return
         self._flush_scheduled = True
-        loop.call_soon(self._flush)
+        self._flush_handle = loop.call_soon(self._flush)
+
+    def write_now(self) -> None:
+        """BaseStream.write_now: the flush ``_touch`` scheduled, now."""
+        if self._flush_scheduled and not self._closed:
+            self._flush_handle.cancel()
+            self._flush()
+
+    def durable_pending(self) -> bool:
+        """BaseStream.durable_pending: callbacks waiting for a write or an fsync."""
+        return bool(self._wcbs or self._awaiting or self._syncing is not None)
 
     # ---- flush / group commit -----------------------------------------------
 
