@@ -81,7 +81,7 @@ WRONG_LAST_SEQ = 10071
 STREAM_IN_USE = 10058
 CONSUMER_NOT_FOUND = 10014
 CLAIM_TRIES = 3
-RETRY = 1.0  # seconds between attempts to reach the domain
+RETRY = 0.25  # seconds between attempts to reach the domain (a no-responders answer is instant)
 WATCH_CHECK = 5.0  # seconds between checks that the retained watcher still exists
 
 
