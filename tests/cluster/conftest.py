@@ -15,8 +15,9 @@ Fixtures
 ``fresh_cluster`` (function scope): a cluster of its own, for tests that kill or
     restart members.
 ``cluster_factory`` (function scope): ``cluster_factory(size=3, name="hbc",
-    domain="hub", extra_conf="")`` starts more clusters (e.g. a second hub); all are
-    stopped at the end of the test.
+    domain="hub", extra_conf="", prefix="n", leaf_remotes=None)`` starts more clusters
+    (e.g. a second hub, ``size=1`` is a standalone server, ``leaf_remotes`` makes it a
+    spoke of another hub); all are stopped at the end of the test.
 ``hb_node`` (function scope): a factory that starts hybridbus nodes linked to a
     cluster (see ``HbNodeFactory.__call__``)::
 
@@ -248,20 +249,27 @@ class NatsCluster:
         extra_conf: str = "",
         prefix: str = "n",
         conf: Callable[[NatsCluster, _Proc], str] | None = None,
+        leaf_remotes: list[str] | None = None,
     ) -> None:
         """``prefix``: members are named prefix1, prefix2 ...; ``conf``: writes a
         member's config instead of ``_conf`` (the deployment test runs
-        conf/nats-cluster.conf this way)."""
+        conf/nats-cluster.conf this way); ``leaf_remotes``: leaf URLs this hub
+        dials itself (one remote), making it a spoke of another hub."""
         self.root = root
         self.cluster_name = name
         self.domain = domain
         self.extra_conf = extra_conf
+        self.leaf_remotes = list(leaf_remotes or [])
         self._procs = [_Proc(root, f"{prefix}{i + 1}") for i in range(size)]
         for p in self._procs:
             p.conf_path.write_text((conf or NatsCluster._conf)(self, p))
 
     def _conf(self, p: _Proc) -> str:
         routes = ", ".join(f'"nats-route://127.0.0.1:{q.cluster_port}"' for q in self._procs)
+        remotes = ""
+        if self.leaf_remotes:
+            urls = ", ".join(f'"{u}"' for u in self.leaf_remotes)
+            remotes = f'  reconnect: "0.5s"\n  remotes: [ {{ urls: [{urls}] }} ]\n'
         # One member is a standalone server: a cluster of one never elects a leader.
         cluster = (
             f"cluster {{\n  name: {self.cluster_name}\n"
@@ -276,7 +284,7 @@ class NatsCluster:
             f"{cluster}"
             f'jetstream {{\n  store_dir: "{p.store_dir}"\n  domain: {self.domain}\n'
             "  max_memory_store: 256MB\n  max_file_store: 1GB\n}\n"
-            f"leafnodes {{\n  listen: 127.0.0.1:{p.leaf_port}\n}}\n"
+            f"leafnodes {{\n  listen: 127.0.0.1:{p.leaf_port}\n{remotes}}}\n"
             f"{self.extra_conf}\n"
         )
 
@@ -737,8 +745,23 @@ def nats_cluster(_shared_cluster: NatsCluster) -> NatsCluster:
 def cluster_factory(tmp_path):
     clusters: list[NatsCluster] = []
 
-    def make(size: int = 3, name: str = "hbc", domain: str = "hub", extra_conf: str = ""):
-        cluster = NatsCluster(tmp_path / f"hub{len(clusters)}", size, name, domain, extra_conf)
+    def make(
+        size: int = 3,
+        name: str = "hbc",
+        domain: str = "hub",
+        extra_conf: str = "",
+        prefix: str = "n",
+        leaf_remotes: list[str] | None = None,
+    ) -> NatsCluster:
+        cluster = NatsCluster(
+            tmp_path / f"hub{len(clusters)}",
+            size,
+            name,
+            domain,
+            extra_conf,
+            prefix=prefix,
+            leaf_remotes=leaf_remotes,
+        )
         clusters.append(cluster)
         return cluster.start()
 

@@ -350,23 +350,30 @@ async def test_kill_the_member_a_is_linked_to(fresh_cluster: NatsCluster, hb_nod
 # ------------------------------------------------------------------ scenario 9
 
 
-async def test_loop_is_detected(nats_cluster: NatsCluster, hb_node):
-    """Two remotes of A into the same hub account (through two members): A's $LDS
-    subject comes back over the other link; the looping link is closed with an error
-    in the log and redialled only after 30 s, and nothing storms meanwhile.
-
-    hybridbus closes both links here (each sees the $LDS of the other come back), as
-    nats-server does on a real loop. (nats-server 2.15.1 as the spoke of this very
-    config detects no loop at all: both links stay up and every message crosses twice,
-    measured 20 of 10 both ways. Its leaf CONNECT carries ``cluster``, which
-    hybridbus's does not: the likely reason the hub sends its $LDS back to us.)"""
+async def test_loop_through_a_second_hub_is_detected(
+    nats_cluster: NatsCluster, cluster_factory, hb_node
+):
+    """A true loop, as scale-out.md §5 draws it: A has one remote into the hub and one
+    into a second hub H that is itself a spoke of the first (same account). A's $LDS
+    subject comes back over the other link; A closes the looping links with an error
+    in its log, redials only after 30 s, and nothing storms meanwhile. nats-server
+    2.15.1 as the spoke of this topology does the same (both links closed, "Loop
+    detected for leafnode account" logged, 30 s delay)."""
+    second = cluster_factory(
+        size=1, name="h", domain="h", prefix="h", leaf_remotes=[nats_cluster.leaf_url(2)]
+    )
+    await until(
+        lambda: any(leaf["name"] == "h1" for _, leaf in nats_cluster.leafs()),
+        10,
+        "the second hub linked to the first",
+    )
     a = hb_node(
         "hb-loop",
         js_domain=False,
-        remotes=[[nats_cluster.leaf_url(0)], [nats_cluster.leaf_url(1)]],
+        remotes=[[nats_cluster.leaf_url(0)], [second.leaf_url(0)]],
     )
     a_nats = await nats.connect(a.nats_url)
-    hub = await nats.connect(nats_cluster.client_url(2))
+    hub = await nats.connect(nats_cluster.client_url(1))
     try:
         got: list[bytes] = []
         await a_nats.subscribe("loop.t", cb=collect(got))
@@ -374,19 +381,67 @@ async def test_loop_is_detected(nats_cluster: NatsCluster, hb_node):
         await until(lambda: "loop detected" in a.output().lower(), 10, "a loop error in A's log")
         log = a.output()
         assert "[ERR]" in log and "$LDS." in log
-        # The looping link is closed, and stays closed (no quick redial that loops again).
-        await until(lambda: a.http_json("/leafz")["leafnodes"] < 2, 5, "the loop link closed")
+        await until(lambda: a.http_json("/leafz")["leafnodes"] == 0, 5, "the loop links closed")
         for _ in range(10):
             await hub.publish("loop.t", b"x")
         await hub.flush()
         await asyncio.sleep(1.0)
-        leafz = a.http_json("/leafz")
-        assert leafz["leafnodes"] < 2
-        assert len(a.hub_links()) < 2
-        # No storm: whatever crossed, nothing went round and round.
+        # Still closed (the 30 s delay), and no storm: nothing went round and round.
+        assert a.http_json("/leafz")["leafnodes"] == 0
+        assert a.hub_links() == []
         varz = a.http_json("/varz")
-        assert varz["in_msgs"] < 1000 and len(got) <= 10, (varz["in_msgs"], len(got))
+        assert varz["in_msgs"] < 1000 and got == [], (varz["in_msgs"], len(got))
         assert a.output().lower().count("loop detected") <= 4  # once per link, no flood
+    finally:
+        await a_nats.close()
+        await hub.close()
+
+
+async def test_two_remotes_into_one_cluster_are_no_loop(nats_cluster: NatsCluster, hb_node):
+    """Two remotes of A into the same hub account through two members of one cluster.
+    nats-server 2.15.1 as the spoke of this config (measured): no loop, both links stay
+    up, every message crosses twice (20 of 10, both ways). Its leaf CONNECT carries
+    ``cluster`` (its own name when it has no cluster block), and the hub does not send
+    interest back to the cluster it came from: a raw leaf CONNECT without ``cluster``
+    gets its LS+ $LDS.x from link 1 back on link 2, with ``cluster`` it does not.
+
+    hybridbus sends no ``cluster``: it sees its $LDS come back, closes both links and
+    redials 30 s later, into the same false loop, so the node stays cut off from the
+    hub. This test fails until the leaf CONNECT carries ``cluster``."""
+    a = hb_node(
+        "hb-two",
+        js_domain=False,
+        remotes=[[nats_cluster.leaf_url(0)], [nats_cluster.leaf_url(1)]],
+    )
+    a.wait_linked(count=2, timeout=5)
+    await asyncio.sleep(1.0)
+    assert "loop detected" not in a.output().lower(), a.output()[-2000:]
+    assert a.http_json("/leafz")["leafnodes"] == 2
+    a_nats = await nats.connect(a.nats_url)
+    hub = await nats.connect(nats_cluster.client_url(2))
+    try:
+        got: list[bytes] = []
+        await a_nats.subscribe("two.t", cb=collect(got))
+        await a_nats.flush()
+
+        async def send():
+            await hub.publish("two.t", b"probe")
+
+        async def arrived():
+            await asyncio.sleep(0.05)
+            return bool(got)
+
+        await deliver_probes(send, arrived, 10, "hub -> A")
+        await asyncio.sleep(0.3)
+        got.clear()
+        for i in range(10):
+            await hub.publish("two.t", b"%d" % i)
+        await hub.flush()
+        await until(lambda: len(got) >= 10, 5, "10 messages")
+        await asyncio.sleep(0.5)
+        # Each message at least once and at most once per link: no storm.
+        assert set(got) == {b"%d" % i for i in range(10)}
+        assert len(got) <= 20
     finally:
         await a_nats.close()
         await hub.close()
