@@ -243,10 +243,10 @@ async def test_puback_acks_the_hub_consumer(hb_node, nats_cluster):
     (a,) = _nodes(hb_node, "hb-a")
     cid = f"acker-{time.time_ns()}"
     dev = await _raw_connect(a.mqtt_port, cid, 0)
-    await dev.send(mp.subscribe(1, ("k/#", 1)))
+    await dev.send(mp.subscribe(1, (f"k/{cid}", 1)))
     await dev.expect(mp.suback(1, 1), timeout=10)
     pub = await _raw_connect(a.mqtt_port, f"pub-{cid}", 0)
-    await pub.send(mp.publish("k/1", b"ack me", qos=1, mid=3))
+    await pub.send(mp.publish(f"k/{cid}", b"ack me", qos=1, mid=3))
     await pub.expect(mp.puback(3), timeout=10)
     (got,) = await mqtt_packets(dev, 1, level=4, timeout=10)
     await dev.send(mp.puback(got.packet_id))
@@ -264,6 +264,9 @@ async def test_puback_acks_the_hub_consumer(hb_node, nats_cluster):
             0,
             True,
         )
+        # HB_msgs has interest retention: acked by its only consumer, the message is gone
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.get_last_msg("HB_msgs", f"$HB.msgs.k.{cid}")
     finally:
         await nc.close()
     for w in (dev, pub):
@@ -311,3 +314,31 @@ async def test_qos2_flows_move_between_nodes(hb_node):
         await mqtt_packets(sub, 1, level=4, timeout=0.5)  # nothing owed any more
     for w in (sub, pub):
         w.writer.close()
+
+
+async def test_hub_unreachable(hb_node):
+    """No hub to reach (a remote nobody listens on): a CONNECT that needs state gets
+    CONNACK 0x03 (3.1.1, exact bytes) / 0x88 (5.0) at once; a clean session connects
+    and QoS 0 works."""
+    from paho.mqtt.client import MQTTv5
+
+    from tests.cluster.conftest import unique_port
+    from tests.helpers import mqtt_packets as mp
+    from tests.helpers.wire import Wire
+
+    node = hb_node("hb-x", remotes=[[f"nats-leaf://127.0.0.1:{unique_port()}"]], js_domain="hub")
+    wire = await Wire.open(node.mqtt_port)
+    started = time.monotonic()
+    await wire.send(mp.connect("lonely", clean=False))
+    await wire.expect(mp.connack(0, 3), timeout=5)
+    assert time.monotonic() - started < 1.0
+    dev = Dev(node.mqtt_port, "lonely5", MQTTv5)
+    present, rc = await run(dev.connect)
+    assert rc == "Server unavailable" and rc.value == 0x88
+    dev.client.loop_stop()
+    clean = Dev(node.mqtt_port, "clean", MQTTv5, persistent=False)
+    assert (await run(clean.connect))[1] == 0
+    await run(clean.subscribe, "u/#", 0)
+    await run(clean.publish, "u/1", b"q0", 0)
+    assert [m.payload for m in await run(clean.drain, 1)] == [b"q0"]
+    await run(clean.stop)
