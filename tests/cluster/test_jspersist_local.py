@@ -380,3 +380,29 @@ async def test_session_expiry_removes_its_state(server_factory):
     dev, connack = await mqtt5_connect(port, "shortlived", clean=False, properties=expiry)
     assert not connack.session_present
     dev.writer.close()
+
+
+async def test_nats_messages_reach_a_persistent_session_by_the_router(server_factory):
+    """NATS-originated messages are not in HB_msgs: the router brings them (QoS 1, kept
+    in memory by the node holding the session), once, beside the consumer's MQTT ones."""
+    server = await _server(server_factory)
+    dev = Dev(server.mqtt_port, "mixed", V5)
+    await run(dev.connect)
+    await run(dev.subscribe, "mix/#", 1)
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        await nc.publish("mix.nats", b"from-nats")
+        await nc.flush()
+        pub = Dev(server.mqtt_port, "mixed-pub", V5, persistent=False)
+        await run(pub.connect)
+        await run(pub.publish, "mix/mqtt", b"from-mqtt", 1)
+        got = await run(dev.drain, 2)
+        got += await run(dev.quiet)
+        assert sorted((m.topic, m.payload, m.qos) for m in got) == [
+            ("mix/mqtt", b"from-mqtt", 1),
+            ("mix/nats", b"from-nats", 1),
+        ]
+        await run(pub.stop)
+    finally:
+        await nc.close()
+    await run(dev.stop)
