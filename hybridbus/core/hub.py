@@ -53,6 +53,9 @@ class Hub(Protocol):
     # Traffic of closed connections per conn_type: [in_msgs, in_bytes, out_msgs,
     # out_bytes] ($SYS/broker/messages/..., bytes/...).
     closed_by_protocol: dict[str, list[int]]
+    # The leaf-node remotes (leaf/remote.py LeafRemote: urls, connection, connects);
+    # MQTT in a JetStream domain re-checks its sessions after a relink (connects moves).
+    leaf_remotes: list
 
     # Delivery rounds: Server.route bumps route_seq once per message; an MQTT
     # session that matched appends itself to route_sessions once per round.

@@ -82,6 +82,7 @@ STREAM_IN_USE = 10058
 CONSUMER_NOT_FOUND = 10014
 CLAIM_TRIES = 3
 RETRY = 0.25  # seconds between attempts to reach the domain (a no-responders answer is instant)
+RECHECK_BATCH = 64  # records read at once after a relink
 WATCH_CHECK = 5.0  # seconds between checks that the retained watcher still exists
 
 
@@ -231,6 +232,7 @@ class JetStreamPersistence(JsMessages, Durability):
         self.rlater: dict[str, tuple] = {}  # ... a delivery held while ours was pending
         self.rsub: Any = None
         self.rcons: str | None = None
+        self._links: int | None = None  # leaf-link handshakes seen (see _relinked)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class JetStreamPersistence(JsMessages, Durability):
                     await self._create_streams()
                     self.ready = True
                     log.info("MQTT state in JetStream domain %r", self.js.domain)
+                await self._relinked()
                 if self.rcons is None:
                     await self._watch_retained()
                 else:
@@ -281,6 +284,30 @@ class JetStreamPersistence(JsMessages, Durability):
             except Exception:
                 log.exception("MQTT JetStream upkeep failed")
             await asyncio.sleep(WATCH_CHECK if self.ready and not failing else RETRY)
+
+    async def _relinked(self) -> None:
+        """After the leaf link came back, claims made meanwhile may have been missed
+        (their $HB.sessev events went nowhere): read the record of every session held
+        here again, and let go of those another node claimed."""
+        links = sum(getattr(r, "connects", 0) for r in getattr(self.hub, "leaf_remotes", ()))
+        if self._links is None or links == self._links or not self.held:
+            self._links = links
+            return
+        keys = list(self.held)
+        for i in range(0, len(keys), RECHECK_BATCH):
+            batch = keys[i : i + RECHECK_BATCH]
+            found = await asyncio.gather(
+                *(self._last(SESS, "$HB.sess." + key) for key in batch), return_exceptions=True
+            )
+            for key, result in zip(batch, found, strict=True):
+                if isinstance(result, BaseException):
+                    raise result  # the hub not answering yet: all again next round
+                seq = result[1]
+                if key in self.held and seq > self.latest.get(key, 0):
+                    self.latest[key] = seq
+                    if key not in self.writing:
+                        self._check(key)
+        self._links = links
 
     async def _create_streams(self) -> None:
         for cfg in stream_configs(self.mqtt.stream_replicas):

@@ -342,3 +342,26 @@ async def test_hub_unreachable(hb_node):
     await run(clean.publish, "u/1", b"q0", 0)
     assert [m.payload for m in await run(clean.drain, 1)] == [b"q0"]
     await run(clean.stop)
+
+
+async def test_takeover_missed_during_a_link_outage(hb_node, fresh_cluster):
+    """Node A's link is down while the device's id is claimed at node B: A misses the
+    claim's event, and lets its connection go once it relinks (it reads the records of
+    its sessions again)."""
+    cluster = fresh_cluster
+    a = hb_node("hb-a", cluster=cluster, remotes=[[cluster.leaf_url(0)]])
+    b = hb_node("hb-b", cluster=cluster, remotes=[[cluster.leaf_url(1), cluster.leaf_url(2)]])
+    a.wait_linked()
+    b.wait_linked()
+    cid = f"split-{time.time_ns()}"
+    first = await _raw_connect(a.mqtt_port, cid, 0)
+    cluster.kill(0)
+    a.wait_unlinked(timeout=15)
+    second = await _raw_connect(b.mqtt_port, cid, 1)
+    await asyncio.sleep(0.5)
+    assert not first.reader.at_eof()  # A has not heard of it
+    cluster.restart(0)
+    a.wait_linked(timeout=15)
+    data = await asyncio.wait_for(first.reader.read(100), 10)
+    assert data == b""  # 3.1.1: closed (taken over)
+    second.writer.close()
