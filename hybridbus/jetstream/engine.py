@@ -89,6 +89,7 @@ class JetStream:
         self.disk_max_stream_bytes = -1
         self._work: deque[tuple[Callable, tuple]] = deque()
         self._scheduled = False
+        self._turn: Any = None  # the call_soon handle of _run, while one is pending
         self._subs: list[InternalSub] = []
         # stream name -> its capture subscriptions (capture.py keeps them in step)
         self.captures: dict[str, list[InternalSub]] = {}
@@ -184,9 +185,18 @@ class JetStream:
         self._work.append((fn, args))
         if not self._scheduled:
             self._scheduled = True
-            self.hub.loop.call_soon(self._run)
+            self._turn = self.hub.loop.call_soon(self._run_turn)
+
+    def _run_turn(self) -> None:
+        self._turn = None
+        self._run()
 
     def _run(self) -> None:
+        # Server.flush runs the read's work before the turn later() asked for: that
+        # turn would find nothing to do (a loop turn per request for nothing).
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
         self._scheduled = False
         work = self._work
         # Only what is queued now: work queued while running waits for the next turn.

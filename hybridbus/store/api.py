@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -165,10 +166,17 @@ def rfc3339(ts_ns: int) -> str:
     times and ``Nats-Time-Stamp``): up to nine fraction digits, trailing zeros dropped,
     no fraction at all on a whole second. nats-py parses every such form."""
     secs, frac = divmod(ts_ns, 1_000_000_000)
-    base = _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = _whole_seconds(secs)
     if not frac:
         return base + "Z"
     return f"{base}.{frac:09d}".rstrip("0") + "Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _whole_seconds(secs: int) -> str:
+    """``rfc3339`` up to the seconds: datetime and strftime cost more than the rest of
+    a direct get's headers, and the messages of one second share it (kv_latency)."""
+    return _dt.datetime.fromtimestamp(secs, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_rfc3339(text: str) -> int:
