@@ -208,6 +208,11 @@ class LeafRemote:
             "version": NATS_COMPAT_VERSION,
             "name": server.server_name,
             "server_id": server.server_id,
+            # nats-server's spoke without a cluster block sends its own name: the hub
+            # then never hands one of our links what came over another (cluster-wide
+            # no echo), nor our $LDS subject (two links into one account are no loop).
+            # Unique per node, since the hub skips leafs of the message's cluster.
+            "cluster": server.server_name,
             "headers": True,
         }
         js = server.options.jetstream

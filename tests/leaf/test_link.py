@@ -281,22 +281,48 @@ async def test_urls_learned_from_the_hub(hub_factory, spoke):
     assert any(u.endswith(f":{hub.leaf_port}") for u in server.leaf_remotes[0].urls)
 
 
-async def test_loop_is_detected_and_the_link_closed(hub_factory, server_factory):
-    """Two remotes of one server into one hub account: our $LDS subject comes back
-    over the second link; it is closed with -ERR and retried only after 30 s."""
+async def test_two_remotes_into_one_hub_are_no_loop(hub_factory, server_factory):
+    """Two remotes of one server into one hub account: as a nats-server spoke (which
+    sends its name as `cluster`), both links stay up; a true loop (through a second
+    hub) is tests/cluster/test_link.py's."""
     hub = hub_factory()
     remotes = [LeafRemoteOptions(urls=[hub.leaf_url]), LeafRemoteOptions(urls=[hub.leaf_url])]
     server = await server_factory(leafnodes__remotes=remotes, leafnodes__reconnect=0.2)
-    await eventually(
-        lambda: any(r.last_error == "Loop detected" for r in server.leaf_remotes), timeout=10
-    )
-    looped = next(r for r in server.leaf_remotes if r.last_error == "Loop detected")
+    await eventually(lambda: len(server.leafnodes) == 2, timeout=10)
     await asyncio.sleep(1.0)
-    assert looped.connection is None  # still waiting out its 30 s
-    nc = await connect(server)  # the server itself keeps serving
-    await nc.publish("x", b"1")
-    await nc.flush()
-    await nc.close()
+    assert len(server.leafnodes) == 2
+    assert all(r.last_error == "" for r in server.leaf_remotes)
+
+
+async def test_our_loop_subject_coming_back_closes_the_link(spoke):
+    """A hub that sends our own $LDS subject back: loop, -ERR, no redial for 30 s."""
+    port = free_port()
+    answered = asyncio.Event()
+    got: list[bytes] = []
+
+    async def fake_hub(reader, writer):
+        writer.write(b'INFO {"server_id":"FAKE","server_name":"fake"}\r\n')
+        await writer.drain()
+        await reader.readline()  # CONNECT
+        line = b""
+        while not line.startswith(b"LS+ $LDS."):
+            line = await reader.readline()
+        writer.write(line)  # our own loop subject, back
+        await writer.drain()
+        got.append(await asyncio.wait_for(reader.read(), 5))  # until the spoke closes
+        answered.set()
+        writer.close()
+
+    fake = await asyncio.start_server(fake_hub, "127.0.0.1", port)
+    try:
+        server = await spoke([f"nats-leaf://127.0.0.1:{port}"], wait=False)
+        await asyncio.wait_for(answered.wait(), 5)
+        assert b"Loop detected" in got[0]
+        await eventually(lambda: server.leaf_remotes[0].last_error == "Loop detected")
+        await asyncio.sleep(0.8)
+        assert server.leaf_remotes[0].connects == 1  # not redialled
+    finally:
+        fake.close()
 
 
 async def test_deny_rules_both_ways(hub_factory, spoke):
