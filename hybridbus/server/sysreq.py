@@ -75,6 +75,7 @@ JSZ = _schema(
     raft="bool",
     stream_leader_only="bool",
 )
+LEAFZ = _schema("LeafzEventOptions", subscriptions="bool", account="string")
 HEALTHZ = _schema(
     "HealthzEventOptions",
     **{
@@ -346,6 +347,14 @@ def jsz(system: SystemAccount, opts: dict, account: str = "") -> dict:
     o.leader_only = bool(opts.get("leader_only"))
     o.raft = bool(opts.get("raft"))
     return _checked(build, server, o)
+
+
+def leafz(system: SystemAccount, opts: dict) -> dict:
+    from hybridbus.monitor.leafz import LeafzOptions
+    from hybridbus.monitor.leafz import leafz as build
+
+    o = LeafzOptions(bool(opts.get("subscriptions")), opts.get("account") or "")
+    return _checked(build, system.server, o)
 
 
 def healthz(system: SystemAccount, opts: dict) -> dict:

@@ -89,6 +89,7 @@ SERVER_SERVICES: dict[str, tuple[str, str]] = {
     "SUBSZ": ("SUBSZ", "subsz"),
     "JSZ": ("JSZ", "jsz"),
     "HEALTHZ": ("HEALTHZ", "healthz"),
+    "LEAFZ": ("LEAFZ", "leafz"),
     "ACCOUNTZ": ("ACCOUNTZ", "accountz"),
 }
 

@@ -84,6 +84,7 @@ REQUESTS = [
     "$SYS.REQ.SERVER.PING.SUBSZ",
     "$SYS.REQ.SERVER.PING.HEALTHZ",
     "$SYS.REQ.SERVER.PING.ACCOUNTZ",
+    "$SYS.REQ.SERVER.PING.LEAFZ",
     "$SYS.REQ.ACCOUNT.A.CONNZ",
     "$SYS.REQ.ACCOUNT.A.SUBSZ",
     "$SYS.REQ.ACCOUNT.A.INFO",
@@ -165,7 +166,7 @@ async def test_answers_have_nats_servers_shapes(tmp_path):
         ours = await asyncio.wait_for(shapes(server.nats_port), 20)
     finally:
         await server.shutdown()
-    assert all(reference[item] for item in REQUESTS[:17])  # every one answered there
+    assert all(reference[item] for item in REQUESTS[:18])  # every one answered there
     for item in REQUESTS:
         assert ours[item] == reference[item], item
 
@@ -194,7 +195,7 @@ async def test_per_server_subjects_use_our_id(server):
     nc = await login(server, "sys")
     try:
         sid = server.server_id
-        for name in ("STATSZ", "VARZ", "CONNZ", "SUBSZ", "JSZ", "HEALTHZ", "ACCOUNTZ"):
+        for name in ("STATSZ", "VARZ", "CONNZ", "SUBSZ", "JSZ", "HEALTHZ", "ACCOUNTZ", "LEAFZ"):
             got = await request(nc, f"$SYS.REQ.SERVER.{sid}.{name}")
             assert got["server"]["id"] == sid, name
         varz = (await request(nc, f"$SYS.REQ.SERVER.{sid}.VARZ"))["data"]
