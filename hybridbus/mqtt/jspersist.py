@@ -381,9 +381,10 @@ class JetStreamPersistence(JsMessages, Durability):
     def attach(self, client_id: str, clean_start: bool, persistent: bool, expiry, will) -> Any:
         """Claim `client_id` for a CONNECT (a Task of ``Attached``); handle_connect
         answers the CONNECT when it ends (``MqttConnection.wait_for_state``)."""
-        return self.hub.loop.create_task(
-            self._attach(client_id, clean_start, persistent, expiry, will)
-        )
+        # Bounded as a whole, not only per request: a CONNECT is answered (0x88 at
+        # worst) within twice js_api_timeout even while the hub elects leaders.
+        claim = self._attach(client_id, clean_start, persistent, expiry, will)
+        return self.hub.loop.create_task(asyncio.wait_for(claim, 2 * self.mqtt.js_api_timeout))
 
     async def _attach(self, client_id, clean_start, persistent, expiry, will) -> Attached:
         will_rec = None

@@ -140,7 +140,9 @@ async def test_exactly_one_copy_and_qos2_across_nodes(hb_node, protocol):
         await run(c.stop)
 
 
-async def _raw_connect(port: int, cid: str, present: int, timeout: float = 15.0):
+async def _raw_connect(
+    port: int, cid: str, present: int, timeout: float = 15.0, connack_timeout: float = 5.0
+):
     """A raw 3.1.1 persistent connection, retried while the node is not ready."""
     from tests.helpers import mqtt_packets as mp
     from tests.helpers.wire import Wire
@@ -149,7 +151,7 @@ async def _raw_connect(port: int, cid: str, present: int, timeout: float = 15.0)
     while True:
         wire = await Wire.open(port)
         await wire.send(mp.connect(cid, clean=False))
-        head = (await wire.expect_re(rb"\x20\x02..", timeout=5.0)).group(0)
+        head = (await wire.expect_re(rb"\x20\x02..", timeout=connack_timeout)).group(0)
         if head[3] == 0:
             assert head[2] == present, head
             return wire
@@ -344,24 +346,36 @@ async def test_hub_unreachable(hb_node):
     await run(clean.stop)
 
 
-async def test_takeover_missed_during_a_link_outage(hb_node, fresh_cluster):
+async def test_takeover_missed_during_a_link_outage(hb_node, tmp_path):
     """Node A's link is down while the device's id is claimed at node B: A misses the
     claim's event, and lets its connection go once it relinks (it reads the records of
-    its sessions again)."""
-    cluster = fresh_cluster
-    a = hb_node("hb-a", cluster=cluster, remotes=[[cluster.leaf_url(0)]])
-    b = hb_node("hb-b", cluster=cluster, remotes=[[cluster.leaf_url(1), cluster.leaf_url(2)]])
-    a.wait_linked()
-    b.wait_linked()
-    cid = f"split-{time.time_ns()}"
-    first = await _raw_connect(a.mqtt_port, cid, 0)
-    cluster.kill(0)
-    a.wait_unlinked(timeout=15)
-    second = await _raw_connect(b.mqtt_port, cid, 1)
-    await asyncio.sleep(0.5)
-    assert not first.reader.at_eof()  # A has not heard of it
-    cluster.restart(0)
-    a.wait_linked(timeout=15)
-    data = await asyncio.wait_for(first.reader.read(100), 10)
-    assert data == b""  # 3.1.1: closed (taken over)
-    second.writer.close()
+    its sessions again). The hub does not advertise its other leaf URLs, so A (whose
+    only remote is the killed member) stays unlinked until that member is back."""
+    from tests.cluster.conftest import NatsCluster
+
+    def quiet_conf(cluster: NatsCluster, p) -> str:
+        text = NatsCluster._conf(cluster, p)
+        return text.replace("leafnodes {\n", "leafnodes {\n  no_advertise: true\n", 1)
+
+    cluster = NatsCluster(tmp_path / "hub", conf=quiet_conf)
+    try:
+        cluster.start()
+        a = hb_node("hb-a", cluster=cluster, remotes=[[cluster.leaf_url(0)]])
+        b = hb_node("hb-b", cluster=cluster, remotes=[[cluster.leaf_url(1), cluster.leaf_url(2)]])
+        a.wait_linked()
+        b.wait_linked()
+        cid = f"split-{time.time_ns()}"
+        first = await _raw_connect(a.mqtt_port, cid, 0)
+        cluster.kill(0)
+        a.wait_unlinked(timeout=15)
+        # the killed member may have led HB_sess: the claim waits for the election
+        second = await _raw_connect(b.mqtt_port, cid, 1, timeout=20, connack_timeout=11)
+        await asyncio.sleep(0.5)
+        assert not first.reader.at_eof()  # A has not heard of it
+        cluster.restart(0)
+        a.wait_linked(timeout=15)
+        data = await asyncio.wait_for(first.reader.read(100), 10)
+        assert data == b""  # 3.1.1: closed (taken over)
+        second.writer.close()
+    finally:
+        cluster.stop()
