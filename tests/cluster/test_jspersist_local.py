@@ -406,3 +406,29 @@ async def test_nats_messages_reach_a_persistent_session_by_the_router(server_fac
     finally:
         await nc.close()
     await run(dev.stop)
+
+
+async def test_clean_start_discards_the_stored_session(server_factory):
+    """A clean session on a persistent session's id ends it [MQTT-3.1.2-6]: no Session
+    Present, its consumer gone from the domain, and nothing of it afterwards."""
+    from hybridbus.mqtt.broker import session_key
+
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    dev = Dev(port, "cleaner", V311)
+    await run(dev.connect)
+    await run(dev.subscribe, "cl/#", 1)
+    await run(dev.stop)
+    clean = Dev(port, "cleaner", V311, persistent=False)
+    assert await run(clean.connect) == (False, 0)
+    await run(clean.stop)
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        js = nc.jetstream(domain="hub")
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.consumer_info("HB_msgs", "HB_" + session_key("cleaner"))
+    finally:
+        await nc.close()
+    again = Dev(port, "cleaner", V311)
+    assert await run(again.connect) == (False, 0)
+    await run(again.stop)
