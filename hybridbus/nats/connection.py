@@ -544,6 +544,51 @@ class NatsConnection(ClientBase):
         if not self.dirty:
             self.server.mark_dirty(self)
 
+    def deliver_run(self, sub: NatsSubscription, msgs: list[tuple]) -> None:
+        """``deliver(sub, subject, reply, headers, payload)`` for each tuple of ``msgs``:
+        the same frames and counters, one call for the lot (a JetStream pull batch to
+        its inbox: ``route_to_each``). With permissions or an auto-unsubscribe limit,
+        one by one (a filter or the limit may stop any of them)."""
+        if sub.max_msgs or self.perms is not None:
+            for subject, reply, headers, payload in msgs:
+                self.deliver(sub, subject, reply, headers, payload)
+            return
+        if self.closing:
+            return
+        sid = sub.sid_bytes
+        with_headers = self.headers
+        out = self.out
+        total = 0
+        for subject, reply, headers, payload in msgs:
+            size = len(payload)
+            if headers is not None and with_headers:
+                hsize = len(headers)
+                size += hsize
+                if reply is None:
+                    out += b"HMSG %s %s %d %d\r\n" % (_wire(subject), sid, hsize, size)
+                else:
+                    out += b"HMSG %s %s %s %d %d\r\n" % (
+                        _wire(subject),
+                        sid,
+                        _wire(reply),
+                        hsize,
+                        size,
+                    )
+                out += headers
+            elif reply is None:
+                out += b"MSG %s %s %d\r\n" % (_wire(subject), sid, size)
+            else:
+                out += b"MSG %s %s %s %d\r\n" % (_wire(subject), sid, _wire(reply), size)
+            out += payload
+            out += b"\r\n"
+            total += size
+        n = len(msgs)
+        sub.msgs += n
+        self.out_msgs += n
+        self.out_bytes += total
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
     def deliver(
         self,
         sub: NatsSubscription,

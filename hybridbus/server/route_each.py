@@ -24,6 +24,14 @@ def route_to_each(server: Server, origin: Any, inbox: str, msgs: list[tuple]) ->
     done = 0
     if len(plain) == 1 and not result.queues and not server._expired:
         sub = plain[0]
+        run = getattr(sub.client, "deliver_run", None)
+        if run is not None and not sub.max_msgs:
+            # A NATS inbox without a limit: the batch in one call (deliver_run); what
+            # the loop below checks per message cannot happen there (no MQTT session
+            # to serve after the round, no expiry).
+            server.route_seq += len(msgs)
+            run(sub, msgs)
+            return []
         deliver = sub.client.deliver
         for subject, reply, headers, payload in msgs:
             server.route_seq += 1  # one delivery round per message, as route_to

@@ -14,6 +14,7 @@ import nats
 import pytest
 from nats.js.errors import FetchTimeoutError
 
+from tests.helpers.wire import nats_connect
 from tests.jetstream import consumer_env
 from tests.jetstream.consumer_env import frame, no_frame, pub, pull
 
@@ -75,6 +76,33 @@ async def test_request_bodies(env):
     await env.js.publish("s.b", b"late")
     f = await frame(w)
     assert f.data == b"late" and f.reply.endswith(b".0")
+
+
+async def test_a_batch_with_and_without_headers_byte_for_byte(env):
+    # A pull batch goes to its inbox in one call (route_to_each -> deliver_run): each
+    # frame as a lone delivery writes it, HMSG with the stored headers, MSG without, and
+    # a client that did not ask for headers gets the payloads alone.
+    await env.add_stream("S", ["s.>"])
+    w = await env.wire()
+    hdr = b"NATS/1.0\r\nX-K: v\r\n\r\n"
+    await w.send(b"HPUB s.h %d %d\r\n%shi\r\nPUB s.p 2\r\nyo\r\n" % (len(hdr), len(hdr) + 2, hdr))
+    await env.create("S", {"durable_name": "d", "ack_policy": "explicit"})
+    await env.create("S", {"durable_name": "e", "ack_policy": "explicit"})
+    await w.send(b"SUB inb.> 1\r\n")
+    await pull(w, "S", "d", b"2")
+    ack = rb"\$JS\.ACK\.S\.d\.1\.%d\.%d\.\d+\.%d"
+    first = rb"HMSG s\.h 1 " + ack % (1, 1, 1) + rb" %d %d\r\n" % (len(hdr), len(hdr) + 2)
+    await w.expect_re(first + re.escape(hdr) + rb"hi\r\n")
+    await w.expect_re(rb"MSG s\.p 1 " + ack % (2, 2, 0) + rb" 2\r\nyo\r\n")
+    bare = await nats_connect(env.port, b'{"verbose":false,"pedantic":false,"headers":false}')
+    try:
+        await bare.send(b"SUB inb.> 7\r\n")
+        await pull(bare, "S", "e", b"2")
+        ack = ack.replace(rb"\.d\.", rb"\.e\.")
+        await bare.expect_re(rb"MSG s\.h 7 " + ack % (1, 1, 1) + rb" 2\r\nhi\r\n")
+        await bare.expect_re(rb"MSG s\.p 7 " + ack % (2, 2, 0) + rb" 2\r\nyo\r\n")
+    finally:
+        await bare.close()
 
 
 async def test_no_wait_and_expiry(env):
