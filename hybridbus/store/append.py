@@ -266,6 +266,16 @@ class StreamAppend:
         first = seq = self._last_seq + 1
         total = 0
         try:
+            if guarded:
+                # a file stream: the same loop with the segment looked up once
+                try:
+                    total = self._put_plain_run(subject, sid, payloads, overhead, seqs)
+                except BaseException:
+                    seq = self._last_seq + 1  # what was put before a failed roll counts
+                    total = sum(overhead + len(p) for p in payloads[: seq - first])
+                    raise
+                seq = self._last_seq + 1
+                payloads = ()
             for payload in payloads:
                 if payload.__class__ is not bytes:
                     payload = bytes(payload)

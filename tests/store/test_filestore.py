@@ -180,6 +180,34 @@ def test_segments_roll_and_indexes_speed_up_recovery(reopen, store_dir):
     assert [(m.seq, m.subject, m.payload) for m in st.iter()] == want
 
 
+def test_a_run_of_plain_appends_rolls_segments_as_single_appends_do(reopen, store_dir):
+    # append_many on a file stream puts the run in one loop (_put_plain_run): the
+    # segments roll at the same records as with one append each, and all survive.
+    s = reopen(segment_size=4096)
+    one = s.add_stream(StreamConfig(name="A", subjects=["a.>"]))
+    run = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    payloads = [b"p%03d" % i * (1 + i % 7) for i in range(400)]
+    for p in payloads[:5]:
+        one.append("a.x", p)
+        run.append("s.x", p)
+    for p in payloads[5:]:
+        one.append("a.x", p)
+    assert run.append_many("s.x", payloads[5:]) == list(range(6, 401))
+    assert run.append_many("s.y", [bytearray(b"ba"), b"z"]) == [401, 402]
+    segs = files(store_dir, ".seg")  # named by their first sequence
+    assert segs == files(store_dir, ".seg", "A") and len(segs) >= 4
+    want = [(i + 1, "s.x", p) for i, p in enumerate(payloads)] + [
+        (401, "s.y", b"ba"),
+        (402, "s.y", b"z"),
+    ]
+    assert [(m.seq, m.subject, m.payload) for m in run.iter()] == want
+    before = run.state()
+    s = reopen(segment_size=4096)
+    run = s.stream("S")
+    assert run.state() == before
+    assert [(m.seq, m.subject, m.payload) for m in run.iter()] == want
+
+
 def test_an_index_that_disagrees_with_its_segment_is_ignored(reopen, store_dir):
     s = reopen(segment_size=2048)
     st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))

@@ -61,6 +61,7 @@ log = logging.getLogger("hybridbus.store")
 CACHE_MAX = 4096  # recently appended messages kept for consumers that read right behind
 CACHE_TRIM_AT = 2 * CACHE_MAX
 WRITE_RETRY_BACKOFF = 1.0
+_time_ns = time.time_ns
 
 
 def _io_write(items: list, sync_fds: list[int], dir_path: str | None) -> None:
@@ -226,6 +227,55 @@ class FileWriter:
         cache[seq] = (subject, hdr, payload, ts)
         if len(cache) > self._cache_trim_at:
             self._trim_cache()
+
+    def _put_plain_run(self, subject: str, sid: int, payloads: list, overhead: int, seqs: list):
+        """``_check_writable`` + ``_put`` for each payload of a run on one subject, no
+        headers (``StreamAppend._append_many_plain``): the same records, slots and
+        cache entries, with the segment's arrays and chunk looked up once per segment
+        rather than per message. ``_last_seq``, ``_last_ts`` and ``seqs`` follow every
+        record, so a failed roll keeps what was put. Returns the bytes counted."""
+        # hot path: every message of a js_publish read goes through this loop.
+        self._check_writable()
+        limit = self._seg_limit
+        cache = self._cache
+        seqs_append = seqs.append
+        total = 0
+        seq = self._last_seq + 1
+        last_ts = self._last_ts
+        seg: Seg = self._tail  # type: ignore[assignment]
+        cur = None
+        for payload in payloads:
+            if payload.__class__ is not bytes:
+                payload = bytes(payload)
+            if cur is None or seg.size_logical >= limit:
+                if cur is not None:
+                    self._check_writable()  # rolls to a new segment
+                    seg = self._tail  # type: ignore[assignment]
+                if seg.first + len(seg.subj) != seq:
+                    self._pad(seg, seq)
+                cur = self._cur if self._cur_seg is seg else self._new_chunk(seg)
+                offs, subj, sizes, tss = seg.offs, seg.subj, seg.size, seg.ts
+            now_ns = _time_ns()
+            ts = now_ns if now_ns > last_ts else last_ts
+            size = overhead + len(payload)
+            rec = msg_record(seq, ts, subject, None, payload)
+            off = seg.size_logical
+            cur += rec
+            seg.size_logical = off + len(rec)
+            offs.append(off)
+            subj.append(sid)
+            sizes.append(size)
+            tss.append(ts)
+            seg.live += 1
+            cache[seq] = (subject, None, payload, ts)
+            seqs_append(seq)
+            self._last_seq = seq
+            self._last_ts = last_ts = ts
+            total += size
+            seq += 1
+        if len(cache) > self._cache_trim_at:
+            self._trim_cache()
+        return total
 
     def _pad(self, seg: Seg, seq: int) -> None:
         if not seg.subj:
