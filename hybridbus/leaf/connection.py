@@ -256,6 +256,13 @@ class LeafConnection(ClientBase):
             self.in_msgs += 1
             self.in_bytes += len(payload) if headers is None else len(payload) + len(headers)
             self.msg_queues = queues
+            if reply is not None and "@" in reply and reply.startswith("$JS.ACK."):
+                # A hub consumer's delivery: nats-server sends it over a link to the
+                # deliver subject with "<ack reply>@<stream subject>" as the reply, and
+                # a client sees the stream's subject with the ack reply (deliverMsg).
+                ack, _, shown = reply.rpartition("@")
+                server.route_to(self, subject, shown, ack, headers, payload)
+                continue
             route(self, subject, reply, headers, payload)
         server.flush()
         server.reading = None

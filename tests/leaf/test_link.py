@@ -391,3 +391,33 @@ async def test_garbage_from_the_hub_closes_the_link_only(spoke, garbage):
         await nc.close()
     finally:
         fake.close()
+
+
+async def test_a_hub_consumer_delivers_to_a_client_of_ours(hub_factory, spoke):
+    """A push consumer of the hub's JetStream with its deliver subject on our side: the
+    client sees the stream's subject and a plain $JS.ACK reply (nats-server encodes
+    them as '<ack>@<subject>' over the link), and its ack reaches the hub."""
+    hub = hub_factory()
+    server = await spoke(hub)
+    nc = await connect(server)
+    js = nc.jetstream(domain="hub")
+    await js.add_stream(name="EV", subjects=["ev.>"])
+    got: list = []
+
+    async def cb(msg):
+        got.append((msg.subject, msg.reply))
+        await msg.ack()
+
+    await js.subscribe("ev.>", cb=cb, durable="d1", manual_ack=True)
+    await js.publish("ev.one", b"1")
+    await eventually(lambda: got)
+    subject, reply = got[0]
+    assert subject == "ev.one"
+    assert reply.startswith("$JS.ACK.") and "@" not in reply
+    for _ in range(50):
+        info = await js.consumer_info("EV", "d1")
+        if info.num_ack_pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 0 and info.delivered.stream_seq == 1
+    await nc.close()
