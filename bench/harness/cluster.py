@@ -25,8 +25,8 @@ MQTT 3.1.1 (nats-server's MQTT has no 5.0).
   payload) from A to subscribers on B; SIGKILL of the hub member A is linked to (from the
   members' /leafz); then polled every 20 ms: the hub lists A again (``relink_s``), A's
   own /leafz lists a link (``leaf_relink_s``), and the first tick *sent after the kill*
-  arrives at B (``flow_s`` QoS 0, ``flow_q1_s`` QoS 1). The member is restarted between
-  rounds. Figures are medians over every round of every run.
+  arrives at B (``flow_s`` QoS 0, ``flow_q1_s`` QoS 1), and the first PUBACK on A of a
+  QoS 1 tick sent after it (``puback_s``). The member is restarted between rounds. Figures are medians over every round of every run.
 - ``cluster_failover`` / ``cluster_takeover``: in ``cluster_sessions``.
 
 Each scenario repeats ``cluster_runs`` times per server on a fresh hub; every run's
@@ -377,7 +377,11 @@ def _one_rate_run(kind: str, qos: int, o: Any) -> dict[str, Any]:
 def run_cluster_rate(scn: Any, kind: str, o: Any) -> dict[str, Any]:
     """cluster_qos0 / cluster_qos1: ``cluster_runs`` runs, each on a fresh hub."""
     qos = 1 if scn.name.endswith("qos1") else 0
-    runs = [_one_rate_run(kind, qos, o) for _ in range(max(1, o.cluster_runs))]
+    return summarize_rate([_one_rate_run(kind, qos, o) for _ in range(max(1, o.cluster_runs))])
+
+
+def summarize_rate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The medians over ``runs`` (each a_to_b, a_to_a, single); the runs kept."""
     ab = [r["a_to_b"] for r in runs]
     out: dict[str, Any] = {
         "rate": median([r["rate"] for r in ab]),
@@ -423,7 +427,7 @@ def _relink_round(p: Pair, ticker: Ticker) -> dict[str, Any]:
     b_on = p.hub.linked_to(p.names[1])
     dead = p.hub.names[victim]
     t_kill = p.hub.kill(victim)
-    got: dict[str, float | None] = dict(relink=None, leaf=None, flow=None, flow_q1=None)
+    got: dict[str, float | None] = dict(relink=None, leaf=None, flow=None, flow_q1=None, ack=None)
     while time.monotonic() < t_kill + FLOW_TIMEOUT and None in got.values():
         now = time.monotonic()
         if got["relink"] is None and p.hub.linked_to(name):
@@ -434,6 +438,9 @@ def _relink_round(p: Pair, ticker: Ticker) -> dict[str, Any]:
             t = ticker.first_after(qos, t_kill)
             if got[key] is None and t is not None:
                 got[key] = t - t_kill
+        t = ticker.first_ack_after(t_kill)
+        if got["ack"] is None and t is not None:
+            got["ack"] = t - t_kill
         time.sleep(POLL)
     rnd = {
         "killed": dead,
@@ -442,6 +449,7 @@ def _relink_round(p: Pair, ticker: Ticker) -> dict[str, Any]:
         "leaf_relink_s": got["leaf"],
         "flow_s": got["flow"],
         "flow_q1_s": got["flow_q1"],
+        "puback_s": got["ack"],
     }
     p.hub.restart(victim)
     wait_linked(p.hub, p.a, name)
@@ -450,7 +458,6 @@ def _relink_round(p: Pair, ticker: Ticker) -> dict[str, Any]:
 
 
 def run_cluster_relink(scn: Any, kind: str, o: Any) -> dict[str, Any]:
-    rounds: list[dict[str, Any]] = []
     runs = []
     for _ in range(max(1, o.cluster_runs)):
         with Pair(kind) as p:
@@ -461,11 +468,16 @@ def run_cluster_relink(scn: Any, kind: str, o: Any) -> dict[str, Any]:
                 mine = [_relink_round(p, ticker) for _ in range(max(1, o.cluster_rounds))]
             finally:
                 ticker.stop()
-            rounds += mine
             runs.append({"rounds": mine, "ticker": ticker.summary()})
+    return summarize_relink(runs)
+
+
+def summarize_relink(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median, worst and missing count of each figure over every round of ``runs``."""
+    rounds = [rd for run in runs for rd in run["rounds"]]
     out: dict[str, Any] = {"runs": runs, "rounds": len(rounds)}
-    for key in ("relink_s", "leaf_relink_s", "flow_s", "flow_q1_s"):
-        vals = [r[key] for r in rounds]
+    for key in ("relink_s", "leaf_relink_s", "flow_s", "flow_q1_s", "puback_s"):
+        vals = [r.get(key) for r in rounds]
         out[key] = median(vals)
         out[key.replace("_s", "_max_s")] = max((v for v in vals if v is not None), default=None)
         out[key.replace("_s", "_missing")] = sum(1 for v in vals if v is None)
@@ -516,6 +528,7 @@ COLUMNS: dict[str, tuple[list[tuple[str, int]], Any]] = {
             ("flow q0 ms", 10),
             ("flow q1 ms", 10),
             ("max q1 ms", 9),
+            ("PUBACK ms", 9),
             ("missing", 7),
         ],
         lambda r: [
@@ -525,6 +538,7 @@ COLUMNS: dict[str, tuple[list[tuple[str, int]], Any]] = {
             _ms(r.get("flow_s")),
             _ms(r.get("flow_q1_s")),
             _ms(r.get("flow_q1_max_s")),
+            _ms(r.get("puback_s")),
             _f(sum(r.get(k, 0) for k in r if k.endswith("_missing"))),
         ],
     ),

@@ -6,9 +6,10 @@ something happens, on ``time.monotonic()`` (one clock for every process on the m
 
 - ``Frames``: an incremental decoder that yields every packet (type, flags, body), so a
   client can read a PUBLISH's payload, a CONNACK's session-present flag, a SUBACK code.
-- ``Ticker``: a publisher on one node sending a QoS 0 and a QoS 1 PUBLISH every ``step``
-  seconds (payload: send time and a sequence number), and subscribers on the other node
-  (one QoS 0, one QoS 1 connection) that record (receive time, send time, seq) for each.
+- ``Ticker``: publishers on one node sending a QoS 0 and a QoS 1 PUBLISH every ``step``
+  seconds (payload: send time and a sequence number; one connection per QoS; PUBACKs
+  timed), and subscribers on the other node (one QoS 0, one QoS 1 connection) that
+  record (receive time, send time, seq) for each.
   Any connection that drops is reconnected (and re-subscribed) in a loop, and the
   reconnects are counted: what a relink measurement needs is the first message *sent
   after* the kill that arrives, whatever the clients went through.
@@ -152,8 +153,9 @@ class Ticker:
         self.step = step
         self.topics = {0: f"bench/tick0/{tag}", 1: f"bench/tick1/{tag}"}
         self.recv: dict[int, list[tuple[float, float, int]]] = {0: [], 1: []}
-        self.reconnects = {"pub": 0, "sub0": 0, "sub1": 0}
-        self.sent = 0
+        self.reconnects = {"pub0": 0, "pub1": 0, "sub0": 0, "sub1": 0}
+        self.sent = [0, 0]
+        self.acks: list[tuple[float, float]] = []  # (PUBACK time, send time)
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -164,9 +166,10 @@ class Ticker:
             t = threading.Thread(target=self._sub_loop, args=(qos,), daemon=True)
             t.start()
             self._threads.append(t)
-        t = threading.Thread(target=self._pub_loop, daemon=True)
-        t.start()
-        self._threads.append(t)
+        for qos in (0, 1):
+            t = threading.Thread(target=self._pub_loop, args=(qos,), daemon=True)
+            t.start()
+            self._threads.append(t)
 
     def stop(self) -> None:
         self._stop.set()
@@ -221,38 +224,58 @@ class Ticker:
         if acks:
             sock.sendall(b"".join(acks))
 
-    def _pub_loop(self) -> None:
+    def _pub_loop(self, qos: int) -> None:
+        """One publisher connection per QoS: hybridbus closes a 3.1.1 connection whose
+        QoS 1 PUBLISH it cannot store (no negative PUBACK in 3.1.1), which must not hold
+        up the QoS 0 ticks. PUBACKs are matched to their send times (``acks``)."""
+        key = f"pub{qos}"
         seq = 0
         pid = 0
         first = True
+        sent_at: dict[int, float] = {}
         while not self._stop.is_set():
             sock = None
             try:
-                sock, _, _, _ = connect(self.pub_port, f"tick-pub-{self.tag}")
+                sock, fr, _, _ = connect(self.pub_port, f"tick-{key}-{self.tag}")
                 if not first:
-                    self.reconnects["pub"] += 1
+                    self.reconnects[key] += 1
                 first = False
+                sent_at.clear()
                 nxt = time.monotonic()
                 while not self._stop.is_set():
                     nxt += self.step
                     seq += 1
-                    pid = pid % 65535 + 1
-                    body = TICK.pack(time.monotonic(), seq)
-                    sock.sendall(
-                        encode_publish(self.topics[0], body)
-                        + encode_publish(self.topics[1], body, 1, pid)
-                    )
-                    self.sent += 1
-                    # Drain PUBACKs without waiting (nothing is done with them).
+                    now = time.monotonic()
+                    body = TICK.pack(now, seq)
+                    if qos:
+                        pid = pid % 65535 + 1
+                        sent_at[pid] = now
+                        sock.sendall(encode_publish(self.topics[1], body, 1, pid))
+                    else:
+                        sock.sendall(encode_publish(self.topics[0], body))
+                    self.sent[qos] += 1
+                    # Read what came back without waiting: PUBACKs, timed.
                     while select.select([sock], [], [], 0)[0]:
-                        if not sock.recv(65536):
+                        data = sock.recv(65536)
+                        if not data:
                             raise ConnectionError("closed")
+                        t = time.monotonic()
+                        for typ, _, body in fr.feed(data):
+                            if typ == 4 and len(body) >= 2:
+                                ts = sent_at.pop(struct.unpack_from("!H", body)[0], None)
+                                if ts is not None:
+                                    self.acks.append((t, ts))
                     time.sleep(max(0.0, nxt - time.monotonic()))
             except (OSError, ConnectionError, TimeoutError) as e:
-                self._note(f"pub: {e!r}")
+                self._note(f"{key}: {e!r}")
                 time.sleep(0.02)
             finally:
                 close(sock, disconnect=self._stop.is_set())
+
+    def first_ack_after(self, t: float) -> float | None:
+        """Time of the first PUBACK for a QoS 1 tick sent after ``t``."""
+        got = [r for r, ts in list(self.acks) if ts > t]
+        return min(got) if got else None
 
     def first_after(self, qos: int, t: float) -> float | None:
         """Receive time of the first message sent after ``t`` (None: none yet)."""
@@ -264,7 +287,8 @@ class Ticker:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "ticks_sent": self.sent,
+            "ticks_sent": list(self.sent),
+            "pubacks": len(self.acks),
             "ticks_recv_qos0": len(self.recv[0]),
             "ticks_recv_qos1": len(self.recv[1]),
             "reconnects": dict(self.reconnects),

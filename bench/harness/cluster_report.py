@@ -80,6 +80,7 @@ def cluster_targets(doc: dict[str, Any], value: Value) -> list[dict[str, Any]]:
 # (label, scenario, key, unit); unit "ms" values are stored in seconds.
 ROWS = [
     ("QoS 0 A -> B", "cluster_qos0", "rate", "msgs/s"),
+    ("QoS 0 sent by the publisher on A", "cluster_qos0", "sent_rate", "msgs/s"),
     ("QoS 0 A -> A, link up", "cluster_qos0", "local_rate", "msgs/s"),
     ("QoS 0 single node", "cluster_qos0", "single_rate", "msgs/s"),
     ("QoS 0 A -> B / single node", "cluster_qos0", "over_single", "ratio"),
@@ -94,6 +95,13 @@ ROWS = [
     ("relink: first QoS 0 A -> B sent after the kill", "cluster_relink", "flow_s", "ms"),
     ("relink: first QoS 1 A -> B sent after the kill", "cluster_relink", "flow_q1_s", "ms"),
     ("relink: first QoS 1, worst round", "cluster_relink", "flow_q1_max_s", "ms"),
+    (
+        "relink: first QoS 1 PUBACK on A for a message sent after the kill",
+        "cluster_relink",
+        "puback_s",
+        "ms",
+    ),
+    ("relink: first PUBACK, worst round", "cluster_relink", "puback_max_s", "ms"),
     ("failover: kill -9 A to CONNACK on B (median)", "cluster_failover", "connack_s", "ms"),
     ("failover: kill -9 A to every queued message", "cluster_failover", "failover_s", "ms"),
     ("failover: worst round", "cluster_failover", "failover_max_s", "ms"),
@@ -135,7 +143,8 @@ def _runs(doc: dict[str, Any], scn: str, kind: str) -> str:
     if scn == "cluster_relink":
         rounds = [rd for x in runs for rd in x.get("rounds", [])]
         return "; ".join(
-            f"relink {_ms(rd['relink_s'])}, q0 {_ms(rd['flow_s'])}, q1 {_ms(rd['flow_q1_s'])} ms"
+            f"relink {_ms(rd['relink_s'])}, q0 {_ms(rd['flow_s'])}, q1 {_ms(rd['flow_q1_s'])}"
+            f", PUBACK {_ms(rd.get('puback_s'))} ms"
             + (" (B on it too)" if rd.get("b_on_killed") else "")
             for rd in rounds
         )
@@ -165,6 +174,15 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
     if not present:
         return []
     meta = _source_meta(doc, present[0])
+    counts = sorted(
+        {
+            len(r.get("runs") or [])
+            for scn in present
+            for r in doc["scenarios"][scn].get("results", {}).values()
+            if "runs" in r
+        }
+    )
+    times = "?" if not counts else "-".join(str(c) for c in sorted({counts[0], counts[-1]}))
     mach = meta.get("machine") or {}
     mem = mach.get("mem_total_kb")
     vers = meta.get("versions") or {}
@@ -178,10 +196,10 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
         "hybridbus (`hybridbus serve -c <conf> -n hb-a`) or both nats-server, each with one "
         "remote listing all three members and `mqtt { js_domain: hub, stream_replicas: 3 }`. "
         "MQTT 3.1.1 (nats-server's MQTT has no 5.0), 64 B payloads, the suite's raw-socket "
-        "generators. Each scenario ran "
-        f"{(meta.get('options') or {}).get('cluster_runs', '?')} times per server, each on a "
-        "fresh hub; the figure is the median, every run is listed below. All processes (3 hub "
-        "members, 2 leaves, generators) share the machine's cores.",
+        f"generators. Each scenario ran {times} times per server, each run on a fresh hub "
+        "(the kill scenarios 3 rounds per run); the figure is the median over all runs "
+        "(rounds), every one is listed below. All processes (3 hub members, 2 leaves, the "
+        "generators) share the machine's cores.",
     )
     L.append("")
     L.append("| figure | unit | hybridbus leaf | nats-server leaf | hybridbus/nats-server |")
@@ -198,7 +216,10 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
         )
     L.append("")
     L.append(
-        "Lower is better for ms and us. Relink: SIGKILL of the hub member A is linked to "
+        "Lower is better for ms and us. QoS 0 across the link has no backpressure to the "
+        "publisher (A forwards what it reads, the hub queues for B up to its pending limit), "
+        "so the A -> B figure is what B delivers while it is overloaded, and the CPU per "
+        "message is over the messages delivered. Relink: SIGKILL of the hub member A is linked to "
         "(from the members' /leafz), then polled every 20 ms; QoS 0 and QoS 1 ticks go from "
         "A to B every 10 ms and the figure is the first tick sent after the kill that B "
         "receives. Failover: a persistent session (clean session 0, QoS 1 filter) made on A "
@@ -208,6 +229,19 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
         "the old node closing the old connection."
     )
     L.append("")
+    noisy = [
+        f"`{scn}`/{kind} ({r['other_cpu']:.2f})"
+        for scn in present
+        for kind, r in doc["scenarios"][scn].get("results", {}).items()
+        if isinstance(r.get("other_cpu"), (int, float)) and r["other_cpu"] > 0.25
+    ]
+    if noisy:
+        L.append(
+            "Other load (busy CPU beyond the hub, the leaves and the generators, worst A -> B "
+            "window; it includes loopback network work charged to no process, and the path "
+            "here has twice the TCP hops of a single node): " + ", ".join(noisy) + "."
+        )
+        L.append("")
     L.append("Every run:")
     L.append("")
     for scn in present:
@@ -217,3 +251,57 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
                 L.append(f"- `{scn}` / {kind}: {txt}")
     L.append("")
     return L
+
+
+def merge(paths: list[str], out: str) -> dict[str, Any]:
+    """One results file from several runs of the cluster scenarios: every scenario's runs
+    per server put together (in file order) and summarized again, so the report's
+    medians are over all of them. The first file's meta stays, with the files named in
+    ``merged_from``; a failed server result is kept only when no file has runs for it."""
+    import json
+    from pathlib import Path
+
+    from .cluster import summarize_rate, summarize_relink
+    from .cluster_sessions import summarize_failover, summarize_takeover
+
+    docs = [json.loads(Path(p).read_text()) for p in paths]
+    base = dict(docs[0])
+    meta = dict(base.get("meta", {}))
+    meta.update(merged_from=[str(p) for p in paths])
+    base.update(meta=meta, scenarios={}, warnings=[w for d in docs for w in d.get("warnings", [])])
+    for scn in SCENARIOS:
+        entries = [d["scenarios"][scn] for d in docs if scn in d.get("scenarios", {})]
+        if not entries:
+            continue
+        results: dict[str, Any] = {}
+        for kind in KINDS:
+            got = [e["results"][kind] for e in entries if kind in e.get("results", {})]
+            runs = [run for r in got if "runs" in r for run in r["runs"]]
+            if not runs:
+                if got:
+                    results[kind] = got[-1]
+                continue
+            if scn in ("cluster_qos0", "cluster_qos1"):
+                results[kind] = summarize_rate(runs)
+            elif scn == "cluster_relink":
+                results[kind] = summarize_relink(runs)
+            elif scn == "cluster_failover":
+                results[kind] = summarize_failover(runs, got[0].get("msgs", 0))
+            else:
+                results[kind] = summarize_takeover(runs)
+        entry = dict(entries[0], results=results)
+        a, b = (results.get(k, {}).get("rate") for k in KINDS)
+        entry["hybridbus_ratio"] = {NS: a / b if a and b else None}
+        base["scenarios"][scn] = entry
+    Path(out).write_text(json.dumps(base, indent=2, default=str) + "\n")
+    return base
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) < 4 or sys.argv[1] != "merge":
+        sys.exit(
+            "usage: python -m bench.harness.cluster_report merge IN.json [IN.json ...] OUT.json"
+        )
+    merge(sys.argv[2:-1], sys.argv[-1])

@@ -145,6 +145,12 @@ def run_cluster_failover(scn: Any, kind: str, o: Any) -> dict[str, Any]:
     for _ in range(max(1, o.cluster_runs)):
         with Pair(kind) as p:
             runs.append([_failover_round(p, o, r) for r in range(max(1, o.cluster_rounds))])
+    return summarize_failover(runs, o.failover_msgs)
+
+
+def summarize_failover(runs: list[list[dict[str, Any]]], msgs: int) -> dict[str, Any]:
+    """Over every round of ``runs``: ``failover_s`` is the median only when every round
+    found its session and every message (else None: the row says how many did)."""
     rounds = [r for run in runs for r in run]
     ok = [r for r in rounds if r["session_present"] and r["failover_s"] is not None]
     return {
@@ -157,7 +163,7 @@ def run_cluster_failover(scn: Any, kind: str, o: Any) -> dict[str, Any]:
         "present": sum(1 for r in rounds if r["session_present"]),
         "received_min": min((r["received"] for r in rounds), default=0),
         "dups": sum(r["dups"] for r in rounds),
-        "msgs": o.failover_msgs,
+        "msgs": msgs,
     }
 
 
@@ -225,6 +231,12 @@ def run_cluster_takeover(scn: Any, kind: str, o: Any) -> dict[str, Any]:
     for _ in range(max(1, o.cluster_runs)):
         with Pair(kind) as p:
             runs.append(_takeover_run(p, o))
+    return summarize_takeover(runs)
+
+
+def summarize_takeover(runs: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """p50/p99 over every round of ``runs``; None when a round's old connection was not
+    closed within CLOSE_WAIT (``not_closed`` counts them)."""
     rounds = [r for run in runs for r in run]
     closes = [r["close_s"] for r in rounds if r["close_s"] is not None]
     conn = [r["connack_s"] for r in rounds if r["connack_s"] is not None]

@@ -44,11 +44,10 @@ def _profiled_window(p: Pair, o: Options, qos: int, secs: float, lines: bool) ->
     spy = _py_spy()
     with Fleet() as fleet:
         for s in _specs(p.a, p.b, o, qos, f"bench/prof{qos}b"):
-            fleet.spawn(s.name, s.kind, s.role_cls, **s.params)
+            w = fleet.spawn(s.name, s.kind, s.role_cls, **s.params)
+            fleet.wait_ready([w])
             if s.receiver:
-                fleet.wait_ready(fleet.workers)
-                time.sleep(1.0)
-        fleet.wait_ready(fleet.workers)
+                time.sleep(1.0)  # B's interest reaches A through the hub
         t0, t1, t_stop = fleet.go(1.0, secs, 0.5)
         time.sleep(max(0.0, t0 - time.monotonic()))
         recs = []

@@ -608,6 +608,8 @@ def _noise(doc: dict[str, Any]) -> list[str]:
     ]
     worst = []
     for scn, e in doc["scenarios"].items():
+        if scn.startswith("cluster_"):
+            continue  # the Clustering block gives its own
         for s, r in e.get("results", {}).items():
             oc = r.get("other_cpu")
             if isinstance(oc, (int, float)) and oc > OTHER_CPU_WARN:
@@ -621,7 +623,11 @@ def _noise(doc: dict[str, Any]) -> list[str]:
         )
     else:
         L.append("No run saw more than 0.25 core of other load.")
-    other = [w for w in doc.get("warnings", []) if "other processes used" not in w]
+    other = [
+        w
+        for w in doc.get("warnings", [])
+        if "other processes used" not in w and "[cluster_" not in w
+    ]
     if other:
         L.append("")
         L.append("Other warnings the harness printed:")

@@ -759,7 +759,8 @@ def test_js_targets_from_saved_json() -> None:
         },
     }
     got = js_targets(doc, report.value, report.ratio)
-    assert [t["ok"] for t in got] == [True, False, None]
+    # The KV target is judged since e7ff167: get p50/p99 above nats-server's is a miss.
+    assert [t["ok"] for t in got] == [True, False, False]
     assert "1.20x" in got[0]["measured"] and "0.50x" in got[1]["measured"]
     assert "p50 200 vs 100 us (2.00x)" in got[2]["measured"]
 
