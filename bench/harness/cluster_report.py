@@ -85,11 +85,15 @@ ROWS = [
     ("QoS 0 single node", "cluster_qos0", "single_rate", "msgs/s"),
     ("QoS 0 A -> B / single node", "cluster_qos0", "over_single", "ratio"),
     ("QoS 0 A -> B, CPU of A + B per message", "cluster_qos0", "us_per_msg", "us"),
+    ("QoS 0 A -> B, CPU of A per message it read", "cluster_qos0", "node:A", "us"),
+    ("QoS 0 A -> B, CPU of B per message it delivered", "cluster_qos0", "node:B", "us"),
     ("QoS 1 A -> B", "cluster_qos1", "rate", "msgs/s"),
     ("QoS 1 A -> A, link up", "cluster_qos1", "local_rate", "msgs/s"),
     ("QoS 1 single node", "cluster_qos1", "single_rate", "msgs/s"),
     ("QoS 1 A -> B / single node", "cluster_qos1", "over_single", "ratio"),
     ("QoS 1 A -> B, CPU of A + B per message", "cluster_qos1", "us_per_msg", "us"),
+    ("QoS 1 A -> B, CPU of A per message", "cluster_qos1", "node:A", "us"),
+    ("QoS 1 A -> B, CPU of B per message", "cluster_qos1", "node:B", "us"),
     ("relink: the hub lists A again (median)", "cluster_relink", "relink_s", "ms"),
     ("relink: A's own /leafz lists a link", "cluster_relink", "leaf_relink_s", "ms"),
     ("relink: first QoS 0 A -> B sent after the kill", "cluster_relink", "flow_s", "ms"),
@@ -109,6 +113,25 @@ ROWS = [
     ("takeover: old connection closed, p99", "cluster_takeover", "takeover_p99_s", "ms"),
     ("takeover: new CONNACK, p50", "cluster_takeover", "connack_p50_s", "ms"),
 ]
+
+
+def node_cost(doc: dict[str, Any], scn: str, kind: str, node: str) -> float | None:
+    """Median over the runs of one leaf's CPU per message in the A -> B window (us): A's
+    over what the publisher sent (A reads and forwards all of it), B's over what the
+    subscriber received (B delivers what it reads; the backlog stays in the hub)."""
+    r = doc["scenarios"].get(scn, {}).get("results", {}).get(kind) or {}
+    vals = []
+    for run in r.get("runs") or []:
+        ab = run.get("a_to_b") or {}
+        cpu = (ab.get("cpu") or {}).get(node)
+        n = ab.get("sent_rate") if node == "A" else ab.get("rate")
+        if cpu is not None and n:
+            vals.append(1e6 * cpu / n)
+    vals.sort()
+    if not vals:
+        return None
+    k = len(vals) // 2
+    return vals[k] if len(vals) % 2 else (vals[k - 1] + vals[k]) / 2
 
 
 def _cell(x: float | None, unit: str) -> str:
@@ -207,7 +230,10 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
     for label, scn, key, unit in ROWS:
         if scn not in doc["scenarios"]:
             continue
-        a, b = value(doc, scn, "hybridbus", key), value(doc, scn, NS, key)
+        if key.startswith("node:"):
+            a, b = (node_cost(doc, scn, k, key[5:]) for k in KINDS)
+        else:
+            a, b = value(doc, scn, "hybridbus", key), value(doc, scn, NS, key)
         x = a / b if a and b and unit != "ratio" else None
         shown = "ms" if unit == "ms" else unit
         L.append(
