@@ -70,7 +70,7 @@ def _size(tok: bytes) -> int:
 class LeafParser:
     """Bytes from the hub in, ops out. Keeps an unfinished frame across reads."""
 
-    __slots__ = ("_buf", "_dead", "_subjects")
+    __slots__ = ("_buf", "_dead", "_subjects", "_lines")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -78,6 +78,8 @@ class LeafParser:
         # One str per subject seen recently: a run of messages to one subject then
         # shares one object, which the router's caches (and `is` checks) like.
         self._subjects: dict[bytes, str] = {}
+        # message control line -> (subject, reply, queues, header size, size)
+        self._lines: dict[bytes, tuple] = {}
 
     def feed(self, data: bytes) -> list[tuple]:
         if self._dead:
@@ -87,6 +89,7 @@ class LeafParser:
         pos = 0
         end = len(buf)
         subjects = self._subjects
+        lines = self._lines
         while pos < end:
             nl = buf.find(b"\n", pos)
             if nl < 0:
@@ -96,13 +99,30 @@ class LeafParser:
             line = buf[pos:nl]
             if line[-1:] == b"\r":
                 line = line[:-1]
-            verb = line[:4].upper()
-            if verb == b"LMSG" or verb == b"HMSG":
-                parts = line.split()
-                try:
-                    op, size = self._message_args(parts, verb == b"HMSG")
-                except (ValueError, IndexError):
-                    return self._fail(out, f"bad message line {line[:80]!r}")
+            head = lines.get(line)
+            if head is None:
+                verb = line[:4].upper()
+                if verb == b"LMSG" or verb == b"HMSG":
+                    parts = line.split()
+                    try:
+                        op, size = self._message_args(parts, verb == b"HMSG")
+                    except (ValueError, IndexError):
+                        return self._fail(out, f"bad message line {line[:80]!r}")
+                    raw_subject = parts[1]
+                    subject = subjects.get(raw_subject)
+                    if subject is None:
+                        if len(subjects) > 4096:
+                            subjects.clear()
+                        subject = subjects[raw_subject] = _dec(raw_subject)
+                    head = (subject, op[1], op[2], op[3], size)
+                    if op[1] is None:  # a reply is used once: not worth remembering
+                        if len(lines) > 4096:
+                            lines.clear()
+                        lines[line] = head
+            if head is not None:
+                # A message: a run of them to one subject with one size repeats its
+                # control line, which is then parsed once (``lines``).
+                subject, reply, queues, hsize, size = head
                 start = nl + 1
                 stop = start + size
                 if stop + 2 > end:
@@ -111,22 +131,15 @@ class LeafParser:
                     break  # the rest of the frame comes with a later read
                 if buf[stop : stop + 2] != b"\r\n":
                     return self._fail(out, "message not followed by CRLF")
-                raw_subject = parts[1]
-                subject = subjects.get(raw_subject)
-                if subject is None:
-                    if len(subjects) > 4096:
-                        subjects.clear()
-                    subject = subjects[raw_subject] = _dec(raw_subject)
-                hsize = op[3]
                 if hsize < 0:
-                    out.append((LEAF_MSG, subject, op[1], op[2], None, buf[start:stop]))
+                    out.append((LEAF_MSG, subject, reply, queues, None, buf[start:stop]))
                 else:
                     out.append(
                         (
                             LEAF_MSG,
                             subject,
-                            op[1],
-                            op[2],
+                            reply,
+                            queues,
                             buf[start : start + hsize],
                             buf[start + hsize : stop],
                         )

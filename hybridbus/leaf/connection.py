@@ -58,6 +58,8 @@ HDR_LINE = b"NATS/1.0\r\n"
 # The QoS header of an MQTT message crossing the link, per QoS (nats-server's name).
 QOS_HEADER = "Nmqtt-Pub"
 _QOS_LINES = [b"Nmqtt-Pub: %d\r\n" % q for q in range(3)]
+# The whole header block of a plain MQTT message (QoS only) -> its QoS.
+_QOS_ONLY = {HDR_LINE + line + b"\r\n": q for q, line in enumerate(_QOS_LINES)}
 
 
 class LeafSubscription(Subscription):
@@ -122,6 +124,8 @@ class LeafConnection(ClientBase):
         "deny_out",
         "deny_in",
         "tls_pending",
+        "_in_cache",
+        "_out_cache",
     )
 
     conn_type = "leaf"
@@ -155,6 +159,9 @@ class LeafConnection(ClientBase):
         self.deny_out: list[str] = remote.deny_out
         self.deny_in: list[str] = remote.deny_in
         self.tls_pending = False
+        # subject -> denied?, per direction: a link sees the same few subjects again
+        self._in_cache: dict[str, bool] = {}
+        self._out_cache: dict[str, bool] = {}
 
     @property
     def remote_subs(self) -> dict:
@@ -211,7 +218,6 @@ class LeafConnection(ClientBase):
     def _process(self, ops: list, start: int) -> None:  # hot path: the link's reads
         server = self.server
         route = server.route
-        route_run = server.route_run
         deny_in = self.deny_in
         i = start
         n = len(ops)
@@ -229,10 +235,11 @@ class LeafConnection(ClientBase):
                 self._control(op)
                 continue
             _, subject, reply, queues, headers, payload = op
-            if deny_in and self._denied(subject, deny_in):
+            if deny_in and _denied(subject, deny_in, self._in_cache):
                 continue
-            if reply is None and queues is None and headers is None and i < n:
-                # A run of plain messages to one subject: one match for the run.
+            if reply is None and queues is None and i < n:
+                # A run of messages to one subject with one header block (none, or a
+                # plain MQTT message's QoS): one match for the run.
                 j = i
                 while j < n:
                     nxt = ops[j]
@@ -241,14 +248,14 @@ class LeafConnection(ClientBase):
                         or nxt[1] is not subject
                         or nxt[2] is not None
                         or nxt[3] is not None
-                        or nxt[4] is not None
+                        or nxt[4] != headers
                     ):
                         break
                     j += 1
-                if j > i:
+                if j > i and (headers is None or headers in _QOS_ONLY):
                     payloads = [m[5] for m in ops[i - 1 : j]]
                     self.msg_queues = None
-                    routed = route_run(self, subject, payloads)
+                    routed = self._route_run(subject, headers, payloads)
                     self.in_msgs += routed
                     self.in_bytes += sum(map(len, payloads[:routed]))
                     i += routed - 1
@@ -267,12 +274,16 @@ class LeafConnection(ClientBase):
         server.flush()
         server.reading = None
 
-    @staticmethod
-    def _denied(subject: str, patterns: list[str]) -> bool:
-        for pattern in patterns:
-            if subject_matches(pattern, subject):
-                return True
-        return False
+    def _route_run(self, subject: str, headers: bytes | None, payloads: list) -> int:
+        """Server.route_run for a run from the hub; an MQTT run (QoS header only) goes
+        as MQTT messages, so sessions take it as they take a local publisher's run."""
+        msgs = None
+        if headers is not None:
+            broker = self.account.mqtt
+            if broker is None:
+                return self.server.route_run(self, subject, payloads)  # no MQTT here
+            msgs = broker.messages_from_leaf(subject, _QOS_ONLY[headers], payloads)
+        return self.server.route_run(self, subject, payloads, msgs)
 
     def _control(self, op: tuple) -> None:
         kind = op[0]
@@ -331,7 +342,7 @@ class LeafConnection(ClientBase):
         """Notes what matched this round; ``deliver_matched`` sends once."""
         if self.closing or not self.connected:
             return
-        if sub.checked and self._denied(subject, self.deny_out):
+        if sub.checked and _denied(subject, self.deny_out, self._out_cache):
             return
         server = self.server
         if self.mark != server.route_seq:
@@ -383,24 +394,28 @@ class LeafConnection(ClientBase):
         """A run of MQTT messages to one subject (one QoS, no properties: Server.route_run)."""
         if not msgs:
             return
-        first = msgs[0]
-        subj = self.hit_subject
-        head_hdr = HDR_LINE + _QOS_LINES[first.qos] + b"\r\n"
+        head_hdr = HDR_LINE + _QOS_LINES[msgs[0].qos] + b"\r\n"
         hsize = len(head_hdr)
-        prefix = b"HMSG %s %d " % (subj.encode("utf-8", "surrogateescape"), hsize)
+        prefix = b"HMSG %s %d " % (self.hit_subject.encode("utf-8", "surrogateescape"), hsize)
+        payloads = [msg.payload for msg in msgs]
+        sizes = list(map(len, payloads))
+        size = sizes[0]
         out = self.out
-        total = 0
-        for msg in msgs:
-            payload = msg.payload
-            size = len(payload)
-            out += prefix
-            out += b"%d\r\n" % (hsize + size)
-            out += head_hdr
-            out += payload
+        if sizes.count(size) == len(sizes):
+            # One frame head for the whole run (as NatsConnection.deliver_batch).
+            head = prefix + b"%d\r\n" % (hsize + size) + head_hdr
+            out += head
+            out += (b"\r\n" + head).join(payloads)
             out += b"\r\n"
-            total += hsize + size
+        else:
+            for payload in payloads:
+                out += prefix
+                out += b"%d\r\n" % (hsize + len(payload))
+                out += head_hdr
+                out += payload
+                out += b"\r\n"
         self.out_msgs += len(msgs)
-        self.out_bytes += total
+        self.out_bytes += sum(sizes) + hsize * len(msgs)
         if not self.dirty:
             self.server.mark_dirty(self)
 
@@ -427,6 +442,17 @@ class LeafConnection(ClientBase):
         self.pings_out += 1
         self.ping_sent = now
         self.queue(PING)
+
+
+def _denied(subject: str, patterns: list[str], cache: dict) -> bool:
+    """Whether a deny rule matches `subject`, remembered in `cache`."""
+    hit = cache.get(subject)
+    if hit is None:
+        hit = any(subject_matches(pattern, subject) for pattern in patterns)
+        if len(cache) > 4096:
+            cache.clear()
+        cache[subject] = hit
+    return hit
 
 
 def _overlap(a: str, b: str) -> bool:

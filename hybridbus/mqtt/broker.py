@@ -200,6 +200,9 @@ class MqttBroker:
         self.takeovers: dict[str, deque[float]] = {}
         self._nats_msg_mark = -1
         self._nats_msg: MqttMessage | None = None
+        # the last header block read as (QoS, properties): messages from another node
+        # mostly carry the same one (leaf/connection.py mqtt_headers)
+        self._headers_seen: tuple = (None, 1, None)
         self.pending_wills: dict[str, tuple[MqttMessage, Any]] = {}
         # wills that outlive this node (mqtt/nodewatch.py), with a JetStream domain
         self.nodewatch: Any = None
@@ -706,7 +709,14 @@ class MqttBroker:
         props: dict[str, Any] | None = None
         qos = 1
         if headers:
-            qos, props = headers_to_properties(headers)
+            seen = self._headers_seen
+            if headers == seen[0]:
+                qos, props = seen[1], seen[2]
+            else:
+                qos, props = headers_to_properties(headers)
+                self._headers_seen = (headers, qos, props)
+            if props is not None:
+                props = dict(props)  # the message's own: a reply adds to it below
         if reply is not None:
             # NATS -> MQTT 5: the reply subject is the Response Topic, so a device's
             # answer published there reaches the requester's inbox.
@@ -725,6 +735,12 @@ class MqttBroker:
         self._nats_msg = msg
         self._nats_msg_mark = server.route_seq
         return msg
+
+    def messages_from_leaf(self, subject: str, qos: int, payloads: list) -> list[MqttMessage]:
+        """A run of plain MQTT messages from another node (one subject and QoS, no
+        properties: leaf/connection.py), for Server.route_run."""
+        topic = subject_to_topic(subject)
+        return [MqttMessage(topic, payload, qos, False, None, None) for payload in payloads]
 
     def remember_correlation(self, reply: str, correlation: bytes) -> None:
         correlations = self.correlations
