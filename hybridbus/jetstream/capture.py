@@ -53,7 +53,7 @@ def sync(js: JetStream, stream: Any) -> None:
         on_direct = _direct_handler(js)
         _directs(js)[name] = [
             js.subscribe(f"$JS.API.DIRECT.GET.{name}", on_direct),
-            js.subscribe(f"$JS.API.DIRECT.GET.{name}.>", on_direct),
+            js.subscribe(f"$JS.API.DIRECT.GET.{name}.>", _direct_last_handler(js, name)),
         ]
     if is_internal(name) or stream.config.extra.get("mirror"):
         return  # a mirror takes no publishes (mirror.py fills it)
@@ -88,6 +88,18 @@ def _direct_handler(js: JetStream):
         api.on_request(js, subject, reply, headers, payload)
 
     return on_direct
+
+
+def _direct_last_handler(js: JetStream, name: str):
+    """A direct get by subject (KV get) skips the API dispatcher: streams.direct_get_last."""
+    from hybridbus.jetstream import streams
+
+    get_last = streams.direct_get_last
+
+    def on_direct_last(subject, reply, headers, payload, _mqtt_msg) -> None:
+        js.later(get_last, js, name, subject, reply, headers, payload)
+
+    return on_direct_last
 
 
 class CaptureIndex:

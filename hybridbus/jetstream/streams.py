@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from hybridbus.jetstream import capture, streamcfg
+from hybridbus.jetstream import api, capture, streamcfg
 from hybridbus.jetstream.api import ApiError, Request, bad_request, route
 from hybridbus.jetstream.engine import is_internal
 from hybridbus.jetstream.gojson import List, Struct, decode, decode_object, is_empty_request
@@ -521,6 +521,35 @@ def direct_get(req: Request) -> None:
 
 
 Reply = list[tuple[bytes, bytes]]
+
+
+def direct_get_last(js: JetStream, name: str, subject: str, reply: str | None, hdrs, payload):
+    """``$JS.API.DIRECT.GET.<name>.<subject>`` (a KV get) from its own subscription
+    (``capture.sync``), as deferred work: what ``direct_get`` answers, without the
+    dispatcher's subject split, route lookup and request object (a KV get's latency is
+    mostly this path's Python). Anything unexpected goes through ``api.handle``."""
+    try:
+        st = _stream(js, name)
+    except StreamNotFound:
+        return  # as direct_get: no answer
+    try:
+        if not st.config.allow_direct:
+            return
+        if payload.strip():
+            answer: tuple[bytes, bytes] = (_status(408, "Bad Request"), b"")
+        else:
+            last = subject[len("$JS.API.DIRECT.GET.") + len(name) + 1 :]
+            try:
+                msg = st.last(last)
+            except StoreError:
+                answer = (_status(404, "Message Not Found"), b"")
+            else:
+                answer = (direct_headers(st.config.name, msg), msg.payload)
+    except Exception:
+        api.handle(js, subject, reply, hdrs, payload)  # its error envelope and log
+        return
+    if reply:
+        js.reply(reply, answer[1], answer[0])
 
 
 def _direct_answer(st: Any, req: Request) -> Reply:

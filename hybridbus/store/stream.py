@@ -208,8 +208,14 @@ class BaseStream(StreamAppend, StreamRemoval, StreamSearch, StreamTTL):
         return msg
 
     def last(self, subject: str) -> StoredMsg:
-        flt = _as_filter(subject)
-        seq = self._last_match(flt)
+        if subject and "*" not in subject and ">" not in subject:
+            # A literal subject (a KV get): its per-subject state, which _last_match
+            # would reach through a filter compiled for this one call.
+            sid = self._sids.get(subject)
+            ok = sid is not None and self._msgs and sid in self._sstate
+            seq = self._subject_last(sid) if ok else 0  # type: ignore[arg-type]
+        else:
+            seq = self._last_match(_as_filter(subject))
         msg = self._load(seq) if seq else None
         if msg is None:
             raise E.MsgNotFound()

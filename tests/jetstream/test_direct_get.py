@@ -73,6 +73,9 @@ async def test_direct_get_transcripts(senv):
     # the subject form takes no body
     await w.send(b'PUB $JS.API.DIRECT.GET.D.d.a r.x 9\r\n{"seq":1}\r\n')
     await w.expect(b"HMSG r.x 1 28 28\r\nNATS/1.0 408 Bad Request\r\n\r\n\r\n")
+    # ... and a subject without messages is not found
+    await w.send(b"PUB $JS.API.DIRECT.GET.D.d.zz r.z 0\r\n\r\n")
+    await w.expect(b"HMSG r.z 1 34 34\r\nNATS/1.0 404 Message Not Found\r\n\r\n\r\n")
     # unknown fields are ignored here (not strict): an empty request then
     await w.send(b'PUB $JS.API.DIRECT.GET.D r.y 11\r\n{"bogus":1}\r\n')
     await w.expect(b"HMSG r.y 1 30 30\r\nNATS/1.0 408 Empty Request\r\n\r\n\r\n")

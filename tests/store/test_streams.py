@@ -8,6 +8,7 @@ import pytest
 
 from hybridbus.store import StreamConfig, decode_headers, encode_headers
 from hybridbus.store import errors as E
+from hybridbus.subjects import subject_matches
 
 
 def cfg(name="S", subjects=("s.>",), **kw) -> StreamConfig:
@@ -637,3 +638,25 @@ def test_implementations_satisfy_the_interface(store):
     for name in ("streams", "consumers", "records", "corrupt_records", "torn_tails", "time"):
         assert name in store.recovery
     assert {"corrupt_records", "write_errors", "fsyncs"} <= set(store.stats())
+
+
+def test_last_of_a_literal_subject_after_deletes_and_purges(store):
+    # BaseStream.last looks a literal subject up in its per-subject state (a KV get);
+    # the answer is the newest live message on it, as a scan finds it.
+    st = store.add_stream(cfg("L", ["l.>"]))
+    subjects = ["l.a", "l.b", "l.a*b", "l.c"]
+    for i in range(40):
+        st.append(subjects[i % 4], b"%d" % i)
+    st.delete(40)  # the last l.c
+    st.delete(37)  # the last l.a
+    st.purge(subject="l.b")
+    for subject in [*subjects, "l.none", "l.*", "l.>"]:
+        live = [m.seq for m in st.iter() if subject_matches(subject, m.subject)]
+        if live:
+            assert st.last(subject).seq == max(live), subject
+        else:
+            with pytest.raises(E.MsgNotFound):
+                st.last(subject)
+    st.purge()
+    with pytest.raises(E.MsgNotFound):
+        st.last("l.a")
