@@ -21,6 +21,7 @@ discard-new limits (10077). A publish without a reply is stored silently; a stre
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -292,10 +293,17 @@ def _append_republished(js: JetStream, stream: Any, r: Any, subject: str, run: l
     return results
 
 
+@functools.lru_cache(maxsize=256)
+def _ack_head(name: str, domain: str | None) -> bytes:
+    """A PubAck up to its sequence (json.dumps of the names once per stream, not per
+    batch: a KV put is a batch of one)."""
+    return pub_ack(name, 0, False, domain)[: -len(b'"seq":0}')]
+
+
 def _send_acks(js: JetStream, name: str, domain, items: list, results: list, err) -> None:
     """A batch is durable (or its write failed: ``err``): one PubAck per publish with a
     reply, in order."""
-    head = pub_ack(name, 0, False, domain)[: -len(b'"seq":0}')]
+    head = _ack_head(name, domain)
     acks: list[tuple[str, bytes]] = []
     for (_subject, reply, _payload), res in zip(items, results, strict=True):
         if reply is None:
