@@ -1,11 +1,14 @@
 """Wills that outlive their node (``mqtt { js_domain }``): nats-server loses the will of
 a client whose node dies; hybridbus publishes it from a surviving node.
 
-How a node knows. Every node publishes ``$HB.alive.<node>`` once a second (core NATS,
-across the leaf link) and watches ``$HB.alive.*``. A node it has heard from that stays
-silent for ``DEAD_AFTER`` seconds is dead to it (a node cut off from the hub for that
-long looks dead too: its clients' wills may then be published although they are still
-connected to it; the log of the cut-off node says when its link was down).
+How a node knows. Every node publishes ``$HB.alive.<node>`` once a second (across the
+leaf link; the hub keeps the last one of each node in stream ``HB_nodes``) and watches
+``$HB.alive.*``. A node it has heard from that stays silent for ``DEAD_AFTER`` seconds
+is suspect; since our own link may be seconds behind (heartbeats queue behind a flood
+like any message), the hub is asked when it stored that node's last heartbeat, and the
+node is dead only if that was over ``DEAD_AFTER`` before the question. (A node cut off
+from the hub for that long looks dead too: its clients' wills may then be published
+although they are still connected to it.)
 
 What it knows. While a connection with a will is open, its node keeps a record in the
 stream ``HB_wills``, subject ``$HB.will.<node>.<key>`` (one per subject), with the will
@@ -28,6 +31,7 @@ import asyncio
 import base64
 import logging
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hybridbus.mqtt")
 
 WILLS = "HB_wills"
+NODES = "HB_nodes"  # each node's last heartbeat, as the hub stored it
 ALIVE = "$HB.alive."
 HEARTBEAT = 1.0
 DEAD_AFTER = 4.0
@@ -56,6 +61,14 @@ def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def _wall_time(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 time as JetStream writes it
+    (``2026-12-07T10:12:13.123456789Z``; nanoseconds cut to microseconds)."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    when = datetime.fromisoformat(head).replace(tzinfo=UTC)
+    return when.timestamp() + (float("0." + frac[:6]) if frac else 0.0)
+
+
 class NodeWatch:
     """One per MQTT broker whose state is in a JetStream domain."""
 
@@ -67,6 +80,7 @@ class NodeWatch:
         self.prefix = f"$HB.will.{self.node}."
         self.seen: dict[str, float] = {}  # node -> monotonic time of its last heartbeat
         self.armed: dict[str, int] = {}  # key -> seq of our record (0: being written)
+        self.suspected: set[str] = set()
         self.claimed = 0  # wills this node published for dead nodes (monitoring, tests)
         self._task: asyncio.Task | None = None
         self._ready = False
@@ -139,13 +153,34 @@ class NodeWatch:
             self.js.run()
             now = time.monotonic()
             for node, last in list(self.seen.items()):
-                if now - last > DEAD_AFTER:
-                    del self.seen[node]
-                    log.warning(
-                        "MQTT node %r silent for %gs: publishing its wills", node, DEAD_AFTER
-                    )
-                    self.broker.server.loop.create_task(self._claim_node(node))
+                if now - last > DEAD_AFTER and node not in self.suspected:
+                    self.suspected.add(node)
+                    self.broker.server.loop.create_task(self._suspect(node))
             await asyncio.sleep(HEARTBEAT)
+
+    async def _suspect(self, node: str) -> None:
+        """`node` went silent here. Our own link may be behind (heartbeats queue behind
+        a flood like any message), so ask the hub when it last stored one: dead only
+        if that is older than DEAD_AFTER before we asked."""
+        try:
+            asked = time.time()
+            try:
+                answer = await self.js.request(
+                    f"STREAM.MSG.GET.{NODES}", {"last_by_subj": ALIVE + node}
+                )
+                last = _wall_time(answer["message"].get("time", ""))
+            except JsError as err:
+                if err.err_code != NO_MESSAGE:
+                    return  # cannot tell now: asked again at the next beat
+                last = 0.0  # none within the stream's max age
+            if last > asked - DEAD_AFTER:
+                self.seen[node] = time.monotonic()  # alive: we were behind
+                return
+            self.seen.pop(node, None)
+            log.warning("MQTT node %r silent for %gs: publishing its wills", node, DEAD_AFTER)
+            await self._claim_node(node)
+        finally:
+            self.suspected.discard(node)
 
     async def _setup(self) -> None:
         while not getattr(self.persistence, "ready", False):
@@ -157,11 +192,19 @@ class NodeWatch:
             "num_replicas": self.broker.server.options.mqtt.stream_replicas or 1,
             "max_msgs_per_subject": 1,
         }
-        try:
-            await self.js.request(f"STREAM.CREATE.{WILLS}", cfg)
-        except JsError as err:
-            if err.err_code != 10058:  # exists with another config: keep it
-                raise
+        nodes = {
+            **cfg,
+            "name": NODES,
+            "subjects": [ALIVE + ">"],
+            "storage": "memory",
+            "max_age": int(60e9),  # a node gone for a minute is long dead
+        }
+        for name, config in ((WILLS, cfg), (NODES, nodes)):
+            try:
+                await self.js.request(f"STREAM.CREATE.{name}", config)
+            except JsError as err:
+                if err.err_code != 10058:  # exists with another config: keep it
+                    raise
 
     async def _claim_node(self, node: str) -> None:
         try:

@@ -4,6 +4,8 @@ publishes its will, once. A client that left with DISCONNECT has no will to publ
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -113,3 +115,27 @@ def test_a_will_with_a_delay_is_not_sent_when_the_client_is_back_elsewhere(hb_no
     back.loop_stop()
     back.disconnect()
     assert watcher.got == []
+
+
+def test_a_node_that_falls_behind_does_not_declare_others_dead(hb_node):
+    """B stops for longer than the death timeout (its link then hands it a backlog,
+    A's heartbeats late in it): B asks the hub when A last beat, finds it alive, and
+    publishes no will of A's connected clients."""
+    a = hb_node("hb-lag-a")
+    b = hb_node("hb-lag-b")
+    a.wait_linked()
+    b.wait_linked()
+    watcher = Watcher(a.mqtt_port, "status/#")
+    dev = device(a.mqtt_port, "alive1", b"must not appear", v5=True)
+    time.sleep(2.5)
+    os.kill(b.pid, signal.SIGSTOP)
+    try:
+        time.sleep(6)
+    finally:
+        os.kill(b.pid, signal.SIGCONT)
+    time.sleep(4)
+    watcher.close()
+    dev.loop_stop()
+    dev.disconnect()
+    assert watcher.got == []
+    assert "silent for" not in b.output()
