@@ -25,7 +25,6 @@ that KV bucket (``jetstream/retained_kv.py``; ``attach_retained_kv`` and below).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import secrets
@@ -34,8 +33,13 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.mqtt import encode_publish
-from hybridbus.codec.nats import encode_headers, parse_headers
 from hybridbus.core.account import Origin
+from hybridbus.mqtt.headers import (
+    headers_to_properties,
+    kv_properties,
+    properties_to_headers,
+    qos_pairs,
+)
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.persistence import Ticket
 from hybridbus.mqtt.retained import RetainedIndex
@@ -67,103 +71,6 @@ FLAP_DELAY = 1.0
 # Correlation Data to put on NATS replies.
 CORRELATION_TTL = 60.0
 MAX_CORRELATIONS = 10000
-
-
-def properties_to_headers(props: dict[str, Any] | None, extra: list | None = None) -> bytes | None:
-    """MQTT 5 user properties (and Content Type) as a NATS header block, after the
-    `extra` pairs.
-
-    A pair that cannot be a header line (CR/LF anywhere, `:` or blank in the
-    name) is left out rather than allowed to inject headers."""
-    pairs = list(extra or ())
-    props = props or {}
-    content_type = props.get("content_type")
-    if content_type:
-        pairs.append(("Content-Type", content_type))
-    for name, value in props.get("user_property") or ():
-        pairs.append((name, value))
-    if not pairs:
-        return None
-    safe = [
-        (n, v)
-        for n, v in pairs
-        if n and not any(c in n for c in ":\r\n \t") and "\r" not in v and "\n" not in v
-    ]
-    if not safe:
-        return None
-    return encode_headers(safe)
-
-
-def headers_to_properties(headers: bytes) -> tuple[int, dict[str, Any] | None]:
-    """A NATS header block as (QoS, MQTT 5 properties): user properties, Content-Type as
-    Content Type, and the ``Nmqtt-*`` headers an MQTT message crosses a leaf link with
-    (hybridbus/leaf/connection.py ``mqtt_headers``): its QoS (``Nmqtt-Pub``, as
-    nats-server marks MQTT messages; a NATS message counts as QoS 1), payload format,
-    expiry and correlation data."""
-    _status, _description, pairs = parse_headers(headers)
-    qos = 1
-    extra: dict[str, Any] = {}
-    if any(name[:6].lower() == "nmqtt-" for name, _ in pairs):
-        rest = []
-        for name, value in pairs:
-            low = name.lower()
-            try:
-                if low == "nmqtt-pub":
-                    qos = min(max(int(value), 0), 2)
-                elif low == "nmqtt-fmt":
-                    extra["payload_format_indicator"] = int(value)
-                elif low == "nmqtt-exp":
-                    extra["message_expiry_interval"] = int(value)
-                elif low == "nmqtt-corr":
-                    extra["correlation_data"] = base64.b64decode(value)
-                else:
-                    rest.append((name, value))
-            except ValueError:
-                continue  # a malformed value is dropped, never trusted
-        pairs = rest
-    props = _pairs_to_properties(pairs)
-    if extra:
-        props = {**extra, **(props or {})}
-    return qos, props
-
-
-def _pairs_to_properties(pairs: list) -> dict[str, Any] | None:
-    props: dict[str, Any] = {}
-    users = []
-    for name, value in pairs:
-        if name.lower() == "content-type" and "content_type" not in props:
-            props["content_type"] = value
-        else:
-            users.append((name, value))
-    if users:
-        props["user_property"] = users
-    return props or None
-
-
-# The QoS of a retained message kept in the retained_kv bucket, when not 1 (the QoS a
-# NATS message has in MQTT): jetstream/retained_kv.py.
-QOS_HEADER = "Mqtt-Qos"
-
-
-def _kv_properties(headers: bytes | None) -> tuple[int, dict[str, Any] | None]:
-    """A retained_kv value's QoS and MQTT 5 properties. The bucket's own headers
-    (KV-Operation, Nats-Rollup, Nats-TTL, ...) are not the message's."""
-    if not headers:
-        return 1, None
-    _status, _description, pairs = parse_headers(headers)
-    qos = 1
-    kept = []
-    for name, value in pairs:
-        lower = name.lower()
-        if lower == QOS_HEADER.lower():
-            qos = 0 if value.strip() == "0" else 2 if value.strip() == "2" else 1
-        elif not lower.startswith(("kv-", "nats-")):
-            kept.append((name, value))
-    return qos, _pairs_to_properties(kept)
-
-
-def _qos_pairs(qos: int) -> list:
-    return [] if qos == 1 else [(QOS_HEADER, str(qos))]
 
 
 def session_key(client_id: str) -> str:
@@ -603,10 +510,17 @@ class MqttBroker:
         entry = cache[1].get(level)
         if entry is None:
             topic = msgs[0].topic_bytes()
-            frames = b"".join(
-                [encode_publish(topic, m.payload, 0, False, False, 0, b"", level) for m in msgs]
-            )
-            entry = cache[1][level] = (frames, sum([len(m.payload) for m in msgs]))
+            payloads = [m.payload for m in msgs]
+            sizes = list(map(len, payloads))
+            first = encode_publish(topic, payloads[0], 0, False, False, 0, b"", level)
+            if sizes.count(sizes[0]) == len(sizes):  # one frame head for all of them
+                head = first[: len(first) - sizes[0]]
+                frames = head + head.join(payloads)
+            else:
+                frames = first + b"".join(
+                    [encode_publish(topic, p, 0, False, False, 0, b"", level) for p in payloads[1:]]
+                )
+            entry = cache[1][level] = (frames, sum(sizes))
         return entry
 
     def set_retained(self, msg: MqttMessage) -> None:
@@ -650,7 +564,7 @@ class MqttBroker:
                 if bucket.has_value(subject):
                     forget(0, None)
                 else:
-                    headers = properties_to_headers(msg.properties, _qos_pairs(msg.qos))
+                    headers = properties_to_headers(msg.properties, qos_pairs(msg.qos))
                     bucket.put(subject, msg.payload, headers, forget)
                     moved += 1
             except StoreError as err:
@@ -662,7 +576,7 @@ class MqttBroker:
         """A bucket topic's retained message (or its clearing) goes to the bucket only,
         on the PUBLISH's ticket: its PUBACK waits for it, a refusal fails it."""
         if msg.payload:
-            headers = properties_to_headers(msg.properties, _qos_pairs(msg.qos))
+            headers = properties_to_headers(msg.properties, qos_pairs(msg.qos))
 
             def append(on_durable: Any) -> int:
                 return bucket.put(subject, msg.payload, headers, on_durable)
@@ -681,7 +595,7 @@ class MqttBroker:
 
     def message_from_kv(self, topic: str, payload: bytes, headers: bytes | None) -> MqttMessage:
         """A retained_kv value as the retained message of `topic`."""
-        qos, props = _kv_properties(headers)
+        qos, props = kv_properties(headers)
         return MqttMessage(topic, payload, qos, True, props)
 
     def retained_changed(
@@ -737,8 +651,7 @@ class MqttBroker:
         return msg
 
     def messages_from_leaf(self, subject: str, qos: int, payloads: list) -> list[MqttMessage]:
-        """A run of plain MQTT messages from another node (one subject and QoS, no
-        properties: leaf/connection.py), for Server.route_run."""
+        """A run of plain MQTT messages from another node (leaf/connection.py)."""
         topic = subject_to_topic(subject)
         return [MqttMessage(topic, payload, qos, False, None, None) for payload in payloads]
 
