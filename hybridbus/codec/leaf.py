@@ -13,7 +13,9 @@ names its queue groups after a marker:
     LMSG <subject> | <q1> [<q2>...] <size>          (no reply)
     HMSG ... <header size> <total size>             the same with headers
 
-``LeafParser.feed(data)`` returns the ops the chunk completed as tuples; a protocol
+``LeafParser.feed(data)`` returns the ops the chunk completed as tuples (frames that
+repeat one control line and header block, a publisher's run, come as one ``LEAF_RUN``
+op with their payloads); a protocol
 error is a final ``(LEAF_ERROR, text)`` op after which the parser is dead. The
 encoders build what the spoke sends: the same verbs (``LS+``/``LS-`` for its own
 interest, ``LMSG``/``HMSG`` for messages) and ``CONNECT``.
@@ -28,6 +30,7 @@ import json
 
 __all__ = [
     "LEAF_MSG",
+    "LEAF_RUN",
     "LEAF_SUB",
     "LEAF_UNSUB",
     "LEAF_INFO",
@@ -44,9 +47,18 @@ __all__ = [
     "encode_hmsg",
 ]
 
-LEAF_MSG, LEAF_SUB, LEAF_UNSUB, LEAF_INFO, LEAF_PING, LEAF_PONG, LEAF_OK, LEAF_ERR, LEAF_ERROR = (
-    range(9)
-)
+(
+    LEAF_MSG,
+    LEAF_SUB,
+    LEAF_UNSUB,
+    LEAF_INFO,
+    LEAF_PING,
+    LEAF_PONG,
+    LEAF_OK,
+    LEAF_ERR,
+    LEAF_ERROR,
+    LEAF_RUN,
+) = range(10)
 
 # A hub never sends more than a control line's worth of arguments; larger is garbage.
 MAX_LINE = 64 * 1024
@@ -131,6 +143,9 @@ class LeafParser:
                     break  # the rest of the frame comes with a later read
                 if buf[stop : stop + 2] != b"\r\n":
                     return self._fail(out, "message not followed by CRLF")
+                if reply is None and queues is None and buf.startswith(buf[pos:start], stop + 2):
+                    pos = self._run(buf, pos, start, stop, subject, hsize, out)
+                    continue
                 if hsize < 0:
                     out.append((LEAF_MSG, subject, reply, queues, None, buf[start:stop]))
                 else:
@@ -157,6 +172,35 @@ class LeafParser:
                 return out
         self._buf = buf[pos:] if pos < end else b""
         return out
+
+    @staticmethod
+    def _run(buf: bytes, pos: int, start: int, stop: int, subject, hsize: int, out) -> int:
+        """Frames that repeat the first one's control line and header block (a
+        publisher's run to one subject): one (LEAF_RUN, subject, headers, payloads) op.
+        Returns where the run ends; what breaks it is read again by ``feed``."""
+        raw = buf[pos:start]  # the control line with its line end
+        rlen = len(raw)
+        end = len(buf)
+        off = hsize if hsize > 0 else 0
+        headers = buf[start : start + hsize] if hsize >= 0 else None
+        size = stop - start
+        payloads = [buf[start + off : stop]]
+        nxt = stop + 2
+        startswith = buf.startswith
+        while startswith(raw, nxt):
+            first = nxt + rlen
+            last = first + size
+            if last + 2 > end or buf[last : last + 2] != b"\r\n":
+                break
+            if headers is not None and not startswith(headers, first):
+                break
+            payloads.append(buf[first + off : last])
+            nxt = last + 2
+        if len(payloads) == 1:  # the next frame only looked alike
+            out.append((LEAF_MSG, subject, None, None, headers, payloads[0]))
+        else:
+            out.append((LEAF_RUN, subject, headers, payloads))
+        return nxt
 
     @staticmethod
     def _message_args(parts: list[bytes], headers: bool) -> tuple[tuple, int]:

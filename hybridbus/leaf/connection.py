@@ -33,6 +33,7 @@ from hybridbus.codec.leaf import (
     LEAF_OK,
     LEAF_PING,
     LEAF_PONG,
+    LEAF_RUN,
     LEAF_SUB,
     LEAF_UNSUB,
     LeafParser,
@@ -231,7 +232,25 @@ class LeafConnection(ClientBase):
                 break
             op = ops[i]
             i += 1
-            if op[0] != LEAF_MSG:
+            kind = op[0]
+            if kind == LEAF_RUN:
+                _, subject, headers, payloads = op
+                if deny_in and _denied(subject, deny_in, self._in_cache):
+                    continue
+                self.msg_queues = None
+                if headers is None or headers in _QOS_ONLY:
+                    routed = self._route_run(subject, headers, payloads)
+                else:
+                    for payload in payloads:
+                        route(self, subject, None, headers, payload)
+                    routed = len(payloads)
+                self.in_msgs += routed
+                self.in_bytes += sum(map(len, payloads[:routed]))
+                if routed < len(payloads):  # the rest after the turn's budget check
+                    i -= 1
+                    ops[i] = (LEAF_RUN, subject, headers, payloads[routed:])
+                continue
+            if kind != LEAF_MSG:
                 self._control(op)
                 continue
             _, subject, reply, queues, headers, payload = op

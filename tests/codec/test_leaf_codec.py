@@ -13,6 +13,7 @@ from hybridbus.codec.leaf import (
     LEAF_OK,
     LEAF_PING,
     LEAF_PONG,
+    LEAF_RUN,
     LEAF_SUB,
     LEAF_UNSUB,
     LeafParser,
@@ -83,8 +84,61 @@ def test_every_split_point_gives_the_same_ops():
 
 
 def test_a_run_of_messages_shares_one_subject_object():
-    ops = LeafParser().feed(b"LMSG s.t 1\r\na\r\nLMSG s.t 1\r\nb\r\n")
+    ops = LeafParser().feed(b"LMSG s.t 1\r\na\r\nLMSG s.t 2\r\nbb\r\n")
     assert ops[0][1] is ops[1][1]
+
+
+def _messages(ops: list) -> list[tuple]:
+    """Ops as one (subject, reply, queues, headers, payload) per message."""
+    out = []
+    for op in ops:
+        if op[0] == LEAF_RUN:
+            out += [(op[1], None, None, op[2], p) for p in op[3]]
+        elif op[0] == LEAF_MSG:
+            out.append(op[1:])
+        else:
+            out.append(op)
+    return out
+
+
+QOS0 = b"NATS/1.0\r\nNmqtt-Pub: 0\r\n\r\n"
+RUN = (
+    b"".join(b"HMSG a.b 26 28\r\n%sp%d\r\n" % (QOS0, i) for i in range(5))
+    + b"HMSG a.b 26 29\r\n%sp10\r\n" % QOS0  # another size: the run ends
+    + b"LMSG a.b 2\r\nq1\r\nLMSG a.b 2\r\nq2\r\n"  # no headers: another run
+    + b"LMSG a.b r 2\r\nq3\r\nLMSG a.b r 2\r\nq4\r\n"  # a reply: never a run
+)
+RUN_MESSAGES = (
+    [("a.b", None, None, QOS0, b"p%d" % i) for i in range(5)]
+    + [("a.b", None, None, QOS0, b"p10")]
+    + [("a.b", None, None, None, b"q1"), ("a.b", None, None, None, b"q2")]
+    + [("a.b", "r", None, None, b"q3"), ("a.b", "r", None, None, b"q4")]
+)
+
+
+def test_frames_repeating_one_line_and_header_come_as_one_run():
+    ops = LeafParser().feed(RUN)
+    assert [op[0] for op in ops] == [LEAF_RUN, LEAF_MSG, LEAF_RUN, LEAF_MSG, LEAF_MSG]
+    assert ops[0][3] == [b"p%d" % i for i in range(5)]
+    assert _messages(ops) == RUN_MESSAGES
+
+
+def test_runs_split_at_every_point_give_the_same_messages():
+    for cut in range(1, len(RUN)):
+        p = LeafParser()
+        assert _messages(p.feed(RUN[:cut]) + p.feed(RUN[cut:])) == RUN_MESSAGES, cut
+
+
+def test_a_run_with_another_header_block_or_a_bad_frame_ends_there():
+    other = b"NATS/1.0\r\nNmqtt-Pub: 1\r\n\r\n"
+    wire = b"HMSG a 26 28\r\n%sp1\r\nHMSG a 26 28\r\n%sp2\r\n" % (QOS0, other)
+    assert _messages(LeafParser().feed(wire)) == [
+        ("a", None, None, QOS0, b"p1"),
+        ("a", None, None, other, b"p2"),
+    ]
+    bad = b"LMSG a 1\r\nx\r\nLMSG a 1\r\nyZZ"
+    ops = LeafParser().feed(bad)
+    assert ops[0][:2] == (LEAF_MSG, "a") and ops[-1][0] == LEAF_ERROR
 
 
 @pytest.mark.parametrize(
