@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hybridbus.leaf")
 
+LINK_SOFT_LIMIT = 1 << 20
 PING = b"PING\r\n"
 PONG = b"PONG\r\n"
 LOOP_DETECTED = "Loop detected"
@@ -177,8 +178,11 @@ class LeafConnection(ClientBase):
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.ip, self.port = peer[0], peer[1]
         self.cid = self.remote.next_cid()
-        soft = self.server.options.max_pending
-        transport.set_write_buffer_limits(high=soft, low=soft // 4)
+        # Past LINK_SOFT_LIMIT unsent bytes the hub is behind: the connection whose read
+        # feeds the link waits (Server.note_congested, STALL at most each time), as
+        # nats-server stalls a producer; reading on would only grow this buffer and
+        # take the CPU the hub and the other node need (the bench's A -> B flood).
+        transport.set_write_buffer_limits(high=LINK_SOFT_LIMIT, low=LINK_SOFT_LIMIT // 4)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.close_reason is None:

@@ -291,8 +291,8 @@ class LeafRemote:
         log.warning("Leafnode error from %s: '%s'", conn.remote_name or _redact(conn.url), text)
         if LOOP_DETECTED.lower() in text.lower():
             self._delay = LOOP_DELAY
-        if self._handshake is not None and not self._handshake.done():
-            self._handshake.set_exception(ConnectionError(text))
+        # Not fatal by itself (a refused LS+, say): a hub that refuses the link closes
+        # it, and link_lost ends the handshake then.
 
     def loop_detected(self, conn: LeafConnection) -> None:
         log.error(

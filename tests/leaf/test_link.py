@@ -433,3 +433,28 @@ async def test_a_hub_consumer_delivers_to_a_client_of_ours(hub_factory, spoke):
         await asyncio.sleep(0.05)
     assert info.num_ack_pending == 0 and info.delivered.stream_seq == 1
     await nc.close()
+
+
+async def test_a_hub_error_that_is_not_fatal_keeps_the_link(spoke):
+    """-ERR during the handshake (a refused subscription, say) is logged; only a hub
+    that closes the link ends it."""
+    port = free_port()
+
+    async def fake_hub(reader, writer):
+        writer.write(b'INFO {"server_id":"FAKE","server_name":"fake","info_on_connect":true}\r\n')
+        await writer.drain()
+        await reader.readline()  # CONNECT
+        writer.write(b"-ERR 'maximum subscriptions exceeded'\r\n")
+        writer.write(b'INFO {"server_id":"FAKE","connect_info":true}\r\n')
+        await writer.drain()
+        await asyncio.sleep(1)
+        writer.close()
+
+    fake = await asyncio.start_server(fake_hub, "127.0.0.1", port)
+    try:
+        server = await spoke([f"nats-leaf://127.0.0.1:{port}"])
+        await asyncio.sleep(0.3)
+        assert server.leafnodes and server.leafnodes[0].remote_name == "fake"
+        assert server.leaf_remotes[0].connects == 1
+    finally:
+        fake.close()

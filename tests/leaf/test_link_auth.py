@@ -56,7 +56,9 @@ async def test_creds_file_in_operator_mode(hub_factory, spoke, tmp_path):
     acc = jwts.account_key()
     user = jwts.user_key()
     op_jwt = jwts.operator_jwt(op)
-    acc_jwt = jwts.account_jwt(acc, op, limits={"leaf": -1, "conn": -1})
+    acc_jwt = jwts.account_jwt(
+        acc, op, limits={"leaf": -1, "conn": -1, "subs": -1, "data": -1, "payload": -1}
+    )
     acc_pub = jwts.pub(acc)
     sys_acc = jwts.account_key()  # nats-server's JetStream needs a system account
     sys_pub = jwts.pub(sys_acc)
@@ -68,7 +70,7 @@ async def test_creds_file_in_operator_mode(hub_factory, spoke, tmp_path):
     )
     hub = hub_factory(top=top)
     server = await spoke(hub, credentials=str(creds))
-    assert server.leafnodes
+    assert server.leafnodes and not server.leaf_remotes[0].last_error
     # the hub bound the link to the user's account
     leafz = hub.monitor("/leafz")["leafs"]
     assert leafz and leafz[0]["account"] == acc_pub
