@@ -81,9 +81,16 @@ WRONG_LAST_SEQ = 10071
 STREAM_IN_USE = 10058
 CONSUMER_NOT_FOUND = 10014
 CLAIM_TRIES = 3
+KNOWN_MAX = 200_000  # session records a node remembers (about 200 bytes each)
 RETRY = 0.25  # seconds between attempts to reach the domain (a no-responders answer is instant)
 RECHECK_BATCH = 64  # records read at once after a relink
 WATCH_CHECK = 5.0  # seconds between checks that the retained watcher still exists
+
+
+def _retrieved(fut: asyncio.Future) -> None:
+    """A speculative read not needed after all: its outcome is let go quietly."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class Unavailable(Exception):
@@ -103,7 +110,9 @@ def stream_configs(replicas: int) -> list[dict]:
             **per1,
             "name": SESS,
             "subjects": ["$HB.sess.>"],
-            "republish": {"src": "$HB.sess.>", "dest": SESSEV + ">", "headers_only": True},
+            # with the record: every node keeps the last ones (``known``), so a claim
+            # needs no read first (one round trip less before CONNACK)
+            "republish": {"src": "$HB.sess.>", "dest": SESSEV + ">"},
         },
         {**base, "name": MSGS, "subjects": ["$HB.msgs.>"], "retention": "interest"},
         {
@@ -224,6 +233,8 @@ class JetStreamPersistence(JsMessages, Durability):
         self.writing: dict[str, int] = {}  # key -> record writes in flight
         self.mine: dict[str, int] = {}  # key -> the last record seq this node wrote
         self.latest: dict[str, int] = {}  # key -> the last record seq seen (held keys)
+        # key -> (seq, record bytes) of the last session records republished to us
+        self.known: dict[str, tuple[int, bytes]] = {}
         # Outgoing -> (ack reply, its SessionState, HB_msgs seq) of consumer deliveries
         self.dlv_acks: dict[Outgoing, tuple] = {}
         self.q2in: dict[int, str] = {}  # token -> $HB.q2in.<key>.<pid> (add_incoming)
@@ -397,10 +408,24 @@ class JetStreamPersistence(JsMessages, Durability):
             raise Unavailable(f"JetStream domain {self.js.domain!r} not reachable")
         key = session_key(client_id)
         subject = "$HB.sess." + key
+        lists = None
+        if persistent and not clean_start:
+            # Read while the claim goes on (one round trip less before CONNACK); used
+            # only if the session is kept.
+            lists = asyncio.gather(
+                self._list(OUT, "$HB.out." + key), self._list(Q2IN, f"$HB.q2in.{key}.*")
+            )
         self.writing[key] = self.writing.get(key, 0) + 1
         try:
-            for _ in range(CLAIM_TRIES):
-                old, old_seq = await self._last(SESS, subject)
+            cached = self.known.pop(key, None)
+            for _ in range(CLAIM_TRIES + (cached is not None)):
+                if cached is not None:
+                    # The last record seen: a claim on it fails if another came since,
+                    # and the next try reads the stream.
+                    old_seq, old = cached[0], _unpack(cached[1])
+                    cached = None
+                else:
+                    old, old_seq = await self._last(SESS, subject)
                 keep = bool(old) and persistent and not clean_start and old.get("p")
                 record = {
                     "id": client_id,
@@ -423,20 +448,24 @@ class JetStreamPersistence(JsMessages, Durability):
             else:
                 raise Busy(f"client id {client_id!r} claimed elsewhere {CLAIM_TRIES} times")
             self._note_write(key, ack["seq"])
-        except JsError as err:
-            if not persistent:
+        except BaseException as err:
+            if lists is not None:
+                lists.cancel()
+                lists.add_done_callback(_retrieved)
+            if isinstance(err, JsError) and not persistent:
                 log.debug("clean MQTT session %r not claimed: %s", client_id, err)
                 return Attached(None, False, 0, 0, will=will_rec)
             raise
         finally:
             self._settle(key)
-        if old and not keep:
-            await self._clear(key, old.get("cons"))
         pubrels, incoming = (), ()
         if keep:
-            pubrels, incoming = await asyncio.gather(
-                self._list(OUT, "$HB.out." + key), self._list(Q2IN, f"$HB.q2in.{key}.*")
-            )
+            pubrels, incoming = await lists
+        elif lists is not None:
+            lists.cancel()
+            lists.add_done_callback(_retrieved)
+        if old and not keep:
+            await self._clear(key, old.get("cons"))
         return Attached(record, bool(keep), ack["seq"], old_seq, pubrels, incoming, will_rec)
 
     async def _clear(self, key: str, cons: str | None) -> None:
@@ -468,12 +497,18 @@ class JetStreamPersistence(JsMessages, Durability):
         """A session record was written (HB_sess's republish): a later claim than ours
         on a client id this node holds means another node took it."""
         key = subject[len(SESSEV) :]
-        if key not in self.held and key not in self.writing:
-            return
         seq = 0
         for name, value in parse_headers(headers or b"NATS/1.0\r\n\r\n")[2]:
             if name == "Nats-Sequence":
                 seq = int(value)
+        if payload and seq > self.known.get(key, (0,))[0]:
+            known = self.known
+            known.pop(key, None)
+            if len(known) >= KNOWN_MAX:
+                del known[next(iter(known))]  # the oldest
+            known[key] = (seq, payload)
+        if key not in self.held and key not in self.writing:
+            return
         if seq > self.latest.get(key, 0):
             self.latest[key] = seq
         if key not in self.writing:

@@ -432,3 +432,37 @@ async def test_clean_start_discards_the_stored_session(server_factory):
     again = Dev(port, "cleaner", V311)
     assert await run(again.connect) == (False, 0)
     await run(again.stop)
+
+
+async def test_claim_from_the_known_record_and_from_a_stale_one(server_factory):
+    """A CONNECT claims with the last republished record (no read first); a stale one
+    (another write came since, unseen here) fails the compare-and-set and the claim
+    reads the stream instead: Session Present either way, its subscription kept."""
+    from hybridbus.mqtt.broker import session_key
+
+    server = await _server(server_factory)
+    jsp = server.mqtt.persistence
+    port = server.mqtt_port
+    dev = Dev(port, "known-1")
+    assert await run(dev.connect) == (False, 0)
+    await run(dev.subscribe, "k/#", 1)
+    await run(dev.stop)
+    key = session_key("known-1")
+    for _ in range(100):
+        if key in jsp.known:
+            break
+        await asyncio.sleep(0.02)
+    seq, record = jsp.known[key]  # the republished record is remembered
+    dev = Dev(port, "known-1")
+    assert await run(dev.connect) == (True, 0)
+    await run(dev.stop)
+    jsp.known[key] = (seq, record)  # now stale: the reconnect above wrote a newer one
+    dev = Dev(port, "known-1")
+    assert await run(dev.connect) == (True, 0)
+    pub = Dev(port, "known-pub", persistent=False)
+    await run(pub.connect)
+    await run(pub.publish, "k/x", b"still subscribed", 1)
+    got = await run(dev.drain, 1)
+    assert [m.payload for m in got] == [b"still subscribed"]
+    await run(dev.stop)
+    await run(pub.stop)
