@@ -242,10 +242,11 @@ def cluster_block(doc: dict[str, Any], value: Value) -> list[str]:
         )
     L.append("")
     L.append(
-        "Lower is better for ms and us. QoS 0 across the link has no backpressure to the "
-        "publisher (A forwards what it reads, the hub queues for B up to its pending limit), "
-        "so the A -> B figure is what B delivers while it is overloaded, and the CPU per "
-        "message is over the messages delivered. Relink: SIGKILL of the hub member A is linked to "
+        "Lower is better for ms and us. QoS 0: a nats-server leaf A forwards what it reads "
+        "and the hub queues for B up to its pending limit (its publisher sends more than B "
+        "gets); a hybridbus leaf A stops reading its publisher while 1 MiB waits for the hub, "
+        "so sent and received stay close. The A -> B figure is what B delivers, and the CPU "
+        "per message is over the messages delivered. Relink: SIGKILL of the hub member A is linked to "
         "(from the members' /leafz), then polled every 20 ms; QoS 0 and QoS 1 ticks go from "
         "A to B every 10 ms and the figure is the first tick sent after the kill that B "
         "receives. Failover: a persistent session (clean session 0, QoS 1 filter) made on A "
