@@ -44,6 +44,7 @@ from hybridbus.core import client as reasons
 from hybridbus.core.client import ClientBase
 from hybridbus.core.flow import WORK_CHECK
 from hybridbus.router.sublist import Subscription
+from hybridbus.store.match import filters_overlap
 from hybridbus.subjects import subject_is_subset, subject_matches
 
 if TYPE_CHECKING:
@@ -350,7 +351,7 @@ class LeafConnection(ClientBase):
         if deny and any(subject_is_subset(subject, p) for p in deny):
             return  # we would never send it anything
         sub = LeafSubscription(subject, queue, self, weight)
-        if deny and any(_overlap(subject, p) for p in deny):
+        if deny and any(filters_overlap(subject, p) for p in deny):
             sub.checked = True
         try:
             self.account.sublist.insert(sub)
@@ -476,18 +477,3 @@ def _denied(subject: str, patterns: list[str], cache: dict) -> bool:
             cache.clear()
         cache[subject] = hit
     return hit
-
-
-def _overlap(a: str, b: str) -> bool:
-    """Whether some subject is matched by both patterns (wildcards on either side)."""
-    ta, tb = a.split("."), b.split(".")
-    for i in range(max(len(ta), len(tb))):
-        x = ta[i] if i < len(ta) else None
-        y = tb[i] if i < len(tb) else None
-        if x == ">" or y == ">":
-            return x is not None and y is not None
-        if x is None or y is None:
-            return False
-        if x != y and x != "*" and y != "*":
-            return False
-    return True

@@ -65,9 +65,10 @@ from hybridbus.mqtt.jsmessages import (
     _unpack,
 )
 from hybridbus.mqtt.message import MqttMessage
-from hybridbus.mqtt.persistence import Durability, Ticket
-from hybridbus.mqtt.session import RELEASED, MqttSubscription, Outgoing, Session
-from hybridbus.subjects import filter_skips_dollar, filter_to_subjects, subject_is_subset
+from hybridbus.mqtt.persistence import Durability, Ticket, subscriptions_of
+from hybridbus.mqtt.session import RELEASED, Outgoing, Session
+from hybridbus.store.match import filters_overlap
+from hybridbus.subjects import subject_is_subset
 
 if TYPE_CHECKING:
     from hybridbus.mqtt.broker import MqttBroker
@@ -128,17 +129,6 @@ def stream_configs(replicas: int) -> list[dict]:
     ]
 
 
-def _overlap(a: str, b: str) -> bool:
-    """Could one subject match both filters?"""
-    ta, tb = a.split("."), b.split(".")
-    for x, y in zip(ta, tb, strict=False):
-        if x == ">" or y == ">":
-            return True
-        if x != y and x != "*" and y != "*":
-            return False
-    return len(ta) == len(tb)
-
-
 def consumer_filters(session: Session) -> list[str]:
     """The ``filter_subjects`` of a session's consumer: its QoS 1/2 filters that are not
     shared ($share/ groups stay on the router: one member per group, not per session),
@@ -154,7 +144,7 @@ def consumer_filters(session: Session) -> list[str]:
     )
     kept = [s for s in subjects if not any(o != s and subject_is_subset(s, o) for o in subjects)]
     for i, a in enumerate(kept):
-        if any(_overlap(a, b) for b in kept[i + 1 :]):
+        if any(filters_overlap(a, b) for b in kept[i + 1 :]):
             return ["$HB.msgs.>"]
     return kept
 
@@ -176,23 +166,7 @@ def _subs_record(session: Session) -> dict:
 
 def _restore_subs(broker: MqttBroker, session: Session, record: dict) -> None:
     for topic_filter, opts in record.items():
-        qos, nl, rap, rh, sub_id, queue = opts
-        inner = topic_filter.split("/", 2)[2] if queue is not None else topic_filter
-        subs = [
-            MqttSubscription(
-                subject,
-                queue,
-                session,
-                topic_filter,
-                qos,
-                no_local=nl,
-                retain_as_published=rap,
-                retain_handling=rh,
-                sub_id=sub_id,
-                skips_dollar=filter_skips_dollar(inner),
-            )
-            for subject in filter_to_subjects(inner)
-        ]
+        subs = subscriptions_of(session, topic_filter, opts)
         for sub in subs:
             broker.sublist.insert(sub)
         session.subs[topic_filter] = subs
@@ -308,7 +282,8 @@ class JetStreamPersistence(JsMessages, Durability):
         for i in range(0, len(keys), RECHECK_BATCH):
             batch = keys[i : i + RECHECK_BATCH]
             found = await asyncio.gather(
-                *(self._last(SESS, "$HB.sess." + key) for key in batch), return_exceptions=True
+                *(self.last_record(SESS, "$HB.sess." + key) for key in batch),
+                return_exceptions=True,
             )
             for key, result in zip(batch, found, strict=True):
                 if isinstance(result, BaseException):
@@ -335,7 +310,7 @@ class JetStreamPersistence(JsMessages, Durability):
 
     # -- requests ---------------------------------------------------------------------
 
-    def _publish(self, subject: str, payload: bytes, headers: bytes | None = None):
+    def publish_record(self, subject: str, payload: bytes, headers: bytes | None = None):
         """Publish and wait for the PubAck (not the hot path: CONNECT, SUBSCRIBE)."""
         fut = self.hub.loop.create_future()
 
@@ -359,7 +334,8 @@ class JetStreamPersistence(JsMessages, Durability):
 
         fut.add_done_callback(done)
 
-    async def _last(self, stream: str, subject: str) -> tuple[Any, int]:
+    async def last_record(self, stream: str, subject: str) -> tuple[Any, int]:
+        """(the last record on `subject` unpacked, or None, and its seq, or 0)."""
         try:
             answer = await self.js.request(f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject})
         except JsError as err:
@@ -370,7 +346,7 @@ class JetStreamPersistence(JsMessages, Durability):
         data = base64.b64decode(msg.get("data") or "")
         return (_unpack(data) if data else None), msg["seq"]
 
-    async def _list(self, stream: str, subject: str) -> list[tuple[str, int, Any]]:
+    async def records(self, stream: str, subject: str) -> list[tuple[str, int, Any]]:
         """Every message of ``stream`` on ``subject`` (wildcards allowed), in order."""
         found = []
         seq = 1
@@ -413,7 +389,7 @@ class JetStreamPersistence(JsMessages, Durability):
             # Read while the claim goes on (one round trip less before CONNACK); used
             # only if the session is kept.
             lists = asyncio.gather(
-                self._list(OUT, "$HB.out." + key), self._list(Q2IN, f"$HB.q2in.{key}.*")
+                self.records(OUT, "$HB.out." + key), self.records(Q2IN, f"$HB.q2in.{key}.*")
             )
         self.writing[key] = self.writing.get(key, 0) + 1
         try:
@@ -425,7 +401,7 @@ class JetStreamPersistence(JsMessages, Durability):
                     old_seq, old = cached[0], _unpack(cached[1])
                     cached = None
                 else:
-                    old, old_seq = await self._last(SESS, subject)
+                    old, old_seq = await self.last_record(SESS, subject)
                 keep = bool(old) and persistent and not clean_start and old.get("p")
                 record = {
                     "id": client_id,
@@ -439,7 +415,7 @@ class JetStreamPersistence(JsMessages, Durability):
                 }
                 hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(old_seq))])
                 try:
-                    ack = await self._publish(subject, _pack(record), hdr)
+                    ack = await self.publish_record(subject, _pack(record), hdr)
                 except JsError as err:
                     if err.err_code == WRONG_LAST_SEQ:
                         continue  # another node claimed it meanwhile: read again
@@ -686,7 +662,7 @@ class JetStreamPersistence(JsMessages, Durability):
         hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(session.seq))])
         self.writing[key] = self.writing.get(key, 0) + 1
         try:
-            ack = await self._publish("$HB.sess." + key, _pack(record), hdr)
+            ack = await self.publish_record("$HB.sess." + key, _pack(record), hdr)
             session.seq = ack["seq"]
             self._note_write(key, ack["seq"])
         finally:

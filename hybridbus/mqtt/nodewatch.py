@@ -28,7 +28,6 @@ with records left by its own previous run (``server_name`` must be stable for th
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from datetime import UTC, datetime
@@ -55,10 +54,6 @@ NO_MESSAGE = 10037
 WRONG_LAST_SEQ = 10071
 
 _pack = msgpack.Packer(use_bin_type=True).pack
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
 def _wall_time(stamp: str) -> float:
@@ -208,15 +203,15 @@ class NodeWatch:
 
     async def _claim_node(self, node: str) -> None:
         try:
-            records = await self._records(f"$HB.will.{node}.>")
+            records = await self.persistence.records(WILLS, f"$HB.will.{node}.>")
         except JsError as err:
             log.warning("wills of node %r not read: %s", node, err)
             return
-        for subject, seq, data in records:
-            if not data:
-                continue
+        for subject, seq, record in records:
+            if not record:
+                continue  # an empty record: the will is gone
             try:
-                await self._claim(node, subject, seq, _unpack(data))
+                await self._claim(node, subject, seq, record)
             except (JsError, ValueError, TypeError) as err:
                 log.warning("will %s not published: %s", subject, err)
 
@@ -231,7 +226,7 @@ class NodeWatch:
                 return
         hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(seq))])
         try:
-            await self._publish(subject, b"", hdr)
+            await self.persistence.publish_record(subject, b"", hdr)
         except JsError as err:
             if err.err_code == WRONG_LAST_SEQ:
                 return  # another node claimed it first
@@ -245,46 +240,6 @@ class NodeWatch:
     async def _moved(self, key: str, node: str) -> bool:
         """Whether the session's record names another node than `node` (the client is
         back, elsewhere: its will is not due)."""
-        try:
-            answer = await self.js.request(
-                "STREAM.MSG.GET.HB_sess", {"last_by_subj": "$HB.sess." + key}
-            )
-        except JsError as err:
-            if err.err_code == NO_MESSAGE:
-                return False
-            raise
-        data = base64.b64decode(answer["message"].get("data") or "")
-        if not data:
-            return False
-        owner = _unpack(data).get("node")
+        record, _seq = await self.persistence.last_record("HB_sess", "$HB.sess." + key)
+        owner = record.get("node") if record else None
         return bool(owner) and owner != node
-
-    async def _records(self, filter_subject: str) -> list[tuple[str, int, bytes]]:
-        found = []
-        seq = 1
-        while True:
-            body = {"seq": seq, "next_by_subj": filter_subject}
-            try:
-                answer = await self.js.request(f"STREAM.MSG.GET.{WILLS}", body)
-            except JsError as err:
-                if err.err_code == NO_MESSAGE:
-                    return found
-                raise
-            msg = answer["message"]
-            found.append((msg["subject"], msg["seq"], base64.b64decode(msg.get("data") or "")))
-            seq = msg["seq"] + 1
-
-    def _publish(self, subject: str, payload: bytes, headers: bytes | None) -> asyncio.Future:
-        fut = self.broker.server.loop.create_future()
-
-        def acked(answer: dict | None, err: JsError | None) -> None:
-            if fut.done():
-                return
-            if err is not None:
-                fut.set_exception(err)
-            else:
-                fut.set_result(answer)
-
-        self.js.publish(subject, payload, headers, acked)
-        self.js.run()
-        return fut

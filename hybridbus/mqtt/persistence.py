@@ -68,6 +68,29 @@ STREAMS = (
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 
+def subscriptions_of(session: Session, topic_filter: str, opts: list) -> list[MqttSubscription]:
+    """The router subscriptions of one stored filter; `opts` as a session record keeps
+    them: [qos, no local, retain as published, retain handling, subscription id, share
+    group or None] (also the JetStream records, mqtt/jspersist.py)."""
+    qos, nl, rap, rh, sub_id, queue = opts
+    inner = topic_filter.split("/", 2)[2] if queue is not None else topic_filter
+    return [
+        MqttSubscription(
+            subject,
+            queue,
+            session,
+            topic_filter,
+            qos,
+            no_local=nl,
+            retain_as_published=rap,
+            retain_handling=rh,
+            sub_id=sub_id,
+            skips_dollar=filter_skips_dollar(inner),
+        )
+        for subject in filter_to_subjects(inner)
+    ]
+
+
 def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
@@ -289,7 +312,6 @@ class Durability:
         if ticket is not None:
             ticket.pending += 1
         return seq
-
 
 
 class Persistence(Durability):
@@ -518,26 +540,7 @@ class Persistence(Durability):
             session.seq = seq
             session.expiry_interval = rec.get("exp")
             for topic_filter, opts in rec["subs"].items():
-                qos, nl, rap, rh, sub_id, queue = opts
-                inner = topic_filter
-                if queue is not None:
-                    inner = topic_filter.split("/", 2)[2]
-                subs = [
-                    MqttSubscription(
-                        subject,
-                        queue,
-                        session,
-                        topic_filter,
-                        qos,
-                        no_local=nl,
-                        retain_as_published=rap,
-                        retain_handling=rh,
-                        sub_id=sub_id,
-                        skips_dollar=filter_skips_dollar(inner),
-                    )
-                    for subject in filter_to_subjects(inner)
-                ]
-                session.subs[topic_filter] = subs
+                session.subs[topic_filter] = subscriptions_of(session, topic_filter, opts)
             by_key[key] = session
         return by_key
 
@@ -602,6 +605,7 @@ class Persistence(Durability):
                 msg = MqttMessage(topic, payload, 2, retain, props, session)
                 _restore_expiry(msg, expires, now_wall)
             session.keep_incoming(rec["p"], (seq, msg))
+
 
 # The local-store persistence by the name the design gives it (jspersist.py is the other).
 LocalPersistence = Persistence
