@@ -123,7 +123,8 @@ class Account:
 
 class Origin:
     """A publisher that is no connection, routed in ``account`` (an import's hop, an
-    account's MQTT wills and $SYS topics): never a receiver, so never skipped."""
+    account's MQTT wills and $SYS topics, a system answer published in another
+    account): never a receiver, so never skipped."""
 
     __slots__ = ("account",)
     echo = True

@@ -65,7 +65,7 @@ from hybridbus.mqtt.jsmessages import (
     _unpack,
 )
 from hybridbus.mqtt.message import MqttMessage
-from hybridbus.mqtt.persistence import Durability, Ticket, subscriptions_of
+from hybridbus.mqtt.persistence import Durability, Ticket, subs_record, subscriptions_of
 from hybridbus.mqtt.session import RELEASED, Outgoing, Session
 from hybridbus.store.match import filters_overlap
 from hybridbus.subjects import subject_is_subset
@@ -147,21 +147,6 @@ def consumer_filters(session: Session) -> list[str]:
         if any(filters_overlap(a, b) for b in kept[i + 1 :]):
             return ["$HB.msgs.>"]
     return kept
-
-
-def _subs_record(session: Session) -> dict:
-    subs = {}
-    for topic_filter, entries in session.subs.items():
-        first = entries[0]
-        subs[topic_filter] = [
-            first.qos,
-            first.no_local,
-            first.retain_as_published,
-            first.retain_handling,
-            first.sub_id,
-            first.queue,
-        ]
-    return subs
 
 
 def _restore_subs(broker: MqttBroker, session: Session, record: dict) -> None:
@@ -653,7 +638,7 @@ class JetStreamPersistence(JsMessages, Durability):
             "id": session.client_id,
             "p": session.persistent,
             "exp": session.expiry_interval,
-            "subs": _subs_record(session),
+            "subs": subs_record(session),
             "cons": st.cons,
             "cf": st.filters,
             "node": self.node,

@@ -68,6 +68,24 @@ STREAMS = (
 _pack = msgpack.Packer(use_bin_type=True).pack
 
 
+def subs_record(session: Session) -> dict:
+    """A session's filters as its record keeps them (``subscriptions_of`` reads them
+    back): filter -> [qos, no local, retain as published, retain handling,
+    subscription id, share group or None]."""
+    subs = {}
+    for topic_filter, entries in session.subs.items():
+        first = entries[0]
+        subs[topic_filter] = [
+            first.qos,
+            first.no_local,
+            first.retain_as_published,
+            first.retain_handling,
+            first.sub_id,
+            first.queue,
+        ]
+    return subs
+
+
 def subscriptions_of(session: Session, topic_filter: str, opts: list) -> list[MqttSubscription]:
     """The router subscriptions of one stored filter; `opts` as a session record keeps
     them: [qos, no local, retain as published, retain handling, subscription id, share
@@ -389,18 +407,11 @@ class Persistence(Durability):
     # -- sessions ---------------------------------------------------------------------
 
     def save_session(self, session: Session) -> None:
-        subs = {}
-        for topic_filter, entries in session.subs.items():
-            first = entries[0]
-            subs[topic_filter] = [
-                first.qos,
-                first.no_local,
-                first.retain_as_published,
-                first.retain_handling,
-                first.sub_id,
-                first.queue,
-            ]
-        record = {"id": session.client_id, "subs": subs, "exp": session.expiry_interval}
+        record = {
+            "id": session.client_id,
+            "subs": subs_record(session),
+            "exp": session.expiry_interval,
+        }
         old = session.seq
         session.seq = self._append(SESSIONS, SESSION_SUBJECT, record)
         if old and session.seq:

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hybridbus import NATS_COMPAT_VERSION
-from hybridbus.core.account import GLOBAL_ACCOUNT, Account
+from hybridbus.core.account import GLOBAL_ACCOUNT, Account, Origin
 from hybridbus.router.sublist import Subscription
 
 if TYPE_CHECKING:
@@ -65,7 +65,6 @@ DEFAULT_SYSTEM_ACCOUNT = "$SYS"
 STATSZ_INTERVAL = 10.0  # nats-server's statsHBInterval
 STATSZ_FIRST = 0.25
 EVENTS_FOR_GLOBAL = False  # nats-server: "Ignore global account activity"
-
 
 
 class _LazySysreq:
@@ -97,6 +96,8 @@ SERVER_SERVICES: dict[str, tuple[str, str]] = {
 def _service(name: str) -> tuple[Any, Callable]:
     schema, build = SERVER_SERVICES[name]
     return getattr(sysreq, schema), getattr(sysreq, build)
+
+
 _EVENT_ID_CHARS = string.ascii_letters + string.digits
 
 
@@ -146,18 +147,6 @@ class SysSub(Subscription):
     def __init__(self, subject: str, client: SystemAccount, handler: Handler, account: Account):
         super().__init__(subject, None, client, 0)
         self.handler = handler
-        self.account = account
-
-
-class _Origin:
-    """The publisher of an answer in another account (never one of its receivers)."""
-
-    __slots__ = ("account",)
-    echo = True
-    closing = False
-    cid = 0
-
-    def __init__(self, account: Account) -> None:
         self.account = account
 
 
@@ -301,7 +290,7 @@ class SystemAccount:
         ``account``). Not from inside Server.route (handlers run after the round)."""
         if isinstance(body, dict):
             body = json.dumps(body, separators=(",", ":")).encode()
-        origin = self if account is None or account is self.account else _Origin(account)
+        origin = self if account is None or account is self.account else Origin(account)
         self.server.route(origin, subject, None, headers, body)
         self.server.schedule_flush()
 
