@@ -105,11 +105,17 @@ class Runtime:
         left = (until - time.time_ns()) / 1e9 if until else 0.0
         if left > 0:
             self.pause_until = self.loop.time() + left
-            self._unpause = self.loop.call_at(self.pause_until, self._end_pause)
+            self._unpause = self.loop.call_at(self.pause_until, self._end_pause, until)
 
-    def _end_pause(self) -> None:
+    def _end_pause(self, until: int) -> None:
         # (asyncio may run a timer up to its clock resolution early: the pause ends
-        # here, not by comparing times in the pump)
+        # here, not by comparing times in the pump; and never before pause_until by the
+        # wall clock, which ConsumerInfo's "paused" reads, pause.add_info)
+        left = until - time.time_ns()
+        if left > 0:
+            self.pause_until = self.loop.time() + left / 1e9 + 1e-4
+            self._unpause = self.loop.call_at(self.pause_until, self._end_pause, until)
+            return
         self._unpause = None
         self.pause_until = 0.0
         self.kick()

@@ -87,7 +87,8 @@ async def test_kill_and_restart_a_member(fresh_cluster: NatsCluster):
     try:
         js = nc.jetstream(domain="hub")
         await js.add_stream(name="KILLED", subjects=["killed"], num_replicas=3)
-        await js.publish("killed", b"before")
+        # a new R3 stream may answer "no responders" until its leader is elected
+        await _publish_retrying(js, "killed", b"before", within=15)
 
         victim = fresh_cluster.members[2]
         fresh_cluster.kill(2)
