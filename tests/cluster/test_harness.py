@@ -58,7 +58,7 @@ async def test_jetstream_r3_in_domain_hub(nats_cluster: NatsCluster):
         js = nc.jetstream(domain="hub")
         info = await js.add_stream(name="HARNESS_R3", subjects=["harness.r3.>"], num_replicas=3)
         assert info.config.num_replicas == 3
-        ack = await js.publish("harness.r3.x", b"1")
+        ack = await _publish_retrying(js, "harness.r3.x", b"1", within=15)  # (leader election)
         assert ack.stream == "HARNESS_R3" and ack.domain == "hub"
         # The same API under its domain prefix, raw: $JS.hub.API.STREAM.INFO.<name>.
         reply = await nc.request("$JS.hub.API.STREAM.INFO.HARNESS_R3", b"", timeout=2)
