@@ -7,9 +7,13 @@ of its node, and client-id takeover across nodes. Both on leaf nodes A and B of 
   subscribes to ``bench/fo/<round>`` at QoS 1 and disconnects (its session stays, offline);
   a publisher on B sends ``failover_msgs`` QoS 1 PUBLISHes there, all PUBACKed; then A is
   killed (SIGKILL by PID) and ``D`` connects to B (clean session 0) again and again until
-  a CONNACK comes. ``connack_s``: kill to that CONNACK, whose session-present flag is
-  recorded; ``failover_s``: kill to the last of the queued messages (distinct sequence
-  numbers) received, each PUBACKed. A is restarted on its store between rounds.
+  a CONNACK comes, once a connection of the harness to A is closed (a device learns of
+  the death that way; the kernel closes a killed process's sockets after freeing its
+  memory, ``down_s``). ``connack_s``: kill to that CONNACK, whose session-present flag is
+  recorded; ``survivor_s``: A's connections closed to that CONNACK (B's part);
+  ``first_s`` / ``failover_s``: kill to the first / last of the queued messages
+  (distinct sequence numbers) received, each PUBACKed. A is restarted on its store
+  between rounds.
 - ``cluster_takeover``: one client id connects (clean session 0) alternately to A and B,
   ``takeover_rounds`` times; each connect takes the session over from the connection on
   the other node. ``takeover`` latency: from the start of the new connection (TCP
@@ -19,6 +23,7 @@ of its node, and client-id takeover across nodes. Both on leaf nodes A and B of 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -84,11 +89,25 @@ def _failover_round(p: Pair, o: Any, rnd: int) -> dict[str, Any]:
     time.sleep(0.3)
     acked = _publish_n(p.b.mqtt_port, f"fo-pub-{rnd}", topic, n)
     a = p.a
+    # The device learns of the death as a device would: a connection of its own to A is
+    # closed by the kernel (after the process's memory is freed). Polling for the exit
+    # (Popen.wait with a timeout sleeps 1, 2, 4, 8 ms between looks) would add up to as
+    # much again as the death takes.
+    sentinel = connect(a.mqtt_port or 0, f"fo-watch-{rnd}")[0]
+    sentinel.settimeout(5.0)
     t_kill = time.monotonic()
     os.kill(a.pid, signal.SIGKILL)
-    a.proc.wait(5.0)
-    servers._LIVE.pop(a.pid, None)
-    out: dict[str, Any] = {"acked": acked, "connack_s": None, "session_present": None}
+    with contextlib.suppress(OSError):
+        sentinel.recv(1)
+    t_down = time.monotonic()
+    sentinel.close()
+    out: dict[str, Any] = {
+        "acked": acked,
+        "connack_s": None,
+        "session_present": None,
+        "down_s": t_down - t_kill,
+        "first_s": None,
+    }
     got = _reconnect_until(p.b.mqtt_port, cid, t_kill + FLOW_TIMEOUT)
     seqs: set[int] = set()
     dups = 0
@@ -109,6 +128,8 @@ def _failover_round(p: Pair, o: Any, rnd: int) -> dict[str, Any]:
                     seq = TICK.unpack_from(payload)[1] if len(payload) >= TICK.size else 0
                     dups += seq in seqs
                     seqs.add(seq)
+                    if out["first_s"] is None:
+                        out["first_s"] = time.monotonic() - t_kill
                     if q:
                         acks.append(encode_puback(pid))
                 if acks:
@@ -128,6 +149,8 @@ def _failover_round(p: Pair, o: Any, rnd: int) -> dict[str, Any]:
         finally:
             close(sock)
     out.update(received=len(seqs), dups=dups, failover_s=None if t_all is None else t_all - t_kill)
+    a.proc.wait(5.0)  # reaped (long dead: its sockets closed after its memory was freed)
+    servers._LIVE.pop(a.pid, None)
     a.relaunch()
     servers._LIVE[a.pid] = a
     deadline = time.monotonic() + 30.0
@@ -160,6 +183,15 @@ def summarize_failover(runs: list[list[dict[str, Any]]], msgs: int) -> dict[str,
         "failover_s": median([r["failover_s"] for r in rounds]) if len(ok) == len(rounds) else None,
         "failover_max_s": max((r["failover_s"] for r in ok), default=None),
         "connack_s": median([r["connack_s"] for r in rounds]),
+        "down_s": median([r.get("down_s") for r in rounds]),
+        "survivor_s": median(
+            [
+                r["connack_s"] - r["down_s"]
+                for r in rounds
+                if r.get("connack_s") is not None and r.get("down_s") is not None
+            ]
+        ),
+        "first_s": median([r.get("first_s") for r in rounds]),
         "present": sum(1 for r in rounds if r["session_present"]),
         "received_min": min((r["received"] for r in rounds), default=0),
         "dups": sum(r["dups"] for r in rounds),
