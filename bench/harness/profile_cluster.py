@@ -25,13 +25,31 @@ from .scenarios import Options
 from .workers import Fleet
 
 
+def _io(pid: int) -> dict[str, int]:
+    """/proc/<pid>/io: read and write syscalls and their bytes (sockets included)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return {k: int(v) for k, v in (line.split(": ") for line in f)}
+    except OSError:
+        return {}
+
+
 def _cpu_window(p: Pair, o: Options, qos: int) -> None:
     assert p.a is not None and p.b is not None
     nodes = {"A": p.a.pid, "B": p.b.pid}
     nodes.update({f"hub{k + 1}": pid for k, pid in enumerate(p.hub.pids())})
+    io0 = {k: _io(pid) for k, pid in nodes.items()}
     r = flow(_specs(p.a, p.b, o, qos, f"bench/prof{qos}"), p.a, nodes, o)
+    io1 = {k: _io(pid) for k, pid in nodes.items()}
     rate = r["rate"] or 0.0
     print(f"A -> B QoS {qos}: {rate:,.0f} msgs/s received, {r.get('sent_rate') or 0:,.0f} sent")
+    for k in ("A", "B"):
+        d = {f: io1[k].get(f, 0) - io0[k].get(f, 0) for f in io1[k]}
+        # over the whole flow (warm-up and tail too): sizes, not rates
+        print(
+            f"  {k}: {d.get('syscr', 0):,} reads of {d.get('rchar', 0) / max(1, d.get('syscr', 1)):,.0f} B"
+            f", {d.get('syscw', 0):,} writes of {d.get('wchar', 0) / max(1, d.get('syscw', 1)):,.0f} B"
+        )
     for k, c in r["cpu"].items():
         if c is not None:
             per = f", {1e6 * c / rate:.2f} us/msg" if rate else ""
