@@ -233,6 +233,8 @@ class MqttBroker:
         if expiry is not None and 0 < expiry < 0xFFFFFFFF:
             # A 5.0 session ends `expiry` seconds after its connection (3.1.2.11.2).
             session.expiry_handle = self.server.loop.call_later(expiry, self._expire, session)
+        if self.nodewatch is not None and not session.closing:
+            self.nodewatch.track(session, offline=True)  # its clock, should we die
 
     def _expire(self, session: Session) -> None:
         session.expiry_handle = None
@@ -308,6 +310,8 @@ class MqttBroker:
             self.persistence.delete_session(session)
         if session.durable is not None:
             self.persistence.release(session)
+        if self.nodewatch is not None:
+            self.nodewatch.untrack(session)
         session.inflight = {}
         session.queued = ()
         session.inflight_bytes = session.queued_bytes = 0

@@ -220,9 +220,11 @@ def _connected(conn, p: Connect, broker, persistent, expiry, ack_props, attached
     conn.session = session
     session.perms = conn.perms
     session.window = min(broker.options.max_ack_pending or 65535, conn.client_receive_max)
-    if broker.nodewatch is not None and conn.will is not None:
-        # kept where other nodes find it should this node die (mqtt/nodewatch.py)
-        broker.nodewatch.arm(conn.client_id, conn.will, conn.will_delay)
+    if broker.nodewatch is not None:
+        # kept where other nodes find them should this node die (mqtt/nodewatch.py)
+        if conn.will is not None:
+            broker.nodewatch.arm(conn.client_id, conn.will, conn.will_delay)
+        broker.nodewatch.track(session, offline=False)
 
     # [MQTT-3.2.2-1..3] Session Present says whether a stored session was resumed.
     conn.queue(encode_connack(present, 0, ack_props, level))

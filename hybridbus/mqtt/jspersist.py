@@ -396,6 +396,7 @@ class JetStreamPersistence(JsMessages, Durability):
                     "cons": old.get("cons") if keep else None,
                     "cf": old.get("cf", []) if keep else [],
                     "node": self.node,
+                    "run": self.token,  # this run of the node (nodewatch: expiry after death)
                     "will": will_rec,
                 }
                 hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(old_seq))])
@@ -462,12 +463,13 @@ class JetStreamPersistence(JsMessages, Durability):
         for name, value in parse_headers(headers or b"NATS/1.0\r\n\r\n")[2]:
             if name == "Nats-Sequence":
                 seq = int(value)
-        if payload and seq > self.known.get(key, (0,))[0]:
+        if seq > self.known.get(key, (0,))[0]:
             known = self.known
             known.pop(key, None)
-            if len(known) >= KNOWN_MAX:
-                del known[next(iter(known))]  # the oldest
-            known[key] = (seq, payload)
+            if payload:  # (empty: the session was ended by another node, nodewatch.py)
+                if len(known) >= KNOWN_MAX:
+                    del known[next(iter(known))]  # the oldest
+                known[key] = (seq, payload)
         if key not in self.held and key not in self.writing:
             return
         if seq > self.latest.get(key, 0):
@@ -642,6 +644,7 @@ class JetStreamPersistence(JsMessages, Durability):
             "cons": st.cons,
             "cf": st.filters,
             "node": self.node,
+            "run": self.token,
             "will": st.will,
         }
         hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(session.seq))])

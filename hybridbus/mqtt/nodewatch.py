@@ -23,6 +23,18 @@ not due [MQTT-3.1.3-9]. Then the node claims the record by writing an empty one 
 Will Delay Interval [MQTT-3.1.3-9] (counted from the claim, so a will may come up to
 ``DEAD_AFTER`` + 1 s + the delay after the node died). A restarted node does the same
 with records left by its own previous run (``server_name`` must be stable for that).
+
+Sessions that outlive their node end on time too. A persistent session with a finite
+Session Expiry Interval held by a node has a record in stream ``HB_exp``, subject
+``$HB.exp.<node>.<key>``: the interval, when its device left (0 while connected) and the
+node's run token, which the session's own record in ``HB_sess`` carries too. Without
+it, a session whose node died would never expire (its clock ran in that process only),
+and a device coming back after the interval would find it [MQTT-3.1.2-23 keeps it for
+the interval only]. A surviving node reads the dead node's records; at each one's end
+(the interval after the device left, or after the node's last heartbeat if it was
+connected then) the session ends if its record still names that run: an empty record
+is written by compare and set (one node wins; a client back meanwhile made the set
+fail), then its consumer and its QoS 2 state go, as when it expires on its node.
 """
 
 from __future__ import annotations
@@ -46,6 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("hybridbus.mqtt")
 
 WILLS = "HB_wills"
+EXPIRIES = "HB_exp"  # the sessions each node holds, with their expiry clocks
+SESS = "HB_sess"
+NEVER = 0xFFFFFFFF  # a Session Expiry Interval that never ends (3.2.2.3.2)
 NODES = "HB_nodes"  # each node's last heartbeat, as the hub stored it
 ALIVE = "$HB.alive."
 HEARTBEAT = 1.0
@@ -54,6 +69,10 @@ NO_MESSAGE = 10037
 WRONG_LAST_SEQ = 10071
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+
+
+def _ignore(answer: Any, err: Any) -> None:
+    """A record write nothing waits for (a lost one costs a late expiry at worst)."""
 
 
 def _wall_time(stamp: str) -> float:
@@ -73,6 +92,9 @@ class NodeWatch:
         self.js = persistence.js
         self.node = persistence.node or broker.server.server_id
         self.prefix = f"$HB.will.{self.node}."
+        self.exp_prefix = f"$HB.exp.{self.node}."
+        self.tracked: set[str] = set()  # keys of the sessions with a record in HB_exp
+        self.expired = 0  # sessions of dead nodes this node ended (monitoring, tests)
         self.seen: dict[str, float] = {}  # node -> monotonic time of its last heartbeat
         self.armed: dict[str, int] = {}  # key -> seq of our record (0: being written)
         self.suspected: set[str] = set()
@@ -122,6 +144,26 @@ class NodeWatch:
             return
         self.js.publish(self.prefix + key, b"", None, lambda answer, err: None)
 
+    # -- this node's sessions' expiry clocks --------------------------------------------
+
+    def track(self, session: Any, offline: bool) -> None:
+        """A session is held here (``offline``: its device just left, the expiry clock
+        runs): recorded if it is one that expires, else its record (if any) goes."""
+        expiry = session.expiry_interval
+        if not self._ready or not session.persistent or not expiry or not 0 < expiry < NEVER:
+            self.untrack(session)
+            return
+        self.tracked.add(session.key)
+        run = self.persistence.token
+        record = [session.client_id, expiry, time.time() if offline else 0.0, run]
+        self.js.publish(self.exp_prefix + session.key, _pack(record), None, _ignore)
+
+    def untrack(self, session: Any) -> None:
+        """The session no longer lives here (ended, or taken over by another node)."""
+        if session.key in self.tracked:
+            self.tracked.discard(session.key)
+            self.js.publish(self.exp_prefix + session.key, b"", None, _ignore)
+
     # -- other nodes ------------------------------------------------------------------
 
     def _on_alive(self, subject: str, reply, headers, payload) -> None:
@@ -138,11 +180,14 @@ class NodeWatch:
                 log.debug("HB_wills not ready: %s", err)
                 await asyncio.sleep(1.0)
         await self._claim_node(self.node)  # what our previous run left
+        await self._expire_node(self.node, time.time())
         self._ready = True  # only now: the claim above must not see this run's wills
         for session in list(self.broker.sessions.values()):
             conn = session.conn  # connected before the stream was there
             if conn is not None and getattr(conn, "will", None) is not None:
                 self.arm(session.client_id, conn.will, conn.will_delay)
+            if session.persistent:
+                self.track(session, offline=conn is None)
         while True:
             self.js.send(ALIVE + self.node, b"")
             self.js.run()
@@ -174,6 +219,7 @@ class NodeWatch:
             self.seen.pop(node, None)
             log.warning("MQTT node %r silent for %gs: publishing its wills", node, DEAD_AFTER)
             await self._claim_node(node)
+            await self._expire_node(node, last or asked)
         finally:
             self.suspected.discard(node)
 
@@ -194,7 +240,8 @@ class NodeWatch:
             "storage": "memory",
             "max_age": int(60e9),  # a node gone for a minute is long dead
         }
-        for name, config in ((WILLS, cfg), (NODES, nodes)):
+        expiries = {**cfg, "name": EXPIRIES, "subjects": ["$HB.exp.>"]}
+        for name, config in ((WILLS, cfg), (NODES, nodes), (EXPIRIES, expiries)):
             try:
                 await self.js.request(f"STREAM.CREATE.{name}", config)
             except JsError as err:
@@ -243,3 +290,53 @@ class NodeWatch:
         record, _seq = await self.persistence.last_record("HB_sess", "$HB.sess." + key)
         owner = record.get("node") if record else None
         return bool(owner) and owner != node
+
+    # -- sessions of dead nodes ---------------------------------------------------------
+
+    async def _expire_node(self, node: str, died: float) -> None:
+        """Schedule the end of each session `node` held (the module docstring)."""
+        try:
+            records = await self.persistence.records(EXPIRIES, f"$HB.exp.{node}.>")
+        except JsError as err:
+            log.warning("sessions of node %r not read: %s", node, err)
+            return
+        loop = self.broker.server.loop
+        for subject, seq, record in records:
+            try:
+                _client_id, expiry, left, run = record
+                due = (left or died) + float(expiry)
+            except (TypeError, ValueError):
+                continue  # an empty record: nothing held
+            loop.call_later(
+                max(0.0, due - time.time()),
+                lambda s=subject, q=seq, r=run: loop.create_task(self._end_session(s, q, r)),
+            )
+
+    async def _end_session(self, subject: str, seq: int, run: str) -> None:
+        key = subject.rsplit(".", 1)[1]
+        p = self.persistence
+        sess = "$HB.sess." + key
+        try:
+            record, rseq = await p.last_record(SESS, sess)
+            if record and record.get("run") == run:
+                hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(rseq))])
+                try:
+                    ack = await p.publish_record(sess, b"", hdr)
+                except JsError as err:
+                    if err.err_code != WRONG_LAST_SEQ:
+                        raise
+                    ack = None  # the client is back, or another node ended it first
+                if ack is not None:
+                    log.info("MQTT session %r expired (its node is gone)", record.get("id"))
+                    self.expired += 1
+                    await p._clear(key, record.get("cons"))
+                    try:  # the empty record has done its job
+                        await p.js.request(f"STREAM.MSG.DELETE.{SESS}", {"seq": ack["seq"]})
+                    except JsError:
+                        pass  # a claim replaced it meanwhile
+            # Done with the clock, unless this node's run wrote it again (a restart).
+            hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(seq))])
+            await p.publish_record(subject, b"", hdr)
+        except JsError as err:
+            if err.err_code != WRONG_LAST_SEQ:
+                log.warning("expiry of MQTT session %s not done: %s", key, err)
