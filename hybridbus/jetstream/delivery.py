@@ -15,12 +15,13 @@ subscribes, as the engine:
 
 A runtime goes when its consumer is deleted (the API, the inactivity threshold) or its
 stream is (``drop_stream``, or noticed on the next use: the store marks a deleted
-stream closed). While there are push consumers, one shared poll watches the router's
-generation number and, when a SUB or UNSUB moved it, lets each push consumer look at
-its deliver subject's interest again. nats-py subscribes the deliver subject only
-once the create reply is in, so after a push consumer is made (or loses interest) the
-poll starts at 1 ms and doubles up to ``POLL``: the subscriber is found within a few
-milliseconds, and an idle server looks 20 times a second.
+stream closed). A SUB or UNSUB in the account (the router's watchers) makes the push
+consumers whose deliver subject it matches look at their interest again at once, as
+nats-server's interest notifications do: a durable push consumer whose subscriber comes
+back (a client bound to it again, an MQTT session resumed on its node) delivers without
+waiting. One shared poll stays as a backstop: while there are push consumers it watches
+the router's generation number and, when it moved, lets each one look again; after a
+push consumer is made (or loses interest) it starts at 1 ms and doubles up to ``POLL``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from hybridbus.jetstream.pull import PullRuntime
 from hybridbus.jetstream.push import PushRuntime
 from hybridbus.jetstream.runtime import Runtime, no_responders, status
 from hybridbus.store.errors import StoreError
+from hybridbus.subjects import subject_matches
 
 if TYPE_CHECKING:
     from hybridbus.jetstream.engine import JetStream
@@ -51,6 +53,8 @@ class Consumers:
         self.js = js
         self.by_key: dict[tuple[str, str], Runtime] = {}
         self.push: dict[PushRuntime, None] = {}
+        self._by_dsubj: dict[str, list[PushRuntime]] | None = None  # rebuilt when None
+        self._due: dict[PushRuntime, None] = {}  # to look at their interest, soon
         self._genid = -1
         self._poll: Any = None
         self._poll_every = POLL
@@ -65,8 +69,11 @@ class Consumers:
                 continue
             for c in stream.consumers():
                 self.attach(c)
+        js.sublist.watchers.append(self._interest_moved)
 
     def stop(self) -> None:
+        if self._interest_moved in self.js.sublist.watchers:
+            self.js.sublist.watchers.remove(self._interest_moved)
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
@@ -89,6 +96,7 @@ class Consumers:
         if c.config.deliver_subject:
             rt = PushRuntime(self, c)
             self.push[rt] = None
+            self._by_dsubj = None
             self.hurry()
         else:
             rt = PullRuntime(self, c)
@@ -112,7 +120,8 @@ class Consumers:
         """Forget a runtime; ``deleted``: its consumer is gone (waiting pulls are told)."""
         if self.by_key.get(rt.key) is rt:
             del self.by_key[rt.key]
-        self.push.pop(rt, None)  # type: ignore[call-overload]
+        if self.push.pop(rt, 0) is None:  # type: ignore[call-overload]
+            self._by_dsubj = None
         if rt.closed:
             return
         if deleted:
@@ -162,6 +171,38 @@ class Consumers:
             rt.request(reply, payload)  # type: ignore[attr-defined]
 
     # -- push interest -------------------------------------------------------------------
+
+    def deliver_subject_changed(self) -> None:
+        """A push consumer's deliver subject changed (a config update)."""
+        self._by_dsubj = None
+
+    def _interest_moved(self, sub: Any, delta: int) -> None:
+        """The router's watcher (every SUB and UNSUB of the account): the push consumers
+        whose deliver subject ``sub`` matches look again, after the change is done."""
+        if not self.push:
+            return
+        index = self._by_dsubj
+        if index is None:
+            index = self._by_dsubj = {}
+            for rt in self.push:
+                index.setdefault(rt.dsubj, []).append(rt)
+        subject = sub.subject
+        if "*" in subject or ">" in subject:
+            hits = [rt for d, rts in index.items() if subject_matches(subject, d) for rt in rts]
+        else:
+            hits = index.get(subject) or ()
+        if not hits:
+            return
+        if not self._due:
+            self.js.hub.loop.call_soon(self._look_due)
+        for rt in hits:
+            self._due[rt] = None
+
+    def _look_due(self) -> None:
+        due, self._due = self._due, {}
+        for rt in due:
+            if not rt.closed:
+                rt.check_interest()
 
     def hurry(self) -> None:
         """Interest may come (or go) any moment: look soon, then less and less often."""

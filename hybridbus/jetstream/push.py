@@ -81,6 +81,8 @@ class PushRuntime(Runtime):
             self.burst = float(mx)
             self.tokens = self.burst
             self.tokens_at = self.loop.time()
+        if old != self.dsubj:
+            self.reg.deliver_subject_changed()
         if old and old != self.dsubj:
             # nats-server updateDeliverSubject: what the old subscriber had is sent again.
             for seq in list(self.c._pending):

@@ -31,11 +31,11 @@ class LeafInterest:
         self.links: list[LeafConnection] = []
         for sub in sublist.subscriptions():
             self.changed(sub, 1)
-        sublist.watch = self.changed
+        sublist.watchers.append(self.changed)
 
     def close(self) -> None:
-        if self.sublist.watch == self.changed:
-            self.sublist.watch = None
+        if self.changed in self.sublist.watchers:
+            self.sublist.watchers.remove(self.changed)
 
     def changed(self, sub: Any, delta: int) -> None:
         if getattr(sub.client, "is_leaf", False):

@@ -358,9 +358,10 @@ class Sublist:
         self._removes = 0
         self._matches = 0
         self._misses = 0
-        # Told of every change as watch(sub, +1 / -1): the leaf-node link announces
-        # the account's interest to its hubs (hybridbus/leaf/interest.py).
-        self.watch: Any = None
+        # Told of every change as watcher(sub, +1 / -1): the leaf-node link announces
+        # the account's interest to its hubs (hybridbus/leaf/interest.py), push
+        # consumers start when their subscriber comes (hybridbus/jetstream/delivery.py).
+        self.watchers: list[Any] = []
 
     # -- changes ------------------------------------------------------------
 
@@ -421,8 +422,9 @@ class Sublist:
         self._count += 1
         self._inserts += 1
         self.genid += 1
-        if self.watch is not None:
-            self.watch(sub, 1)
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher(sub, 1)
         cache = self._cache
         if not cache:
             return
@@ -498,8 +500,9 @@ class Sublist:
         self._count -= 1
         self._removes += 1
         self.genid += 1
-        if self.watch is not None:
-            self.watch(sub, -1)
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher(sub, -1)
         cache = self._cache
         if not cache:
             return True

@@ -298,3 +298,37 @@ async def test_durable_rebinds_with_nats_py(env):
         await sub.next_msg(timeout=0.3)
     info = json.loads((await env.nc.request("$JS.API.CONSUMER.INFO.S.dur", b"", timeout=1)).data)
     assert info["push_bound"] is True
+
+
+async def test_a_durable_push_consumer_delivers_as_soon_as_its_subscriber_comes_back(
+    server_factory, monkeypatch
+):
+    """nats-server's interest notifications: a push consumer with no subscriber starts
+    the moment one subscribes its deliver subject (a client bound to it again, an MQTT
+    session resumed on its node), not at the next look of a poll. The backstop poll is
+    slowed to 30 s here, so only the router's notification can deliver in time."""
+    from hybridbus.jetstream import delivery
+
+    monkeypatch.setattr(delivery, "POLL", 30.0)
+    monkeypatch.setattr(delivery, "POLL_FIRST", 30.0)
+    server = await server_factory()
+    nc = await nats.connect(f"nats://127.0.0.1:{server.nats_port}")
+    try:
+        js = nc.jetstream(timeout=2)
+        await js.add_stream(name="S", subjects=["s.>"])
+        await js.add_consumer("S", durable_name="d", deliver_subject="dlv.d", ack_policy="none")
+        await js.publish("s.a", b"queued")
+        for round_ in range(3):
+            got: asyncio.Queue = asyncio.Queue()
+            sub = await nc.subscribe("dlv.d", cb=got.put)
+            msg = await asyncio.wait_for(got.get(), 2.0)
+            assert msg.subject == "s.a" if round_ == 0 else msg.subject == "s.b"
+            await sub.unsubscribe()
+            await nc.flush()
+            await js.publish("s.b", b"while nobody listens")
+        # and a wildcard subscriber gives interest too
+        got = asyncio.Queue()
+        await nc.subscribe("dlv.*", cb=got.put)
+        assert (await asyncio.wait_for(got.get(), 2.0)).data == b"while nobody listens"
+    finally:
+        await nc.close()
