@@ -67,6 +67,13 @@ def _ack_tokens(reply: str) -> tuple[int, int]:
     return int(t[base + 2]), int(t[base + 3])
 
 
+def _failure(fut: asyncio.Future) -> BaseException | None:
+    """A finished future's error (cancelled counts as one), or None."""
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception()
+
+
 def _qos_header(headers: bytes) -> int:
     """The QoS an MQTT message crossed the leaf link with (``Nmqtt-Pub``), or -1."""
     i = headers.find(b"Nmqtt-Pub:")
@@ -80,7 +87,7 @@ class SessionState:
     """A session's part in the domain (``Session.durable``): its consumer, the
     subscription of its deliver subject, and the messages the consumer gave it."""
 
-    __slots__ = ("key", "session", "cons", "filters", "dsub", "by_sseq", "lock", "will")
+    __slots__ = ("key", "session", "cons", "filters", "dsub", "by_sseq", "lock", "will", "q2")
 
     def __init__(self, key: str, session: Session) -> None:
         self.key = key
@@ -91,6 +98,9 @@ class SessionState:
         self.by_sseq: dict[int, Outgoing] = {}  # HB_msgs seq -> the message it became
         self.lock: asyncio.Lock | None = None  # one record/consumer write at a time
         self.will: list | None = None
+        # Whether HB_out / HB_qos2in may hold records of the session (its record's "q2"):
+        # a CONNECT reads them back only then. Unknown counts as yes.
+        self.q2 = True
 
     def skips(self, subs: list, mqtt_msg: Any, headers: bytes | None) -> bool:
         """The router must not deliver what the consumer brings (design 2.3 step 4): an
@@ -225,8 +235,14 @@ class JsMessages:
         """PUBREC for a consumer's QoS 2 message: the PUBREL owed is recorded in HB_out,
         then the consumer's message is acked and PUBREL goes out (session.released)."""
         entry = self.dlv_acks.pop(out, None)
+        marked = self._mark_q2(session)
 
         def acked(answer: dict | None, err: JsError | None) -> None:
+            if marked is not None and err is None:
+                if not marked.done():
+                    marked.add_done_callback(lambda f: acked(answer, _failure(f)))
+                    return
+                err = _failure(marked)
             if entry is not None:
                 if err is None:
                     self.js.send(entry[0], b"")
@@ -254,12 +270,25 @@ class JsMessages:
         }
         ticket = Ticket()
         ticket.pending = 1
+        marked = self._mark_q2(session)
+        if marked is not None:
+            ticket.pending += 1
+            marked.add_done_callback(lambda f: ticket.durable(0, _failure(f)))
 
         def acked(answer: dict | None, err: JsError | None) -> None:
             ticket.durable(0, None if err is None or err.err_code == PER_SUBJECT_FULL else err)
 
         self.js.publish(subject, _pack(record), None, acked)
         return self._q2in_token(subject), ticket
+
+    def _mark_q2(self, session: Session) -> asyncio.Future | None:
+        """Before a session's first QoS 2 record: its own record says it may have some
+        (``q2``), so a CONNECT reads them back. None when it says so already."""
+        st = session.durable
+        if st is None or st.q2 or not session.persistent or not session.seq:
+            return None
+        st.q2 = True
+        return self.hub.loop.create_task(self._rewrite_record(session, st))
 
     def remove_incoming(self, session: Session, token: int) -> Ticket:
         ticket = Ticket()

@@ -129,6 +129,17 @@ def stream_configs(replicas: int) -> list[dict]:
     ]
 
 
+def _may_have_q2(known: tuple[int, bytes] | None) -> bool:
+    """Whether a session's last known record (seq, bytes) leaves QoS 2 state possible:
+    yes unless it says ``q2`` false (records of older versions have no ``q2``)."""
+    if known is None:
+        return True
+    try:
+        return bool(_unpack(known[1]).get("q2", True))
+    except Exception:
+        return True
+
+
 def consumer_filters(session: Session) -> list[str]:
     """The ``filter_subjects`` of a session's consumer: its QoS 1/2 filters that are not
     shared ($share/ groups stay on the router: one member per group, not per session),
@@ -370,12 +381,11 @@ class JetStreamPersistence(JsMessages, Durability):
         key = session_key(client_id)
         subject = "$HB.sess." + key
         lists = None
-        if persistent and not clean_start:
+        if persistent and not clean_start and _may_have_q2(self.known.get(key)):
             # Read while the claim goes on (one round trip less before CONNACK); used
-            # only if the session is kept.
-            lists = asyncio.gather(
-                self.records(OUT, "$HB.out." + key), self.records(Q2IN, f"$HB.q2in.{key}.*")
-            )
+            # only if the session is kept. Not at all when the last record known says
+            # the session never had QoS 2 state (two requests less per CONNECT).
+            lists = self._read_q2(key)
         self.writing[key] = self.writing.get(key, 0) + 1
         try:
             cached = self.known.pop(key, None)
@@ -398,6 +408,7 @@ class JetStreamPersistence(JsMessages, Durability):
                     "node": self.node,
                     "run": self.token,  # this run of the node (nodewatch: expiry after death)
                     "will": will_rec,
+                    "q2": bool(old.get("q2", True)) if keep else False,
                 }
                 hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(old_seq))])
                 try:
@@ -421,7 +432,9 @@ class JetStreamPersistence(JsMessages, Durability):
         finally:
             self._settle(key)
         pubrels, incoming = (), ()
-        if keep:
+        if keep and lists is None and old.get("q2", True):
+            lists = self._read_q2(key)  # the record won says otherwise than the one known
+        if keep and lists is not None:
             pubrels, incoming = await lists
         elif lists is not None:
             lists.cancel()
@@ -429,6 +442,12 @@ class JetStreamPersistence(JsMessages, Durability):
         if old and not keep:
             await self._clear(key, old.get("cons"))
         return Attached(record, bool(keep), ack["seq"], old_seq, pubrels, incoming, will_rec)
+
+    def _read_q2(self, key: str) -> asyncio.Future:
+        """A session's owed PUBRELs and inbound QoS 2 messages (HB_out, HB_qos2in)."""
+        return asyncio.gather(
+            self.records(OUT, "$HB.out." + key), self.records(Q2IN, f"$HB.q2in.{key}.*")
+        )
 
     async def _clear(self, key: str, cons: str | None) -> None:
         """A session's state other than its record: consumer, PUBRELs, QoS 2 ids."""
@@ -511,6 +530,7 @@ class JetStreamPersistence(JsMessages, Durability):
             session = Session(broker, client_id, key, persistent)
             broker.sessions[client_id] = session
             st = session.durable = SessionState(key, session)
+            st.q2 = bool(att.record.get("q2", True)) if att.record else False
             if att.present:
                 self._restore(broker, session, st, att)
         st.will = att.will
@@ -603,6 +623,14 @@ class JetStreamPersistence(JsMessages, Durability):
                 self._subscribe_dlv(st)
             await self._write_record(session, st)
 
+    async def _rewrite_record(self, session: Session, st: SessionState) -> None:
+        """The session's record again (after ``q2`` turned on), in turn with the others."""
+        if st.lock is None:
+            st.lock = asyncio.Lock()
+        async with st.lock:
+            if session.durable is st:
+                await self._write_record(session, st)
+
     async def _set_consumer(self, st: SessionState, filters: list[str]) -> None:
         name = "HB_" + st.key
         if not filters:
@@ -646,6 +674,7 @@ class JetStreamPersistence(JsMessages, Durability):
             "node": self.node,
             "run": self.token,
             "will": st.will,
+            "q2": st.q2,
         }
         hdr = encode_headers([("Nats-Expected-Last-Subject-Sequence", str(session.seq))])
         self.writing[key] = self.writing.get(key, 0) + 1

@@ -466,3 +466,38 @@ async def test_claim_from_the_known_record_and_from_a_stale_one(server_factory):
     assert [m.payload for m in got] == [b"still subscribed"]
     await run(dev.stop)
     await run(pub.stop)
+
+
+async def test_a_connect_reads_qos2_state_only_for_sessions_that_had_some(server_factory):
+    """A CONNECT that resumes a session reads its owed PUBRELs and kept inbound QoS 2
+    messages (HB_out, HB_qos2in) only if its record says it ever had such state ("q2",
+    set before its first QoS 2 record): a QoS 1 device's reconnect costs the hub no
+    read. Each read that finds nothing is a JetStream API error (no message), counted
+    by the engine answering the domain here."""
+    server = await _server(server_factory)
+    port = server.mqtt_port
+    js = server.jetstream
+
+    async def reconnect_errors(client_id: str) -> int:
+        dev = Dev(port, client_id, V311)
+        before = js.api_errors
+        present, rc = await run(dev.connect)
+        assert present and rc == 0
+        errors = js.api_errors - before
+        await run(dev.stop)
+        return errors
+
+    q1 = Dev(port, "q1-only", V311)
+    await run(q1.connect)
+    await run(q1.subscribe, "q1/#", 1)
+    await run(q1.publish, "elsewhere/q1", b"x", 1)
+    await run(q1.stop)
+    q2 = Dev(port, "q2-used", V311)
+    await run(q2.connect)
+    await run(q2.subscribe, "q2/#", 2)
+    await run(q2.publish, "q2/x", b"exactly once", 2)  # both flows, to itself
+    assert [m.payload for m in await run(q2.drain, 1)] == [b"exactly once"]
+    await run(q2.stop)
+    await asyncio.sleep(0.3)  # the republished records reach the node's cache
+    assert await reconnect_errors("q1-only") == 0
+    assert await reconnect_errors("q2-used") == 2  # both streams read, both empty
