@@ -38,10 +38,12 @@ from hybridbus.codec.mqtt.packets import (
     PUBACK,
     PUBCOMP,
     PUBLISH,
+    PUBLISH_RUN,
     PUBREC,
     PUBREL,
     SUBSCRIBE,
     UNSUBSCRIBE,
+    PublishRun,
 )
 from hybridbus.codec.mqtt.wire import encode_varint
 from hybridbus.core import client as reasons
@@ -58,6 +60,7 @@ from hybridbus.mqtt.handle_publish import (
     handle_publish_run,
     handle_pubrec,
     handle_pubrel,
+    like_publishes,
 )
 from hybridbus.mqtt.handle_subscribe import handle_subscribe, handle_unsubscribe
 
@@ -168,7 +171,9 @@ class MqttConnection(ClientBase):
         mopts = server.options.mqtt
         # Without a configured limit, a packet may carry max_payload plus room for
         # the topic and properties: what a NATS subscriber could accept anyway.
-        self.parser = MQTTParser(max_packet_size=self.max_packet_size())
+        # runs: a publisher's stream to one topic comes as PublishRuns (one slice per
+        # packet, handle_publish_run), not a Publish object per packet.
+        self.parser = MQTTParser(max_packet_size=self.max_packet_size(), runs=True)
         self.session: Session | None = None
         self.level = 4
         self.client_id = ""
@@ -336,24 +341,19 @@ class MqttConnection(ClientBase):
             p = packets[i]
             i += 1
             kind = p.packet_type
+            if kind == PUBLISH_RUN and self.session is not None:
+                # A publisher's stream to one topic (the parser's runs), routed as one.
+                handled = handle_publish_run(self, p)
+                if handled < len(p):
+                    packets[i - 1] = p.tail(handled)  # the rest waits (core/flow.py)
+                    i -= 1
+                continue
             if kind == PUBLISH and i < n and p.qos < 2 and not p.retain and not p.properties:
-                # A run of PUBLISHes to one topic at one QoS, none retained and none with
-                # properties, is routed as one (handle_publish_run).
-                j = i
-                topic, qos = p.topic, p.qos
-                while j < n:
-                    q = packets[j]
-                    if (
-                        q.packet_type != PUBLISH
-                        or q.qos != qos
-                        or q.topic != topic
-                        or q.retain
-                        or q.properties
-                    ):
-                        break
-                    j += 1
+                # Like PUBLISHes the parser did not join (payloads of several sizes, or
+                # DUP flags that differ): one run too.
+                j = like_publishes(packets, i)
                 if j > i and self.session is not None:
-                    i += handle_publish_run(self, packets[i - 1 : j]) - 1
+                    i += handle_publish_run(self, PublishRun.of(packets[i - 1 : j])) - 1
                     continue
             if (
                 kind == PUBACK
@@ -394,6 +394,10 @@ class MqttConnection(ClientBase):
             return
         if self.session is None and p.packet_type != CONNECT:
             self.protocol_error("first packet is not CONNECT [MQTT-3.1.0-1]", PROTOCOL_ERROR)
+            return
+        if p.packet_type == PUBLISH_RUN:  # (the packets before a parse error)
+            for q in p.expand():
+                self._dispatch(q)
             return
         HANDLERS.get(p.packet_type, _unexpected)(self, p)
 

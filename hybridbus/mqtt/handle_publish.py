@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from hybridbus.codec.mqtt import Puback, Pubcomp, Publish, Pubrec, Pubrel
+from hybridbus.codec.mqtt import Puback, Pubcomp, Publish, PublishRun, Pubrec, Pubrel
+from hybridbus.codec.mqtt.packets import PUBLISH
 from hybridbus.mqtt.message import MqttMessage
 from hybridbus.mqtt.systopics import is_sys_topic
 from hybridbus.subjects import is_valid_topic_name, topic_to_subject
@@ -97,7 +98,7 @@ def handle_publish(conn: MqttConnection, p: Publish) -> None:
         conn.ack_inbound(p.packet_id, qos, ticket, 0)
 
 
-def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
+def handle_publish_run(conn: MqttConnection, run: PublishRun) -> int:
     """Consecutive PUBLISHes from one read, to one topic at one QoS (0 or 1), none
     retained and none with properties: checked once, routed once (Server.route_run),
     acknowledged in order. Anything that needs a per-message decision (a topic not
@@ -105,10 +106,11 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
     subject a JetStream stream captures: each message is appended and acknowledged on
     its own) takes handle_publish one by one instead. Returns how many of the run were handled; the
     rest waits for the read loop's budget check (core/flow.py)."""
-    topic = run[0].topic
+    topic = run.topic
     subject = conn.topics.get(topic)
     session = conn.session
-    qos = run[0].qos
+    qos = run.qos
+    payloads = run.payloads
     if (
         subject is None
         or conn.perms is not None
@@ -120,7 +122,7 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
         or _captured(conn, subject)
     ):
         handled = 0
-        for p in run:
+        for p in run.expand():
             if conn.closing:
                 break
             handle_publish(conn, p)
@@ -128,15 +130,31 @@ def handle_publish_run(conn: MqttConnection, run: list[Publish]) -> int:
             if conn.holds:
                 break  # a fan-out job or a congested receiver: the rest waits
         return max(handled, 1)
-    msgs = [MqttMessage(topic, p.payload, qos, False, None, session) for p in run]
+    msgs = MqttMessage.many(topic, payloads, qos, session)
     ticket, routed = session.broker.publish_run(msgs, subject)
-    if routed < len(run):
-        run = run[:routed]
+    if routed < len(payloads):
+        payloads = payloads[:routed]
     conn.in_msgs += routed
-    conn.in_bytes += sum([len(p.payload) for p in run])
+    conn.in_bytes += sum(map(len, payloads))
     if qos:
-        conn.ack_inbound_run([p.packet_id for p in run], ticket)
+        conn.ack_inbound_run(run.packet_ids[:routed], ticket)
     return routed
+
+
+def like_publishes(packets: list, i: int) -> int:
+    """Where the PUBLISHes like ``packets[i - 1]`` (same topic and QoS, not retained, no
+    properties) that follow it end."""
+    first = packets[i - 1]
+    topic, qos = first.topic, first.qos
+    n = len(packets)
+    while i < n:
+        q = packets[i]
+        if q.packet_type != PUBLISH or q.qos != qos or q.topic != topic:
+            break
+        if q.retain or q.properties:
+            break
+        i += 1
+    return i
 
 
 def _captured(conn: MqttConnection, subject: str) -> bool:

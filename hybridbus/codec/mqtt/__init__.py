@@ -35,6 +35,7 @@ from .encode import (
 from .errors import MQTTProtocolError, MQTTUnsupportedProtocol
 from .packets import (
     PACKET_CLASSES,
+    PUBLISH_RUN,
     Auth,
     Connack,
     Connect,
@@ -46,6 +47,7 @@ from .packets import (
     Puback,
     Pubcomp,
     Publish,
+    PublishRun,
     Pubrec,
     Pubrel,
     Suback,
@@ -92,7 +94,9 @@ __all__ = [
     "Pingresp",
     "Puback",
     "Pubcomp",
+    "PUBLISH_RUN",
     "Publish",
+    "PublishRun",
     "Pubrec",
     "Pubrel",
     "ReasonCode",

@@ -65,6 +65,7 @@ from .packets import (
     Puback,
     Pubcomp,
     Publish,
+    PublishRun,
     Pubrec,
     Pubrel,
     Suback,
@@ -172,6 +173,39 @@ def _publish_flags_error(b0: int) -> MQTTProtocolError:
     if (b0 >> 1) & 3 == 3:
         return _malformed("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
     return _malformed("DUP set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+
+
+def _publish_run(
+    buf: bytes, head: bytes, pos: int, p: int, end: int, topic: str, qos: int, dup: bool, pid: int
+) -> tuple[PublishRun, int] | None:
+    """The PUBLISH at ``buf[pos:end]`` (payload from ``p``; decoded and checked) and the
+    ones after it that repeat its fixed header, Remaining Length and topic (``head``):
+    one PublishRun, and where it ends. Only the packet id (QoS 1: never 0) and, 5.0,
+    the Property Length (0) are read from each; a packet that differs there ends the run
+    and is decoded on its own (which raises what it must). None: a run of one."""
+    size = end - pos
+    off = p - pos  # the payload's offset in each packet
+    after = len(head)  # the packet id (QoS 1), then the property length (5.0)
+    props_at = after + 2 if qos else after
+    has_props = off > props_at  # 5.0: one Property Length byte before the payload
+    n = len(buf)
+    startswith = buf.startswith
+    payloads = [buf[p:end]]
+    ids = [pid] if qos else []
+    q = end
+    while q + size <= n and startswith(head, q):
+        if has_props and buf[q + props_at]:
+            break
+        if qos:
+            packet_id = (buf[q + after] << 8) | buf[q + after + 1]
+            if not packet_id:
+                break
+            ids.append(packet_id)
+        payloads.append(buf[q + off : q + size])
+        q += size
+    if len(payloads) == 1:
+        return None
+    return PublishRun(topic, qos, dup, payloads, ids), q
 
 
 def _publish_error(buf: bytes, start: int, end: int, qos: int) -> MQTTProtocolError:
@@ -550,10 +584,16 @@ class MQTTParser:
         "_need",
         "_seen_connect",
         "_error",
+        "runs",
     )
 
-    def __init__(self, max_packet_size: int = 0, protocol_level: int | None = None):
+    def __init__(
+        self, max_packet_size: int = 0, protocol_level: int | None = None, runs: bool = False
+    ):
         self.max_packet_size = max_packet_size
+        # Consecutive like PUBLISHes (QoS 0/1, not retained, no properties, same header
+        # and topic bytes) come out as one PublishRun (packets.py): the server's mode.
+        self.runs = runs
         self._pending: list[bytes] = []
         self._pending_len = 0
         self._need = 0
@@ -607,6 +647,7 @@ class MQTTParser:
         table = self._table
         level = self._level
         pub_flags = _PUBLISH_FLAGS.get(level)
+        runs = self.runs
         try:
             while n - pos >= 2:
                 b0 = buf[pos]
@@ -662,6 +703,14 @@ class MQTTParser:
                             p += 1
                     else:
                         props = {}
+                    if runs and qos < 2 and not retain and not props:
+                        head = buf[pos : start + 2 + len(raw)]
+                        if buf.startswith(head, end):
+                            got = _publish_run(buf, head, pos, p, end, topic, qos, dup, packet_id)
+                            if got is not None:
+                                out.append(got[0])
+                                pos = got[1]
+                                continue
                     out.append(Publish(topic, buf[p:end], qos, retain, dup, packet_id, props))
                 elif b0 == 0x40 and rl == 2 and level:
                     # A plain PUBACK (flags 0, just the packet id; any level), inline:

@@ -51,6 +51,8 @@ __all__ = [
     "Puback",
     "Pubcomp",
     "Publish",
+    "PublishRun",
+    "PUBLISH_RUN",
     "Pubrec",
     "Pubrel",
     "Suback",
@@ -97,6 +99,7 @@ PINGREQ = 12
 PINGRESP = 13
 DISCONNECT = 14
 AUTH = 15
+PUBLISH_RUN = 0x103  # not a wire type: PublishRun (below)
 
 
 class Packet:
@@ -145,6 +148,52 @@ class Publish(Packet):
     dup: bool = False
     packet_id: int = 0
     properties: dict[str, Any] = field(default_factory=dict)
+
+
+class PublishRun(Packet):
+    """Consecutive PUBLISH packets of one read whose fixed header, topic (and, 5.0, empty
+    properties) are byte for byte the same: a publisher's stream to one topic at QoS 0
+    or 1, not retained. Made only by a parser asked for runs (``MQTTParser(runs=True)``),
+    so a run costs one check and one slice per packet; ``expand()`` gives the
+    ``Publish`` packets it stands for. Never empty; ``packet_ids`` is empty at QoS 0."""
+
+    __slots__ = ("topic", "qos", "dup", "payloads", "packet_ids")
+    packet_type: ClassVar[int] = PUBLISH_RUN
+    retain: ClassVar[bool] = False
+
+    def __init__(
+        self, topic: str, qos: int, dup: bool, payloads: list[bytes], packet_ids: list[int]
+    ) -> None:
+        self.topic = topic
+        self.qos = qos
+        self.dup = dup
+        self.payloads = payloads
+        self.packet_ids = packet_ids
+
+    @classmethod
+    def of(cls, publishes: list[Publish]) -> PublishRun:
+        """PUBLISHes to one topic at one QoS, not retained, without properties."""
+        first = publishes[0]
+        ids = [p.packet_id for p in publishes] if first.qos else []
+        return cls(first.topic, first.qos, False, [p.payload for p in publishes], ids)
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+    def __repr__(self) -> str:
+        return f"PublishRun({self.topic!r}, qos={self.qos}, {len(self.payloads)} packets)"
+
+    def expand(self) -> list[Publish]:
+        ids = self.packet_ids or [0] * len(self.payloads)
+        return [
+            Publish(self.topic, payload, self.qos, False, self.dup, pid, {})
+            for payload, pid in zip(self.payloads, ids, strict=True)
+        ]
+
+    def tail(self, k: int) -> PublishRun:
+        """The packets after the first ``k``."""
+        ids = self.packet_ids[k:] if self.packet_ids else []
+        return PublishRun(self.topic, self.qos, self.dup, self.payloads[k:], ids)
 
 
 @dataclass(slots=True)
