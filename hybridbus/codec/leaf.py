@@ -178,24 +178,24 @@ class LeafParser:
         """Frames that repeat the first one's control line and header block (a
         publisher's run to one subject): one (LEAF_RUN, subject, headers, payloads) op.
         Returns where the run ends; what breaks it is read again by ``feed``."""
-        raw = buf[pos:start]  # the control line with its line end
-        rlen = len(raw)
-        end = len(buf)
         off = hsize if hsize > 0 else 0
         headers = buf[start : start + hsize] if hsize >= 0 else None
-        size = stop - start
+        # What comes between two payloads of the run: the line end, then the control
+        # line and the header block the frames repeat (the size is in the control
+        # line, so every frame of the run is as long as the first).
+        sep = b"\r\n" + buf[pos : start + off]
+        slen = len(sep)
+        stride = slen + stop - start - off
         payloads = [buf[start + off : stop]]
-        nxt = stop + 2
+        q = stop  # at the line end after the last payload taken
         startswith = buf.startswith
-        while startswith(raw, nxt):
-            first = nxt + rlen
-            last = first + size
-            if last + 2 > end or buf[last : last + 2] != b"\r\n":
-                break
-            if headers is not None and not startswith(headers, first):
-                break
-            payloads.append(buf[first + off : last])
-            nxt = last + 2
+        while startswith(sep, q):
+            payloads.append(buf[q + slen : q + stride])
+            q += stride
+        if len(payloads) > 1 and not startswith(b"\r\n", q):
+            payloads.pop()  # cut short (or malformed): read again by ``feed``
+            q -= stride
+        nxt = q + 2
         if len(payloads) == 1:  # the next frame only looked alike
             out.append((LEAF_MSG, subject, None, None, headers, payloads[0]))
         else:

@@ -656,8 +656,7 @@ class MqttBroker:
 
     def messages_from_leaf(self, subject: str, qos: int, payloads: list) -> list[MqttMessage]:
         """A run of plain MQTT messages from another node (leaf/connection.py)."""
-        topic = subject_to_topic(subject)
-        return [MqttMessage(topic, payload, qos, False, None, None) for payload in payloads]
+        return MqttMessage.many(subject_to_topic(subject), payloads, qos, None)
 
     def remember_correlation(self, reply: str, correlation: bytes) -> None:
         correlations = self.correlations
