@@ -51,13 +51,17 @@ def is_internal(stream_name: str) -> bool:
 
 class InternalSub(Subscription):
     """A subscription of the engine; ``handler(subject, reply, headers, payload,
-    mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring)."""
+    mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring).
+    ``on_acks(subjects)``, when set (the ``$JS.ACK.>`` subscription), is ``handler(s,
+    None, None, b"", None)`` for each subject, one call for a read's run of acks
+    (``Server.route_acks``)."""
 
-    __slots__ = ("handler",)
+    __slots__ = ("handler", "on_acks")
 
     def __init__(self, subject: str, queue: str | None, client: JetStream, handler: Handler):
         super().__init__(subject, queue, client, 0)
         self.handler = handler
+        self.on_acks: Callable[[list[str]], None] | None = None
 
 
 class JetStream:
@@ -177,6 +181,14 @@ class JetStream:
     def deliver_batch(self, sub: InternalSub, subject: str, payloads: list[bytes]) -> None:
         for payload in payloads:
             self.deliver(sub, subject, None, None, payload)
+
+    def deliver_acks(self, sub: InternalSub, subjects: list[str]) -> None:
+        """A run of reply-less, empty publishes to ``subjects`` that reach ``sub`` alone
+        (``Server.route_acks``): its ``on_acks`` takes them in one call."""
+        try:
+            sub.on_acks(subjects)  # type: ignore[misc]
+        except Exception:  # as deliver: the publisher's read goes on
+            log.exception("JetStream ack run failed at %r", subjects[0])
 
     # -- deferred work -----------------------------------------------------------------
 
