@@ -193,6 +193,7 @@ SUBJECT_CACHE_SIZE = 256
 PUB_LINE_CACHE_SIZE = 256
 # Subjects published once each (a JetStream ack names its delivery): not cached.
 ONE_OFF_SUBJECT = b"$JS.ACK."
+ACK_PUB = b"PUB " + ONE_OFF_SUBJECT  # an ack's control line as the clients write it
 
 
 def ack_subjects(raws: list[bytes]) -> list[str]:
@@ -419,6 +420,27 @@ class Parser:
             pub = pub_lines.get(line)
             if pub is None:
                 parts = line.split()
+                if (
+                    ack_runs
+                    and line.startswith(ACK_PUB)
+                    and len(parts) == 3
+                    and parts[2] == b"0"
+                    and len(line) <= mcl
+                ):
+                    # An ack as the clients write it (``PUB $JS.ACK.<...> 0``): the
+                    # checks below could only pass; its empty payload is next.
+                    try:
+                        p = nxt()
+                    except StopIteration:
+                        return self._start_pending(out, (k_pub, parts[1], None, -1), 0, [tail])
+                    if p != b"\r":
+                        return self._fail(out, _E_UNKNOWN)
+                    if run is None or out[-1] is not run_op:
+                        run = []
+                        run_op = (OP_ACKS, run)
+                        append(run_op)
+                    run.append(parts[1])
+                    continue
                 # A line must start with the op itself: not empty, no leading blank.
                 if not parts or line[0] <= 32:
                     return self._fail(out, _E_UNKNOWN)

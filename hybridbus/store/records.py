@@ -220,11 +220,12 @@ def decode_msg_run(buf: bytes, positions: list[int]) -> list[list | None]:
     return out
 
 
-def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> list:
+def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> tuple[list, int]:
     """``make(seq, subject, headers, payload, ts)`` for the MSG record of each of
     ``seqs`` at the matching one of ``positions`` in ``buf`` (one read holding a run of
     them); None for one out of ``buf`` or cut short by its end, that fails its CRC, is
-    not a MSG, does not decode or holds another sequence."""
+    not a MSG, does not decode or holds another sequence. Also returns how many are
+    None (the caller need not look for them)."""
     # hot path: a consumer's batch read from disk (store/file/stream.py _load_slots).
     n = len(buf)
     last = n - REC_HEADER_SIZE
@@ -232,6 +233,7 @@ def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> 
     unpack, crc32, unpackb = REC_HEADER.unpack_from, _crc32, _unpackb
     out: list = []
     append = out.append
+    bad = 0
     for pos, seq in zip(positions, seqs, strict=True):
         msg = None
         if 0 <= pos <= last:
@@ -245,8 +247,10 @@ def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> 
                             msg = make(seq, body[2], body[3], body[4], body[1])
                     except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
                         msg = None
+        if msg is None:
+            bad += 1
         append(msg)
-    return out
+    return out, bad
 
 
 def del_record(ranges: list[int]) -> bytes:

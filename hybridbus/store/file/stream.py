@@ -148,10 +148,10 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
                     buf = os.pread(fd, hi - lo, lo)
                 except OSError:
                     buf = b""
-                got = decode_msgs(
+                got, bad = decode_msgs(
                     buf, [off - lo for off in run], range(first + i, first + k), StoredMsg
                 )
-                if None in got:
+                if bad:
                     for x, m in enumerate(got):
                         if m is None:
                             got[x] = self._load_slot(seg, i + x, first + i + x)
