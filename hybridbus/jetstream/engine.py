@@ -249,6 +249,12 @@ class JetStream:
         from deferred work only."""
         return self.hub.route_to_each(self, inbox, msgs)
 
+    def send_tails(self, inbox: str, subject: str, tails: list[bytes], nbytes: int) -> bool:
+        """``send_each`` for a batch on one subject without headers, each message given as
+        the tail of its MSG frame (``Server.route_tails``); False: nothing sent, use
+        ``send_each``. Call from deferred work only."""
+        return self.hub.route_tails(self, inbox, subject, tails, nbytes)
+
     def has_interest(self, inbox: str) -> bool:
         result = self.sublist.match(inbox)
         return bool(result.plain or result.queues)

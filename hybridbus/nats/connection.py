@@ -608,6 +608,27 @@ class NatsConnection(ClientBase):
         if not self.dirty:
             self.server.mark_dirty(self)
 
+    def deliver_tails(
+        self, sub: NatsSubscription, subject: str, tails: list[bytes], nbytes: int
+    ) -> None:
+        """The frames ``MSG <subject> <sid><tail>`` for each of ``tails`` (the second half
+        of codec ``msg_head_tail``: `` <reply> <size>\\r\\n<payload>\\r\\n``, no
+        headers), with one join: a JetStream pull batch on one subject, encoded once by
+        its consumer (``Server.route_tails``, which leaves permissions and limits to
+        ``deliver_run``). ``nbytes``: the payload bytes of them all."""
+        if self.closing:
+            return
+        head = b"MSG " + _wire(subject) + b" " + sub.sid_bytes
+        out = self.out
+        out += head
+        out += head.join(tails)
+        n = len(tails)
+        sub.msgs += n
+        self.out_msgs += n
+        self.out_bytes += nbytes
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
     def deliver(
         self,
         sub: NatsSubscription,

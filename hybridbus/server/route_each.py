@@ -50,6 +50,29 @@ def route_to_each(server: Server, origin: Any, inbox: str, msgs: list[tuple]) ->
     return [k for k in range(done, len(msgs)) if not route_to(origin, inbox, *msgs[k])]
 
 
+def route_tails(
+    server: Server, origin: Any, inbox: str, subject: str, tails: list[bytes], nbytes: int
+) -> bool:
+    """``route_to_each`` for a pull batch on one ``subject`` without headers, each message
+    encoded once as the tail of its MSG frame (codec/nats.py ``msg_head_tail``: ``
+    <reply> <size>\\r\\n<payload>\\r\\n``; ``nbytes`` their payload bytes): True when
+    ``inbox`` has one plain NATS receiver that takes them as such (``deliver_tails``),
+    with no auto-unsubscribe limit or permissions to apply per message (route_to_each's
+    fast path); otherwise False and nothing is sent (the caller uses route_to_each)."""
+    result = (server.sublist if origin is None else origin.account.sublist).match(inbox)
+    plain = result.plain
+    if len(plain) != 1 or result.queues or server._expired:
+        return False
+    sub = plain[0]
+    client = sub.client
+    take = getattr(client, "deliver_tails", None)
+    if take is None or sub.max_msgs or client.perms is not None:
+        return False
+    server.route_seq += len(tails)  # a delivery round per message, as route_to
+    take(sub, subject, tails, nbytes)
+    return True
+
+
 def route_acks(server: Server, origin: Any, subjects: list[str]) -> None:
     """``route(origin, s, None, None, b"")`` for each of ``subjects``, in order: a read's
     run of JetStream acks (``PUB $JS.ACK.<...> 0``, codec/nats.py ``OP_ACKS``). Each
