@@ -422,9 +422,9 @@ class Parser:
                 parts = line.split()
                 if (
                     ack_runs
-                    and line.startswith(ACK_PUB)
-                    and len(parts) == 3
+                    and len(parts) == 3  # a request's PUB (4 fields) stops here
                     and parts[2] == b"0"
+                    and line.startswith(ACK_PUB)
                     and len(line) <= mcl
                 ):
                     # An ack as the clients write it (``PUB $JS.ACK.<...> 0``): the
