@@ -71,6 +71,8 @@ from __future__ import annotations
 
 import json
 
+from hybridbus.codec.nats_headers import encode_headers, parse_headers
+
 __all__ = [
     "OP_CONNECT",
     "OP_PUB",
@@ -80,6 +82,8 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_ERROR",
+    "OP_ACKS",
+    "ack_subjects",
     "ERR_UNKNOWN_OP",
     "ERR_MAX_PAYLOAD",
     "ERR_MAX_CONTROL_LINE",
@@ -107,7 +111,7 @@ __all__ = [
     "NO_RESPONDERS_STATUS",
 ]
 
-OP_CONNECT, OP_PUB, OP_HPUB, OP_SUB, OP_UNSUB, OP_PING, OP_PONG, OP_ERROR = range(8)
+OP_CONNECT, OP_PUB, OP_HPUB, OP_SUB, OP_UNSUB, OP_PING, OP_PONG, OP_ERROR, OP_ACKS = range(9)
 # Internal kinds for client ops that never reach the caller.
 _K_INFO, _K_OK, _K_ERR, _K_UNKNOWN = 100, 101, 102, 103
 
@@ -189,6 +193,14 @@ SUBJECT_CACHE_SIZE = 256
 PUB_LINE_CACHE_SIZE = 256
 # Subjects published once each (a JetStream ack names its delivery): not cached.
 ONE_OFF_SUBJECT = b"$JS.ACK."
+ACK_PUB = b"PUB " + ONE_OFF_SUBJECT  # an ack's control line as the clients write it
+
+
+def ack_subjects(raws: list[bytes]) -> list[str]:
+    """The subjects of an ``OP_ACKS`` op, decoded as every subject is (surrogateescape),
+    with one decode for the run: they hold no whitespace (the control line was split on
+    it), so a newline can join them and split them apart again."""
+    return b"\n".join(raws).decode("utf-8", "surrogateescape").split("\n")
 
 
 def _remember_subject(cache: dict, raw: bytes) -> str:
@@ -243,7 +255,13 @@ class Parser:
       "remove now";
     * ``(OP_PING,)``, ``(OP_PONG,)``;
     * ``(OP_ERROR, err_text | None, close_reason)``: always last; send ``encode_err(
-      err_text)`` unless None, then close with that reason.
+      err_text)`` unless None, then close with that reason;
+    * with ``ack_runs`` only: ``(OP_ACKS, [raw subject, ...])`` for consecutive
+      ``PUB $JS.ACK.<...> 0`` (no reply, empty payload: a JetStream ack as the clients
+      send it), in order, in place of one ``OP_PUB`` each. The subjects are raw bytes,
+      decoded by ``ack_subjects``; each line passed every check an ``OP_PUB`` passes,
+      and means exactly ``(OP_PUB, subject, None, b"")``. A consumer's pull of 500 is
+      acked with 500 such lines in one read: one op and one decode for the lot.
 
     ``max_control_line`` and ``max_payload`` are plain attributes; a new value applies
     from the next ``feed`` (a config reload may change them on a live connection).
@@ -252,6 +270,7 @@ class Parser:
     __slots__ = (
         "max_control_line",
         "max_payload",
+        "ack_runs",
         "_partial",
         "_pend",
         "_chunks",
@@ -263,9 +282,15 @@ class Parser:
         "_pub_limits",
     )
 
-    def __init__(self, max_control_line: int = MAX_CONTROL_LINE, max_payload: int = MAX_PAYLOAD):
+    def __init__(
+        self,
+        max_control_line: int = MAX_CONTROL_LINE,
+        max_payload: int = MAX_PAYLOAD,
+        ack_runs: bool = False,
+    ):
         self.max_control_line = max_control_line
         self.max_payload = max_payload
+        self.ack_runs = ack_runs
         self._partial = bytearray()  # unfinished control line (holds no b"\n")
         self._pend = None  # (kind, subject, reply, hdr) of a PUB/HPUB awaiting payload
         self._chunks: list[bytes] = []  # payload bytes received so far for _pend
@@ -385,6 +410,9 @@ class Parser:
         join_more = self._join_more
         subjects = self._subjects
         pub_lines = self._pub_lines
+        ack_runs = self.ack_runs
+        run: list | None = None  # raw subjects of the ack run being built, in run_op
+        run_op = None
         if self._pub_limits != (mcl, maxp):
             pub_lines.clear()  # a reload changed the limits the cached lines passed
             self._pub_limits = (mcl, maxp)
@@ -392,6 +420,27 @@ class Parser:
             pub = pub_lines.get(line)
             if pub is None:
                 parts = line.split()
+                if (
+                    ack_runs
+                    and len(parts) == 3  # a request's PUB (4 fields) stops here
+                    and parts[2] == b"0"
+                    and line.startswith(ACK_PUB)
+                    and len(line) <= mcl
+                ):
+                    # An ack as the clients write it (``PUB $JS.ACK.<...> 0``): the
+                    # checks below could only pass; its empty payload is next.
+                    try:
+                        p = nxt()
+                    except StopIteration:
+                        return self._start_pending(out, (k_pub, parts[1], None, -1), 0, [tail])
+                    if p != b"\r":
+                        return self._fail(out, _E_UNKNOWN)
+                    if run is None or out[-1] is not run_op:
+                        run = []
+                        run_op = (OP_ACKS, run)
+                        append(run_op)
+                    run.append(parts[1])
+                    continue
                 # A line must start with the op itself: not empty, no leading blank.
                 if not parts or line[0] <= 32:
                     return self._fail(out, _E_UNKNOWN)
@@ -429,6 +478,23 @@ class Parser:
                 one_off = False  # tested only on a subject cache miss, as acks all are
                 if subject is None:
                     if parts[1].startswith(ONE_OFF_SUBJECT):
+                        if ack_runs and size == 0 and reply is None:
+                            # A JetStream ack, ``PUB $JS.ACK.<...> 0``: its empty payload
+                            # must be the very next line (as below), then it joins the
+                            # read's run of acks (OP_ACKS, see ``ack_runs``).
+                            try:
+                                p = nxt()
+                            except StopIteration:
+                                pend = (k_pub, parts[1], None, -1)
+                                return self._start_pending(out, pend, 0, [tail])
+                            if p != b"\r":
+                                return self._fail(out, _E_UNKNOWN)
+                            if run is None or out[-1] is not run_op:
+                                run = []
+                                run_op = (OP_ACKS, run)
+                                append(run_op)
+                            run.append(parts[1])
+                            continue
                         one_off = True
                         subject = _dec(parts[1])
                     else:
@@ -694,71 +760,6 @@ def encode_hmsg(subject: str, sid: str, reply: str | None, headers: bytes, paylo
         headers,
         payload,
     )
-
-
-# -- header blocks --------------------------------------------------------------------
-
-
-def parse_headers(block: bytes) -> tuple[int | None, str, list[tuple[str, str]]]:
-    """Parse ``NATS/1.0[ <status>[ <description>]]\\r\\n(Name: value\\r\\n)*\\r\\n``.
-
-    Returns ``(status, description, [(name, value), ...])`` in wire order, duplicates
-    kept. Like the clients, the status is the 3 digits after the version token and the
-    description the rest of that line. The version token itself is not checked
-    (nats-server passes ``HTTP/1.0`` through too). Lenient by design, since it reads
-    what clients sent: names and values are stripped, lines without ``:`` are skipped,
-    bare ``\\n`` line ends are accepted, and it never raises on bytes input.
-    """
-    lines = block.split(b"\n")
-    first = lines[0].rstrip(b"\r")
-    status = None
-    description = ""
-    sp = first.find(b" ")
-    if sp >= 0:
-        rest = first[sp + 1 :].lstrip()
-        code = rest[:3]
-        if len(code) == 3 and code.isdigit() and (len(rest) == 3 or rest[3] in b" \t"):
-            status = int(code)
-            description = _dec(rest[3:].strip())
-        else:
-            description = _dec(rest.strip())
-    pairs = []
-    for line in lines[1:]:
-        i = line.find(b":")
-        if i <= 0:
-            continue  # the closing blank line, or junk
-        pairs.append((_dec(line[:i].strip()), _dec(line[i + 1 :].strip())))
-    return status, description, pairs
-
-
-def encode_headers(
-    pairs, status: int | None = None, description: str = "", sep: str = ": "
-) -> bytes:
-    """Build a header block. ``sep`` is what goes between name and value: ``": "`` as
-    the NATS clients write it; MQTT-originated headers use ``":"`` (``Nmqtt-Pub:1``).
-    Raises ValueError on CR/LF anywhere, or ``:``/blank in a name (header injection)."""
-    out = [b"NATS/1.0"]
-    if status is not None:
-        if not 100 <= status <= 999:
-            raise ValueError(f"status must be 3 digits: {status!r}")
-        out.append(b" %d" % status)
-        if description:
-            d = _enc(description)
-            if b"\r" in d or b"\n" in d:
-                raise ValueError("CR/LF in header description")
-            out.append(b" " + d)
-    elif description:
-        raise ValueError("description needs a status")
-    out.append(b"\r\n")
-    s = _enc(sep)
-    for name, value in pairs:
-        n = _enc(name)
-        v = _enc(value)
-        if not n or n != n.translate(None, b"\r\n: \t") or b"\r" in v or b"\n" in v:
-            raise ValueError(f"invalid header field: {name!r}")
-        out.append(n + s + v + b"\r\n")
-    out.append(b"\r\n")
-    return b"".join(out)
 
 
 def encode_no_responders(reply: str, sid: str, subject: str) -> bytes:

@@ -138,6 +138,76 @@ def ack_handler(js: JetStream):
     return on_ack
 
 
+def ack_run_handler(js: JetStream):
+    """The ``$JS.ACK.>`` subscription's ``on_acks``: ``on_ack(s, None, None, b"")`` for
+    each subject of a read's run of plain acks without a reply (``Server.route_acks``).
+    The consumer is looked up once per run of acks to it, its acks are applied in one
+    call (``ConsumerImpl.ack_many``) and its runtime is told once; a malformed subject
+    or an unknown consumer is skipped, as ``on_ack`` skips it when nobody asks for an
+    answer."""
+    by_key = js.consumers.by_key
+
+    def on_acks(subjects: list[str]) -> None:
+        # hot path: one split and one int() per ack, as on_ack.
+        stream = name = None
+        rt = None
+        sseq = 0
+        seqs: list[int] = []
+        touched = False  # rt had an ack with a sequence (on_ack's last_activity)
+        for subject in subjects:
+            parts = subject.split(".")
+            n = len(parts)
+            if n == 9:
+                st, cn, token = parts[2], parts[3], parts[5]
+            elif n >= 11:
+                st, cn, token = parts[4], parts[5], parts[7]
+            else:
+                continue
+            if cn != name or st != stream:
+                if touched:
+                    _settle(rt, seqs)
+                    seqs = []
+                    touched = False
+                stream, name = st, cn
+                rt = _live(js, by_key, st, cn)
+                if rt is not None:
+                    sseq = rt.c._sseq  # acks do not move it
+            if rt is None:
+                continue
+            try:
+                seq = int(token)
+            except ValueError:
+                continue
+            touched = True
+            if seq <= sseq:  # nats-server ignores an ack past what it delivered
+                seqs.append(seq)
+        if touched:
+            _settle(rt, seqs)
+
+    return on_acks
+
+
+def _live(js: JetStream, by_key: dict, stream: str, name: str):
+    """The runtime acks to ``stream`` > ``name`` reach (as on_ack finds it), or None."""
+    rt = by_key.get((stream, name))
+    if rt is not None:
+        c = rt.c
+        st = c.stream
+        if st._closed or st._consumers.get(name) is not c:
+            rt = js.consumers.find(stream, name)  # drops the stale runtime
+    if rt is None or rt.ack_none:
+        return None
+    return rt
+
+
+def _settle(rt, seqs: list[int]) -> None:
+    rt.last_activity = rt.loop.time()  # nats-server suppressDeletion
+    if seqs:
+        rt.c.ack_many(seqs)
+    if rt.ack_stalled:
+        rt.after_ack()
+
+
 def _other(js: JetStream, rt, c, seq: int, subject: str, reply: str | None, payload: bytes) -> None:
     """Every body but a plain ack."""
     answered = False

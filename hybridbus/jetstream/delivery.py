@@ -62,7 +62,8 @@ class Consumers:
     def start(self) -> None:
         js = self.js
         js.subscribe("$JS.API.CONSUMER.MSG.NEXT.*.*", self._on_next)
-        js.subscribe("$JS.ACK.>", acks.ack_handler(js))
+        on_ack = acks.ack_handler(js)
+        js.subscribe("$JS.ACK.>", on_ack).on_acks = acks.ack_run_handler(js)
         js.subscribe("$JS.FC.>", lambda s, r, h, p, m: acks.on_flow_control(js, s))
         for stream in js.store.streams():
             if is_internal(stream.name):

@@ -51,13 +51,17 @@ def is_internal(stream_name: str) -> bool:
 
 class InternalSub(Subscription):
     """A subscription of the engine; ``handler(subject, reply, headers, payload,
-    mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring)."""
+    mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring).
+    ``on_acks(subjects)``, when set (the ``$JS.ACK.>`` subscription), is ``handler(s,
+    None, None, b"", None)`` for each subject, one call for a read's run of acks
+    (``Server.route_acks``)."""
 
-    __slots__ = ("handler",)
+    __slots__ = ("handler", "on_acks")
 
     def __init__(self, subject: str, queue: str | None, client: JetStream, handler: Handler):
         super().__init__(subject, queue, client, 0)
         self.handler = handler
+        self.on_acks: Callable[[list[str]], None] | None = None
 
 
 class JetStream:
@@ -178,6 +182,14 @@ class JetStream:
         for payload in payloads:
             self.deliver(sub, subject, None, None, payload)
 
+    def deliver_acks(self, sub: InternalSub, subjects: list[str]) -> None:
+        """A run of reply-less, empty publishes to ``subjects`` that reach ``sub`` alone
+        (``Server.route_acks``): its ``on_acks`` takes them in one call."""
+        try:
+            sub.on_acks(subjects)  # type: ignore[misc]
+        except Exception:  # as deliver: the publisher's read goes on
+            log.exception("JetStream ack run failed at %r", subjects[0])
+
     # -- deferred work -----------------------------------------------------------------
 
     def later(self, fn: Callable, *args: Any) -> None:
@@ -236,6 +248,12 @@ class JetStream:
         batch: the inbox matched once); returns the indices that reached nobody. Call
         from deferred work only."""
         return self.hub.route_to_each(self, inbox, msgs)
+
+    def send_tails(self, inbox: str, subject: str, tails: list[bytes], nbytes: int) -> bool:
+        """``send_each`` for a batch on one subject without headers, each message given as
+        the tail of its MSG frame (``Server.route_tails``); False: nothing sent, use
+        ``send_each``. Call from deferred work only."""
+        return self.hub.route_tails(self, inbox, subject, tails, nbytes)
 
     def has_interest(self, inbox: str) -> bool:
         result = self.sublist.match(inbox)

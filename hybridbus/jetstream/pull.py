@@ -175,7 +175,6 @@ class PullRuntime(Runtime):
             return
         c = self.c
         has_interest = self.js.has_interest
-        send_each = self.js.send_each
         now = self.loop.time()
         budget = BUDGET
         eos = False
@@ -202,21 +201,9 @@ class PullRuntime(Runtime):
                 if not batch:
                     eos = True
                     break
-                hdr_only = self.headers_only
-                prefix = self.ack_prefix
-                msgs = []
-                for msg, d in batch:
-                    hdr, payload = msg.headers, msg.payload
-                    if hdr_only:
-                        hdr, payload = headers_only(hdr, payload), b""
-                    reply = (
-                        f"{prefix}{d.num_delivered}.{d.stream_seq}."
-                        f"{d.consumer_seq}.{msg.ts_ns}.{d.num_pending}"
-                    )
-                    msgs.append((msg.subject, reply, hdr, payload))
-                missed = send_each(req.reply, msgs)  # one router lookup for the batch
+                missed = self._send(req.reply, batch)
                 if missed:
-                    self.undelivered([batch[k][0].seq for k in missed])
+                    self.undelivered(missed)
                 got = len(batch)
                 req.n -= got
                 req.d += got
@@ -251,6 +238,52 @@ class PullRuntime(Runtime):
             self.ack_stalled = True  # an ack frees a slot and kicks; one-shots keep waiting
             return
         self.expire(now, eos=True)
+
+    def _send(self, inbox: str, batch: list) -> list[int]:
+        """Deliver ``batch`` (``next_batch``'s) to ``inbox``, each message with its ack
+        reply; returns the stream sequences that reached nobody. One subject and no
+        headers (the usual batch): each message is encoded once, straight into the tail
+        of its MSG frame (codec ``msg_head_tail``), when the inbox's receiver takes that
+        (``JetStream.send_tails``); otherwise as (subject, reply, headers, payload), the
+        inbox matched once for the batch (``send_each``)."""
+        # hot path: one bytes format per message of a fetch of 500.
+        js = self.js
+        subject = batch[0][0].subject
+        if not self.headers_only and all(
+            m.headers is None and m.subject == subject for m, _ in batch
+        ):
+            prefix = self.ack_prefix_b
+            tails = [
+                b" %s%d.%d.%d.%d.%d %d\r\n%s\r\n"
+                % (
+                    prefix,
+                    d.num_delivered,
+                    d.stream_seq,
+                    d.consumer_seq,
+                    m.ts_ns,
+                    d.num_pending,
+                    len(m.payload),
+                    m.payload,
+                )
+                for m, d in batch
+            ]
+            nbytes = sum(len(m.payload) for m, _ in batch)
+            if js.send_tails(inbox, subject, tails, nbytes):
+                return []
+        hdr_only = self.headers_only
+        prefix_s = self.ack_prefix
+        msgs = []
+        for msg, d in batch:
+            hdr, payload = msg.headers, msg.payload
+            if hdr_only:
+                hdr, payload = headers_only(hdr, payload), b""
+            reply = (
+                f"{prefix_s}{d.num_delivered}.{d.stream_seq}."
+                f"{d.consumer_seq}.{msg.ts_ns}.{d.num_pending}"
+            )
+            msgs.append((msg.subject, reply, hdr, payload))
+        missed = js.send_each(inbox, msgs)  # one router lookup for the batch
+        return [batch[k][0].seq for k in missed]
 
     def _serve_sized(self, req: PullRequest) -> int:
         """One message to a ``max_bytes`` request: 1 sent, 0 nothing to send, -1 the

@@ -75,6 +75,7 @@ class Runtime:
         self.name: str = c.name
         self.key = (self.stream_name, self.name)
         self.ack_prefix = f"$JS.ACK.{self.stream_name}.{self.name}."
+        self.ack_prefix_b = self.ack_prefix.encode("utf-8", "surrogateescape")
         self.closed = False
         self._kicked = False
         self._timer: Any = None

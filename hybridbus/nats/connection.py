@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.nats import (
+    OP_ACKS,
     OP_CONNECT,
     OP_ERROR,
     OP_HPUB,
@@ -29,6 +30,7 @@ from hybridbus.codec.nats import (
     OP_SUB,
     OP_UNSUB,
     Parser,
+    ack_subjects,
     encode_err,
 )
 from hybridbus.core import client as reasons
@@ -112,7 +114,8 @@ class NatsConnection(ClientBase):
     def __init__(self, server: Hub) -> None:
         super().__init__(server)
         opts = server.options
-        self.parser = Parser(opts.max_control_line, opts.max_payload)
+        # ack_runs: a read's JetStream acks come as one op (Server.route_acks)
+        self.parser = Parser(opts.max_control_line, opts.max_payload, ack_runs=True)
         self.subs: dict[str, NatsSubscription] = {}
         self.verbose = True
         self.pedantic = True
@@ -286,6 +289,8 @@ class NatsConnection(ClientBase):
                             self.send_no_responders(subject, reply)
                 else:
                     self.handle_pub(op[1], op[2], None, op[3])
+            elif kind == OP_ACKS:
+                self.handle_acks(ack_subjects(op[1]), plain)
             elif kind == OP_HPUB:
                 self.handle_hpub(op[1], op[2], op[3], op[4])
             elif kind == OP_SUB:
@@ -414,6 +419,20 @@ class NatsConnection(ClientBase):
             self.send_no_responders(subject, reply)
         if self.verbose:
             self.queue(OK)
+
+    def handle_acks(self, subjects: list[str], plain: bool) -> None:
+        """Consecutive ``PUB $JS.ACK.<...> 0`` (no reply, no payload; codec ``OP_ACKS``).
+        A plain publisher's go to the router at once, which routes them as it would
+        each (``Server.route_acks``); any other's are checked and routed one by one,
+        as the PUBs they are (permissions, pedantic subjects, verbose +OKs)."""
+        if plain:
+            self.in_msgs += len(subjects)
+            self.server.route_acks(self, subjects)
+            return
+        for subject in subjects:
+            if self.closing:
+                break
+            self.handle_pub(subject, None, None, b"")
 
     def handle_hpub(self, subject: str, reply: str | None, headers: bytes, payload: bytes) -> None:
         if not self.headers:
@@ -586,6 +605,27 @@ class NatsConnection(ClientBase):
         sub.msgs += n
         self.out_msgs += n
         self.out_bytes += total
+        if not self.dirty:
+            self.server.mark_dirty(self)
+
+    def deliver_tails(
+        self, sub: NatsSubscription, subject: str, tails: list[bytes], nbytes: int
+    ) -> None:
+        """The frames ``MSG <subject> <sid><tail>`` for each of ``tails`` (the second half
+        of codec ``msg_head_tail``: `` <reply> <size>\\r\\n<payload>\\r\\n``, no
+        headers), with one join: a JetStream pull batch on one subject, encoded once by
+        its consumer (``Server.route_tails``, which leaves permissions and limits to
+        ``deliver_run``). ``nbytes``: the payload bytes of them all."""
+        if self.closing:
+            return
+        head = b"MSG " + _wire(subject) + b" " + sub.sid_bytes
+        out = self.out
+        out += head
+        out += head.join(tails)
+        n = len(tails)
+        sub.msgs += n
+        self.out_msgs += n
+        self.out_bytes += nbytes
         if not self.dirty:
             self.server.mark_dirty(self)
 

@@ -415,6 +415,30 @@ class ConsumerImpl:
                 end = min(end, j + room)
                 run = s._load_slots(blk, j, end)
                 base = j
+                if not (ack_none and interest):
+                    # Every slot is taken (room counted them): no test per message,
+                    # the counters in locals. (An ack-none consumer of an interest
+                    # stream removes as it goes, which the counters must see.)
+                    seq = first + j
+                    np, dseq, last = self._num_pending, self._dseq, self._sseq
+                    for msg in run:
+                        if msg is None:
+                            if subj[seq - first] != DEAD:  # unreadable: handed out as nothing
+                                np -= 1
+                                last = seq
+                            seq += 1
+                            continue
+                        np -= 1
+                        dseq += 1
+                        if not ack_none:
+                            pending[seq] = [dseq, deadline]
+                        if ops is not None:
+                            ops += (OP_DELIVER, seq, now_ms)
+                        out.append((msg, DeliveryInfo(seq, dseq, 1, np)))
+                        last = seq
+                        seq += 1
+                    self._num_pending, self._dseq, self._sseq = np, dseq, last
+                    continue
             while j < end:
                 sid = subj[j]
                 if sid == DEAD:
@@ -608,6 +632,35 @@ class ConsumerImpl:
         if s._retention_wq or s._retention_interest:
             s._acked((stream_seq,))
         return True
+
+    def ack_many(self, seqs: list[int]) -> int:
+        """``ack(seq)`` for each of ``seqs``, in order (a client's acks of one read);
+        returns how many were pending."""
+        if self._ack_none or self._ack_all:
+            return sum(1 for seq in seqs if self.ack(seq))
+        # hot path: ack's body for the explicit policy, once for the run.
+        pop = self._pending.pop
+        done = [seq for seq in seqs if pop(seq, None) is not None]
+        if not done:
+            return 0
+        rq, rdc = self._rq, self._rdc
+        for seq in done if rq or rdc else ():
+            rq.pop(seq, None)
+            rdc.pop(seq, None)
+        if not self._pending:
+            self._irregular = bool(self._backoff_ns)
+        ops = self._ops
+        if ops is not None:
+            was_clean = not ops
+            for seq in done:
+                ops += (OP_ACK, seq, 0)
+            if was_clean:
+                self.stream._consumer_dirty(self)
+        self._last_ack_ns = time.time_ns()
+        s = self.stream
+        if s._retention_wq or s._retention_interest:
+            s._acked(done)
+        return len(done)
 
     def term(self, stream_seq: int) -> bool:
         if stream_seq not in self._pending:

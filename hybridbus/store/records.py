@@ -220,6 +220,39 @@ def decode_msg_run(buf: bytes, positions: list[int]) -> list[list | None]:
     return out
 
 
+def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> tuple[list, int]:
+    """``make(seq, subject, headers, payload, ts)`` for the MSG record of each of
+    ``seqs`` at the matching one of ``positions`` in ``buf`` (one read holding a run of
+    them); None for one out of ``buf`` or cut short by its end, that fails its CRC, is
+    not a MSG, does not decode or holds another sequence. Also returns how many are
+    None (the caller need not look for them)."""
+    # hot path: a consumer's batch read from disk (store/file/stream.py _load_slots).
+    n = len(buf)
+    last = n - REC_HEADER_SIZE
+    mv = memoryview(buf)
+    unpack, crc32, unpackb = REC_HEADER.unpack_from, _crc32, _unpackb
+    out: list = []
+    append = out.append
+    bad = 0
+    for pos, seq in zip(positions, seqs, strict=True):
+        msg = None
+        if 0 <= pos <= last:
+            magic, crc, _ver, rtype, ln = unpack(buf, pos)
+            end = pos + REC_HEADER_SIZE + ln
+            if end <= n and magic == REC_MAGIC and rtype == T_MSG:
+                if crc32(mv[pos + _CRC_AT : end]) == crc:
+                    try:
+                        body = unpackb(mv[pos + REC_HEADER_SIZE : end], raw=False)
+                        if body[0] == seq:
+                            msg = make(seq, body[2], body[3], body[4], body[1])
+                    except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
+                        msg = None
+        if msg is None:
+            bad += 1
+        append(msg)
+    return out, bad
+
+
 def del_record(ranges: list[int]) -> bytes:
     return frame(T_DEL, _packb(ranges))
 

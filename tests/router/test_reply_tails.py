@@ -108,3 +108,38 @@ def test_match_each_equals_match_one_by_one():
     ref.insert(special)
     got = sl.match_each(subjects)
     assert all(same(g, ref.match(s)) for g, s in zip(got, subjects, strict=True))
+
+
+def test_match_acks_equals_match_one_by_one():
+    engine = sub("$JS.ACK.>")
+    sl, ref = both(engine)
+    acks = [f"$JS.ACK.S.C.1.{i}.{i}.1700.{9 - i}" for i in range(10)]
+    odd = ["$JS.ACK.S.C.1.2.3.4", "$JS.ACK.S.C.1..3.4.5", "$JS.ACK.S.C.1.2.3.4.", *acks]
+    # after an ack whose result is reused: subjects with as many dots that are no acks,
+    # or that a literal filter names
+    subjects = [*acks, "x.y.z.a.b.c.d.e.f", *acks, "$JSXACK.S.C.1.5.5.1700.4", *odd]
+    subjects += [*acks, "$JS.ACK.S.C.1.5.5.1700.4", "$JS.ACK.S.C.1.5.5.1700.5"]
+
+    def check_run() -> None:
+        for _ in range(3):  # the first runs open the tail, the next reuse it
+            got = sl.match_acks(subjects)
+            assert [same(g, ref.match(s)) for g, s in zip(got, subjects, strict=True)] == [
+                True
+            ] * len(subjects)
+
+    check_run()
+    changes = [
+        sub("$JS.ACK.S.C.1.5.5.1700.4"),  # a literal filter on one ack
+        sub("$JS.ACK.S.C.1.7.>"),  # a literal token below $JS.ACK: the tail closes
+        sub("$JS.ACK.*.*.*.*.*.*.*", queue="q"),
+        sub("x.y.z.a.b.c.d.e.f"),
+        sub(">"),
+    ]
+    for s in changes:
+        sl.insert(s)
+        ref.insert(s)
+        check_run()
+    for s in changes:
+        sl.remove(s)
+        ref.remove(s)
+        check_run()

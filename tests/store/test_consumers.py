@@ -270,3 +270,56 @@ def test_purge_moves_consumers_forward(st):
     assert seqs(c.next_batch(10)) == [4, 5]
     st.purge()
     assert c.num_pending == 0 and c.num_ack_pending == 0
+
+
+STATE = ("delivered", "ack_floor", "num_ack_pending", "num_redelivered", "num_pending")
+
+
+# a work queue takes explicit acks only
+POLICIES = [(r, p) for r in ("limits", "interest") for p in ("explicit", "all", "none")]
+
+
+@pytest.mark.parametrize("retention,policy", [*POLICIES, ("workqueue", "explicit")])
+def test_ack_many_is_ack_one_by_one(store, retention, policy):
+    """ConsumerImpl.ack_many (a client's read of acks) leaves what the same acks one by
+    one leave: the consumer's state and the stream's messages (work queue and interest
+    retention remove what is acked)."""
+    cfgs = {"ack_policy": policy, "ack_wait": 30.0}
+    twins = []
+    for name in ("A", "B"):
+        st = store.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], retention=retention))
+        fill(st, [f"{name}.x"] * 12)
+        c = st.add_consumer(ConsumerConfig(durable_name="d", **cfgs))
+        t0 = time.time()
+        c.next_batch(10, now=t0)
+        c.nak(3)
+        c.nak(5)
+        c.next_batch(1, now=t0)  # 3 again: in the redelivery counts
+        twins.append((st, c))
+    acked = [7, 3, 9, 9, 1, 42, 5, 2, 11]  # a double ack, unknown and undelivered ones
+    (sa, a), (sb, b) = twins
+    n = sum(1 for seq in acked if a.ack(seq))
+    assert b.ack_many(acked) == n
+    ia, ib = a.info(), b.info()
+    for k in STATE:
+        if k == "delivered":
+            assert {**ia[k], "last_active": 0} == {**ib[k], "last_active": 0}
+        else:
+            assert ia[k] == ib[k], k
+    assert sa.state().messages == sb.state().messages
+    assert [m.seq for m, _ in a.next_batch(20)] == [m.seq for m, _ in b.next_batch(20)]
+    assert b.ack_many([]) == 0
+
+
+def test_ack_many_survives_a_restart(reopen):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    fill(st, ["s.a"] * 8)
+    c = st.add_consumer(ConsumerConfig(durable_name="d"))
+    c.next_batch(8)
+    assert c.ack_many([2, 4, 1, 8]) == 4
+    before = c.info()
+    s = reopen()
+    after = s.stream("S").consumer("d").info()
+    assert after["num_ack_pending"] == before["num_ack_pending"] == 4
+    assert after["ack_floor"] == before["ack_floor"] == {"consumer_seq": 2, "stream_seq": 2}

@@ -737,3 +737,46 @@ def test_an_index_with_sizes_by_the_older_rule_is_rebuilt(reopen, store_dir):
     s = reopen()
     assert s.stream("S").state().bytes == want
     assert s.usage()["storage"] == want
+
+
+def test_a_clean_run_is_one_read(reopen, store_dir, monkeypatch):
+    # A run with nothing deleted or cached (a consumer catching up after a restart) is
+    # read with one pread and decoded at once (_load_slots' first case); a record that
+    # does not check out there is read again alone, as any other (skipped, counted).
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    for i in range(1, 301):
+        st.append(f"s.{i % 2}", b"p%03d" % i, headers={"H": "1"} if i % 9 == 0 else None)
+    s = reopen()
+    st = s.stream("S")
+    reads = []
+    real = os.pread
+
+    def pread(fd, n, off):
+        reads.append(n)
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", pread)
+    c = st.add_consumer(ConsumerConfig(durable_name="c"))
+    got = c.next_batch(100)
+    assert len(reads) == 1 and [m.seq for m, _ in got] == list(range(1, 101))
+    assert all(m == st.get(m.seq) for m, _ in got)
+    assert [d.num_pending for _, d in got[-2:]] == [201, 200]
+    seg = os.path.join(sdir(store_dir), files(store_dir, ".seg")[0])
+    with open(seg, "r+b") as f:
+        data = f.read()
+        f.seek(data.find(b"p150"))
+        f.write(b"q150")
+    before = s.counters["corrupt_records"]
+    reads.clear()
+    got = c.next_batch(100)
+    # 150 is handed out as nothing, and 201 fills the batch
+    assert [m.seq for m, _ in got] == [q for q in range(101, 202) if q != 150]
+    assert len(reads) == 3  # the run, 150 alone, then 201
+    assert s.counters["corrupt_records"] == before + 1
+    assert c.num_pending == 99 and c.delivered == (200, 201)
+    # the newest messages are in the read cache: read from there, as before
+    for i in range(3):
+        st.append("s.0", b"new%d" % i)
+    rest = c.next_batch(500)
+    assert [m.seq for m, _ in rest] == list(range(202, 304)) and c.num_pending == 0

@@ -24,6 +24,7 @@ from ..records import (
     csnap_record,
     decode_body,
     decode_msg_run,
+    decode_msgs,
     read_record_at,
     record_length,
 )
@@ -134,6 +135,27 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
         first = seg.first
         subj, offs, size = seg.subj, seg.offs, seg.size
         cache = self._cache
+        if k - i > 1 and (not cache or next(iter(cache)) >= first + k):
+            # The usual run: no slot deleted, cached or elsewhere, one read for all
+            # (the cache holds the latest messages, in order; one it did hold comes
+            # back as None below and goes through _load_slot, which looks there first).
+            run = offs[i:k]
+            lo = run[0]
+            hi = run[-1] + size[k - 1] + 96
+            if 0 < hi - lo <= READ_RUN_MAX and NONE32 not in run and DEAD not in subj[i:k]:
+                try:
+                    fd = seg.wfd if seg.wfd is not None else self._fstore._read_fd(seg)
+                    buf = os.pread(fd, hi - lo, lo)
+                except OSError:
+                    buf = b""
+                got, bad = decode_msgs(
+                    buf, [off - lo for off in run], range(first + i, first + k), StoredMsg
+                )
+                if bad:
+                    for x, m in enumerate(got):
+                        if m is None:
+                            got[x] = self._load_slot(seg, i + x, first + i + x)
+                return got
         out: list = [None] * (k - i)
         todo: list[int] = []  # slots to read from the file, in offset order
         lo = hi = prev = 0
