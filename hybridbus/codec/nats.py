@@ -421,14 +421,16 @@ class Parser:
             if pub is None:
                 parts = line.split()
                 if (
-                    ack_runs
-                    and len(parts) == 3  # a request's PUB (4 fields) stops here
-                    and parts[2] == b"0"
+                    run is not None  # a read without acks pays this test alone
+                    and out[-1] is run_op
+                    and parts[-1] == b"0"
+                    and len(parts) == 3
                     and line.startswith(ACK_PUB)
                     and len(line) <= mcl
                 ):
-                    # An ack as the clients write it (``PUB $JS.ACK.<...> 0``): the
-                    # checks below could only pass; its empty payload is next.
+                    # The next ack of a run, as the clients write it (``PUB
+                    # $JS.ACK.<...> 0``): the checks below could only pass (the first
+                    # ack of a run goes through them, see np == 3).
                     try:
                         p = nxt()
                     except StopIteration:
@@ -462,6 +464,22 @@ class Parser:
                 if np == 3:
                     reply = None
                     szb = parts[2]
+                    if ack_runs and szb == b"0" and parts[1].startswith(ONE_OFF_SUBJECT):
+                        # A JetStream ack (``PUB $JS.ACK.<...> 0``): its empty payload
+                        # must be the very next line (as below), then it joins the
+                        # read's run of acks (OP_ACKS, see ``ack_runs``).
+                        try:
+                            p = nxt()
+                        except StopIteration:
+                            return self._start_pending(out, (k_pub, parts[1], None, -1), 0, [tail])
+                        if p != b"\r":
+                            return self._fail(out, _E_UNKNOWN)
+                        if run is None or out[-1] is not run_op:
+                            run = []
+                            run_op = (OP_ACKS, run)
+                            append(run_op)
+                        run.append(parts[1])
+                        continue
                 elif np == 4:
                     reply = parts[2]
                     szb = parts[3]
@@ -478,23 +496,6 @@ class Parser:
                 one_off = False  # tested only on a subject cache miss, as acks all are
                 if subject is None:
                     if parts[1].startswith(ONE_OFF_SUBJECT):
-                        if ack_runs and size == 0 and reply is None:
-                            # A JetStream ack, ``PUB $JS.ACK.<...> 0``: its empty payload
-                            # must be the very next line (as below), then it joins the
-                            # read's run of acks (OP_ACKS, see ``ack_runs``).
-                            try:
-                                p = nxt()
-                            except StopIteration:
-                                pend = (k_pub, parts[1], None, -1)
-                                return self._start_pending(out, pend, 0, [tail])
-                            if p != b"\r":
-                                return self._fail(out, _E_UNKNOWN)
-                            if run is None or out[-1] is not run_op:
-                                run = []
-                                run_op = (OP_ACKS, run)
-                                append(run_op)
-                            run.append(parts[1])
-                            continue
                         one_off = True
                         subject = _dec(parts[1])
                     else:
