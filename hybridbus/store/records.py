@@ -196,30 +196,6 @@ def msg_record(
     return _MC.pack(REC_MAGIC, _crc32(body, _crc32(tail))) + tail + body
 
 
-def decode_msg_run(buf: bytes, positions: list[int]) -> list[list | None]:
-    """The MSG record bodies (``[seq, ts, subject, headers, payload, ...]``) at each of
-    ``positions`` in ``buf``, one read holding a run of them; None for one that is cut
-    short by the end of ``buf``, fails its CRC, is not a MSG or does not decode."""
-    # hot path: a consumer's batch read from disk (store/file/stream.py _load_slots).
-    n = len(buf)
-    mv = memoryview(buf)
-    unpack, crc32, unpackb = REC_HEADER.unpack_from, _crc32, _unpackb
-    out: list = []
-    for pos in positions:
-        body = None
-        if n - pos >= REC_HEADER_SIZE:
-            magic, crc, _ver, rtype, ln = unpack(buf, pos)
-            end = pos + REC_HEADER_SIZE + ln
-            if end <= n and magic == REC_MAGIC and rtype == T_MSG:
-                if crc32(mv[pos + _CRC_AT : end]) == crc:
-                    try:
-                        body = unpackb(mv[pos + REC_HEADER_SIZE : end], raw=False)
-                    except (ValueError, TypeError, msgpack.UnpackException):
-                        body = None
-        out.append(body)
-    return out
-
-
 def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> tuple[list, int]:
     """``make(seq, subject, headers, payload, ts)`` for the MSG record of each of
     ``seqs`` at the matching one of ``positions`` in ``buf`` (one read holding a run of

@@ -23,7 +23,6 @@ from ..records import (
     add_range,
     csnap_record,
     decode_body,
-    decode_msg_run,
     decode_msgs,
     read_record_at,
     record_length,
@@ -143,19 +142,7 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
             lo = run[0]
             hi = run[-1] + size[k - 1] + 96
             if 0 < hi - lo <= READ_RUN_MAX and NONE32 not in run and DEAD not in subj[i:k]:
-                try:
-                    fd = seg.wfd if seg.wfd is not None else self._fstore._read_fd(seg)
-                    buf = os.pread(fd, hi - lo, lo)
-                except OSError:
-                    buf = b""
-                got, bad = decode_msgs(
-                    buf, [off - lo for off in run], range(first + i, first + k), StoredMsg
-                )
-                if bad:
-                    for x, m in enumerate(got):
-                        if m is None:
-                            got[x] = self._load_slot(seg, i + x, first + i + x)
-                return got
+                return self._read_run(seg, range(i, k), lo, hi)
         out: list = [None] * (k - i)
         todo: list[int] = []  # slots to read from the file, in offset order
         lo = hi = prev = 0
@@ -170,7 +157,9 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
             if off == NONE32:
                 continue
             if todo and (off < prev or off + size[x] + 96 - lo > READ_RUN_MAX):
-                self._read_run(seg, todo, lo, hi, out, i)  # not in order, or enough bytes
+                # not in order, or enough bytes
+                for x2, m in zip(todo, self._read_run(seg, todo, lo, hi), strict=True):
+                    out[x2 - i] = m
                 todo = []
             if not todo:
                 lo = off
@@ -178,24 +167,26 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
             prev = off
             hi = off + size[x] + 96  # as _load_slot: the record's size with room to spare
         if todo:
-            self._read_run(seg, todo, lo, hi, out, i)
+            for x2, m in zip(todo, self._read_run(seg, todo, lo, hi), strict=True):
+                out[x2 - i] = m
         return out
 
-    def _read_run(self, seg: Seg, xs: list[int], lo: int, hi: int, out: list, i: int) -> None:
-        """Decode slots ``xs`` (records between offsets ``lo`` and about ``hi``) from one
-        read into ``out[x - i]``."""
+    def _read_run(self, seg: Seg, xs: range | list[int], lo: int, hi: int) -> list:
+        """The messages of slots ``xs`` (records between offsets ``lo`` and about
+        ``hi``), from one read; one cut short by the read, or damaged, goes through
+        ``_load_slot`` (which re-reads or reports it)."""
         offs, first = seg.offs, seg.first
         try:
             fd = seg.wfd if seg.wfd is not None else self._fstore._read_fd(seg)
             buf = os.pread(fd, hi - lo, lo)
         except OSError:
             buf = b""
-        bodies = decode_msg_run(buf, [offs[x] - lo for x in xs])
-        for x, body in zip(xs, bodies, strict=True):
-            if body is not None and len(body) >= 5:
-                out[x - i] = StoredMsg(body[0], body[2], body[3], body[4], body[1])
-            else:  # cut short by the read, or damaged: _load_slot re-reads or reports it
-                out[x - i] = self._load_slot(seg, x, first + x)
+        got, bad = decode_msgs(buf, [offs[x] - lo for x in xs], [first + x for x in xs], StoredMsg)
+        if bad:
+            for n, m in enumerate(got):
+                if m is None:
+                    got[n] = self._load_slot(seg, xs[n], first + xs[n])
+        return got
 
     # ---- removal hooks ------------------------------------------------------
 
