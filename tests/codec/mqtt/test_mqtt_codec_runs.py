@@ -151,3 +151,23 @@ def test_a_run_splits_after_k_packets():
     assert (rest.payloads, rest.packet_ids, rest.topic, rest.qos) == ([b"b", b"c"], [2, 3], "t", 1)
     assert [p.packet_id for p in run.expand()] == [1, 2, 3]
     assert [p.payload for p in PublishRun("t", 0, False, [b"x", b"y"], []).expand()] == [b"x", b"y"]
+
+
+@pytest.mark.parametrize("level", [4, 5])
+def test_an_oversized_packet_after_a_run_is_refused_as_without_runs(level):
+    """The Maximum Packet Size is checked from each fixed header: a run takes only
+    packets as long as its first, and the big one after it fails on its own."""
+    props = b"\x00" if level == 5 else b""
+    small = [encode_publish(b"m", b"x" * 10, 0, False, False, 0, props, level) for _ in range(5)]
+    big = encode_publish(b"m", b"x" * 500, 0, False, False, 0, props, level)
+    data = b"".join(small + [big])
+    results = []
+    for runs in (False, True):
+        parser = MQTTParser(max_packet_size=100, runs=runs)
+        got = parser.feed(encode_connect("c", level=level))
+        with pytest.raises(MQTTProtocolError) as err:
+            parser.feed(data)
+        results.append((_expand(got + err.value.packets), err.value.reason_code))
+    assert results[0] == results[1]
+    assert len(results[1][0]) == 6  # CONNECT and the five small ones, then the refusal
+    assert results[1][1] == 0x95  # Packet too large
