@@ -51,13 +51,19 @@ def _compact_io(seg_path: str, idx_path: str, base: int, plan_live, dels, snap) 
     mv = memoryview(data)
     new_offs: dict[int, int] = {}
     corrupt: list[int] = []
+    moved: dict[int, int] = {}  # old offset -> new: a MSGS record is copied once
     for j, off in plan_live:
-        end = valid_record_end(data, mv, off, len(data))
-        if end < 0:
-            corrupt.append(off)
-            continue
-        new_offs[j] = len(out)
-        out += mv[off:end]
+        to = moved.get(off)
+        if to is None:
+            if corrupt and corrupt[-1] == off:
+                continue  # another member of a run found damaged
+            end = valid_record_end(data, mv, off, len(data))
+            if end < 0:
+                corrupt.append(off)
+                continue
+            moved[off] = to = len(out)
+            out += mv[off:end]
+        new_offs[j] = to
     mv.release()
     if dels:
         out += del_record(dels)
@@ -124,7 +130,13 @@ class FileCompaction:
         subj = seg.subj
         offs = seg.offs
         live = [(j, offs[j]) for j in range(len(subj)) if subj[j] != DEAD and offs[j] != NONE32]
-        dead: list[int] = []
+        # A dead member of a MSGS record that stays (records.py) keeps its tombstone.
+        kept = {off for _j, off in live}
+        dead: list[int] = [
+            seg.first + j
+            for j in range(len(subj))
+            if subj[j] == DEAD and offs[j] != NONE32 and offs[j] in kept
+        ]
         for older in self._blocks:
             if older is seg:
                 break

@@ -35,6 +35,7 @@ from ..records import (
     T_CSNAP,
     T_DEL,
     T_MSG,
+    T_MSGS,
     ScanResult,
     decode_body,
     decode_index,
@@ -48,6 +49,19 @@ from .disk import _fdatasync, _fsync_dir, _pwrite_all, _read_file
 from .segment import _SEG_RE, Seg, _write_index
 
 log = logging.getLogger("hybridbus.store")
+
+
+def _pad_slots(seg: Seg, nxt: int, seq: int, prev_ts: int) -> None:
+    """A scan found ``seq`` where slot ``nxt`` was next: start the segment there, or
+    fill the gap with slots not in this file (sequences deleted before compaction)."""
+    if not seg.subj:
+        seg.first = seq
+    elif seq > nxt:
+        n = seq - nxt
+        seg.offs.extend(array("I", [NONE32]) * n)
+        seg.subj.extend(array("I", [DEAD]) * n)
+        seg.size.extend(array("I", bytes(4 * n)))
+        seg.ts.extend(array("q", [prev_ts]) * n)
 
 
 class _Scan:
@@ -219,14 +233,7 @@ class FileRecovery:
                     continue
                 last_msg_seq = seq
                 if seq != nxt:
-                    if not seg.subj:
-                        seg.first = seq
-                    elif seq > nxt:
-                        n = seq - nxt
-                        seg.offs.extend(array("I", [NONE32]) * n)
-                        seg.subj.extend(array("I", [DEAD]) * n)
-                        seg.size.extend(array("I", bytes(4 * n)))
-                        seg.ts.extend(array("q", [prev_ts]) * n)
+                    _pad_slots(seg, nxt, seq, prev_ts)
                 nxt = seq + 1
                 sid = sids.get(subject)
                 if sid is None:
@@ -241,6 +248,31 @@ class FileRecovery:
                     seg.mids += (seq, ts, body[5])
                     if ts >= id_cutoff:
                         ids[body[5]] = (seq, ts)
+            elif rtype == T_MSGS:  # a run: [first_seq, ts, subject, [payload, ...]]
+                try:
+                    seq, ts, subject, payloads = decode_body(mv[b0:end])
+                    k = len(payloads)
+                    sizes = array(
+                        "I", [len(p) + len(subject) + self._msg_overhead for p in payloads]
+                    )
+                    if not k or seq <= last_msg_seq:  # out of order: not a record we wrote here
+                        raise ValueError("run out of order")
+                except Exception:
+                    res.corrupt.append((off, end))
+                    continue
+                if seq != nxt:
+                    _pad_slots(seg, nxt, seq, prev_ts)
+                last_msg_seq = seq + k - 1
+                nxt = seq + k
+                sid = sids.get(subject)
+                if sid is None:
+                    sid = self._intern(subject)
+                seg.offs.extend(array("I", (off,)) * k)
+                seg.subj.extend(array("I", (sid,)) * k)
+                seg.size.extend(sizes)
+                seg.ts.extend(array("q", (ts,)) * k)
+                prev_ts = ts
+                n_msgs += k
             elif rtype == T_DEL:
                 try:
                     ranges = decode_body(mv[b0:end])

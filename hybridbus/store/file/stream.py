@@ -18,14 +18,18 @@ from ..blocks import DEAD
 from ..consumer import ConsumerImpl
 from ..records import (
     FORMAT_VERSION,
+    MAX_RECORD,
     NONE32,
+    REC_HEADER_SIZE,
     T_MSG,
+    T_MSGS,
     add_range,
     csnap_record,
     decode_body,
     decode_msgs,
     read_record_at,
     record_length,
+    run_member,
 )
 from ..stream import BaseStream
 from .compact import FileCompaction, _CompactPlan
@@ -107,9 +111,14 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
                 if need > len(data):
                     data = os.pread(fd, need, off)
             rec = read_record_at(data, 0)
-            if rec is None or rec[0] != T_MSG:
+            if rec is None or rec[0] not in (T_MSG, T_MSGS):
                 raise ValueError("bad record")
             body = decode_body(rec[2])
+            if rec[0] == T_MSGS:
+                msg = run_member(body, seq, StoredMsg)
+                if msg is None:
+                    raise ValueError(f"run record of seq {body[0]} does not hold it")
+                return msg
             return StoredMsg(body[0], body[2], body[3], body[4], body[1])
         except (OSError, ValueError, TypeError, IndexError) as e:
             self._fstore.counters["corrupt_records"] += 1
@@ -179,6 +188,13 @@ class FileStream(FileWriter, FileCompaction, FileRecovery, BaseStream):
         try:
             fd = seg.wfd if seg.wfd is not None else self._fstore._read_fd(seg)
             buf = os.pread(fd, hi - lo, lo)
+            # ``hi`` counts one message past the last record's offset; a MSGS record
+            # there (records.py) is longer: read the rest of it too.
+            at = offs[xs[-1]] - lo
+            if 0 <= at <= len(buf) - REC_HEADER_SIZE:
+                need = at + record_length(buf, at) - len(buf)
+                if 0 < need <= MAX_RECORD:
+                    buf += os.pread(fd, need, lo + len(buf))
         except OSError:
             buf = b""
         got, bad = decode_msgs(buf, [offs[x] - lo for x in xs], [first + x for x in xs], StoredMsg)

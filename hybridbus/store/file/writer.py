@@ -48,11 +48,22 @@ import logging
 import os
 import time
 from array import array
+from itertools import repeat
 
 from .. import errors as E
 from ..base import _call
 from ..blocks import DEAD
-from ..records import NONE32, cops_record, csnap_record, del_record, msg_record, segment_header
+from ..records import (
+    NONE32,
+    RUN_MAX_BYTES,
+    RUN_MAX_MSGS,
+    cops_record,
+    csnap_record,
+    del_record,
+    msg_record,
+    msgs_record,
+    segment_header,
+)
 from .disk import _fdatasync, _fsync_dir, _pwrite_all
 from .segment import Seg, _seg_name, _write_index
 
@@ -62,6 +73,17 @@ CACHE_MAX = 4096  # recently appended messages kept for consumers that read righ
 CACHE_TRIM_AT = 2 * CACHE_MAX
 WRITE_RETRY_BACKOFF = 1.0
 _time_ns = time.time_ns
+_BYTES_ONLY = {bytes}
+
+
+def _run_cut(sizes: list[int], budget: int) -> int:
+    """How many of ``sizes`` fit in ``budget`` bytes, counted in order; at least one."""
+    total = 0
+    for k, size in enumerate(sizes):
+        total += size
+        if total > budget:
+            return max(k, 1)
+    return len(sizes)
 
 
 def _io_write(items: list, sync_fds: list[int], dir_path: str | None) -> None:
@@ -230,49 +252,61 @@ class FileWriter:
 
     def _put_plain_run(self, subject: str, sid: int, payloads: list, overhead: int, seqs: list):
         """``_check_writable`` + ``_put`` for each payload of a run on one subject, no
-        headers (``StreamAppend._append_many_plain``): the same records, slots and
-        cache entries, with the segment's arrays and chunk looked up once per segment
-        rather than per message. ``_last_seq``, ``_last_ts`` and ``seqs`` follow every
-        record, so a failed roll keeps what was put. Returns the bytes counted."""
-        # hot path: every message of a js_publish read goes through this loop.
-        self._check_writable()
-        limit = self._seg_limit
+        headers (``StreamAppend._append_many_plain``), written as MSGS records (records.py:
+        one frame per ``RUN_MAX_MSGS`` messages or about ``RUN_MAX_BYTES`` of payload,
+        all with one timestamp); a run of one is a MSG record. The slots, sizes and
+        cache entries are those of ``_put``, added per record rather than per message.
+        ``_last_seq``, ``_last_ts`` and ``seqs`` follow every record, so a failed roll
+        keeps what was put. Returns the bytes counted."""
+        # hot path: every message of a js_publish read goes through here; the loop is
+        # per record, the work per message is in C (array, dict and list builtins).
+        if set(map(type, payloads)) != _BYTES_ONLY:
+            payloads = [p if p.__class__ is bytes else bytes(p) for p in payloads]
         cache = self._cache
-        seqs_append = seqs.append
         total = 0
-        seq = self._last_seq + 1
-        last_ts = self._last_ts
-        seg: Seg = self._tail  # type: ignore[assignment]
-        cur = None
-        for payload in payloads:
-            if payload.__class__ is not bytes:
-                payload = bytes(payload)
-            if cur is None or seg.size_logical >= limit:
-                if cur is not None:
-                    self._check_writable()  # rolls to a new segment
-                    seg = self._tail  # type: ignore[assignment]
-                if seg.first + len(seg.subj) != seq:
-                    self._pad(seg, seq)
-                cur = self._cur if self._cur_seg is seg else self._new_chunk(seg)
-                offs, subj, sizes, tss = seg.offs, seg.subj, seg.size, seg.ts
+        i, n = 0, len(payloads)
+        while i < n:
+            self._check_writable()  # may roll to a new segment
+            seg: Seg = self._tail  # type: ignore[assignment]
+            seq = self._last_seq + 1
+            if seg.first + len(seg.subj) != seq:
+                self._pad(seg, seq)
+            cur = self._cur if self._cur_seg is seg else self._new_chunk(seg)
+            j = min(n, i + RUN_MAX_MSGS)
+            run = payloads[i:j]
+            sizes = [overhead + ln for ln in map(len, run)]
+            nbytes = sum(sizes)
+            # the segment rolls where single records would roll it, give or take one
+            room = min(RUN_MAX_BYTES, self._seg_limit - seg.size_logical)
+            if nbytes > room and j - i > 1:
+                j = i + _run_cut(sizes, room)
+                run = payloads[i:j]
+                del sizes[j - i :]
+                nbytes = sum(sizes)
+            k = j - i
             now_ns = _time_ns()
+            last_ts = self._last_ts
             ts = now_ns if now_ns > last_ts else last_ts
-            size = overhead + len(payload)
-            rec = msg_record(seq, ts, subject, None, payload)
+            if k == 1:
+                rec = msg_record(seq, ts, subject, None, run[0])
+            else:
+                rec = msgs_record(seq, ts, subject, run)
             off = seg.size_logical
             cur += rec
             seg.size_logical = off + len(rec)
-            offs.append(off)
-            subj.append(sid)
-            sizes.append(size)
-            tss.append(ts)
-            seg.live += 1
-            cache[seq] = (subject, None, payload, ts)
-            seqs_append(seq)
-            self._last_seq = seq
-            self._last_ts = last_ts = ts
-            total += size
-            seq += 1
+            seg.offs.extend(array("I", (off,)) * k)  # every member points at the record
+            seg.subj.extend(array("I", (sid,)) * k)
+            seg.size.extend(array("I", sizes))
+            seg.ts.extend(array("q", (ts,)) * k)
+            seg.live += k
+            upto = seq + k
+            entries = zip(repeat(subject), repeat(None), run, repeat(ts))  # as _put's
+            cache.update(zip(range(seq, upto), entries, strict=True))
+            seqs.extend(range(seq, upto))
+            self._last_seq = upto - 1
+            self._last_ts = ts
+            total += nbytes
+            i = j
         if len(cache) > self._cache_trim_at:
             self._trim_cache()
         return total
