@@ -239,8 +239,9 @@ class StreamAppend:
         return out
 
     def _takes_plain(self) -> bool:
-        """No policy, limit, consumer or store-wide quota for an append to consult."""
-        return self._plain and not self._consumers and self._store._limits[self.storage_kind] < 0
+        """No policy, limit or store-wide quota for an append to consult (consumers are
+        told of a run once, in ``_append_many_plain``)."""
+        return self._plain and self._store._limits[self.storage_kind] < 0
 
     def _append_many_plain(self, subject: str, payloads: list[bytes], seqs: list[int]) -> None:
         """The commit step of `append`, for several messages on one subject: the
@@ -301,6 +302,15 @@ class StreamAppend:
                 self._msgs += n
                 self._bytes += total
                 self._store._used[self.storage_kind] += total
+                if self._consumers:  # as append's wake-up, once for the run
+                    interested = self._interest.get(sid)
+                    if interested is None:
+                        interested = self._interest_for(sid)
+                    for c in interested:
+                        c._num_pending += n
+                        cb = c.on_available
+                        if cb is not None:
+                            cb()
                 self._touch()
             elif not st[0]:
                 del self._sstate[sid]  # a new subject, and nothing was appended

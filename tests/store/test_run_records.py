@@ -193,3 +193,24 @@ def test_a_run_torn_by_a_crash_is_cut_and_earlier_runs_survive(reopen, store_dir
     st = s.stream("S")
     assert s.recovery["torn_tails"] == 1
     assert listing(st) == want[:100]
+
+
+def test_a_stream_with_consumers_takes_runs_and_wakes_each_consumer_once(reopen, store_dir):
+    s = reopen()
+    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+    every = st.add_consumer(ConsumerConfig(durable_name="all"))
+    only_y = st.add_consumer(ConsumerConfig(durable_name="y", filter_subject="s.y"))
+    woken = {"all": 0, "y": 0}
+    every.on_available = lambda: woken.__setitem__("all", woken["all"] + 1)
+    only_y.on_available = lambda: woken.__setitem__("y", woken["y"] + 1)
+    st.append_each("s.x", payloads(300))
+    st.append_each("s.y", payloads(50))
+    assert woken == {"all": 2, "y": 1}
+    assert (every.num_pending, only_y.num_pending) == (350, 50)
+    s.close_sync()
+    assert T_MSGS in [t for _o, t, _e in record_types(segs(store_dir)[0])]
+    s = reopen()
+    st = s.stream("S")
+    got = [m.seq for m, _d in st.consumer("y").next_batch(100)]
+    assert got == list(range(301, 351))
+    assert st.consumer("all").num_pending == 350
