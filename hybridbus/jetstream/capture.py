@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.jetstream import api, republish
@@ -60,8 +61,10 @@ def sync(js: JetStream, stream: Any) -> None:
         return  # a mirror takes no publishes (mirror.py fills it)
     subs: list[InternalSub] = []
     index = _index(js)
+    on_requests = _requests_handler(js, name)
     for subject in stream.config.subjects:
         sub = js.subscribe(subject, _handler(js, name))
+        sub.on_requests = on_requests
         index.sublist.insert(sub)
         subs.append(sub)
     js.captures[name] = subs
@@ -128,6 +131,22 @@ def _handler(js: JetStream, name: str):
         store_publish(js, name, subject, reply, headers, payload, mqtt_msg)
 
     return on_publish
+
+
+def _requests_handler(js: JetStream, name: str):
+    """``on_requests``: a read's run of plain requests to one subject
+    (``Server.route_requests``) joins the read's batch for the stream as
+    ``store_publish`` adds each plain publish, in one call."""
+
+    def on_requests(subject: str, replies: list[str], payloads: list[bytes]) -> None:
+        batches = _batches(js)
+        batch = batches.get(name)
+        if batch is None:
+            batches[name] = batch = []
+            js.later(_append_batch, js, name, True)
+        batch.extend(zip(repeat(subject), replies, payloads))
+
+    return on_requests
 
 
 def pub_ack(stream: str, seq: int, duplicate: bool = False, domain: str | None = None) -> bytes:

@@ -251,6 +251,7 @@ class NatsConnection(ClientBase):
         plain = self._plain_publisher()
         i = start
         n = len(ops)
+        solo = 0  # ops before this index are in a run of requests to route one by one
         while i < n:
             if self.closing:
                 break
@@ -281,6 +282,13 @@ class NatsConnection(ClientBase):
                             i += routed - 1
                             self.in_msgs += routed
                             self.in_bytes += sum(map(len, payloads))
+                            continue
+                    elif i < n and i > solo and ops[i][0] == OP_PUB and ops[i][1] is subject:
+                        # A run of requests to one subject (a stream's publisher): to a
+                        # stream's capture alone at once (Server.route_requests).
+                        routed, solo = self._request_run(ops, i - 1, subject)
+                        if routed:
+                            i += routed - 1
                             continue
                     self.in_msgs += 1
                     self.in_bytes += len(payload)
@@ -314,6 +322,27 @@ class NatsConnection(ClientBase):
                 self.handle_parse_error(op[1], op[2])
         server.flush()
         server.reading = None
+
+    def _request_run(self, ops: list, start: int, subject: str) -> tuple[int, int]:
+        """The run of PUBs to ``subject`` with a reply from ``ops[start]``, at once if the
+        router can (``Server.route_requests``): how many were routed (0: one by one, as
+        before) and the index from which a new run may begin."""
+        n, end = len(ops), start + 1
+        while end < n:
+            op = ops[end]
+            if op[0] != OP_PUB or op[1] is not subject or op[2] is None:
+                break
+            end += 1
+        if end - start < 2:
+            return 0, end
+        run = ops[start:end]
+        payloads = [op[3] for op in run]
+        routed = self.server.route_requests(self, subject, [op[2] for op in run], payloads)
+        if not routed:
+            return 0, end
+        self.in_msgs += routed
+        self.in_bytes += sum(map(len, payloads[:routed]))
+        return routed, 0
 
     def _defer_for_bcrypt(self, connect: Any, ops: list, index: int) -> bool:
         server = self.server
