@@ -36,6 +36,8 @@ from hybridbus.store.errors import StoreError, WrongLastSequence
 from hybridbus.store.ttl import TTL_HEADER, parse_ttl
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from hybridbus.jetstream.engine import InternalSub, JetStream
 
 log = logging.getLogger("hybridbus.jetstream")
@@ -138,7 +140,7 @@ def _requests_handler(js: JetStream, name: str):
     (``Server.route_requests``) joins the read's batch for the stream as
     ``store_publish`` adds each plain publish, in one call."""
 
-    def on_requests(subject: str, replies: list[str], payloads: list[bytes]) -> None:
+    def on_requests(subject: str, replies: Sequence[str], payloads: Sequence[bytes]) -> None:
         batches = _batches(js)
         batch = batches.get(name)
         if batch is None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.router.sublist import Subscription
@@ -65,7 +65,7 @@ class InternalSub(Subscription):
         super().__init__(subject, queue, client, 0)
         self.handler = handler
         self.on_acks: Callable[[list[str]], None] | None = None
-        self.on_requests: Callable[[str, list[str], list[bytes]], None] | None = None
+        self.on_requests: Callable[[str, Sequence[str], Sequence[bytes]], None] | None = None
 
 
 class JetStream:
@@ -195,7 +195,7 @@ class JetStream:
             log.exception("JetStream ack run failed at %r", subjects[0])
 
     def deliver_requests(
-        self, sub: InternalSub, subject: str, replies: list[str], payloads: list[bytes]
+        self, sub: InternalSub, subject: str, replies: Sequence[str], payloads: Sequence[bytes]
     ) -> None:
         """A run of publishes to ``subject``, each with its reply, no headers, that reach
         ``sub`` alone (``Server.route_requests``): its ``on_requests`` takes them in one

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.nats import (
@@ -327,17 +328,15 @@ class NatsConnection(ClientBase):
         """The run of PUBs to ``subject`` with a reply from ``ops[start]``, at once if the
         router can (``Server.route_requests``): how many were routed (0: one by one, as
         before) and the index from which a new run may begin."""
-        n, end = len(ops), start + 1
-        while end < n:
-            op = ops[end]
+        end = start + 1
+        for op in islice(ops, end, None):
             if op[0] != OP_PUB or op[1] is not subject or op[2] is None:
                 break
             end += 1
         if end - start < 2:
             return 0, end
-        run = ops[start:end]
-        payloads = [op[3] for op in run]
-        routed = self.server.route_requests(self, subject, [op[2] for op in run], payloads)
+        _, _, replies, payloads = zip(*ops[start:end], strict=True)  # in C
+        routed = self.server.route_requests(self, subject, replies, payloads)
         if not routed:
             return 0, end
         self.in_msgs += routed

@@ -10,6 +10,7 @@ as methods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.core.flow import RUN_WORK
@@ -121,7 +122,7 @@ def route_acks(server: Server, origin: Any, subjects: list[str]) -> None:
 
 
 def route_requests(
-    server: Server, origin: Any, subject: str, replies: list[str], payloads: list[bytes]
+    server: Server, origin: Any, subject: str, replies: Sequence[str], payloads: Sequence[bytes]
 ) -> int:
     """``route(origin, subject, r, None, p)`` for each reply and payload, in order: a
     read's run of requests to one subject (a JetStream publisher's PUBs, each with its
