@@ -263,3 +263,50 @@ async def test_a_run_in_an_account_with_mappings(tmp_path):
         await nc.close()
     finally:
         await server.shutdown()
+
+
+def test_the_parser_reads_a_request_line_as_before():
+    # codec/nats.py takes ``PUB <subject> <reply> <size>`` with a known subject by a
+    # shorter way; any other spelling goes the general way, to the same ops and errors.
+    from hybridbus.codec.nats import OP_ERROR, OP_PUB, Parser
+
+    p = Parser(max_control_line=64, max_payload=8)
+    data = b"PUB s.a r.1 2\r\nhi\r\n"  # first: the subject is new
+    data += b"PUB s.a r.2 2\r\nok\r\n"  # now known: the short way
+    data += b"PUB\ts.a  r.3\t2\r\nab\r\npub s.a r.4 1\r\nx\r\n"
+    data += b"PUB s.a r\xff 1\r\ny\r\nPUB s.a r.6 02\r\nzz\r\nPUB s.a r.7 0\r\n\r\n"
+    assert p.feed(data) == [
+        (OP_PUB, "s.a", "r.1", b"hi"),
+        (OP_PUB, "s.a", "r.2", b"ok"),
+        (OP_PUB, "s.a", "r.3", b"ab"),
+        (OP_PUB, "s.a", "r.4", b"x"),
+        (OP_PUB, "s.a", "r\udcff", b"y"),  # not UTF-8: kept byte for byte (surrogateescape)
+        (OP_PUB, "s.a", "r.6", b"zz"),
+        (OP_PUB, "s.a", "r.7", b""),
+    ]
+    assert p.feed(b"PUB s.a r.8 9\r\n") == [
+        (OP_ERROR, "Maximum Payload Violation", "Maximum Message Payload Exceeded")
+    ]
+    p = Parser(max_control_line=64)
+    p.feed(b"PUB s.a r.1 1\r\nx\r\n")
+    long = b"PUB s.a %s 1\r\nx\r\n" % (b"r" * 70)
+    assert p.feed(long) == [
+        (OP_ERROR, "maximum control line exceeded", "Maximum Control Line Exceeded")
+    ]
+    p = Parser()
+    p.feed(b"PUB s.a r.1 1\r\nx\r\n")
+    assert p.feed(b" PUB s.a r.2 1\r\nx\r\n") == [
+        (OP_ERROR, "Unknown Protocol Operation", "Protocol Violation")
+    ]
+    p = Parser()
+    p.feed(b"PUB s.a r.1 1\r\nx\r\n")
+    assert p.feed(b"PUB s.a r.2 1\r\nxy\r\n") == [
+        (OP_ERROR, "Unknown Protocol Operation", "Protocol Violation")
+    ]
+
+
+async def test_an_empty_line_after_a_run_of_acks_is_an_unknown_op(nats_server):
+    # (the parser's ack run test once read parts[-1] of an empty line: an IndexError)
+    w = await nats_connect(nats_server.nats_port)
+    await w.send(b"PUB $JS.ACK.S.d.1.1.1.1.0 0\r\n\r\nPUB $JS.ACK.S.d.1.2.2.1.0 0\r\n\r\n\r\n")
+    assert await w.expect_closed() == b"-ERR 'Unknown Protocol Operation'\r\n"
