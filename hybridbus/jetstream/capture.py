@@ -199,7 +199,7 @@ def store_publish(
             if mqtt_msg is not None and js.account.mqtt is not None:
                 _refuse_mqtt(js, mqtt_msg, err)
             elif reply is not None:
-                js.later(js.reply, reply, pub_error(name, err))
+                _refuse(js, stream, reply, pub_error(name, err))
             return
     if mqtt_msg is not None and js.account.mqtt is not None:
         _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw, rp)
@@ -404,13 +404,24 @@ def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, p
     try:
         seq = stream.append(subject, payload, headers, on_durable=durable, **kw)
     except StoreError as err:
-        js.later(js.reply, reply, pub_error(name, err))
+        _refuse(js, stream, reply, pub_error(name, err))
         return
     outcome.append(stream.was_duplicate)
     if not stream.was_duplicate:
         _stored(js, name, subject, headers, payload)
         if rp is not None and rp[0].rp is not None:
             republish.republish(js, stream, rp[0], seq, rp[1])
+
+
+def _refuse(js: JetStream, stream: Any, reply: str, body: dict) -> None:
+    """A refused publish's error PubAck, after the PubAcks of the stream's earlier
+    publishes: those wait for the store (``when_durable``), and nats-server answers a
+    stream's publishes in order (a refusal among a read's publishes is answered in its
+    place, checked against nats-server 2.15.1)."""
+    if stream.durable_pending():
+        stream.when_durable(lambda _seq, _err: js.later(js.reply, reply, body))
+    else:
+        js.later(js.reply, reply, body)
 
 
 def _header_checks(stream: Any, subject: str, hdrs: dict[str, list[str]], nats: bool) -> dict:

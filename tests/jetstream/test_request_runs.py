@@ -146,6 +146,43 @@ async def test_a_run_mixed_with_other_subjects_and_publishes_keeps_its_order(sen
     ]
 
 
+async def test_a_refusal_inside_a_read_is_answered_in_its_place(senv):
+    # nats-server answers a stream's publishes in order, a refused one included
+    # (checked with 2.15.1): the refusal waits for the PubAcks of the batch before it.
+    await senv.js.add_stream(name="S", subjects=["s.>"])
+    w = await senv.wire()
+    await w.send(b"SUB r.> 1\r\n")
+    hdr = b"NATS/1.0\r\nNats-Expected-Last-Sequence: 5\r\n\r\n"
+    data = requests(b"s.a", inboxes(2, 0), b"a")
+    data += b"HPUB s.a r.2 %d %d\r\n%sh\r\n" % (len(hdr), len(hdr) + 1, hdr)
+    data += requests(b"s.a", inboxes(2, 3), b"b")
+    data += b"HPUB s.a r.5 %d %d\r\n%sh\r\n" % (len(hdr), len(hdr) + 1, hdr)
+    await w.send(data)
+    refused = {
+        "error": {"code": 400, "err_code": 10071, "description": "wrong last sequence: %d"},
+        "stream": "S",
+        "seq": 0,
+    }
+    first = json.loads(json.dumps(refused).replace("%d", "2"))
+    second = json.loads(json.dumps(refused).replace("%d", "4"))
+    assert await answers(w, 6) == [
+        (b"r.0", {"stream": "S", "seq": 1}),
+        (b"r.1", {"stream": "S", "seq": 2}),
+        (b"r.2", first),
+        (b"r.3", {"stream": "S", "seq": 3}),
+        (b"r.4", {"stream": "S", "seq": 4}),
+        (b"r.5", second),
+    ]
+    # and a header check's refusal (Nats-Expected-Stream) too
+    bad = b"NATS/1.0\r\nNats-Expected-Stream: T\r\n\r\n"
+    data = requests(b"s.a", inboxes(2, 6), b"c")
+    data += b"HPUB s.a r.8 %d %d\r\n%sh\r\n" % (len(bad), len(bad) + 1, bad)
+    await w.send(data)
+    got = await answers(w, 3)
+    assert [r for r, _ in got] == [b"r.6", b"r.7", b"r.8"]
+    assert got[2][1]["error"]["err_code"] == 10060
+
+
 async def test_another_subscriber_of_the_subject_gets_every_request(senv):
     await senv.js.add_stream(name="S", subjects=["s.>"])
     w = await senv.wire()
