@@ -423,8 +423,8 @@ class Parser:
                 if (
                     run is not None  # a read without acks pays this test alone
                     and out[-1] is run_op
+                    and len(parts) == 3  # first: an empty line has no parts[-1]
                     and parts[-1] == b"0"
-                    and len(parts) == 3
                     and line.startswith(ACK_PUB)
                     and len(line) <= mcl
                 ):
@@ -443,74 +443,100 @@ class Parser:
                         append(run_op)
                     run.append(parts[1])
                     continue
-                # A line must start with the op itself: not empty, no leading blank.
-                if not parts or line[0] <= 32:
-                    return self._fail(out, _E_UNKNOWN)
-                kind = fast.get(parts[0])
-                if kind is None:
-                    kind = _classify(parts[0])
-                    if kind == _K_UNKNOWN:
-                        return self._fail(out, _E_UNKNOWN)
-                if len(line) > mcl:
-                    err = self._long_line(line, kind)
-                    if err is not None:
-                        return self._fail(out, err)
-                if kind != k_pub:
-                    if self._control(kind, line, parts, it, tail, out) is None:
-                        continue
-                    return out  # failed, or an HPUB payload is still arriving
-                # PUB <subject> [reply-to] <#bytes>
-                np = len(parts)
-                if np == 3:
-                    reply = None
-                    szb = parts[2]
-                    if ack_runs and szb == b"0" and parts[1].startswith(ONE_OFF_SUBJECT):
-                        # A JetStream ack (``PUB $JS.ACK.<...> 0``): its empty payload
-                        # must be the very next line (as below), then it joins the
-                        # read's run of acks (OP_ACKS, see ``ack_runs``).
-                        try:
-                            p = nxt()
-                        except StopIteration:
-                            return self._start_pending(out, (k_pub, parts[1], None, -1), 0, [tail])
-                        if p != b"\r":
-                            return self._fail(out, _E_UNKNOWN)
-                        if run is None or out[-1] is not run_op:
-                            run = []
-                            run_op = (OP_ACKS, run)
-                            append(run_op)
-                        run.append(parts[1])
-                        continue
-                elif np == 4:
+                if (
+                    len(parts) == 4
+                    and line[0] == 80  # "P": the op itself first, no blank before it
+                    and parts[0] == b"PUB"
+                    and len(line) <= mcl
+                    and (size := sizes.get(parts[3])) is not None
+                    and size <= maxp
+                    and (subject := subjects.get(parts[1])) is not None
+                ):
+                    # A request as the clients write it (``PUB <subject> <reply> <size>``,
+                    # a subject seen before): what the checks below make of it,
+                    # fewer of them.
                     reply = parts[2]
-                    szb = parts[3]
+                    try:
+                        pub = (subject, reply.decode(), size, parts[1], reply)
+                    except UnicodeDecodeError:  # not UTF-8: back out as it came in
+                        pub = (subject, _dec(reply), size, parts[1], reply)
                 else:
-                    return self._fail(out, self._cl_error(line, parts, kind))
-                size = sizes.get(szb)
-                if size is None:
-                    size = _parse_size(szb)
-                    if size < 0:
-                        return self._fail(out, _E_VIOLATION)
-                if size > maxp:
-                    return self._fail(out, _E_PAYLOAD)
-                subject = subjects.get(parts[1])
-                one_off = False  # tested only on a subject cache miss, as acks all are
-                if subject is None:
-                    if parts[1].startswith(ONE_OFF_SUBJECT):
-                        one_off = True
-                        subject = _dec(parts[1])
+                    # A line must start with the op itself: not empty, no leading blank.
+                    if not parts or line[0] <= 32:
+                        return self._fail(out, _E_UNKNOWN)
+                    kind = fast.get(parts[0])
+                    if kind is None:
+                        kind = _classify(parts[0])
+                        if kind == _K_UNKNOWN:
+                            return self._fail(out, _E_UNKNOWN)
+                    if len(line) > mcl:
+                        err = self._long_line(line, kind)
+                        if err is not None:
+                            return self._fail(out, err)
+                    if kind != k_pub:
+                        if self._control(kind, line, parts, it, tail, out) is None:
+                            continue
+                        return out  # failed, or an HPUB payload is still arriving
+                    # PUB <subject> [reply-to] <#bytes>
+                    np = len(parts)
+                    if np == 3:
+                        reply = None
+                        szb = parts[2]
+                        if ack_runs and szb == b"0" and parts[1].startswith(ONE_OFF_SUBJECT):
+                            # A JetStream ack (``PUB $JS.ACK.<...> 0``): its empty payload
+                            # must be the very next line (as below), then it joins the
+                            # read's run of acks (OP_ACKS, see ``ack_runs``).
+                            try:
+                                p = nxt()
+                            except StopIteration:
+                                return self._start_pending(
+                                    out, (k_pub, parts[1], None, -1), 0, [tail]
+                                )
+                            if p != b"\r":
+                                return self._fail(out, _E_UNKNOWN)
+                            if run is None or out[-1] is not run_op:
+                                run = []
+                                run_op = (OP_ACKS, run)
+                                append(run_op)
+                            run.append(parts[1])
+                            continue
+                    elif np == 4:
+                        reply = parts[2]
+                        szb = parts[3]
                     else:
-                        subject = _remember_subject(subjects, parts[1])
-                if reply is None:
-                    pub = (subject, None, size, parts[1], None)
-                    # Only reply-less lines are kept: a request's reply inbox is new
-                    # every time, so caching those would only churn the cache (so
-                    # would a JetStream ack's, whose subject names one delivery).
-                    if not one_off:
-                        if len(pub_lines) >= PUB_LINE_CACHE_SIZE:
-                            pub_lines.clear()
-                        pub_lines[line] = pub
-                else:
-                    pub = (subject, reply.decode("utf-8", "surrogateescape"), size, parts[1], reply)
+                        return self._fail(out, self._cl_error(line, parts, kind))
+                    size = sizes.get(szb)
+                    if size is None:
+                        size = _parse_size(szb)
+                        if size < 0:
+                            return self._fail(out, _E_VIOLATION)
+                    if size > maxp:
+                        return self._fail(out, _E_PAYLOAD)
+                    subject = subjects.get(parts[1])
+                    one_off = False  # tested only on a subject cache miss, as acks all are
+                    if subject is None:
+                        if parts[1].startswith(ONE_OFF_SUBJECT):
+                            one_off = True
+                            subject = _dec(parts[1])
+                        else:
+                            subject = _remember_subject(subjects, parts[1])
+                    if reply is None:
+                        pub = (subject, None, size, parts[1], None)
+                        # Only reply-less lines are kept: a request's reply inbox is new
+                        # every time, so caching those would only churn the cache (so
+                        # would a JetStream ack's, whose subject names one delivery).
+                        if not one_off:
+                            if len(pub_lines) >= PUB_LINE_CACHE_SIZE:
+                                pub_lines.clear()
+                            pub_lines[line] = pub
+                    else:
+                        pub = (
+                            subject,
+                            reply.decode("utf-8", "surrogateescape"),
+                            size,
+                            parts[1],
+                            reply,
+                        )
             # A PUB control line (parsed or cached); its payload comes next.
             size = pub[2]
             try:

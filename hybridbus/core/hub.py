@@ -18,6 +18,8 @@ import ssl
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from hybridbus.core.client import ClientBase
     from hybridbus.options import Options
     from hybridbus.router.sublist import Sublist
@@ -118,6 +120,10 @@ class Hub(Protocol):
     def route_to_each(self, origin: Any, inbox: str, msgs: list[tuple]) -> list[int]: ...
     # route(origin, s, None, None, b"") for each subject of a read's run of JetStream acks
     def route_acks(self, origin: Any, subjects: list[str]) -> None: ...
+    # route(origin, subject, r, None, p) for a run of requests to a stream; how many
+    def route_requests(
+        self, origin: Any, subject: str, replies: Sequence[str], payloads: Sequence[bytes]
+    ) -> int: ...
     # route_to_each for a pull batch on one subject as encoded MSG tails; False: not sent
     def route_tails(
         self, origin: Any, inbox: str, subject: str, tails: list[bytes], nbytes: int

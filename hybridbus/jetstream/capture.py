@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.jetstream import api, republish
@@ -35,6 +36,8 @@ from hybridbus.store.errors import StoreError, WrongLastSequence
 from hybridbus.store.ttl import TTL_HEADER, parse_ttl
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from hybridbus.jetstream.engine import InternalSub, JetStream
 
 log = logging.getLogger("hybridbus.jetstream")
@@ -60,8 +63,10 @@ def sync(js: JetStream, stream: Any) -> None:
         return  # a mirror takes no publishes (mirror.py fills it)
     subs: list[InternalSub] = []
     index = _index(js)
+    on_requests = _requests_handler(js, name)
     for subject in stream.config.subjects:
         sub = js.subscribe(subject, _handler(js, name))
+        sub.on_requests = on_requests
         index.sublist.insert(sub)
         subs.append(sub)
     js.captures[name] = subs
@@ -130,6 +135,22 @@ def _handler(js: JetStream, name: str):
     return on_publish
 
 
+def _requests_handler(js: JetStream, name: str):
+    """``on_requests``: a read's run of plain requests to one subject
+    (``Server.route_requests``) joins the read's batch for the stream as
+    ``store_publish`` adds each plain publish, in one call."""
+
+    def on_requests(subject: str, replies: Sequence[str], payloads: Sequence[bytes]) -> None:
+        batches = _batches(js)
+        batch = batches.get(name)
+        if batch is None:
+            batches[name] = batch = []
+            js.later(_append_batch, js, name, True)
+        batch.extend(zip(repeat(subject), replies, payloads))
+
+    return on_requests
+
+
 def pub_ack(stream: str, seq: int, duplicate: bool = False, domain: str | None = None) -> bytes:
     """The PubAck, byte for byte as nats-server writes it (its template, then the
     sequence; ``"duplicate": true`` with the space)."""
@@ -178,7 +199,7 @@ def store_publish(
             if mqtt_msg is not None and js.account.mqtt is not None:
                 _refuse_mqtt(js, mqtt_msg, err)
             elif reply is not None:
-                js.later(js.reply, reply, pub_error(name, err))
+                _refuse(js, stream, reply, pub_error(name, err))
             return
     if mqtt_msg is not None and js.account.mqtt is not None:
         _store_mqtt(js, stream, subject, headers, payload, mqtt_msg, kw, rp)
@@ -383,13 +404,24 @@ def _append_with_ack(js: JetStream, stream: Any, subject, reply: str, headers, p
     try:
         seq = stream.append(subject, payload, headers, on_durable=durable, **kw)
     except StoreError as err:
-        js.later(js.reply, reply, pub_error(name, err))
+        _refuse(js, stream, reply, pub_error(name, err))
         return
     outcome.append(stream.was_duplicate)
     if not stream.was_duplicate:
         _stored(js, name, subject, headers, payload)
         if rp is not None and rp[0].rp is not None:
             republish.republish(js, stream, rp[0], seq, rp[1])
+
+
+def _refuse(js: JetStream, stream: Any, reply: str, body: dict) -> None:
+    """A refused publish's error PubAck, after the PubAcks of the stream's earlier
+    publishes: those wait for the store (``when_durable``), and nats-server answers a
+    stream's publishes in order (a refusal among a read's publishes is answered in its
+    place, checked against nats-server 2.15.1)."""
+    if stream.durable_pending():
+        stream.when_durable(lambda _seq, _err: js.later(js.reply, reply, body))
+    else:
+        js.later(js.reply, reply, body)
 
 
 def _header_checks(stream: Any, subject: str, hdrs: dict[str, list[str]], nats: bool) -> dict:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.router.sublist import Subscription
@@ -54,14 +54,18 @@ class InternalSub(Subscription):
     mqtt_msg)`` runs inside ``Server.route`` and must not route (module docstring).
     ``on_acks(subjects)``, when set (the ``$JS.ACK.>`` subscription), is ``handler(s,
     None, None, b"", None)`` for each subject, one call for a read's run of acks
-    (``Server.route_acks``)."""
+    (``Server.route_acks``). ``on_requests(subject, replies, payloads)``, when set (a
+    stream's capture subscription), is ``handler(subject, r, None, p, None)`` for each
+    reply and payload, one call for a read's run of requests to one subject
+    (``Server.route_requests``)."""
 
-    __slots__ = ("handler", "on_acks")
+    __slots__ = ("handler", "on_acks", "on_requests")
 
     def __init__(self, subject: str, queue: str | None, client: JetStream, handler: Handler):
         super().__init__(subject, queue, client, 0)
         self.handler = handler
         self.on_acks: Callable[[list[str]], None] | None = None
+        self.on_requests: Callable[[str, Sequence[str], Sequence[bytes]], None] | None = None
 
 
 class JetStream:
@@ -189,6 +193,17 @@ class JetStream:
             sub.on_acks(subjects)  # type: ignore[misc]
         except Exception:  # as deliver: the publisher's read goes on
             log.exception("JetStream ack run failed at %r", subjects[0])
+
+    def deliver_requests(
+        self, sub: InternalSub, subject: str, replies: Sequence[str], payloads: Sequence[bytes]
+    ) -> None:
+        """A run of publishes to ``subject``, each with its reply, no headers, that reach
+        ``sub`` alone (``Server.route_requests``): its ``on_requests`` takes them in one
+        call."""
+        try:
+            sub.on_requests(subject, replies, payloads)  # type: ignore[misc]
+        except Exception:  # as deliver: the publisher's read goes on
+            log.exception("JetStream request run failed for %r", subject)
 
     # -- deferred work -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import time
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from hybridbus.codec.nats import (
@@ -251,6 +252,7 @@ class NatsConnection(ClientBase):
         plain = self._plain_publisher()
         i = start
         n = len(ops)
+        solo = 0  # ops before this index are in a run of requests to route one by one
         while i < n:
             if self.closing:
                 break
@@ -281,6 +283,13 @@ class NatsConnection(ClientBase):
                             i += routed - 1
                             self.in_msgs += routed
                             self.in_bytes += sum(map(len, payloads))
+                            continue
+                    elif i < n and i > solo and ops[i][0] == OP_PUB and ops[i][1] is subject:
+                        # A run of requests to one subject (a stream's publisher): to a
+                        # stream's capture alone at once (Server.route_requests).
+                        routed, solo = self._request_run(ops, i - 1, subject)
+                        if routed:
+                            i += routed - 1
                             continue
                     self.in_msgs += 1
                     self.in_bytes += len(payload)
@@ -314,6 +323,25 @@ class NatsConnection(ClientBase):
                 self.handle_parse_error(op[1], op[2])
         server.flush()
         server.reading = None
+
+    def _request_run(self, ops: list, start: int, subject: str) -> tuple[int, int]:
+        """The run of PUBs to ``subject`` with a reply from ``ops[start]``, at once if the
+        router can (``Server.route_requests``): how many were routed (0: one by one, as
+        before) and the index from which a new run may begin."""
+        end = start + 1
+        for op in islice(ops, end, None):
+            if op[0] != OP_PUB or op[1] is not subject or op[2] is None:
+                break
+            end += 1
+        if end - start < 2:
+            return 0, end
+        _, _, replies, payloads = zip(*ops[start:end], strict=True)  # in C
+        routed = self.server.route_requests(self, subject, replies, payloads)
+        if not routed:
+            return 0, end
+        self.in_msgs += routed
+        self.in_bytes += sum(map(len, payloads[:routed]))
+        return routed, 0
 
     def _defer_for_bcrypt(self, connect: Any, ops: list, index: int) -> bool:
         server = self.server

@@ -1,5 +1,6 @@
 """``Server.route_to_each``: a JetStream pull batch delivered with one router lookup;
-``Server.route_acks``: a read's run of acks handed to the JetStream engine at once.
+``Server.route_acks``: a read's run of acks handed to the JetStream engine at once;
+``Server.route_requests``: a read's run of requests to a stream's subject, the same.
 
 A pull consumer hands a batch (up to the request's 500) to one inbox; ``route_to`` per
 message matched that inbox every time. Its client acks the 500 in one write, which
@@ -9,7 +10,10 @@ as methods.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from hybridbus.core.flow import RUN_WORK
 
 if TYPE_CHECKING:
     from hybridbus.server.server import Server
@@ -115,6 +119,39 @@ def route_acks(server: Server, origin: Any, subjects: list[str]) -> None:
         _to_taker(server, sink, batch)
     for subject in subjects[done:]:
         route(origin, subject, None, None, b"")
+
+
+def route_requests(
+    server: Server, origin: Any, subject: str, replies: Sequence[str], payloads: Sequence[bytes]
+) -> int:
+    """``route(origin, subject, r, None, p)`` for each reply and payload, in order: a
+    read's run of requests to one subject (a JetStream publisher's PUBs, each with its
+    own inbox; nats/connection.py ``_request_run``). When the subject's match in the
+    origin's account is exactly one subscription that takes such runs (``on_requests``:
+    a stream's capture, jetstream/capture.py) and nothing else (no other subscriber, no
+    queue group, no leaf link's interest, no import, no mapping), the run goes to it in
+    one call, at most ``RUN_WORK`` messages of it (as ``route_run``). Returns how many
+    were routed; 0 routes nothing, and the caller routes each message as before (with
+    its no-responders answer, or to the several receivers)."""
+    acc = origin.account
+    if acc.mappings is not None or server._expired:
+        return 0
+    result = acc.sublist.match(subject)
+    plain = result.plain
+    if len(plain) != 1 or result.queues:
+        return 0
+    sub = plain[0]
+    if getattr(sub, "on_requests", None) is None or sub.client is origin:
+        return 0
+    n = len(replies)
+    if n > RUN_WORK:  # the rest after the read loop's look at the turn's budget
+        n = RUN_WORK
+        replies = replies[:n]
+        payloads = payloads[:n]
+    server.route_seq += n  # a delivery round per message, as route
+    server.work += n
+    sub.client.deliver_requests(sub, subject, replies, payloads)
+    return n
 
 
 def _to_taker(server: Server, result: Any, subjects: list[str]) -> None:

@@ -42,7 +42,7 @@ from hybridbus.security import Security
 from hybridbus.server import account_state
 from hybridbus.server.fanout import FanoutJob
 from hybridbus.server.leafnodes import leaf_ready, start_leafnodes, stop_leafnodes
-from hybridbus.server.route_each import route_acks, route_tails, route_to_each
+from hybridbus.server.route_each import route_acks, route_requests, route_tails, route_to_each
 from hybridbus.server.startup import StartError, address, listen, listen_error, store_error
 from hybridbus.server.state import (
     ClosedClient,
@@ -569,6 +569,7 @@ class Server:
 
     route_to_each = route_to_each  # route_to for a batch (server/route_each.py)
     route_acks = route_acks  # route for a read's JetStream acks (server/route_each.py)
+    route_requests = route_requests  # route for a run of requests (server/route_each.py)
     route_tails = route_tails  # route_to_each for encoded MSG tails (server/route_each.py)
 
     def _route_queues(self, queues, origin, subject, reply, headers, payload, mqtt_msg) -> int:
