@@ -133,3 +133,36 @@ def test_without_ack_runs_every_ack_is_an_op():
     data = ack(1) + ack(2)
     assert [op[0] for op in Parser().feed(data)] == [OP_PUB, OP_PUB]
     assert [op[0] for op in Parser(ack_runs=True).feed(data)] == [OP_ACKS]
+
+
+def test_a_read_of_acks_alone_and_acks_then_anything_agree_with_the_line_parser():
+    # A read that starts with acks is taken by leading_acks (codec/nats_acks.py): acks
+    # alone in one pass, acks then anything else (or a cut ack) in two. Every spelling
+    # the line parser reads otherwise must end the run where it would.
+    import random
+
+    rng = random.Random(15)
+    odd = [
+        b"PUB $JS.ACK.S.C.1.\x0b.2 0\r\n\r\n",  # split by line.split(): a reply
+        b"PUB $JS.ACK.S.C.1.\x0c.2 0\r\n\r\n",
+        b"PUB\t$JS.ACK.S.C.1.2.3 0\r\n\r\n",
+        b"PUB  $JS.ACK.S.C.1.2.3  0\r\n\r\n",
+        b"PUB $JS.ACK.S.C.1.2.3 00\r\n\r\n",
+        b"PUB $JS.ACK.S.C.1.2.3 0\r\nX\r\n",  # a payload where none is announced
+        b"PUB $JS.ACK.S.C.1.2.3 0\n\r\n",
+        b"pub $JS.ACK.S.C.1.2.3 0\r\n\r\n",
+        b"PUB $JS.ACK." + b"x" * 200 + b" 0\r\n\r\n",  # over a small max_control_line
+        ack(9, body=b"+NAK"),
+        ack(9, reply=b"_INBOX.r"),
+        b"PING\r\n",
+    ]
+    for _ in range(300):
+        acks = b"".join(ack(rng.randrange(1, 99)) for _ in range(rng.randrange(1, 6)))
+        tail = b"".join(rng.choice(odd) for _ in range(rng.randrange(0, 3)))
+        data = acks + tail
+        cut = rng.randrange(1, len(data) + 1)
+        same_ops([data])
+        same_ops([data[:cut], data[cut:]])
+        same_ops([data], max_control_line=128)
+    ops = same_ops([b"".join(ack(i) for i in range(1, 501))])
+    assert [op[0] for op in ops] == [OP_ACKS] and len(ops[0][1]) == 500
