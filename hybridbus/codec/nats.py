@@ -192,6 +192,8 @@ SUBJECT_CACHE_SIZE = 256
 # seen before is looked up instead of split and checked again. Lines are cached only
 # once they passed every check, under the limits in force then.
 PUB_LINE_CACHE_SIZE = 256
+
+
 def _remember_subject(cache: dict, raw: bytes) -> str:
     subject = raw.decode("utf-8", "surrogateescape")
     if len(cache) >= SUBJECT_CACHE_SIZE:
