@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import json
 
-from hybridbus.codec.nats_acks import ACK_PUB, ONE_OFF_SUBJECT, ack_subjects, leading_acks
 from hybridbus.codec.nats_headers import encode_headers, parse_headers
 
 __all__ = [
@@ -192,6 +191,16 @@ SUBJECT_CACHE_SIZE = 256
 # seen before is looked up instead of split and checked again. Lines are cached only
 # once they passed every check, under the limits in force then.
 PUB_LINE_CACHE_SIZE = 256
+# Subjects published once each (a JetStream ack names its delivery): not cached.
+ONE_OFF_SUBJECT = b"$JS.ACK."
+ACK_PUB = b"PUB " + ONE_OFF_SUBJECT  # an ack's control line as the clients write it
+
+
+def ack_subjects(raws: list[bytes]) -> list[str]:
+    """The subjects of an ``OP_ACKS`` op, decoded as every subject is (surrogateescape),
+    with one decode for the run: they hold no whitespace (the control line was split on
+    it), so a newline can join them and split them apart again."""
+    return b"\n".join(raws).decode("utf-8", "surrogateescape").split("\n")
 
 
 def _remember_subject(cache: dict, raw: bytes) -> str:
@@ -388,13 +397,6 @@ class Parser:
     def _parse(self, buf: bytes, out: list) -> list:
         # hot path: one call per read parses every op in it with locals bound once;
         # a helper per op would cost a call per message (bench/bench_nats_server.py).
-        if self.ack_runs and buf.startswith(ACK_PUB):  # a client's acks of a fetch
-            raws, end = leading_acks(buf, self.max_control_line)
-            if end:
-                out.append((OP_ACKS, raws))
-                if end == len(buf):
-                    return out
-                buf = buf[end:]
         lines = buf.split(b"\n")
         tail = lines.pop()  # bytes after the last b"\n": unfinished, maybe empty
         it = iter(lines)

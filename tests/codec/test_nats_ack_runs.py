@@ -135,10 +135,9 @@ def test_without_ack_runs_every_ack_is_an_op():
     assert [op[0] for op in Parser(ack_runs=True).feed(data)] == [OP_ACKS]
 
 
-def test_a_read_of_acks_alone_and_acks_then_anything_agree_with_the_line_parser():
-    # A read that starts with acks is taken by leading_acks (codec/nats_acks.py): acks
-    # alone in one pass, acks then anything else (or a cut ack) in two. Every spelling
-    # the line parser reads otherwise must end the run where it would.
+def test_random_reads_of_acks_then_other_spellings_agree_with_the_plain_parser():
+    # Random reads of acks followed by spellings that are not plain acks (or a cut ack):
+    # the run must end exactly where the parser without ack_runs stops reading acks.
     import random
 
     rng = random.Random(15)
