@@ -123,7 +123,9 @@ import struct
 import sys
 import zlib
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
+from itertools import repeat
 
 import msgpack
 
@@ -228,14 +230,18 @@ def run_member(body: list, seq: int, make):
     return None
 
 
-def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> tuple[list, int]:
+def decode_msgs(buf: bytes, positions: list[int], seqs: list[int], make) -> tuple[list, int]:
     """``make(seq, subject, headers, payload, ts)`` for the MSG record (or MSGS member) of
     each of ``seqs`` at the matching one of ``positions`` in ``buf`` (one read holding a
-    run of them); None for one out of ``buf`` or cut short by its end, that fails its
-    CRC, is not a MSG or MSGS, does not decode or holds another sequence. Also returns
-    how many are None (the caller need not look for them)."""
+    run of them, ``positions`` ascending, ``seqs`` ascending); None for one out of
+    ``buf`` or cut short by its end, that fails its CRC, is not a MSG or MSGS, does not
+    decode or holds another sequence. Also returns how many are None (the caller need
+    not look for them)."""
     # hot path: a consumer's batch read from disk (store/file/stream.py _load_slots).
-    # The members of a MSGS record share its position: it is decoded once for them all.
+    # The members of a MSGS record share its position: it is decoded once, and they are
+    # made in one map over its payloads.
+    if len(positions) != len(seqs):
+        raise ValueError("positions and seqs differ in length")
     n = len(buf)
     last = n - REC_HEADER_SIZE
     mv = memoryview(buf)
@@ -243,23 +249,24 @@ def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> 
     out: list = []
     append = out.append
     bad = 0
-    run_at = -1  # position of the MSGS record in ``run``
-    run: list = []
-    for pos, seq in zip(positions, seqs, strict=True):
+    i, total = 0, len(positions)
+    while i < total:
+        pos = positions[i]
+        seq = seqs[i]
         msg = None
-        if pos == run_at:
-            k = seq - run[0]
-            if 0 <= k < len(run[3]):
-                msg = make(seq, run[2], None, run[3][k], run[1])
-        elif 0 <= pos <= last:
+        if 0 <= pos <= last:
             magic, crc, _ver, rtype, ln = unpack(buf, pos)
             end = pos + REC_HEADER_SIZE + ln
             if end <= n and magic == REC_MAGIC and crc32(mv[pos + _CRC_AT : end]) == crc:
                 try:
                     body = unpackb(mv[pos + REC_HEADER_SIZE : end], raw=False)
                     if rtype == T_MSGS:
-                        msg = run_member(body, seq, make)
-                        run, run_at = body, pos
+                        j = bisect_right(positions, pos, i)  # its members in this read
+                        members = _run_members(body, seqs[i:j], make)
+                        if members is not None and positions[j - 1] == pos:
+                            out += members
+                            i = j
+                            continue
                     elif rtype == T_MSG and body[0] == seq:
                         msg = make(seq, body[2], body[3], body[4], body[1])
                 except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
@@ -267,7 +274,23 @@ def decode_msgs(buf: bytes, positions: list[int], seqs: Iterable[int], make) -> 
         if msg is None:
             bad += 1
         append(msg)
+        i += 1
     return out, bad
+
+
+def _run_members(body: list, seqs: list[int], make) -> list | None:
+    """``make(...)`` for each of ``seqs`` (ascending), members of the decoded MSGS
+    ``body``; None when the run does not hold them all."""
+    base, ts, subject, payloads = body[0], body[1], body[2], body[3]
+    k0 = seqs[0] - base
+    k1 = seqs[-1] - base + 1
+    if k0 < 0 or k1 > len(payloads):
+        return None
+    if k1 - k0 == len(seqs):  # consecutive: a slice
+        picked = payloads[k0:k1]
+    else:
+        picked = list(map(payloads.__getitem__, map((-base).__add__, seqs)))
+    return list(map(make, seqs, repeat(subject), repeat(None), picked, repeat(ts)))
 
 
 def del_record(ranges: list[int]) -> bytes:
