@@ -246,6 +246,8 @@ class Options:
     ping_interval: float = 120.0
     ping_max: int = 2
     write_deadline: float = 10.0
+    # seconds the loop keeps polling after a write (server/busypoll.py); 0: off
+    busy_poll: float = 0.0002
     debug: bool = False
     trace: bool = False
     # with trace: payloads too (NATS MSG_PAYLOAD lines, MQTT PUBLISH payloads), each

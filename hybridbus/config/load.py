@@ -161,6 +161,20 @@ def t_write_deadline(ld: Loader, opts: Options, node: Node, key: str) -> None:
         opts.write_deadline = v
 
 
+def t_busy_poll(ld: Loader, opts: Options, node: Node, key: str) -> None:
+    """A duration ("200us", "1ms"; "0s" or 0 turns it off), at most a second."""
+    if node.value == 0 and not isinstance(node.value, bool):
+        opts.busy_poll = 0.0
+        return
+    secs = _duration_string(ld, node, "busy_poll")
+    if secs is None:
+        return
+    if not 0 <= secs <= 1:
+        ld.err(node, f"invalid busy_poll of {format_go_duration(round(secs * 1e9))}, 0s to 1s")
+        return
+    opts.busy_poll = secs
+
+
 def t_lame_duck_duration(ld: Loader, opts: Options, node: Node, key: str) -> None:
     secs = _duration_string(ld, node, "lame_duck_duration")
     if secs is None:
@@ -286,6 +300,7 @@ _TOP: dict[str, Handler] = {
     "ping_interval": t_ping_interval,
     "ping_max": store("ping_max", Loader.int_),
     "write_deadline": t_write_deadline,
+    "busy_poll": t_busy_poll,
     "debug": store("debug", Loader.bool_),
     "trace": store("trace", Loader.bool_),
     "trace_verbose": t_trace_verbose,

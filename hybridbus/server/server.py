@@ -40,6 +40,7 @@ from hybridbus.options import Options
 from hybridbus.router.sublist import Sublist
 from hybridbus.security import Security
 from hybridbus.server import account_state
+from hybridbus.server.busypoll import BusyPoll
 from hybridbus.server.fanout import FanoutJob
 from hybridbus.server.leafnodes import leaf_ready, start_leafnodes, stop_leafnodes
 from hybridbus.server.route_each import route_acks, route_requests, route_tails, route_to_each
@@ -102,6 +103,7 @@ class Server:
         self._listeners: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy = BusyPoll(None)  # its loop once started
         self._stopped = asyncio.Event()
         self._ready = asyncio.Event()  # set once start() has opened everything
         self._quit = asyncio.Event()  # set when shutdown() begins (ends lame duck mode)
@@ -138,6 +140,7 @@ class Server:
         """Open the store, then the listeners and monitoring. What stops the start is
         a StartError (startup.py) that names it; what was opened is closed again."""
         self._loop = asyncio.get_running_loop()
+        self._busy = BusyPoll(self._loop)
         opts = self.options
         log.info("Starting hybridbus %s", __version__)
         log.info(
@@ -761,6 +764,7 @@ class Server:
         self._dirty = []
         for client in dirty:
             client.write_now()
+        self._busy.after_write(self.options.busy_poll)  # server/busypoll.py
 
     # -- timers -----------------------------------------------------------------------
 
