@@ -49,7 +49,10 @@ async def test_fetch_with_nats_py(env):
     assert [x.data for x in rest] == [b"m1", b"m2"]
     assert time.monotonic() - t0 < 1.0
     t0 = time.monotonic()
-    with pytest.raises(nats.errors.TimeoutError):
+    # nats-py raises its TimeoutError, or the builtin one when the 408 at the request's
+    # expiry (100 us before the client's deadline) is read after that deadline: the
+    # same timeout, a race of loop timers (1 in ~20 runs either way).
+    with pytest.raises(TimeoutError):
         await sub.fetch(5, timeout=1)
     assert 0.8 < time.monotonic() - t0 < 1.8
     with pytest.raises(FetchTimeoutError):
