@@ -141,12 +141,7 @@ def _requests_handler(js: JetStream, name: str):
     ``store_publish`` adds each plain publish, in one call."""
 
     def on_requests(subject: str, replies: Sequence[str], payloads: Sequence[bytes]) -> None:
-        batches = _batches(js)
-        batch = batches.get(name)
-        if batch is None:
-            batches[name] = batch = []
-            js.later(_append_batch, js, name, True)
-        batch.extend(zip(repeat(subject), replies, payloads))
+        _batch(js, name).extend(zip(repeat(subject), replies, payloads))
 
     return on_requests
 
@@ -175,11 +170,7 @@ def store_publish(
 ) -> None:
     """Append one captured publish; answer ``reply`` with the PubAck once durable."""
     if headers is None and mqtt_msg is None:
-        batch = _batches(js).get(name)
-        if batch is None:
-            _batches(js)[name] = batch = []
-            js.later(_append_batch, js, name, True)
-        batch.append((subject, reply, payload))
+        _batch(js, name).append((subject, reply, payload))
         return
     _append_batch(js, name)  # the read's earlier publishes to this stream go first
     try:
@@ -236,6 +227,17 @@ def _batches(js: JetStream) -> dict[str, list]:
     if batches is None:
         batches = js.pub_batches = {}
     return batches
+
+
+def _batch(js: JetStream, name: str) -> list:
+    """The read's batch of plain publishes to stream ``name``; the first one of a read
+    also queues the batch's append (``_append_batch``, deferred work)."""
+    batches = _batches(js)
+    batch = batches.get(name)
+    if batch is None:
+        batches[name] = batch = []
+        js.later(_append_batch, js, name, True)
+    return batch
 
 
 def _append_batch(js: JetStream, name: str, deferred: bool = False) -> None:

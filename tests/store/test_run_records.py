@@ -154,15 +154,21 @@ def test_compacting_keeps_runs_with_dead_members_and_their_tombstones(reopen, st
     assert s.recovery["corrupt_records"] == 0
 
 
-def test_a_damaged_run_is_lost_whole_and_the_rest_survives(reopen, store_dir):
+def closed_runs(reopen, store_dir: str, n: int) -> tuple[list, str, list[tuple[int, int]]]:
+    """A closed store holding ``n`` runs of 100: the listing, the segment file and the
+    (start, end) offsets of its MSGS records."""
     s = reopen()
     st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
-    for i in range(0, 300, 100):
+    for i in range(0, 100 * n, 100):
         st.append_each("s.x", payloads(100, i))
     want = listing(st)
     s.close_sync()
     path = segs(store_dir)[0]
-    runs = [(o, e) for o, t, e in record_types(path) if t == T_MSGS]
+    return want, path, [(o, e) for o, t, e in record_types(path) if t == T_MSGS]
+
+
+def test_a_damaged_run_is_lost_whole_and_the_rest_survives(reopen, store_dir):
+    want, path, runs = closed_runs(reopen, store_dir, 3)
     assert len(runs) == 3
     off, end = runs[1]
     with open(path, "r+b") as f:  # one bit in the middle run's payloads
@@ -179,14 +185,8 @@ def test_a_damaged_run_is_lost_whole_and_the_rest_survives(reopen, store_dir):
 
 
 def test_a_run_torn_by_a_crash_is_cut_and_earlier_runs_survive(reopen, store_dir):
-    s = reopen()
-    st = s.add_stream(StreamConfig(name="S", subjects=["s.>"]))
-    for i in range(0, 200, 100):
-        st.append_each("s.x", payloads(100, i))
-    want = listing(st)
-    s.close_sync()
-    path = segs(store_dir)[0]
-    off, end = [(o, e) for o, t, e in record_types(path) if t == T_MSGS][-1]
+    want, path, runs = closed_runs(reopen, store_dir, 2)
+    off, end = runs[-1]
     os.truncate(path, (off + end) // 2)
     drop_indexes(store_dir)
     s = reopen()
