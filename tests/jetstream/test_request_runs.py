@@ -347,3 +347,39 @@ async def test_an_empty_line_after_a_run_of_acks_is_an_unknown_op(nats_server):
     w = await nats_connect(nats_server.nats_port)
     await w.send(b"PUB $JS.ACK.S.d.1.1.1.1.0 0\r\n\r\nPUB $JS.ACK.S.d.1.2.2.1.0 0\r\n\r\n\r\n")
     assert await w.expect_closed() == b"-ERR 'Unknown Protocol Operation'\r\n"
+
+
+ACCOUNTS = """
+accounts {
+  A: { jetstream: enabled, users: [{user: a, password: a}] }
+  B: { jetstream: enabled, users: [{user: b, password: b}] }
+}
+"""
+
+
+async def test_a_run_reaches_its_own_accounts_stream_only(tmp_path):
+    # B's stream captures s.>; A's run to s.a must not reach it (the run is matched in
+    # the publisher's account), and once A has a stream of its own, only A's stores it.
+    server = await start_with_config(tmp_path, ACCOUNTS)
+    try:
+        ncb = await nats.connect(f"nats://127.0.0.1:{server.nats_port}", user="b", password="b")
+        jsb = ncb.jetstream(timeout=2)
+        await jsb.add_stream(name="S", subjects=["s.>"])
+        creds = b'{"verbose":false,"pedantic":false,"headers":true,"no_responders":true,'
+        w = await nats_connect(server.nats_port, creds + b'"user":"a","pass":"a"}')
+        await w.send(b"SUB r.> 1\r\n")
+        await w.send(requests(b"s.a", inboxes(3)))
+        got = await answers(w, 3)
+        assert got == [(b"r.%d" % k, b"NATS/1.0 503") for k in range(3)]
+        assert (await jsb.stream_info("S")).state.messages == 0
+        nca = await nats.connect(f"nats://127.0.0.1:{server.nats_port}", user="a", password="a")
+        await nca.jetstream(timeout=2).add_stream(name="S", subjects=["s.>"])
+        await w.send(requests(b"s.a", inboxes(3, 3)))
+        got = await answers(w, 3)
+        assert got == [(b"r.%d" % (k + 3), {"stream": "S", "seq": k + 1}) for k in range(3)]
+        assert (await jsb.stream_info("S")).state.messages == 0
+        await w.close()
+        await nca.close()
+        await ncb.close()
+    finally:
+        await server.shutdown()
